@@ -1,0 +1,40 @@
+// Qubes and the global properties, as data. Topology helpers (netvm chains, addresses) live in
+// topology.ts and addressing.ts. Reference: shared/reference/qubes-firewall.md §5.1,
+// qubes-networking-and-users.md §2.
+import type { RuleList } from './rule.js';
+
+export type QubeClass = 'AppVM' | 'DispVM' | 'TemplateVM' | 'StandaloneVM';
+export const QUBE_CLASSES: readonly QubeClass[] = ['AppVM', 'DispVM', 'TemplateVM', 'StandaloneVM'];
+
+export type Label = 'red' | 'orange' | 'yellow' | 'green' | 'gray' | 'blue' | 'purple' | 'black';
+export const LABELS: readonly Label[] = ['red', 'orange', 'yellow', 'green', 'gray', 'blue', 'purple', 'black'];
+
+export type PowerState = 'Halted' | 'Running';
+
+/** `netvm` as stored: a qube name, `null` for none, or `'default'` to follow the global default_netvm. */
+export type NetvmRef = string | null;
+
+export interface Qube {
+  qid: number;
+  name: string;
+  klass: QubeClass;
+  label: Label;
+  /** `undefined`: follows the global default_netvm (Qubes' "default" value). */
+  netvm?: NetvmRef;
+  provides_network: boolean;
+  /** Set by hand; otherwise derived from qid (or dispid) by addressing.ts. */
+  ip?: string;
+  ip6?: string;
+  /** DispVMs: the dispid that gives their 10.138.x.y address. */
+  dispid?: number;
+  state: PowerState;
+  features: Record<string, string>;
+  rules: RuleList;
+}
+
+export interface Model {
+  /** The global default_netvm (qubes-prefs). `null` = none. */
+  default_netvm: string | null;
+  /** Keyed by name; iteration order is insertion order, kept sorted by the store. */
+  qubes: Map<string, Qube>;
+}
