@@ -1,0 +1,15 @@
+// The store: where the model lives between commands. FileStore (file-store.ts) is the Qubes-shaped
+// state directory; MemoryStore (memory-store.ts) serves tests and the simulator. Only the store
+// touches the files; everything above it works on a Model.
+import type { Model } from '../model/qube.js';
+
+export interface Store {
+  /** Qubes, globals and every qube's rules. A broken file is a QnetError naming it. */
+  load(): Promise<Model>;
+  /**
+   * Read-modify-write under the writer lock: loads the model, lets `change` edit it in place
+   * (add/remove/rename qubes, replace `qube.rules`), then writes only the files whose content
+   * changed, each atomically. If `change` throws, nothing is written. Returns what `change` returned.
+   */
+  update<T>(change: (model: Model) => T | Promise<T>): Promise<T>;
+}
