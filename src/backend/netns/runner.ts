@@ -1,0 +1,120 @@
+// The one seam through which qnet runs external programs (ip, nft, conntrack). Argument vectors only,
+// input on stdin, never a shell. Tests substitute ScriptedRunner, which fails on the first
+// unexpected command (knftables' fakeExec). Failures are classified here, once, so callers never
+// match stderr themselves.
+import { spawn } from 'node:child_process';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  stdin?: string;
+  /** Run inside this network namespace (`ip netns exec NS …`). */
+  netns?: string;
+  /** Kill the process after this many milliseconds (default 30 s). */
+  timeoutMs?: number;
+}
+
+export interface Runner {
+  run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly argv: readonly string[],
+    readonly result: RunResult,
+    readonly netns?: string,
+  ) {
+    const where = netns ? ` (in ${netns})` : '';
+    super(`${argv.join(' ')}${where} failed (exit ${result.code}): ${firstLines(result.stderr || result.stdout)}`);
+    this.name = 'CommandError';
+  }
+  get notFound(): boolean {
+    return isNotFound(this.result.stderr);
+  }
+  get alreadyExists(): boolean {
+    return isAlreadyExists(this.result.stderr);
+  }
+}
+
+export const isNotFound = (stderr: string): boolean =>
+  /No such file or directory|does not exist|Cannot find device|No such process|not found/i.test(stderr);
+export const isAlreadyExists = (stderr: string): boolean => /File exists|already exists/i.test(stderr);
+
+function firstLines(s: string, n = 4): string {
+  return s.trim().split('\n').slice(0, n).join(' | ');
+}
+
+/** Run and throw CommandError on a non-zero exit. */
+export async function runChecked(runner: Runner, argv: readonly string[], opts: RunOptions = {}): Promise<string> {
+  const r = await runner.run(argv, opts);
+  if (r.code !== 0) throw new CommandError(argv, r, opts.netns);
+  return r.stdout;
+}
+
+export class NodeRunner implements Runner {
+  run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const full = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : [...argv];
+    const [cmd, ...args] = full;
+    return new Promise((resolve) => {
+      const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const errOut: Buffer[] = [];
+      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => errOut.push(b));
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        resolve({ code: 127, stdout: '', stderr: `${cmd}: ${e.message}` });
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({
+          code: code ?? (signal ? 128 : 1),
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(errOut).toString('utf8') + (signal ? `\nkilled by ${signal}` : ''),
+        });
+      });
+      child.stdin.on('error', () => {}); // the program may exit before reading all input
+      child.stdin.end(opts.stdin ?? '');
+    });
+  }
+}
+
+export interface ExpectedCommand {
+  argv: readonly string[];
+  netns?: string;
+  /** Exact stdin, or a predicate over it. */
+  stdin?: string | ((s: string) => boolean);
+  result?: Partial<RunResult>;
+}
+
+/** A fake that plays a script and fails loudly on anything unexpected. */
+export class ScriptedRunner implements Runner {
+  readonly calls: { argv: readonly string[]; netns?: string; stdin?: string }[] = [];
+  private i = 0;
+  constructor(private readonly script: ExpectedCommand[]) {}
+
+  async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    this.calls.push({ argv, netns: opts.netns, stdin: opts.stdin });
+    const exp = this.script[this.i++];
+    const got = `${opts.netns ? `[${opts.netns}] ` : ''}${argv.join(' ')}`;
+    if (!exp) throw new Error(`ScriptedRunner: unexpected command ${got}`);
+    const want = `${exp.netns ? `[${exp.netns}] ` : ''}${exp.argv.join(' ')}`;
+    if (want !== got) throw new Error(`ScriptedRunner: expected ${want}\n  got ${got}`);
+    if (typeof exp.stdin === 'string' && exp.stdin !== (opts.stdin ?? ''))
+      throw new Error(`ScriptedRunner: stdin of ${got} differs:\n${opts.stdin}`);
+    if (typeof exp.stdin === 'function' && !exp.stdin(opts.stdin ?? ''))
+      throw new Error(`ScriptedRunner: stdin of ${got} rejected by predicate:\n${opts.stdin}`);
+    return { code: 0, stdout: '', stderr: '', ...exp.result };
+  }
+
+  /** Call at the end of a test: every scripted command must have run. */
+  assertDone(): void {
+    if (this.i !== this.script.length)
+      throw new Error(`ScriptedRunner: ${this.script.length - this.i} scripted command(s) never ran`);
+  }
+}
