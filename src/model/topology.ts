@@ -1,0 +1,173 @@
+// The netvm graph: who forwards for whom, checks that keep it a forest, and the NetPlan that both
+// executors build from (namespaces, veths, addresses, routes).
+import { gateway, gateway6, netvmName, qubeIp, qubeIp6 } from './addressing.js';
+import { diag, type Diagnostic } from './diagnostics.js';
+import type { Iface, NetNode, NetPlan, Route, UplinkKind } from './netplan.js';
+import { VIRTUAL_DNS } from './netplan.js';
+import type { Model, Qube } from './qube.js';
+import { err, ok, type Result } from './result.js';
+
+/** Qubes' name rule: a letter first, then letters, digits, `_.-`; at most 31 characters. */
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
+/** Names qnet uses itself (the stand-in outside world, `outside` in checks) or Qubes reserves. */
+const RESERVED = new Set(['dom0', 'none', 'default', 'world', 'outside']);
+
+export function validateQubeName(name: string): Result<string> {
+  if (!NAME_RE.test(name))
+    return err(
+      diag('QNET2001', `invalid qube name '${name}'`, {
+        hint: 'a letter first, then letters, digits, _ . -; at most 31 characters',
+      }),
+    );
+  if (RESERVED.has(name)) return err(diag('QNET2002', `'${name}' is a reserved name`));
+  return ok(name);
+}
+
+/** The netvm chain upwards: [netvm, its netvm, …]. Stops at a cycle (validateNetvm prevents them). */
+export function netvmChain(model: Model, q: Qube): Qube[] {
+  const chain: Qube[] = [];
+  const seen = new Set([q.name]);
+  let cur: Qube | undefined = q;
+  for (;;) {
+    const nv: string | null = netvmName(model, cur);
+    if (nv === null || seen.has(nv)) return chain;
+    cur = model.qubes.get(nv);
+    if (!cur) return chain;
+    seen.add(nv);
+    chain.push(cur);
+  }
+}
+
+/** Qubes whose (resolved) netvm is `name`, in qid order. */
+export function clientsOf(model: Model, name: string): Qube[] {
+  return [...model.qubes.values()].filter((c) => netvmName(model, c) === name).sort((a, b) => a.qid - b.qid);
+}
+
+/** Would `client` with netvm `candidate` be valid? (Qubes: must provide network; no loops.) */
+export function validateNetvm(model: Model, client: Qube, candidate: string | null): Result<null> {
+  if (candidate === null) return ok(null);
+  const nv = model.qubes.get(candidate);
+  if (!nv) return err(diag('QNET2003', `no such qube '${candidate}'`, { qube: client.name }));
+  if (!nv.provides_network)
+    return err(
+      diag('QNET2004', `'${candidate}' does not provide network`, {
+        qube: client.name,
+        hint: `qnet prefs ${candidate} provides_network True`,
+      }),
+    );
+  if (candidate === client.name || netvmChain(model, nv).some((x) => x.name === client.name))
+    return err(diag('QNET2005', `loops in network are unsupported: ${candidate} already routes through ${client.name}`, { qube: client.name }));
+  return ok(null);
+}
+
+/** Every problem with the graph as a whole (after an import or hand-edited file). */
+export function checkTopology(model: Model): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const q of model.qubes.values()) {
+    const r = validateNetvm(model, q, netvmName(model, q));
+    if (!r.ok) out.push(r.error);
+  }
+  return out;
+}
+
+// ---- The network plan ------------------------------------------------------------------------
+
+/** The stand-in outside world's side of each top netvm's uplink (documentation ranges only). */
+export const WORLD_LINK = {
+  v4: { world: '198.51.100.1', base: '198.51.100.' },
+  v6: { world: '2001:db8:ffff::1', base: '2001:db8:ffff::' },
+  dns: ['192.0.2.53'],
+} as const;
+
+/** Interface names (≤ 15 characters): client side `eth0`, netvm side `vif<qid>.0` as in Qubes. */
+export const vifName = (client: Qube) => `vif${client.qid}.0`;
+export const UPLINK_IFACE = 'eth0';
+export const worldIfaceName = (netvm: Qube) => `up${netvm.qid}`;
+
+export interface PlanOptions {
+  uplink: UplinkKind;
+  /** Only these qubes (e.g. the running ones); default all networked qubes. */
+  only?: ReadonlySet<string>;
+}
+
+/**
+ * Qubes' layout (§5.1): a client has ip/32 on eth0, an on-link /32 route to its gateway and a default
+ * route via it; its netvm puts its own address /32 on vif<qid>.0 (group 2) with a /32 route to the
+ * client. Every eth0 of a netvm is its uplink (group 1). IPv6 mirrors it when enabled.
+ */
+export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
+  const include = (q: Qube) => (opts.only ? opts.only.has(q.name) : true) && qubeIp(model, q) !== null;
+  const nodes = new Map<string, NetNode>();
+  const node = (name: string, kind: NetNode['kind'] = 'qube'): NetNode => {
+    let n = nodes.get(name);
+    if (!n) nodes.set(name, (n = { name, kind, ifaces: [], routes: [], forwarding: false }));
+    return n;
+  };
+  const qubes = [...model.qubes.values()].filter(include).sort((a, b) => a.qid - b.qid);
+  let topIndex = 0;
+  for (const q of qubes) {
+    const me = node(q.name);
+    me.forwarding = q.provides_network;
+    const ip = qubeIp(model, q)!;
+    const ip6 = qubeIp6(model, q);
+    const nvName = netvmName(model, q);
+    const nv = nvName === null ? undefined : model.qubes.get(nvName);
+    if (nv && include(nv)) {
+      const gw = gateway(model, q)!;
+      const gw6 = gateway6(model, q);
+      const eth: Iface = {
+        name: UPLINK_IFACE,
+        group: q.provides_network ? 1 : 0,
+        addrs: [{ addr: ip, len: 32 }, ...(ip6 ? [{ addr: ip6, len: 128 }] : [])],
+        peer: { node: nv.name, iface: vifName(q) },
+      };
+      me.ifaces.push(eth);
+      me.routes.push(...hostAndDefault(gw, 4), ...(gw6 ? hostAndDefault(gw6, 6) : []));
+      const up = node(nv.name);
+      up.ifaces.push({
+        name: vifName(q),
+        group: 2,
+        addrs: [{ addr: gw, len: 32 }, ...(gw6 ? [{ addr: gw6, len: 128 }] : [])],
+        peer: { node: q.name, iface: UPLINK_IFACE },
+      });
+      up.routes.push({ dst: `${ip}/32`, dev: vifName(q), family: 4 });
+      if (ip6 && gw6) up.routes.push({ dst: `${ip6}/128`, dev: vifName(q), family: 6 });
+    } else if (q.provides_network && nvName === null && opts.uplink === 'world') {
+      // A top netvm: its uplink goes to the stand-in world.
+      const i = topIndex++;
+      const mine = `${WORLD_LINK.v4.base}${2 + i}`;
+      const mine6 = `${WORLD_LINK.v6.base}${(2 + i).toString(16)}`;
+      me.ifaces.push({
+        name: UPLINK_IFACE,
+        group: 1,
+        addrs: [{ addr: mine, len: 32 }, { addr: mine6, len: 128 }],
+        peer: { node: 'world', iface: worldIfaceName(q) },
+      });
+      me.routes.push(...hostAndDefault(WORLD_LINK.v4.world, 4), ...hostAndDefault(WORLD_LINK.v6.world, 6));
+      const w = node('world', 'world');
+      w.forwarding = true;
+      w.ifaces.push({
+        name: worldIfaceName(q),
+        group: 0,
+        addrs: [{ addr: WORLD_LINK.v4.world, len: 32 }, { addr: WORLD_LINK.v6.world, len: 128 }],
+        peer: { node: q.name, iface: UPLINK_IFACE },
+      });
+      w.routes.push({ dst: `${mine}/32`, dev: worldIfaceName(q), family: 4 });
+      w.routes.push({ dst: `${mine6}/128`, dev: worldIfaceName(q), family: 6 });
+    }
+  }
+  return {
+    nodes: [...nodes.values()],
+    virtualDns: VIRTUAL_DNS,
+    upstreamDns: opts.uplink === 'world' ? [...WORLD_LINK.dns] : [],
+    uplink: opts.uplink,
+  };
+}
+
+function hostAndDefault(gw: string, family: 4 | 6): Route[] {
+  const len = family === 4 ? 32 : 128;
+  return [
+    { dst: `${gw}/${len}`, dev: UPLINK_IFACE, family },
+    { dst: 'default', dev: UPLINK_IFACE, via: gw, family },
+  ];
+}
