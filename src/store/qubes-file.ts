@@ -1,0 +1,187 @@
+// qubes.json: the qubes and the global properties (Qubes keeps these in qubes.xml). Rules are not
+// here; each qube's firewall.xml holds them. Output is deterministic (sorted by qid, fixed key order,
+// features sorted, 2-space JSON, trailing newline) so an unchanged model gives identical bytes and
+// the store can tell "changed" by comparing text.
+//
+//   { "version": 1, "default_netvm": "sys-firewall" | null,
+//     "qubes": [ { "qid", "name", "class", "label", "netvm"?: string | null (absent = default),
+//                  "provides_network", "ip"?, "ip6"?, "dispid"?, "state", "features": {…} } ] }
+//
+// Codes: QNET3010 not JSON; QNET3011 valid JSON with a wrong shape or value (one per problem,
+// each with its JSON path, e.g. `qubes[3].label`).
+import { isIPv4, isIPv6 } from 'node:net';
+import { diag, type Diagnostic } from '../model/diagnostics.js';
+import { LABELS, QUBE_CLASSES, type Model, type Qube } from '../model/qube.js';
+import { err, ok, type Result } from '../model/result.js';
+import { validateQubeName } from '../model/topology.js';
+
+export const QUBES_FILE_VERSION = 1;
+export const QUBES_JSON_SYNTAX = 'QNET3010';
+export const QUBES_JSON_INVALID = 'QNET3011';
+
+const QUBE_KEYS = [
+  'qid', 'name', 'class', 'label', 'netvm', 'provides_network', 'ip', 'ip6', 'dispid', 'state', 'features',
+] as const;
+const TOP_KEYS = ['version', 'default_netvm', 'qubes'] as const;
+const STATES = ['Halted', 'Running'] as const;
+
+/** The file's text for `model` (its rules are ignored). Does not validate; see checkModel. */
+export function formatQubesFile(model: Model): string {
+  const qubes = [...model.qubes.values()].sort((a, b) => a.qid - b.qid).map(qubeToJson);
+  return JSON.stringify({ version: QUBES_FILE_VERSION, default_netvm: model.default_netvm, qubes }, null, 2) + '\n';
+}
+
+/**
+ * Parse and fully validate. Every problem is reported (not just the first), each message starting
+ * with the file and the JSON path. Qubes come back sorted by qid with `rules: null`.
+ */
+export function parseQubesFile(text: string, file = 'qubes.json'): Result<Model, Diagnostic[]> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    return err([diag(QUBES_JSON_SYNTAX, `${file}: not valid JSON: ${why}`, { file })]);
+  }
+  return fromJson(json, (path, msg) => diag(QUBES_JSON_INVALID, `${file}: ${path}: ${msg}`, { file }));
+}
+
+/**
+ * What is wrong with `model` as qubes.json would hold it (the same checks as parsing, plus map keys
+ * that must equal the qube's name). The store refuses to write a model with any of these.
+ */
+export function checkModel(model: Model): Diagnostic[] {
+  const issues: Diagnostic[] = [];
+  for (const [key, q] of model.qubes)
+    if (key !== q.name)
+      issues.push(diag(QUBES_JSON_INVALID, `qube '${q.name}' is stored under the name '${key}' (rename must re-key the map)`));
+  const r = fromJson(JSON.parse(formatQubesFile(model)), (path, msg) =>
+    diag(QUBES_JSON_INVALID, `invalid model: ${path}: ${msg}`),
+  );
+  return r.ok ? issues : [...issues, ...r.error];
+}
+
+function qubeToJson(q: Qube): Record<string, unknown> {
+  // Fixed key order, optional keys only when set, so the bytes depend on the data alone.
+  const o: Record<string, unknown> = { qid: q.qid, name: q.name, class: q.klass, label: q.label };
+  if (q.netvm !== undefined) o.netvm = q.netvm;
+  o.provides_network = q.provides_network;
+  if (q.ip !== undefined) o.ip = q.ip;
+  if (q.ip6 !== undefined) o.ip6 = q.ip6;
+  if (q.dispid !== undefined) o.dispid = q.dispid;
+  o.state = q.state;
+  o.features = Object.fromEntries(Object.entries(q.features).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return o;
+}
+
+type Report = (path: string, msg: string) => Diagnostic;
+
+function fromJson(json: unknown, report: Report): Result<Model, Diagnostic[]> {
+  const issues: Diagnostic[] = [];
+  const bad = (path: string, msg: string) => void issues.push(report(path, msg));
+  if (!isObject(json)) return err([report('(top level)', `expected an object, got ${describe(json)}`)]);
+  unknownKeys(json, TOP_KEYS, '(top level)', bad);
+  if (json.version !== QUBES_FILE_VERSION)
+    bad('version', `${show(json.version)} is not a supported version (expected ${QUBES_FILE_VERSION})`);
+  const default_netvm = json.default_netvm;
+  if (default_netvm !== null && !(typeof default_netvm === 'string' && validateQubeName(default_netvm).ok))
+    bad('default_netvm', `${show(default_netvm)} is not a qube name or null`);
+  if (!Array.isArray(json.qubes)) {
+    bad('qubes', `expected an array, got ${describe(json.qubes)}`);
+    return err(issues);
+  }
+  const qubes: Qube[] = [];
+  const byName = new Map<string, number>();
+  const byQid = new Map<number, number>();
+  json.qubes.forEach((raw: unknown, i: number) => {
+    const q = qubeFromJson(raw, `qubes[${i}]`, bad);
+    if (!q) return;
+    const n = byName.get(q.name);
+    if (n !== undefined) bad(`qubes[${i}].name`, `'${q.name}' is also the name of qubes[${n}]`);
+    const d = byQid.get(q.qid);
+    if (d !== undefined) bad(`qubes[${i}].qid`, `${q.qid} is also the qid of qubes[${d}]`);
+    byName.set(q.name, i);
+    byQid.set(q.qid, i);
+    qubes.push(q);
+  });
+  if (issues.length > 0) return err(issues);
+  qubes.sort((a, b) => a.qid - b.qid);
+  return ok({ default_netvm: default_netvm as string | null, qubes: new Map(qubes.map((q) => [q.name, q])) });
+}
+
+function qubeFromJson(raw: unknown, at: string, bad: (path: string, msg: string) => void): Qube | undefined {
+  if (!isObject(raw)) {
+    bad(at, `expected an object, got ${describe(raw)}`);
+    return undefined;
+  }
+  let failed = false;
+  const fail = (key: string, msg: string) => {
+    failed = true;
+    bad(`${at}.${key}`, msg);
+  };
+  unknownKeys(raw, QUBE_KEYS, at, (p, m) => {
+    failed = true;
+    bad(p, m);
+  });
+  const { qid, name, label, netvm, provides_network, ip, ip6, dispid, state, features } = raw;
+  const klass = raw.class;
+  if (!isId(qid)) fail('qid', `${show(qid)} is not a qid (an integer 0–65535)`);
+  if (typeof name !== 'string') fail('name', `expected a string, got ${describe(name)}`);
+  else if (!validateQubeName(name).ok)
+    fail('name', `'${name}' is not a valid qube name (a letter first, then letters, digits, _ . -; at most 31 characters; not a reserved name)`);
+  if (!QUBE_CLASSES.includes(klass as never)) fail('class', `${show(klass)} is not a class (${QUBE_CLASSES.join(', ')})`);
+  if (!LABELS.includes(label as never)) fail('label', `${show(label)} is not a label (${LABELS.join(', ')})`);
+  if (netvm !== undefined && netvm !== null && !(typeof netvm === 'string' && validateQubeName(netvm).ok))
+    fail('netvm', `${show(netvm)} is not a qube name or null (leave it out to follow default_netvm)`);
+  if (typeof provides_network !== 'boolean') fail('provides_network', `expected true or false, got ${describe(provides_network)}`);
+  if (ip !== undefined && !(typeof ip === 'string' && isIPv4(ip))) fail('ip', `${show(ip)} is not an IPv4 address`);
+  if (ip6 !== undefined && !(typeof ip6 === 'string' && isIPv6(ip6))) fail('ip6', `${show(ip6)} is not an IPv6 address`);
+  if (dispid !== undefined && !isId(dispid)) fail('dispid', `${show(dispid)} is not a dispid (an integer 0–65535)`);
+  if (!STATES.includes(state as never)) fail('state', `${show(state)} is not a state (${STATES.join(', ')})`);
+  if (!isObject(features)) fail('features', `expected an object of strings, got ${describe(features)}`);
+  else
+    for (const [k, v] of Object.entries(features))
+      if (typeof v !== 'string') fail(`features.${k}`, `expected a string, got ${describe(v)}`);
+  if (failed) return undefined;
+  const q: Qube = {
+    qid: qid as number,
+    name: name as string,
+    klass: klass as Qube['klass'],
+    label: label as Qube['label'],
+    provides_network: provides_network as boolean,
+    state: state as Qube['state'],
+    features: { ...(features as Record<string, string>) },
+    rules: null,
+  };
+  if (netvm !== undefined) q.netvm = netvm as string | null;
+  if (ip !== undefined) q.ip = ip as string;
+  if (ip6 !== undefined) q.ip6 = ip6 as string;
+  if (dispid !== undefined) q.dispid = dispid as number;
+  return q;
+}
+
+function unknownKeys(o: Record<string, unknown>, known: readonly string[], at: string, bad: (p: string, m: string) => void) {
+  for (const k of Object.keys(o))
+    if (!known.includes(k)) bad(at === '(top level)' ? k : `${at}.${k}`, `unknown property (known: ${known.join(', ')})`);
+}
+
+// Addresses are derived from 16 bits of the id (10.137.x.y), so larger ids cannot be addressed.
+const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${show(v)}`;
+}
+
+/** Values quoted as a user would type them: 'pink', 42, null. */
+function show(v: unknown): string {
+  if (typeof v === 'string') return `'${v}'`;
+  if (v === undefined) return 'nothing';
+  return JSON.stringify(v) ?? String(v);
+}
