@@ -113,20 +113,26 @@ async function breakStale(path: string, staleIno: number): Promise<void> {
   const guardIno = await tryCreate(guard);
   if (guardIno === undefined) {
     const g = await readHolder(guard);
-    if (g && !isLive(g)) await unlinkIfSame(guard, g.ino);
+    if (g && !isLive(g)) await unlinkIfSame(guard, g.ino, g.pid ?? undefined);
     return; // someone else is breaking it; the caller retries
   }
   try {
     const cur = await readHolder(path);
-    if (cur && cur.ino === staleIno && !isLive(cur)) await unlinkIfSame(path, staleIno);
+    if (cur && cur.ino === staleIno && !isLive(cur)) await unlinkIfSame(path, staleIno, cur.pid ?? undefined);
   } finally {
-    await unlinkIfSame(guard, guardIno);
+    await unlinkIfSame(guard, guardIno, process.pid);
   }
 }
 
-async function unlinkIfSame(path: string, ino: number): Promise<void> {
+/**
+ * Unlink `path` if it is still the file we mean: same inode and, when given, the same pid inside
+ * (inode numbers are reused at once on tmpfs and ext4, so the inode alone is not proof).
+ */
+async function unlinkIfSame(path: string, ino: number, pid?: number): Promise<void> {
+  const h = await readHolder(path);
+  if (!h || h.ino !== ino || (pid !== undefined && h.pid !== pid)) return;
   try {
-    if ((await stat(path)).ino === ino) await unlink(path);
+    await unlink(path);
   } catch (e) {
     if (!isCode(e, 'ENOENT')) throw e;
   }
@@ -139,7 +145,7 @@ function heldLock(path: string, ino: number): Lock {
     async release() {
       if (released) return;
       released = true;
-      await unlinkIfSame(path, ino);
+      await unlinkIfSame(path, ino, process.pid);
     },
   };
 }
