@@ -1,0 +1,180 @@
+// From the ruleset in the kernel (`before`) to the wanted one (`after`) in one atomic transaction.
+//
+// * Tables qnet owns whole (no user-owned chain) are replaced when `before` is unknown:
+//   `add table` + `delete table` + definition. nft 1.0.6 has no `destroy` (linux-kernel-notes.md),
+//   and `add` first makes the `delete` safe when the table is absent.
+// * A table holding a user-owned chain (Qubes' `custom-input`/`custom-forward` in `qubes`, reference
+//   §4.7: "Qubes OS itself will never modify them") is never deleted: its user chains are declared
+//   with `add chain` only, and qnet's own chains are flushed and refilled.
+// * With `before` known, only what changed is touched (kube-proxy's partial sync, EXAMPLES.md
+//   Examples 2–3): changed chains are flushed and refilled, set and map elements are mirrored
+//   (delete the gone or changed ones, add the new ones), removed chains are deleted last, after
+//   the rules and map elements that pointed at them are gone.
+import { elementKey, elementText, renderBaseSpec, renderRuleBody } from './render.js';
+import { Transaction, type TableRef } from './transaction.js';
+import type { Chain, MapElement, NamedMap, NamedSet, Ruleset, SetElement, Table } from './types.js';
+
+/** The nft script that takes `before` (null = unknown, e.g. first apply) to `after`. */
+export function diffRulesets(before: Ruleset | null, after: Ruleset): string {
+  return diffTransaction(before, after).toString();
+}
+
+/** The full load: what `diffRulesets(null, rs)` emits. */
+export function fullTransaction(rs: Ruleset): Transaction {
+  return diffTransaction(null, rs);
+}
+
+export function diffTransaction(before: Ruleset | null, after: Ruleset): Transaction {
+  const tx = new Transaction();
+  const old = new Map((before?.tables ?? []).map((t) => [tableId(t), t]));
+  for (const t of after.tables) {
+    const b = old.get(tableId(t));
+    if (b) tableDelta(tx, b, t);
+    else if (hasUserChains(t)) sharedTableFull(tx, t);
+    else ownedTableFull(tx, t, before === null);
+  }
+  const wanted = new Set(after.tables.map(tableId));
+  for (const b of before?.tables ?? []) if (!wanted.has(tableId(b))) removeTable(tx, b);
+  return tx;
+}
+
+const tableId = (t: Table) => `${t.family} ${t.name}`;
+const ref = (t: Table): TableRef => ({ family: t.family, table: t.name });
+const hasUserChains = (t: Table) => t.chains.some((c) => c.userOwned);
+const isMap = (s: NamedSet | NamedMap) => s.kind === 'map';
+const elems = (s: NamedSet | NamedMap): (SetElement | MapElement)[] => s.elements;
+
+/** Declarations first, then elements (map elements may jump to chains), then rules (they use sets). */
+function ownedTableFull(tx: Transaction, t: Table, mayExist: boolean): void {
+  const r = ref(t);
+  if (mayExist) {
+    tx.push({ op: 'add-table', t: r });
+    tx.push({ op: 'delete-table', t: r });
+  }
+  tx.push({ op: 'add-table', t: r, comment: t.comment });
+  for (const c of t.chains) tx.push({ op: 'add-chain', t: r, chain: c });
+  for (const s of t.sets) tx.push({ op: 'add-set', t: r, set: s });
+  for (const s of t.sets) tx.push({ op: 'add-element', t: r, set: s.name, map: isMap(s), elements: elems(s) });
+  for (const c of t.chains) for (const rule of c.rules) tx.push({ op: 'add-rule', t: r, chain: c.name, rule });
+}
+
+/**
+ * A table shared with the user, state unknown: declare everything, flush qnet's chains and sets,
+ * refill. Chains qnet generated earlier and no longer wants cannot be known here; the engine keeps
+ * `before` so that diffs delete them.
+ */
+function sharedTableFull(tx: Transaction, t: Table): void {
+  const r = ref(t);
+  tx.push({ op: 'add-table', t: r, comment: t.comment });
+  for (const c of t.chains) tx.push({ op: 'add-chain', t: r, chain: c });
+  for (const c of t.chains) if (!c.userOwned) tx.push({ op: 'flush-chain', t: r, name: c.name });
+  for (const s of t.sets) tx.push({ op: 'add-set', t: r, set: s });
+  for (const s of t.sets) tx.push({ op: 'flush-set', t: r, name: s.name, map: isMap(s) });
+  for (const s of t.sets) tx.push({ op: 'add-element', t: r, set: s.name, map: isMap(s), elements: elems(s) });
+  for (const c of t.chains) if (!c.userOwned) for (const rule of c.rules) tx.push({ op: 'add-rule', t: r, chain: c.name, rule });
+}
+
+function removeTable(tx: Transaction, b: Table): void {
+  const r = ref(b);
+  if (!hasUserChains(b)) {
+    tx.push({ op: 'delete-table', t: r });
+    return;
+  }
+  const mine = b.chains.filter((c) => !c.userOwned);
+  for (const c of mine) tx.push({ op: 'flush-chain', t: r, name: c.name });
+  for (const s of b.sets) tx.push({ op: 'delete-set', t: r, name: s.name, map: isMap(s) });
+  for (const c of mine) tx.push({ op: 'delete-chain', t: r, name: c.name });
+}
+
+const sameDecl = (x: NamedSet | NamedMap, y: NamedSet | NamedMap) =>
+  x.kind === y.kind &&
+  x.interval === y.interval &&
+  x.keyType.join('.') === y.keyType.join('.') &&
+  x.comment === y.comment;
+
+const hookOf = (c: Chain) => (c.base ? `${c.base.type} ${c.base.hook} ${c.base.priority}` : 'regular');
+const rulesText = (c: Chain) => c.rules.map(renderRuleBody);
+
+function sameRules(x: Chain, y: Chain): boolean {
+  if (x.rules.length !== y.rules.length) return false;
+  const a = rulesText(x);
+  const b = rulesText(y);
+  return a.every((s, i) => s === b[i]);
+}
+
+/** Chains (in `b`) whose rules look up set or map `name`. */
+function usersOf(b: Table, name: string): string[] {
+  return b.chains
+    .filter((c) =>
+      c.rules.some(
+        (r) => r.matches.some((m) => m.kind === 'in-set' && m.set === name) || r.stmts.some((s) => s.kind === 'vmap' && s.map === name),
+      ),
+    )
+    .map((c) => c.name);
+}
+
+function tableDelta(tx: Transaction, b: Table, a: Table): void {
+  const r = ref(a);
+  const bChains = new Map(b.chains.map((c) => [c.name, c]));
+  const aChains = new Map(a.chains.map((c) => [c.name, c]));
+  const bSets = new Map(b.sets.map((s) => [s.name, s]));
+
+  // Sets whose declaration changed are recreated; every chain using them must let go first.
+  const replacedSets = a.sets.filter((s) => {
+    const o = bSets.get(s.name);
+    return o !== undefined && !sameDecl(o, s);
+  });
+  const mustRefill = new Set(replacedSets.flatMap((s) => usersOf(b, s.name)));
+
+  const added: Chain[] = [];
+  const refilled: Chain[] = [];
+  const replacedChains: Chain[] = [];
+  const policyOnly: Chain[] = [];
+  for (const c of a.chains) {
+    const o = bChains.get(c.name);
+    if (!o) {
+      added.push(c);
+      continue;
+    }
+    if (c.userOwned) continue; // declared by the user's side of the contract; never touched
+    if (hookOf(o) !== hookOf(c)) replacedChains.push(c);
+    else {
+      if (c.base && o.base && renderBaseSpec(c.base) !== renderBaseSpec(o.base)) policyOnly.push(c);
+      if (mustRefill.has(c.name) || !sameRules(o, c)) refilled.push(c);
+    }
+  }
+  const removedChains = b.chains.filter((c) => !aChains.has(c.name) && !c.userOwned);
+  const removedSets = b.sets.filter((s) => !a.sets.some((x) => x.name === s.name));
+
+  // 1. declarations the rest needs
+  for (const c of [...added, ...policyOnly]) tx.push({ op: 'add-chain', t: r, chain: c });
+  for (const s of a.sets) if (!bSets.has(s.name)) tx.push({ op: 'add-set', t: r, set: s });
+  // 2. drop rules that change or go away (this also drops their references)
+  for (const c of [...refilled, ...replacedChains, ...removedChains]) tx.push({ op: 'flush-chain', t: r, name: c.name });
+  // 3. element mirror: delete the gone and the changed
+  const toAdd: { s: NamedSet | NamedMap; e: (SetElement | MapElement)[] }[] = [];
+  for (const s of a.sets) {
+    const o = bSets.get(s.name);
+    if (!o || !sameDecl(o, s)) {
+      toAdd.push({ s, e: elems(s) });
+      continue;
+    }
+    const want = new Map(elems(s).map((e) => [elementKey(e), e]));
+    const have = new Map(elems(o).map((e) => [elementKey(e), e]));
+    const del = [...have].filter(([k, e]) => !want.has(k) || elementText(want.get(k)!) !== elementText(e)).map(([, e]) => e);
+    const add = [...want].filter(([k, e]) => !have.has(k) || elementText(have.get(k)!) !== elementText(e)).map(([, e]) => e);
+    tx.push({ op: 'delete-element', t: r, set: s.name, map: isMap(s), elements: del });
+    toAdd.push({ s, e: add });
+  }
+  // 4. recreate what changed shape
+  for (const s of [...removedSets, ...replacedSets]) tx.push({ op: 'delete-set', t: r, name: s.name, map: isMap(s) });
+  for (const c of replacedChains) tx.push({ op: 'delete-chain', t: r, name: c.name });
+  for (const s of replacedSets) tx.push({ op: 'add-set', t: r, set: s });
+  for (const c of replacedChains) tx.push({ op: 'add-chain', t: r, chain: c });
+  // 5. fill
+  for (const { s, e } of toAdd) tx.push({ op: 'add-element', t: r, set: s.name, map: isMap(s), elements: e });
+  for (const c of [...added.filter((x) => !x.userOwned), ...refilled, ...replacedChains])
+    for (const rule of c.rules) tx.push({ op: 'add-rule', t: r, chain: c.name, rule });
+  // 6. chains nobody points at any more
+  for (const c of removedChains) tx.push({ op: 'delete-chain', t: r, name: c.name });
+}
