@@ -1,0 +1,189 @@
+// A Ruleset turned, once, into what the evaluator walks: chains with resolved jump targets, rules
+// with compiled matchers, sets interned, and per hook the base chains in the order the kernel runs
+// them. Cached per Ruleset object: rulesets are treated as immutable (replace, don't mutate).
+import type { BaseChainSpec, Chain, Family, Hook, IrRule, RejectWith, Ruleset, Statement, Table, Verdict } from '../ir/types.js';
+import { assertNever } from '../model/result.js';
+import { compileMatch, type Matcher, SetCache } from './match.js';
+import type { Pkt } from './packet.js';
+
+export type PVerdict =
+  | { k: 'accept' }
+  | { k: 'drop' }
+  | { k: 'reject'; with: RejectWith | undefined }
+  | { k: 'return' }
+  | { k: 'continue' }
+  | { k: 'jump'; to: PChain }
+  | { k: 'goto'; to: PChain };
+
+export type PStmt =
+  | { k: 'counter' }
+  | { k: 'log'; prefix: string | undefined }
+  | { k: 'dnat'; family: 4 | 6 | undefined; addr: string; port: number | undefined }
+  | { k: 'masquerade' }
+  | { k: 'vmap'; map: string; lookup: (p: Pkt) => PVerdict | undefined }
+  | { k: 'verdict'; v: PVerdict };
+
+export interface PRule {
+  ir: IrRule;
+  index: number;
+  chain: PChain;
+  matches: Matcher[];
+  stmts: PStmt[];
+}
+
+export interface PChain {
+  name: string;
+  table: PTable;
+  base: BaseChainSpec | undefined;
+  rules: PRule[];
+}
+
+export interface PTable {
+  ir: Table;
+  family: Family;
+  name: string;
+  index: number;
+  chains: Map<string, PChain>;
+}
+
+export interface PBase {
+  chain: PChain;
+  spec: BaseChainSpec;
+  /** Where it runs in the hook: its priority, or the NAT core's slot for nat chains. */
+  order: number;
+  nat: boolean;
+}
+
+export interface PreparedRuleset {
+  ir: Ruleset;
+  tables: PTable[];
+  /** Base chains per hook, per IP family, in run order. */
+  hooks: Record<Hook, { 4: PBase[]; 6: PBase[] }>;
+}
+
+/** A ruleset the kernel would refuse to load (dangling jump, unknown set, bad value). */
+export class SimLoadError extends Error {
+  override name = 'SimLoadError';
+}
+
+// The NAT core hooks at fixed priorities (NF_IP_PRI_NAT_DST = -100 in prerouting/output,
+// NF_IP_PRI_NAT_SRC = 100 in input/postrouting); nft nat chains run inside it, ordered among
+// themselves by their own priority (nf_nat_register_fn in net/netfilter/nf_nat_core.c).
+export function natSlot(hook: Hook): number {
+  switch (hook) {
+    case 'prerouting':
+    case 'output':
+      return -100;
+    case 'input':
+    case 'postrouting':
+      return 100;
+    case 'forward':
+      return 0;
+    default:
+      return assertNever(hook, 'hook');
+  }
+}
+
+const HOOKS: Hook[] = ['prerouting', 'input', 'forward', 'output', 'postrouting'];
+const cache = new WeakMap<Ruleset, PreparedRuleset>();
+
+export function prepare(rs: Ruleset): PreparedRuleset {
+  let p = cache.get(rs);
+  if (!p) cache.set(rs, (p = build(rs)));
+  return p;
+}
+
+function build(rs: Ruleset): PreparedRuleset {
+  const tables: PTable[] = rs.tables.map((t, index) => {
+    const pt: PTable = { ir: t, family: t.family, name: t.name, index, chains: new Map() };
+    for (const c of t.chains) {
+      if (pt.chains.has(c.name)) throw new SimLoadError(`table ${t.family} ${t.name}: chain '${c.name}' defined twice`);
+      pt.chains.set(c.name, { name: c.name, table: pt, base: c.base, rules: [] });
+    }
+    return pt;
+  });
+  for (const pt of tables) {
+    const sets = new SetCache(pt.ir);
+    for (const c of pt.ir.chains) {
+      const pc = pt.chains.get(c.name)!;
+      try {
+        pc.rules = c.rules.map((r, index) => prepareRule(r, index, pc, sets));
+      } catch (e) {
+        if (e instanceof SimLoadError) throw e;
+        throw new SimLoadError(`table ${pt.family} ${pt.name} chain ${c.name}: ${(e as Error).message}`);
+      }
+    }
+  }
+  const hooks = Object.fromEntries(HOOKS.map((h) => [h, { 4: [] as PBase[], 6: [] as PBase[] }])) as PreparedRuleset['hooks'];
+  const all: (PBase & { t: number; c: number })[] = [];
+  for (const pt of tables)
+    pt.ir.chains.forEach((c: Chain, ci) => {
+      if (!c.base) return;
+      const nat = c.base.type === 'nat';
+      all.push({ chain: pt.chains.get(c.name)!, spec: c.base, order: nat ? natSlot(c.base.hook) : c.base.priority, nat, t: pt.index, c: ci });
+    });
+  // Equal priorities: the kernel runs hooks in registration order (nf_hook_entries_grow inserts a new
+  // hook after existing ones of the same priority), and one `nft -f` registers chains in the order
+  // they appear. We follow the Ruleset's table order, then chain order within a table.
+  all.sort((a, b) => a.order - b.order || a.spec.priority - b.spec.priority || a.t - b.t || a.c - b.c);
+  for (const b of all) {
+    const fam = b.chain.table.family;
+    const entry = { chain: b.chain, spec: b.spec, order: b.order, nat: b.nat };
+    if (fam === 'ip' || fam === 'inet') hooks[b.spec.hook][4].push(entry);
+    if (fam === 'ip6' || fam === 'inet') hooks[b.spec.hook][6].push(entry);
+  }
+  return { ir: rs, tables, hooks };
+}
+
+function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache): PRule {
+  const stmts = r.stmts.map((s) => prepareStmt(s, chain.table, sets));
+  return { ir: r, index, chain, matches: r.matches.map((m) => compileMatch(m, sets)), stmts };
+}
+
+function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
+  switch (s.kind) {
+    case 'counter':
+      return { k: 'counter' };
+    case 'log':
+      return { k: 'log', prefix: s.prefix };
+    case 'dnat':
+      return { k: 'dnat', family: s.family === undefined ? undefined : s.family === 'ip' ? 4 : 6, addr: s.addr, port: s.port };
+    case 'masquerade':
+      return { k: 'masquerade' };
+    case 'vmap': {
+      const m = sets.named(s.map);
+      if (m.kind !== 'map') throw new Error(`@${s.map} is a set, used as a verdict map`);
+      const lookup = sets.lookup(s.fields, s.map, (raw) => {
+        if (raw === undefined) throw new Error(`map @${s.map}: element without a verdict`);
+        return prepareVerdict(raw as Verdict, t);
+      });
+      return { k: 'vmap', map: s.map, lookup };
+    }
+    case 'verdict':
+      return { k: 'verdict', v: prepareVerdict(s.verdict, t) };
+    default:
+      return assertNever(s, 'statement');
+  }
+}
+
+function prepareVerdict(v: Verdict, t: PTable): PVerdict {
+  switch (v.kind) {
+    case 'accept':
+    case 'drop':
+    case 'return':
+    case 'continue':
+      return { k: v.kind };
+    case 'reject':
+      return { k: 'reject', with: v.with };
+    case 'jump':
+    case 'goto': {
+      const to = t.chains.get(v.chain);
+      // nft refuses a jump to a missing chain, and to a base chain.
+      if (!to) throw new Error(`${v.kind} to missing chain '${v.chain}'`);
+      if (to.base) throw new Error(`${v.kind} to base chain '${v.chain}'`);
+      return { k: v.kind, to };
+    }
+    default:
+      return assertNever(v, 'verdict');
+  }
+}
