@@ -1,0 +1,300 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { defaultLayout, newQube } from '../model/layout.js';
+import type { Model } from '../model/qube.js';
+import { QnetError, unwrap } from '../model/result.js';
+import type { Rule } from '../model/rule.js';
+import { FileStore } from './file-store.js';
+import { formatFirewallXml, parseFirewallXml } from './firewall-xml.js';
+import { LOCK_BUSY } from './lock.js';
+import { MODEL_INVALID } from './memory-store.js';
+import { formatQubesFile } from './qubes-file.js';
+
+const NOW_MS = 2_000_000_000_000;
+const https: Rule = { action: 'accept', proto: 'tcp', dsthost: { type: 'dsthost', text: 'qubes-os.org' }, dstports: { start: 443, end: 443 } };
+const dns: Rule = { action: 'accept', specialtarget: 'dns' };
+const drop: Rule = { action: 'drop', comment: 'the rest' };
+const expired: Rule = { action: 'accept', proto: 'udp', dstports: { start: 123, end: 123 }, expire: NOW_MS / 1000 - 60 };
+const later: Rule = { action: 'accept', proto: 'icmp', icmptype: 8, expire: NOW_MS / 1000 + 60 };
+
+/** What the rules look like after a trip through the file (the parser's canonical shape). */
+const canon = (rules: Rule[]): Rule[] => unwrap(parseFirewallXml(formatFirewallXml(rules))).rules;
+
+async function scratch(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'qnet-store-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Every file under `dir` with its inode: atomic writes make a new inode, so a changed ino = written. */
+async function tree(dir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const p = join(e.parentPath ?? (e as unknown as { path: string }).path, e.name);
+    if (e.isFile()) out[relative(dir, p)] = (await stat(p)).ino;
+  }
+  return out;
+}
+
+async function seeded(t: TestContext): Promise<{ dir: string; store: FileStore }> {
+  const dir = await scratch(t);
+  const store = new FileStore(dir, { now: () => NOW_MS });
+  await store.update((m) => {
+    Object.assign(m, defaultLayout());
+    m.qubes.get('work')!.rules = [https, dns, drop];
+    m.qubes.get('vault')!.rules = [];
+    m.qubes.set('fedora', newQube(7, 'fedora', 'black', { klass: 'TemplateVM', netvm: null, rules: [dns] }));
+  });
+  return { dir, store };
+}
+
+test('no qubes.json is an empty model, and loading creates nothing', async (t) => {
+  const dir = await scratch(t);
+  assert.deepEqual(await new FileStore(dir).load(), { default_netvm: null, qubes: new Map() });
+  assert.deepEqual(await new FileStore(join(dir, 'missing')).load(), { default_netvm: null, qubes: new Map() });
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test('round trip: qubes.json, appvms/<name> and vm-templates/<name>; null rules have no file', async (t) => {
+  const { dir, store } = await seeded(t);
+  assert.deepEqual(Object.keys(await tree(dir)).sort(), [
+    'appvms/vault/firewall.xml',
+    'appvms/work/firewall.xml',
+    'qubes.json',
+    'vm-templates/fedora/firewall.xml',
+  ]);
+  const m = await new FileStore(dir).load();
+  assert.equal(await readFile(join(dir, 'qubes.json'), 'utf8'), formatQubesFile(m));
+  assert.equal(await readFile(join(dir, 'appvms/work/firewall.xml'), 'utf8'), formatFirewallXml([https, dns, drop]));
+  assert.deepEqual(m.qubes.get('work')!.rules, canon([https, dns, drop]));
+  assert.deepEqual(m.qubes.get('vault')!.rules, []); // a file with <rules/>: drop everything
+  assert.equal(m.qubes.get('personal')!.rules, null); // no file: accept everything
+  assert.deepEqual(m.qubes.get('fedora')!.rules, canon([dns]));
+  assert.deepEqual([...m.qubes.keys()], ['sys-net', 'sys-firewall', 'work', 'personal', 'untrusted', 'vault', 'fedora']);
+  assert.deepEqual(await store.load(), m);
+});
+
+test('only what changed is written', async (t) => {
+  const { dir, store } = await seeded(t);
+  const t0 = await tree(dir);
+  await store.update(() => {});
+  await store.update((m) => {
+    m.qubes.get('work')!.rules = canon([https, dns, drop]); // same rules, new objects
+  });
+  assert.deepEqual(await tree(dir), t0);
+
+  await store.update((m) => void m.qubes.get('work')!.rules!.push({ action: 'accept', proto: 'icmp' }));
+  const t1 = await tree(dir);
+  assert.deepEqual(changed(t0, t1), ['appvms/work/firewall.xml']);
+
+  await store.update((m) => void (m.qubes.get('personal')!.label = 'purple'));
+  assert.deepEqual(changed(t1, await tree(dir)), ['qubes.json']);
+});
+
+function changed(a: Record<string, number>, b: Record<string, number>): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].filter((k) => a[k] !== b[k]).sort();
+}
+
+test('update returns what change returned; loads and updates do not alias each other', async (t) => {
+  const { store } = await seeded(t);
+  const a = await store.load();
+  a.qubes.get('work')!.rules!.length = 0;
+  let kept: Rule[] = [];
+  assert.equal(await store.update((m) => ((kept = m.qubes.get('work')!.rules!), 'done')), 'done');
+  kept.length = 0;
+  assert.equal((await store.load()).qubes.get('work')!.rules!.length, 3);
+});
+
+test('rename moves the directory; remove deletes it; a class change moves between appvms and vm-templates', async (t) => {
+  const { dir, store } = await seeded(t);
+  const bytes = await readFile(join(dir, 'appvms/work/firewall.xml'));
+  await store.update((m) => {
+    const q = m.qubes.get('work')!;
+    q.name = 'job';
+    m.qubes = new Map([...m.qubes].map(([k, v]) => [k === 'work' ? 'job' : k, v]));
+    m.qubes.delete('vault');
+    const f = m.qubes.get('fedora')!;
+    f.klass = 'AppVM';
+  });
+  const files = Object.keys(await tree(dir)).sort();
+  assert.deepEqual(files, ['appvms/fedora/firewall.xml', 'appvms/job/firewall.xml', 'qubes.json']);
+  assert.deepEqual(await readFile(join(dir, 'appvms/job/firewall.xml')), bytes);
+  assert.deepEqual((await readdir(join(dir, 'appvms'))).sort(), ['fedora', 'job']);
+  assert.deepEqual(await readdir(join(dir, 'vm-templates')), []);
+  const m = await store.load();
+  assert.deepEqual(m.qubes.get('job')!.rules, canon([https, dns, drop]));
+  assert.equal(m.qubes.get('job')!.qid, 3);
+});
+
+test('rules set to null remove the file (and the empty directory)', async (t) => {
+  const { dir, store } = await seeded(t);
+  await store.update((m) => void (m.qubes.get('work')!.rules = null));
+  assert.deepEqual(await readdir(join(dir, 'appvms')), ['vault']);
+  assert.equal((await store.load()).qubes.get('work')!.rules, null);
+});
+
+test('two qubes swapping names, and a removed qube\'s name reused, keep each qube\'s own rules', async (t) => {
+  const { dir, store } = await seeded(t);
+  await store.update((m) => {
+    const work = m.qubes.get('work')!;
+    const vault = m.qubes.get('vault')!;
+    [work.name, vault.name] = ['vault', 'work'];
+    m.qubes = new Map([...m.qubes.values()].map((q) => [q.name, q]));
+  });
+  let m = await store.load();
+  assert.equal(m.qubes.get('vault')!.qid, 3);
+  assert.deepEqual(m.qubes.get('vault')!.rules, canon([https, dns, drop]));
+  assert.deepEqual(m.qubes.get('work')!.rules, []);
+
+  await store.update((x) => {
+    x.qubes.delete('vault');
+    x.qubes.set('vault', newQube(9, 'vault', 'black', { rules: [drop] }));
+  });
+  m = await store.load();
+  assert.equal(m.qubes.get('vault')!.qid, 9);
+  assert.deepEqual(m.qubes.get('vault')!.rules, canon([drop]));
+  assert.ok(Object.keys(await tree(dir)).every((f) => !f.includes('qnet-tmp')));
+  assert.ok(![...m.qubes.keys()].some((n) => n.startsWith('qnet-tmp')));
+});
+
+test('a new qube without rules clears a file left at its path (an orphan from a crash)', async (t) => {
+  const { dir, store } = await seeded(t);
+  await mkdir(join(dir, 'appvms/newbie'), { recursive: true });
+  await writeFile(join(dir, 'appvms/newbie/firewall.xml'), formatFirewallXml([]));
+  await store.update((m) => void m.qubes.set('newbie', newQube(8, 'newbie', 'red')));
+  assert.equal((await store.load()).qubes.get('newbie')!.rules, null);
+});
+
+const V1 = `<QubesFirewallRules policy="deny" dns="allow" icmp="allow" yumProxy="allow">
+  <rule address="192.168.0.0" netmask="24" proto="tcp" port="22" toport="23"/>
+</QubesFirewallRules>
+`;
+
+test('a version 1 file is read, and written as version 2 only when its rules change', async (t) => {
+  const { dir, store } = await seeded(t);
+  const file = join(dir, 'appvms/personal/firewall.xml');
+  await mkdir(join(dir, 'appvms/personal'));
+  await writeFile(file, V1);
+  const v1Rules = unwrap(parseFirewallXml(V1)).rules;
+  assert.equal(unwrap(parseFirewallXml(V1)).version, 1);
+  assert.deepEqual((await store.load()).qubes.get('personal')!.rules, v1Rules);
+
+  await store.update((m) => void (m.qubes.get('work')!.label = 'gray'));
+  await store.update((m) => void (m.qubes.get('personal')!.label = 'gray'));
+  assert.equal(await readFile(file, 'utf8'), V1);
+
+  await store.update((m) => void m.qubes.get('personal')!.rules!.push({ action: 'drop' }));
+  const text = await readFile(file, 'utf8');
+  assert.equal(text, formatFirewallXml([...v1Rules, { action: 'drop' }]));
+  assert.equal(unwrap(parseFirewallXml(text)).version, 2);
+});
+
+test('expired rules are dropped when a file is written, and kept while it is not', async (t) => {
+  const { store } = await seeded(t);
+  await store.update((m) => {
+    m.qubes.get('personal')!.rules = [expired, later];
+  });
+  assert.deepEqual((await store.load()).qubes.get('personal')!.rules, canon([later]));
+  // An expired rule in a file nobody changes stays until the next write of that file.
+  const { dir } = await seeded(t);
+  await mkdir(join(dir, 'appvms/personal'));
+  await writeFile(join(dir, 'appvms/personal/firewall.xml'), formatFirewallXml([expired, later]));
+  const s = new FileStore(dir, { now: () => NOW_MS });
+  await s.update((m) => void (m.qubes.get('personal')!.label = 'gray'));
+  assert.deepEqual((await s.load()).qubes.get('personal')!.rules, canon([expired, later]));
+  await s.update((m) => void m.qubes.get('personal')!.rules!.push(drop));
+  assert.deepEqual((await s.load()).qubes.get('personal')!.rules, canon([later, drop]));
+});
+
+test('a broken qubes.json is reported with its name and never overwritten', async (t) => {
+  const { dir, store } = await seeded(t);
+  const file = join(dir, 'qubes.json');
+  const broken = (await readFile(file, 'utf8')).replace('"blue"', '"pink"');
+  await writeFile(file, broken);
+  const t0 = await tree(dir);
+  const named = (e: unknown) =>
+    e instanceof QnetError && e.message.startsWith(`${file}: qubes[2].label: 'pink' is not a label (red, orange,`);
+  await assert.rejects(store.load(), named);
+  await assert.rejects(store.update((m) => void m.qubes.clear()), named);
+  assert.equal(await readFile(file, 'utf8'), broken);
+  assert.deepEqual(await tree(dir), t0);
+
+  await writeFile(file, '{ "version": 1, ');
+  await assert.rejects(store.load(), (e: QnetError) => e.message.startsWith(`${file}: not valid JSON`));
+});
+
+test('a broken firewall.xml (bad XML, bad rule) is reported with its name and never overwritten', async (t) => {
+  const { dir, store } = await seeded(t);
+  const file = join(dir, 'appvms/work/firewall.xml');
+  const good = await readFile(file, 'utf8');
+  for (const broken of [good.replace('</rules>', ''), good.replace('name="proto">tcp<', 'name="proto">sctp<'), good.replace('name="proto"', 'name="colour"')]) {
+    await writeFile(file, broken);
+    const t0 = await tree(dir);
+    const named = (e: unknown) => e instanceof QnetError && e.message.startsWith(`${file}: `) && e.diag.file === file;
+    await assert.rejects(store.load(), named);
+    await assert.rejects(store.update((m) => void (m.qubes.get('work')!.rules = [])), named);
+    await assert.rejects(store.update((m) => void (m.qubes.get('personal')!.label = 'gray')), named);
+    assert.equal(await readFile(file, 'utf8'), broken);
+    assert.deepEqual(await tree(dir), t0);
+  }
+});
+
+test('a change that throws, or makes the model invalid, writes nothing', async (t) => {
+  const { dir, store } = await seeded(t);
+  const t0 = await tree(dir);
+  await assert.rejects(
+    store.update((m) => {
+      m.qubes.get('work')!.rules = [];
+      m.qubes.delete('vault');
+      throw new Error('changed my mind');
+    }),
+    /changed my mind/,
+  );
+  await assert.rejects(
+    store.update((m) => {
+      m.qubes.get('work')!.rules = [];
+      m.qubes.set('../etc', newQube(42, '../etc', 'red', { rules: [] }));
+    }),
+    (e: QnetError) => e.diag.code === MODEL_INVALID,
+  );
+  assert.deepEqual(await tree(dir), t0);
+});
+
+test('another writer holding the lock is refused and nothing is written; a stale lock is taken over', async (t) => {
+  const { dir, store } = await seeded(t);
+  await writeFile(join(dir, '.lock'), `${process.pid}\n`);
+  const t0 = await tree(dir);
+  await assert.rejects(
+    store.update((m) => void (m.qubes.get('work')!.rules = [])),
+    (e: QnetError) => e.diag.code === LOCK_BUSY && e.message.includes(`(pid ${process.pid})`) && e.message.includes(join(dir, '.lock')),
+  );
+  assert.deepEqual(await tree(dir), t0);
+  await writeFile(join(dir, '.lock'), '999999999\n');
+  await store.update((m) => void (m.qubes.get('work')!.rules = []));
+  assert.deepEqual((await store.load()).qubes.get('work')!.rules, []);
+  assert.ok(!(await readdir(dir)).includes('.lock'));
+});
+
+test('updates from one process queue instead of refusing each other; no temp files are left', async (t) => {
+  const { dir, store } = await seeded(t);
+  await Promise.all(
+    Array.from({ length: 10 }, (_, i) =>
+      store.update((m) => {
+        m.qubes.get('personal')!.features[`f${i}`] = '1';
+      }),
+    ),
+  );
+  assert.equal(Object.keys((await store.load()).qubes.get('personal')!.features).length, 10);
+  const names = (await readdir(dir, { recursive: true })).map(String);
+  assert.ok(names.every((n) => !n.includes('.qnet-tmp-') && !n.endsWith('.lock')), names.join(' '));
+});
+
+test('an unchanged model on an empty directory writes no qubes.json', async (t) => {
+  const dir = await scratch(t);
+  await new FileStore(dir).update((m: Model) => m.qubes.size);
+  assert.deepEqual(await readdir(dir), []);
+});

@@ -1,0 +1,262 @@
+// The state directory as the store (layout in paths.ts). Reads are plain reads; every change goes
+// through update(): lock, read, change, write only the files whose bytes differ, each atomically.
+//
+// Codes: QNET3001 lock busy (lock.ts); QNET3010/3011 qubes.json (qubes-file.ts); a broken
+// firewall.xml keeps the code its parser gave; QNET3022 a change that would write an invalid model;
+// QNET3023 a file that cannot be read or written (permissions, disk full, a directory in the way).
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { diag, type Diagnostic } from '../model/diagnostics.js';
+import type { Model, QubeClass } from '../model/qube.js';
+import { QnetError } from '../model/result.js';
+import { isExpired, type Rule } from '../model/rule.js';
+import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
+import { formatFirewallXml, parseFirewallXml } from './firewall-xml.js';
+import { withLock } from './lock.js';
+import { assertValidModel, cloneModel, cloneRules, emptyModel, sameData, type StoreOptions } from './memory-store.js';
+import { firewallFilePath, qubesFilePath } from './paths.js';
+import { formatQubesFile, parseQubesFile } from './qubes-file.js';
+import type { Store } from './store.js';
+
+export const STORE_IO = 'QNET3023';
+
+/** One qube's firewall.xml as it is on disk, and the rules read from it (never handed out). */
+interface RulesOnDisk {
+  qid: number;
+  name: string;
+  klass: QubeClass;
+  path: string;
+  /** The file's bytes; null = no file (accept everything). */
+  raw: Buffer | null;
+  rules: Rule[] | null;
+}
+
+/** What one read saw: the basis for deciding what a change has to write. */
+interface DiskState {
+  qubesText: string | null;
+  byQid: Map<number, RulesOnDisk>;
+}
+
+export class FileStore implements Store {
+  private readonly now: () => number;
+  /** Parsed rules by file path, reused while the file's bytes are unchanged (parsing is the cost). */
+  private readonly parsed = new Map<string, { raw: Buffer; rules: Rule[] }>();
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly dir: string,
+    opts: StoreOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  async load(): Promise<Model> {
+    return cloneModel((await this.read()).model);
+  }
+
+  update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
+    // Updates from this process queue up; the lock file refuses writers in other processes.
+    const run = this.tail.then(async () => {
+      await io(this.dir, 'create', () => mkdirDurable(this.dir));
+      return withLock(this.dir, async () => {
+        const { model: read, state } = await this.read();
+        const model = cloneModel(read);
+        const result = await change(model);
+        assertValidModel(model);
+        await this.commit(state, read, model);
+        return result;
+      });
+    });
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The model with rules shared with the parse cache: callers get a copy of it. */
+  private async read(): Promise<{ model: Model; state: DiskState }> {
+    const qpath = qubesFilePath(this.dir);
+    const qubesText = await readOrNull(qpath, 'utf8');
+    let model: Model;
+    if (qubesText === null) model = emptyModel();
+    else {
+      const r = parseQubesFile(qubesText, qpath);
+      if (!r.ok) throw brokenFile(r.error);
+      model = r.value;
+    }
+    const byQid = new Map<number, RulesOnDisk>();
+    await Promise.all(
+      [...model.qubes.values()].map(async (q) => {
+        const path = firewallFilePath(this.dir, q.name, q.klass);
+        const raw = await readOrNull(path);
+        q.rules = raw === null ? null : this.parseRules(path, q.name, raw);
+        byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules });
+      }),
+    );
+    const live = new Set([...byQid.values()].map((d) => d.path));
+    for (const p of this.parsed.keys()) if (!live.has(p)) this.parsed.delete(p);
+    return { model, state: { qubesText, byQid } };
+  }
+
+  private parseRules(path: string, qube: string, raw: Buffer): Rule[] {
+    const hit = this.parsed.get(path);
+    if (hit && hit.raw.equals(raw)) return hit.rules;
+    const r = parseFirewallXml(raw.toString('utf8'));
+    if (!r.ok) {
+      const at = r.error.ruleIndex === undefined ? '' : `rule ${r.error.ruleIndex}: `;
+      throw brokenFile([{ ...r.error, file: path, qube, message: `${path}: ${at}${r.error.message}` }]);
+    }
+    // A version 1 file stays as it is on disk until this qube's rules change (then it is written as 2).
+    this.parsed.set(path, { raw, rules: r.value.rules });
+    return r.value.rules;
+  }
+
+  /**
+   * Write what differs between `state` (what was read) and `model`. When a qube takes over a path
+   * that another qube held in `state` (a swap of names, or a removed qube's name reused in the same
+   * change), writing that file early would give the old holder the wrong rules if we crashed before
+   * qubes.json. So that case commits twice: first the old holders move out of the way (removed, or
+   * renamed to `qnet-tmp-<qid>`), then the change itself; each commit is crash-safe on its own.
+   */
+  private async commit(state: DiskState, read: Model, model: Model): Promise<void> {
+    const owners = new Map([...state.byQid.values()].map((d) => [d.path, d.qid]));
+    const wanted = new Set([...model.qubes.values()].map((q) => q.qid));
+    const blocking = new Set<number>();
+    for (const q of model.qubes.values()) {
+      const owner = owners.get(firewallFilePath(this.dir, q.name, q.klass));
+      if (owner !== undefined && owner !== q.qid) blocking.add(owner);
+    }
+    if (blocking.size > 0) {
+      const taken = new Set([...read.qubes.keys(), ...model.qubes.keys()]);
+      const mid = cloneModel(read);
+      for (const q of read.qubes.values()) {
+        if (!blocking.has(q.qid)) continue;
+        if (!wanted.has(q.qid)) mid.qubes.delete(q.name);
+        else renameIn(mid, q.name, freeName(`qnet-tmp-${q.qid}`, taken));
+      }
+      state = await this.commitOnce(state, mid);
+    }
+    await this.commitOnce(state, model);
+  }
+
+  /**
+   * One crash-safe commit. The order of writes is what makes it so:
+   *  1. Rule files first, each atomically: changed rules in place, and the files at new paths (new
+   *     qubes, renamed ones, a class change between appvms/ and vm-templates/). A qube whose rules
+   *     became null loses its file. Until qubes.json changes, files at new paths are orphans nobody
+   *     reads, and every qube named in the old qubes.json still finds its old or new rules.
+   *  2. qubes.json, atomically: the switch. Every qube it names already has its file in place.
+   *  3. Only now the files of removed qubes and of old names, then their directories if empty.
+   * A crash anywhere leaves each qube with its old or its new rules, never with a missing file
+   * (which would read as "no firewall: accept everything"). An orphan left by a crash in 1 or 3 is
+   * harmless: before any qubes.json names that path again, step 1 rewrites or removes it.
+   */
+  private async commitOnce(state: DiskState, model: Model): Promise<DiskState> {
+    const nowSec = this.now() / 1000;
+    const writes: { path: string; data: Buffer }[] = [];
+    const removes: string[] = [];
+    const byQid = new Map<number, RulesOnDisk>();
+    for (const q of model.qubes.values()) {
+      const path = firewallFilePath(this.dir, q.name, q.klass);
+      const prev = state.byQid.get(q.qid);
+      const moved = prev === undefined || prev.path !== path;
+      // Comparing data first spares formatting a big unchanged list; bytes decide in the end.
+      const same = prev !== undefined && sameData(q.rules, prev.rules);
+      let raw: Buffer | null;
+      if (q.rules === null) {
+        raw = null;
+        if (moved || prev.raw !== null) removes.push(path);
+      } else if (same && prev.raw !== null) {
+        raw = prev.raw; // unchanged: a move copies the bytes as they are (a v1 file stays v1)
+        if (moved) writes.push({ path, data: raw });
+      } else {
+        // Expired rules are dropped whenever the file is written, as Qubes' Firewall.save().
+        raw = Buffer.from(formatFirewallXml(q.rules.filter((r) => !isExpired(r, nowSec))), 'utf8');
+        if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw });
+      }
+      byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: same ? prev.rules : cloneRules(q.rules) });
+    }
+    const used = new Set([...byQid.values()].map((d) => d.path));
+    const stale = [...state.byQid.values()].filter((d) => !used.has(d.path)).map((d) => d.path);
+    const qubesText = formatQubesFile(model);
+    const qubesChanged = qubesText !== (state.qubesText ?? formatQubesFile(emptyModel()));
+
+    // 1. rule files
+    await Promise.all(
+      writes.map(({ path, data }) =>
+        io(path, 'write', async () => {
+          await mkdirDurable(dirname(path));
+          await writeFileAtomic(path, data);
+        }),
+      ),
+    );
+    await Promise.all(removes.map((p) => this.removeRules(p)));
+    // 2. the switch
+    if (qubesChanged) await io(qubesFilePath(this.dir), 'write', () => writeFileAtomic(qubesFilePath(this.dir), qubesText));
+    // 3. leftovers
+    await Promise.all(stale.map((p) => this.removeRules(p)));
+    for (const p of [...writes.map((w) => w.path), ...removes, ...stale]) this.parsed.delete(p);
+    return { qubesText: qubesChanged ? qubesText : state.qubesText, byQid };
+  }
+
+  private removeRules(path: string): Promise<void> {
+    return io(path, 'remove', async () => {
+      await removeFileDurable(path);
+      await removeDirIfEmpty(dirname(path));
+    });
+  }
+}
+
+/** Keep the model consistent while renaming (references follow, as qvm-rename does). */
+function renameIn(model: Model, from: string, to: string): void {
+  model.qubes = new Map(
+    [...model.qubes].map(([name, q]) => {
+      if (q.netvm === from) q.netvm = to;
+      if (name !== from) return [name, q];
+      q.name = to;
+      return [to, q];
+    }),
+  );
+  if (model.default_netvm === from) model.default_netvm = to;
+}
+
+function freeName(base: string, taken: Set<string>): string {
+  let name = base;
+  for (let i = 1; taken.has(name); i++) name = `${base}-${i}`;
+  taken.add(name);
+  return name;
+}
+
+async function readOrNull(path: string): Promise<Buffer | null>;
+async function readOrNull(path: string, enc: 'utf8'): Promise<string | null>;
+async function readOrNull(path: string, enc?: 'utf8'): Promise<Buffer | string | null> {
+  try {
+    return enc ? await readFile(path, enc) : await readFile(path);
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return null;
+    throw ioError(path, 'read', e);
+  }
+}
+
+async function io<T>(path: string, verb: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw e instanceof QnetError ? e : ioError(path, verb, e);
+  }
+}
+
+function ioError(path: string, verb: string, e: unknown): QnetError {
+  const why = e instanceof Error ? e.message : String(e);
+  return new QnetError(diag(STORE_IO, `${path}: cannot ${verb}: ${why}`, { file: path }));
+}
+
+/** One error for a file with one or more problems; the file is left exactly as it is. */
+function brokenFile(issues: Diagnostic[]): QnetError {
+  const [first] = issues;
+  const more = issues.slice(1, 20).map((d) => `\n  ${d.message}`);
+  if (issues.length > 20) more.push(`\n  … and ${issues.length - 20} more`);
+  return new QnetError({
+    ...first!,
+    message: first!.message + more.join(''),
+    hint: first!.hint ?? 'fix or remove the file by hand; qnet will not overwrite a file it cannot read',
+  });
+}
