@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kernelUnavailable, withNamespaces } from '../../../test/kernel/ns.js';
 import { DEFAULT_ZONE } from './dns-server.js';
-import { NetnsResolver } from './resolver.js';
+import { NetnsResolver, nodeScriptArgv } from './resolver.js';
 import { NodeRunner, runChecked, type Runner } from './runner.js';
 import {
   WORLD_HOSTS,
@@ -163,6 +163,30 @@ if (why) {
     } finally {
       await rm(stateDir, { recursive: true, force: true });
     }
+  });
+
+  test('an attached world ends with the process that created it', async () => {
+    await withNamespaces('qa', async (prefix) => {
+      const ns = `${prefix}world`;
+      // A separate node process creates the world, prints its PID and exits without destroying it.
+      const worldModule = new URL(`./world${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+      const runnerModule = new URL(`./runner${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+      const loader = nodeScriptArgv('world').slice(1, -1); // the tsx loader under tsx, nothing from dist
+      const code = `const { createWorld } = await import(${JSON.stringify(worldModule)});
+        const { NodeRunner } = await import(${JSON.stringify(runnerModule)});
+        const w = await createWorld(new NodeRunner(), ${JSON.stringify(ns)});
+        process.stdout.write(w.pid + ' ' + w.stateDir);`;
+      const out = await runChecked(runner, [process.execPath, ...loader, '--input-type=module', '-e', code], { timeoutMs: 30_000 });
+      const [pidText, stateDir] = out.trim().split(' ');
+      const pid = Number(pidText);
+      if (stateDir?.startsWith(join(tmpdir(), 'qnet-world-'))) await rm(stateDir, { recursive: true, force: true });
+      assert.ok(pid > 0, `got a PID: ${out}`);
+      const deadline = Date.now() + 5000;
+      while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(!processAlive(pid), `world-services ${pid} exited when its creator did`);
+      await destroyWorld(runner, ns);
+      assert.ok(!namespaces().includes(ns));
+    });
   });
 
   test('a failed start cleans up: no namespace, no process, and the error shows why', async () => {
