@@ -1,0 +1,50 @@
+// `qnet`: one program, Qubes' command words. Each command group registers itself from commands/.
+import { Command, CommanderError } from 'commander';
+import { makeCtx } from './context.js';
+import { reportError, UsageError } from './errors.js';
+import { processIo, type Io } from './io.js';
+import { registerFirewall } from './commands/firewall.js';
+import { registerLs } from './commands/ls.js';
+import { registerPrefs } from './commands/prefs.js';
+import { registerQubes } from './commands/qubes.js';
+
+export const VERSION = '0.1.0';
+
+export function buildProgram(io: Io): Command {
+  const program = new Command('qnet');
+  program
+    .description('Qubes OS networking and firewall on any Linux host: qubes as network namespaces, rules as nftables')
+    .version(VERSION)
+    .option('--state <dir>', 'state directory (default: $QNET_STATE, else /var/lib/qnet as root)')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+      outputError: (s, write) => write(`qnet: ${s.replace(/^error: /, '')}`),
+    });
+  const ctx = makeCtx(io, () => program.opts<{ state?: string }>());
+  registerQubes(program, ctx);
+  registerPrefs(program, ctx);
+  registerLs(program, ctx);
+  registerFirewall(program, ctx);
+  // Subcommands inherit the error handling and output of the program.
+  for (const c of program.commands) c.exitOverride().configureOutput(program.configureOutput());
+  return program;
+}
+
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2; // commander already printed the message
+    }
+    return reportError(e, io);
+  }
+}
+
+export { UsageError };

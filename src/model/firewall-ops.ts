@@ -1,0 +1,59 @@
+// Editing a qube's rule list the way qvm-firewall does (reference §3.2): Get, change, Set the whole
+// list. Pure; shared by the offline CLI and the daemon.
+import { diag, warning, type Diagnostic } from './diagnostics.js';
+import { formatClientRule } from './rule-format.js';
+import { findRuleIndex } from './rule-words.js';
+import { effectiveRules, type Rule } from './rule.js';
+import { QnetError } from './result.js';
+
+/** Python's list.insert: an index past the end appends, a negative one counts from the end. */
+export function pyInsert<T>(list: T[], index: number | undefined, item: T): T[] {
+  const out = [...list];
+  if (index === undefined) out.push(item);
+  else {
+    const i = index < 0 ? Math.max(0, out.length + index) : Math.min(index, out.length);
+    out.splice(i, 0, item);
+  }
+  return out;
+}
+
+/** A rule with nothing but an action matches every packet. */
+const isCatchAll = (r: Rule) =>
+  r.proto === undefined && r.dsthost === undefined && r.dstports === undefined && r.icmptype === undefined &&
+  r.specialtarget === undefined && r.expire === undefined;
+
+export function addRule(current: Rule[], rule: Rule, before?: number): { rules: Rule[]; warnings: Diagnostic[] } {
+  const rules = pyInsert(current, before, rule);
+  const at = rules.indexOf(rule);
+  const shadow = rules.slice(0, at).findIndex(isCatchAll);
+  const warnings =
+    shadow >= 0
+      ? [
+          warning('QNET1901', `rule ${at} can never match: rule ${shadow} (action=${rules[shadow]!.action}) matches everything before it`, {
+            hint: `qnet firewall VM del --rule-no ${shadow}, or add with --before ${shadow}`,
+          }),
+        ]
+      : [];
+  return { rules, warnings };
+}
+
+export function deleteRuleNo(current: Rule[], n: number): Rule[] {
+  if (!Number.isInteger(n) || n < 0 || n >= current.length)
+    throw new QnetError(
+      diag('QNET1902', `there is no rule number ${n}`, {
+        hint: current.length ? `rules are numbered 0 to ${current.length - 1}` : 'the list is empty',
+      }),
+    );
+  return current.filter((_, i) => i !== n);
+}
+
+/** Remove the first rule equal to `rule` in client canonical form (qvm-firewall's comparison). */
+export function deleteMatching(current: Rule[], rule: Rule): Rule[] {
+  const i = findRuleIndex(current, rule);
+  if (i < 0)
+    throw new QnetError(diag('QNET1903', `no rule matches '${formatClientRule(rule)}'`, { hint: 'see qnet firewall VM --raw' }));
+  return current.filter((_, j) => j !== i);
+}
+
+/** What the rule list is for editing: Qubes' Get (no file → [accept]; expired rules gone). */
+export const editableRules = (rules: Rule[] | null, now: number): Rule[] => effectiveRules(rules, now);
