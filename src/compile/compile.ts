@@ -1,0 +1,76 @@
+// The compiler: model + plan + DNS answers → one IR Ruleset per qube namespace. Pure and
+// deterministic: the same input gives the same Rulesets, hence the same bytes when emitted.
+//
+// The pipeline, as data (EXAMPLES.md Example 14); order matters where noted:
+//   clients      who each node forwards for (plan vifs + model addresses)
+//   dnsTargets   where specialtarget=dns points for this netvm (needs to know if it is a top netvm)
+//   base         table `qubes` (app qube input policy, or the full netvm base with antispoof/DNAT)
+//   lower        Qubes rules → atoms per family (after dnsTargets, resolutions are input)
+//   pack         atoms → rules + sets (after lower: first-match order is only known there)
+//   firewall     table `qubes-firewall` with the dispatch map and one chain per client
+import type { Ruleset } from '../ir/types.js';
+import type { Diagnostic } from '../model/diagnostics.js';
+import { diag } from '../model/diagnostics.js';
+import { netvmName } from '../model/addressing.js';
+import type { Model, Qube } from '../model/qube.js';
+import { effectiveRules } from '../model/rule.js';
+import type { NetNode } from '../model/netplan.js';
+import { makeContext, type CompileContext, type CompileInput, type IpFamily } from './context.js';
+import { appQubesTable, netvmQubesTable } from './passes/base.js';
+import { clientsOfNode } from './passes/clients.js';
+import { firewallTable } from './passes/firewall.js';
+import { canonicalAddr } from './addr.js';
+
+export type { CompileInput, Layout } from './context.js';
+
+export interface CompileOutput {
+  /** Keyed by qube name, in plan order. */
+  rulesets: Map<string, Ruleset>;
+  diagnostics: Diagnostic[];
+}
+
+const FAMILIES: readonly IpFamily[] = ['ip', 'ip6'];
+
+export function compile(input: CompileInput): CompileOutput {
+  const { ctx, diagnostics } = makeContext(input);
+  const rulesets = new Map<string, Ruleset>();
+  for (const node of input.plan.nodes) {
+    if (node.kind === 'world') continue;
+    const q = input.model.qubes.get(node.name);
+    if (!q) {
+      ctx.report(diag('QNET4010', `the network plan names '${node.name}', which is not in the model`, { hint: 'recompute the plan from the model' }));
+      continue;
+    }
+    rulesets.set(q.name, compileQube(ctx, q, node));
+  }
+  return { rulesets, diagnostics };
+}
+
+function compileQube(ctx: CompileContext, q: Qube, node: NetNode): Ruleset {
+  if (!q.provides_network) return { tables: FAMILIES.map((f) => appQubesTable(ctx, q, f)) };
+  const clients = clientsOfNode(ctx, node);
+  const top = netvmName(ctx.model, q) === null;
+  // Qubes: a ProxyVM DNATs 10.139.1.x to 10.139.1.x again (forwarded up the chain); the top netvm
+  // DNATs to its real upstream (reference §5.2 qubes-setup-dnat-to-ns).
+  const upstream = top ? ctx.plan.upstreamDns.map(canonicalAddr) : [...ctx.plan.virtualDns];
+  const upstream4 = upstream.filter((a) => !a.includes(':'));
+  const upstream6 = upstream.filter((a) => a.includes(':'));
+  const tables = [];
+  for (const f of FAMILIES) {
+    tables.push(netvmQubesTable(ctx, q, f, { clients, dnsUpstream: upstream4, virtualDns: ctx.plan.virtualDns }));
+  }
+  for (const f of FAMILIES) {
+    // specialtarget=dns: the destination as the forward hook sees it, i.e. after prerouting DNAT:
+    // the virtual resolvers in a ProxyVM, the upstream ones in the top netvm (§5.2 consistency note).
+    tables.push(firewallTable(ctx, f, clients, f === 'ip' ? upstream4 : upstream6));
+  }
+  return { tables };
+}
+
+/** The dsthost names used by rules in effect at `now`: sorted, unique. Resolve these before compile(). */
+export function namesToResolve(model: Model, now: number): string[] {
+  const names = new Set<string>();
+  for (const q of model.qubes.values())
+    for (const r of effectiveRules(q.rules, now)) if (r.dsthost?.type === 'dsthost') names.add(r.dsthost.text);
+  return [...names].sort();
+}

@@ -1,0 +1,68 @@
+// Every name the compiler generates comes from this module (EXAMPLES.md Example 4), so that garbage
+// collection, the simulator and users' scripts agree on what qnet owns.
+//
+// Limits (nft scanner.l and the kernel's NFT_NAME_MAXLEN = 256 bytes with the NUL):
+// * nft accepts a letter, `_` or `.` first, then letters, digits and `/-_.`; src/ir/validate.ts checks it.
+// * The longest generated chain is a client chain for the longest IPv6 text, 39 characters
+//   (`ffff:ffff:…:ffff`): `qbs-` + 39 = 43 bytes. A packed set adds `-` + a shape tag (≤ 3) + an
+//   ordinal (≤ 7 digits for 10^7 sets): 43 + 11 = 54 bytes. Far below 255, so nothing is hashed or
+//   truncated (kube-proxy must hash because its names embed user strings; ours embed addresses only).
+// * Comments are cut to 128 bytes by the emitter (NFT_USERDATA_MAXLEN).
+
+// ---- Qubes layout: names users and scripts rely on (reference §4.4, §4.7, §5.2) ----------------
+export const QUBES_TABLE = 'qubes';
+export const FIREWALL_TABLE = 'qubes-firewall';
+/** Reserved for users: "Qubes OS itself will never modify them" (§4.7). qnet declares, never fills. */
+export const CUSTOM_INPUT = 'custom-input';
+export const CUSTOM_FORWARD = 'custom-forward';
+/** Anti-spoofing sets of `qubes-antispoof.nft` (§5.2). */
+export const DOWNSTREAM_SET = 'downstream';
+export const ALLOWED_SET = 'allowed';
+
+/** Chains of table `qubes` (§5.2); the base chains carry the hook's name as Qubes does. */
+export const QUBES_CHAINS = {
+  prerouting: 'prerouting',
+  antispoof: 'antispoof',
+  dnatDns: 'dnat-dns',
+  postrouting: 'postrouting',
+  input: 'input',
+  forward: 'forward',
+} as const;
+
+/** The base chain of table `qubes-firewall` (§4.4). */
+export const FIREWALL_FORWARD = 'forward';
+
+// ---- qnet dispatch ---------------------------------------------------------------------------
+/** Verdict map from client source address to its chain: one lookup instead of a jump per client. */
+export const DISPATCH_MAP = 'dispatch';
+
+// ---- generated families ------------------------------------------------------------------------
+const CLIENT_PREFIX = 'qbs-';
+
+/** Qubes' `chain_for_addr`: `qbs-` + the address with `.` and `:` turned into `-` (§4.4). */
+export function clientChain(addr: string): string {
+  return CLIENT_PREFIX + addr.replace(/[.:]/g, '-');
+}
+
+/** Shapes of packed lookups; the tag goes into the set name so a new shape is a new set. */
+export type PackShape = 'd' | 'dp' | 'dpt' | 'pt';
+
+/** A set packed from a run of a client's rules: `<client chain>-<shape><ordinal>`. */
+export function packedSet(chain: string, shape: PackShape, ordinal: number): string {
+  return `${chain}-${shape}${ordinal}`;
+}
+
+const CLIENT_RE = /^qbs-[0-9a-f-]+$/;
+const PACKED_RE = /^qbs-[0-9a-f-]+-(d|dp|dpt|pt)[0-9]+$/;
+const FIXED_CHAINS: ReadonlySet<string> = new Set([...Object.values(QUBES_CHAINS), FIREWALL_FORWARD]);
+
+/** Chains qnet creates and may delete. Never true for the user's custom-* chains. */
+export function isGeneratedChain(name: string): boolean {
+  if (name === CUSTOM_INPUT || name === CUSTOM_FORWARD) return false;
+  return FIXED_CHAINS.has(name) || CLIENT_RE.test(name);
+}
+
+/** Sets and maps qnet creates. */
+export function isGeneratedSet(name: string): boolean {
+  return name === DOWNSTREAM_SET || name === ALLOWED_SET || name === DISPATCH_MAP || PACKED_RE.test(name);
+}

@@ -1,0 +1,154 @@
+// Pass: table `qubes`, the base rules of every qube (reference §5.2: qubes-ipv4.nft / qubes-ipv6.nft,
+// qubes-antispoof.nft, qubes-setup-dnat-to-ns). Shared with the user: `custom-input` and
+// `custom-forward` are declared here and left empty for them.
+import type { Chain, IrRule, NamedSet, Table } from '../../ir/types.js';
+import { PRIORITY } from '../../ir/types.js';
+import type { Qube } from '../../model/qube.js';
+import type { CompileContext, IpFamily } from '../context.js';
+import {
+  ALLOWED_SET,
+  CUSTOM_FORWARD,
+  CUSTOM_INPUT,
+  DOWNSTREAM_SET,
+  QUBES_CHAINS as C,
+  QUBES_TABLE,
+} from '../names.js';
+import { DNS_PORT } from './lower.js';
+import { accept, addr, counter, ct, drop, goto, inSet, int, is, jump, reject, rule, str, sym } from './build.js';
+import type { Client } from './clients.js';
+
+const userChain = (name: string): Chain => ({ name, rules: [], userOwned: true });
+
+/**
+ * Accepts for inbound connections to this qube (qnet Connections and PortForwards, later issues).
+ * They sit after `established,related accept` and before the final refusal, in both app qubes and
+ * netvms. Empty today: nothing reaches a qube unless something says so (DESIGN.md).
+ */
+export function inboundAccepts(_ctx: CompileContext, _q: Qube, _f: IpFamily): IrRule[] {
+  return [];
+}
+
+/** An app qube: refuse new inbound connections; user rules first. */
+export function appQubesTable(ctx: CompileContext, q: Qube, f: IpFamily): Table {
+  const input: Chain = {
+    name: C.input,
+    base: { type: 'filter', hook: 'input', priority: PRIORITY.filter, policy: 'drop' },
+    rules: [
+      rule('base: user input rules', [], jump(CUSTOM_INPUT)),
+      rule('base: drop invalid', [ct('invalid')], drop),
+      rule('base: replies', [ct('established', 'related')], accept),
+      rule('base: loopback', [is('iifname', str('lo'))], accept),
+      ...neighbourDiscovery(f),
+      ...inboundAccepts(ctx, q, f),
+    ],
+  };
+  return { family: f, name: QUBES_TABLE, sets: [], chains: [userChain(CUSTOM_INPUT), input] };
+}
+
+/** IPv6 does not work without neighbour discovery, which arrives on every interface (ICMPv6). */
+function neighbourDiscovery(f: IpFamily): IrRule[] {
+  return f === 'ip6' ? [rule('base: icmpv6 (neighbour discovery)', [is('meta l4proto', sym('icmpv6'))], accept)] : [];
+}
+
+export interface NetvmBase {
+  clients: Client[];
+  /** Where 10.139.1.1/2 are DNATed to (IPv4 only, as Qubes does); [] = drop DNS to them. */
+  dnsUpstream: readonly string[];
+  virtualDns: readonly string[];
+}
+
+/** A qube that provides network: anti-spoofing, DNS DNAT, masquerade, input and forward policy. */
+export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: NetvmBase): Table {
+  const v6 = f === 'ip6';
+  const saddr = v6 ? 'ip6 saddr' : 'ip saddr';
+  const addrs = nb.clients.map((c) => (v6 ? c.ip6 : c.ip)).filter((x, i, a): x is string => x !== null && a.indexOf(x) === i);
+  const pairs = nb.clients.flatMap((c) => {
+    const a = v6 ? c.ip6 : c.ip;
+    return a === null ? [] : [{ key: [str(c.vif), addr(a)], comment: c.qube.name }];
+  });
+  const addrType = v6 ? 'ipv6_addr' : 'ipv4_addr';
+  const sets: NamedSet[] = [
+    { kind: 'set', name: DOWNSTREAM_SET, keyType: [addrType], interval: false, elements: addrs.map((a) => ({ key: addr(a) })) },
+    { kind: 'set', name: ALLOWED_SET, keyType: ['ifname', addrType], interval: false, elements: pairs },
+  ];
+  const fromVif = is('iifgroup', int(2));
+  const chains: Chain[] = [
+    userChain(CUSTOM_INPUT),
+    userChain(CUSTOM_FORWARD),
+    {
+      // raw priority: before conntrack, so a spoofed packet never creates a flow.
+      name: C.prerouting,
+      base: { type: 'filter', hook: 'prerouting', priority: PRIORITY.raw, policy: 'accept' },
+      rules: [
+        rule('base: antispoof', [fromVif], goto(C.antispoof)),
+        rule('base: antispoof', [inSet([saddr], DOWNSTREAM_SET)], counter, drop),
+      ],
+    },
+    {
+      name: C.antispoof,
+      rules: [
+        rule('base: antispoof', [inSet(['iifname', saddr], ALLOWED_SET)], accept),
+        // Link-local sources are never forwarded; a client needs them for neighbour discovery.
+        ...(v6 ? [rule('base: antispoof link-local', [is('ip6 saddr', { kind: 'addr', addr: 'fe80::', len: 10 })], accept)] : []),
+        rule('base: antispoof', [], counter, drop),
+      ],
+    },
+  ];
+  if (!v6) chains.push(dnatDns(nb));
+  chains.push(
+    {
+      name: C.postrouting,
+      base: { type: 'nat', hook: 'postrouting', priority: PRIORITY.srcnat, policy: 'accept' },
+      rules: [
+        rule('base: masquerade', [is('oifgroup', int(2))], accept),
+        rule('base: masquerade', [is('oifname', str('lo'))], accept),
+        rule('base: masquerade', [], { kind: 'masquerade' }),
+      ],
+    },
+    {
+      name: C.input,
+      base: { type: 'filter', hook: 'input', priority: PRIORITY.filter, policy: 'drop' },
+      rules: [
+        rule('base: user input rules', [], jump(CUSTOM_INPUT)),
+        rule('base: drop invalid', [ct('invalid')], drop),
+        ...(v6 ? [] : [rule('base: no dhcp from clients', [fromVif, is('udp dport', int(68))], drop)]),
+        rule('base: replies', [ct('established', 'related')], accept),
+        rule('base: icmp from clients', [fromVif, v6 ? is('meta l4proto', sym('icmpv6')) : is('ip protocol', sym('icmp'))], accept),
+        rule('base: loopback', [is('iifname', str('lo'))], accept),
+        ...neighbourDiscovery(f),
+        ...inboundAccepts(ctx, q, f),
+        rule(
+          'base: refuse clients',
+          [fromVif],
+          reject(v6 ? { type: 'icmpv6', code: 'admin-prohibited' } : { type: 'icmp', code: 'host-prohibited' }),
+        ),
+      ],
+    },
+    {
+      // Policy accept: the per-client decision is qubes-firewall's; this chain only forbids new
+      // flows towards any downstream qube (inter-qube and unsolicited inbound, reference §4.6).
+      name: C.forward,
+      base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter, policy: 'accept' },
+      rules: [
+        rule('base: user forward rules', [], jump(CUSTOM_FORWARD)),
+        rule('base: drop invalid', [ct('invalid')], drop),
+        rule('base: replies', [ct('established', 'related')], accept),
+        rule('base: no new flows to clients', [is('oifgroup', int(2))], counter, drop),
+      ],
+    },
+  );
+  return { family: f, name: QUBES_TABLE, sets, chains };
+}
+
+/** qubes-setup-dnat-to-ns: each virtual resolver paired round-robin with an upstream one. */
+function dnatDns(nb: NetvmBase): Chain {
+  const rules: IrRule[] = [];
+  nb.virtualDns.forEach((v, i) => {
+    const up = nb.dnsUpstream.length ? nb.dnsUpstream[i % nb.dnsUpstream.length]! : null;
+    for (const l4 of ['udp', 'tcp'] as const) {
+      const m = [is('ip daddr', addr(v)), is(l4 === 'udp' ? 'udp dport' : 'tcp dport', int(DNS_PORT))];
+      rules.push(up === null ? rule('dns dnat: no upstream', m, drop) : rule('dns dnat', m, { kind: 'dnat', addr: up }));
+    }
+  });
+  return { name: C.dnatDns, base: { type: 'nat', hook: 'prerouting', priority: PRIORITY.dstnat, policy: 'accept' }, rules };
+}
