@@ -68,6 +68,7 @@ const indexStack: number[] = new Array<number>(JUMP_STACK).fill(0);
 
 interface Env {
   counters: Counters | undefined;
+  counted: { rule: RuleRef; packets: number }[] | undefined;
   trace: boolean;
   natChain: boolean;
   rules: number;
@@ -116,7 +117,11 @@ function runChain(start: PChain, p: Pkt, env: Env, out: Outcome): void {
       const s = st[j]!;
       switch (s.k) {
         case 'counter':
-          if (env.counters) env.counters.set(r.ir, (env.counters.get(r.ir) ?? 0) + 1);
+          if (env.counters) {
+            const n = (env.counters.get(r.ir) ?? 0) + 1;
+            env.counters.set(r.ir, n);
+            env.counted?.push({ rule: ruleRef(r), packets: n });
+          }
           break;
         case 'log':
           if (env.trace) (out.logs ??= []).push(s.prefix ?? `${cur.table.name} ${cur.name} rule ${r.index}`);
@@ -191,7 +196,10 @@ function natDecision(o: Outcome): NatDecision | undefined {
 
 /** What the hook needs to know about conntrack and NAT for this packet (supplied by the walk). */
 export interface HookContext {
+  /** Totals, incremented by `counter` statements. */
   counters?: Counters;
+  /** Receives each counter that moved, with its new total (for explanations). */
+  counted?: { rule: RuleRef; packets: number }[];
   /** Record chain paths and logs (the deciding rule and verdicts are always recorded). */
   trace?: boolean;
   /** ct state bit (CT_BIT) chains see from the conntrack hook (-200) on. */
@@ -229,7 +237,7 @@ export function evalHookPkt(rs: Ruleset, hook: Hook, p: Pkt, ctx: HookContext): 
   const prep = prepare(rs);
   const list: PBase[] = prep.hooks[hook][p.family];
   const res: HookResult = { verdict: 'accept', steps: [], rulesEvaluated: 0 };
-  const env: Env = { counters: ctx.counters, trace: ctx.trace ?? false, natChain: false, rules: 0 };
+  const env: Env = { counters: ctx.counters, counted: ctx.counted, trace: ctx.trace ?? false, natChain: false, rules: 0 };
   const slot = natSlot(hook);
   let natPending = hook !== 'forward' && hasNat(prep, p.family);
   let ctAttached = false;
@@ -343,7 +351,7 @@ export function evalChain(table: Table, chainName: string, packet: Packet, opts:
   const fam = packet.family === 4 ? 'ip' : 'ip6';
   if (table.family !== 'inet' && table.family !== fam) throw new Error(`table ${table.family} ${table.name} never sees an IPv${packet.family} packet`);
   const p = toPkt(packet);
-  const env: Env = { counters: opts.counters, trace: true, natChain: chain.base ? chain.base.type === 'nat' : true, rules: 0 };
+  const env: Env = { counters: opts.counters, counted: undefined, trace: true, natChain: chain.base ? chain.base.type === 'nat' : true, rules: 0 };
   const out = newOutcome();
   runChain(chain, p, env, out);
   const res: ChainResult = { verdict: 'continue', path: out.path ?? [chain.name], rulesEvaluated: env.rules };

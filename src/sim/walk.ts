@@ -1,0 +1,373 @@
+// The network walk: a probe leaves its source node (output, postrouting), crosses veths to peers
+// (prerouting, routing, input or forward, postrouting) until it is delivered to a local address of
+// some node, or dropped or rejected. Hook order per node is Linux's (ip_rcv → PREROUTING →
+// ip_route_input → LOCAL_IN | FORWARD → POST_ROUTING; ip_local_out → LOCAL_OUT → POST_ROUTING),
+// with conntrack per node and NAT from its tuples. A delivered probe is answered by its
+// destination, and the reply walks back as established traffic.
+import type { Hook, RejectWith, Ruleset } from '../ir/types.js';
+import type { Iface, NetPlan } from '../model/netplan.js';
+import { type AddrNum, formatV4, formatV6, parseAddr } from './addr.js';
+import { bindDnat, bindSnat, type ConnTable, ctConfirm, ctLookup, ctStatus, type CtView, manipDst, manipSrc, newSimState, type SimState } from './conntrack.js';
+import { type ChainStep, evalHookPkt, type HookResult, type NatDecision, type RuleRef } from './evaluate.js';
+import { CT_BIT, isIcmp, type Pkt, type Probe, PROTO, probeFamily, probeL4 } from './packet.js';
+import { type PNode, type PPlan, preparePlan, route } from './route.js';
+
+export interface World {
+  plan: NetPlan;
+  rulesets: ReadonlyMap<string, Ruleset>;
+}
+
+export interface SimOptions {
+  /** Record chain paths and log statements (default true). Deciding rules are always recorded. */
+  trace?: boolean;
+  /** Send the destination's answer back and report it as `reply` (default true). */
+  reply?: boolean;
+}
+
+/** A packet as shown in an explanation. */
+export interface PacketView {
+  saddr: string;
+  daddr: string;
+  proto: 'tcp' | 'udp' | 'icmp' | 'icmpv6' | string;
+  sport?: number;
+  dport?: number;
+  icmpType?: number;
+}
+
+export interface NatNote {
+  hook: Hook;
+  /** dnat/masquerade: set up now; 'ct': rewritten from an existing conntrack binding. */
+  kind: 'dnat' | 'masquerade' | 'ct';
+  field: 'daddr' | 'saddr';
+  from: string;
+  to: string;
+  by?: RuleRef;
+}
+
+export interface Hop {
+  node: string;
+  /** Interface the packet came in on (absent where it was created). */
+  in?: string;
+  /** Interface it left through (absent where it was delivered or stopped). */
+  out?: string;
+  packet: PacketView;
+  ct: 'new' | 'established';
+  /** Base chains run, hook by hook, in order. */
+  steps: ChainStep[];
+  route?: string;
+  nat: NatNote[];
+  rulesEvaluated: number;
+  /** Rules whose `counter` moved on this hop, with the new totals. */
+  counted: { rule: RuleRef; packets: number }[];
+  outcome: 'sent' | 'forwarded' | 'delivered' | 'dropped' | 'rejected';
+}
+
+export interface SimResult {
+  probe: Probe;
+  direction: 'original' | 'reply';
+  /** accept = delivered. */
+  verdict: 'accept' | 'drop' | 'reject';
+  /** Where it was delivered, or where it was stopped. */
+  node: string;
+  /** The destination as delivered (after DNAT); present when accepted. */
+  deliveredTo?: string;
+  reject?: RejectWith;
+  /** The rule that dropped or rejected it (absent for a policy or a routing drop). */
+  by?: RuleRef;
+  reason: string;
+  hops: Hop[];
+  rulesEvaluated: number;
+  /** The destination's answer, when the probe was delivered and replies were asked for. */
+  reply?: SimResult;
+}
+
+const EMPTY: Ruleset = { tables: [] };
+const TTL = 64;
+export const OUTSIDE = 'outside';
+/** Where probes from the outside come from by default (203.0.113.0/24, 2001:db8::/32 are documentation ranges). */
+export const OUTSIDE_HOST = { 4: '203.0.113.10', 6: '2001:db8:1::10' } as const;
+const DEFAULT_SPORT = 49152;
+
+class Walk {
+  readonly hops: Hop[] = [];
+  rules = 0;
+  constructor(
+    readonly pp: PPlan,
+    readonly rulesets: ReadonlyMap<string, Ruleset>,
+    readonly state: SimState,
+    readonly trace: boolean,
+  ) {}
+
+  table(node: string): ConnTable {
+    let t = this.state.conntrack.get(node);
+    if (!t) this.state.conntrack.set(node, (t = new Map()));
+    return t;
+  }
+
+  /** Run one hook at `pn` with conntrack view `v`, recording steps, NAT and counters on `hop`. */
+  hook(pn: PNode, hook: Hook, p: Pkt, v: CtView, hop: Hop): HookResult {
+    const rs = this.rulesets.get(pn.name) ?? EMPTY;
+    const dst = hook === 'prerouting' || hook === 'output';
+    const c = v.conn;
+    const bound = dst ? c.dstBound : c.srcBound;
+    let counters = this.state.counters.get(pn.name);
+    if (!counters) this.state.counters.set(pn.name, (counters = new Map()));
+    const r = evalHookPkt(rs, hook, p, {
+      counters,
+      counted: hop.counted,
+      trace: this.trace,
+      ctState: v.state,
+      ctStatus: ctStatus(c),
+      natAllowed: v.dir === 0 && !bound,
+      atNatSlot: (q, nat) => this.natSlot(pn, hook, q, v, nat, hop),
+    });
+    hop.steps.push(...r.steps);
+    hop.rulesEvaluated += r.rulesEvaluated;
+    this.rules += r.rulesEvaluated;
+    return r;
+  }
+
+  private natSlot(pn: PNode, hook: Hook, p: Pkt, v: CtView, nat: NatDecision | undefined, hop: Hop): void {
+    const c = v.conn;
+    const dst = hook === 'prerouting' || hook === 'output';
+    const before = dst ? p.daddr : p.saddr;
+    if (v.dir === 0 && !(dst ? c.dstBound : c.srcBound)) {
+      if (nat?.kind === 'dnat' && dst) {
+        const fam = nat.addr.includes(':') ? 6 : 4;
+        if (fam === p.family) bindDnat(c, nat.addr, parseNum(nat.addr, fam), nat.port);
+      } else if (nat?.kind === 'masquerade' && !dst) {
+        const oif = p.oif === null ? undefined : pn.ifaces.get(p.oif);
+        const a = oif?.addrs.find((x) => x.addr.includes(':') === (p.family === 6));
+        if (a) bindSnat(c, a.addr, parseNum(a.addr, p.family));
+      }
+      // Without a decision the kernel binds a null mapping: later nat chains never see this flow.
+      if (dst) c.dstBound = true;
+      else c.srcBound = true;
+    }
+    if (dst) manipDst(v, p);
+    else manipSrc(v, p);
+    p.ctStatus = ctStatus(c);
+    const after = dst ? p.daddr : p.saddr;
+    if (after !== before) hop.nat.push({ hook, kind: nat ? nat.kind : 'ct', field: dst ? 'daddr' : 'saddr', from: before, to: after, ...(nat ? { by: nat.by } : {}) });
+  }
+
+  newHop(pn: PNode, p: Pkt, inIface: string | undefined, v: CtView): Hop {
+    const hop: Hop = { node: pn.name, packet: view(p), ct: v.state === CT_BIT.new ? 'new' : 'established', steps: [], nat: [], rulesEvaluated: 0, counted: [], outcome: 'dropped' };
+    if (inIface !== undefined) hop.in = inIface;
+    this.hops.push(hop);
+    return hop;
+  }
+}
+
+function parseNum(a: string, fam: 4 | 6): AddrNum {
+  const n = parseAddr(a, fam);
+  if (n === undefined) throw new Error(`not an IPv${fam} address: ${a}`);
+  return n;
+}
+
+function view(p: Pkt): PacketView {
+  const proto = p.l4 === PROTO.tcp ? 'tcp' : p.l4 === PROTO.udp ? 'udp' : p.l4 === PROTO.icmp ? 'icmp' : p.l4 === PROTO.icmpv6 ? 'icmpv6' : String(p.l4);
+  const v: PacketView = { saddr: p.saddr, daddr: p.daddr, proto };
+  if (p.sport >= 0) v.sport = p.sport;
+  if (p.dport >= 0) v.dport = p.dport;
+  if (isIcmp(p.l4)) v.icmpType = p.icmpType;
+  return v;
+}
+
+type Stop = { verdict: 'drop' | 'reject'; node: string; reason: string; by?: RuleRef; reject?: RejectWith };
+type Done = { verdict: 'accept'; node: string; reason: string; deliveredTo: string };
+
+function stopped(hop: Hop, pn: PNode, hook: Hook, r: HookResult): Stop {
+  hop.outcome = r.verdict === 'reject' ? 'rejected' : 'dropped';
+  const last = r.steps[r.steps.length - 1];
+  const where = last ? `${hook} ${last.family} ${last.table} ${last.chain}` : hook;
+  const what = r.by ? `by ${r.by.origin.text}` : last?.policy ? `by the policy (${last.verdict})` : '';
+  const s: Stop = { verdict: r.verdict === 'reject' ? 'reject' : 'drop', node: pn.name, reason: `${r.verdict === 'reject' ? 'rejected' : 'dropped'} at ${pn.name}: ${where} ${what}`.trimEnd() };
+  if (r.by) s.by = r.by;
+  if (r.reject) s.reject = r.reject;
+  return s;
+}
+
+function drop(hop: Hop, node: string, reason: string): Stop {
+  hop.outcome = 'dropped';
+  return { verdict: 'drop', node, reason: `dropped at ${node}: ${reason}` };
+}
+
+function setOut(p: Pkt, i: Iface | null): void {
+  p.oif = i ? i.name : 'lo';
+  p.oifgroup = i ? i.group : 0;
+}
+
+/** A packet created at `pn`: routing, output, (re-routing after DNAT), postrouting, then out. */
+function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
+  const ct = w.table(pn.name);
+  const v = ctLookup(ct, p);
+  const hop = w.newHop(pn, p, undefined, v);
+  let rt = route(w.pp, pn, p.da, p.family, true);
+  if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
+  if (rt.kind === 'outside') return deliver(hop, pn, p, ct, v);
+  p.iif = null;
+  p.iifgroup = 0;
+  setOut(p, rt.kind === 'out' ? rt.iface : null);
+  let r = w.hook(pn, 'output', p, v, hop);
+  if (r.verdict !== 'accept') return stopped(hop, pn, 'output', r);
+  // ip_route_me_harder: a destination changed in output is routed again.
+  if (hop.nat.some((n) => n.field === 'daddr')) {
+    rt = route(w.pp, pn, p.da, p.family, true);
+    if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
+    if (rt.kind === 'outside') return deliver(hop, pn, p, ct, v);
+    setOut(p, rt.kind === 'out' ? rt.iface : null);
+  }
+  if (rt.kind === 'out') hop.route = rt.route.text;
+  r = w.hook(pn, 'postrouting', p, v, hop);
+  if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
+  ctConfirm(ct, v);
+  if (rt.kind === 'local') {
+    hop.route = 'local (lo)';
+    hop.out = 'lo';
+    hop.outcome = 'sent';
+    return receive(w, pn, 'lo', 0, p, TTL);
+  }
+  return transmit(w, pn, hop, rt.iface, p, TTL);
+}
+
+function transmit(w: Walk, pn: PNode, hop: Hop, iface: Iface, p: Pkt, ttl: number): Stop | Done {
+  hop.out = iface.name;
+  if (!iface.peer) return drop(hop, pn.name, `${iface.name} has no peer`);
+  const next = w.pp.nodes.get(iface.peer.node);
+  if (!next) return drop(hop, pn.name, `${iface.name}'s peer ${iface.peer.node} is not in the plan`);
+  const inIf = next.ifaces.get(iface.peer.iface);
+  hop.outcome = hop.in === undefined ? 'sent' : 'forwarded';
+  return receive(w, next, iface.peer.iface, inIf?.group ?? 0, p, ttl);
+}
+
+function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, ttl: number): Stop | Done {
+  const ct = w.table(pn.name);
+  p.iif = iifname;
+  p.iifgroup = iifgroup;
+  p.oif = null;
+  p.oifgroup = 0;
+  const v = ctLookup(ct, p);
+  const hop = w.newHop(pn, p, iifname, v);
+  let r = w.hook(pn, 'prerouting', p, v, hop);
+  if (r.verdict !== 'accept') return stopped(hop, pn, 'prerouting', r);
+  const rt = route(w.pp, pn, p.da, p.family, false);
+  if (rt.kind === 'local' || rt.kind === 'outside') {
+    hop.route = rt.kind === 'local' ? 'local' : 'outside (stand-in internet host)';
+    r = w.hook(pn, 'input', p, v, hop);
+    if (r.verdict !== 'accept') return stopped(hop, pn, 'input', r);
+    return deliver(hop, pn, p, ct, v);
+  }
+  if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
+  hop.route = rt.route.text;
+  if (!pn.node.forwarding) return drop(hop, pn.name, `not local and forwarding is off (${rt.route.text})`);
+  if (ttl <= 1) return drop(hop, pn.name, 'TTL exceeded (routing loop)');
+  setOut(p, rt.iface);
+  r = w.hook(pn, 'forward', p, v, hop);
+  if (r.verdict !== 'accept') return stopped(hop, pn, 'forward', r);
+  r = w.hook(pn, 'postrouting', p, v, hop);
+  if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
+  ctConfirm(ct, v);
+  return transmit(w, pn, hop, rt.iface, p, ttl - 1);
+}
+
+function deliver(hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView): Done {
+  ctConfirm(ct, v);
+  hop.outcome = 'delivered';
+  const at = pn.world && !pn.local[p.family].has(p.da) ? `the outside (stand-in host ${p.daddr})` : `${pn.name} (${p.daddr})`;
+  return { verdict: 'accept', node: pn.name, reason: `delivered to ${at}`, deliveredTo: p.daddr };
+}
+
+function sourceAddress(pp: PPlan, pn: PNode, to: string, fam: 4 | 6): string | undefined {
+  const p = parseAddr(to, fam);
+  if (p === undefined) return undefined;
+  const rt = route(pp, pn, p, fam, true);
+  const ifaces = rt.kind === 'out' ? [rt.iface, ...pn.ifaces.values()] : [...pn.ifaces.values()];
+  for (const i of ifaces) for (const a of i.addrs) if (a.addr.includes(':') === (fam === 6)) return a.addr;
+  if (rt.kind === 'local') return to;
+  return undefined;
+}
+
+
+function makePkt(probe: Probe, fam: 4 | 6, saddr: string): Pkt | undefined {
+  const sa = parseAddr(saddr, fam);
+  const da = parseAddr(probe.to, fam);
+  if (sa === undefined || da === undefined) return undefined;
+  const l4 = probeL4(probe, fam);
+  const ports = l4 === PROTO.tcp || l4 === PROTO.udp;
+  return {
+    family: fam,
+    saddr: fam === 4 ? formatV4(sa as number) : formatV6(sa as bigint),
+    daddr: fam === 4 ? formatV4(da as number) : formatV6(da as bigint),
+    sa,
+    da,
+    l4,
+    sport: ports ? (probe.sport ?? DEFAULT_SPORT) : -1,
+    dport: ports ? (probe.dport ?? 0) : -1,
+    icmpType: isIcmp(l4) ? (probe.icmpType ?? (fam === 4 ? 8 : 128)) : -1,
+    iif: null,
+    oif: null,
+    iifgroup: 0,
+    oifgroup: 0,
+    ct: CT_BIT.new,
+    ctStatus: -1,
+  };
+}
+
+/** The answer a destination sends back (ICMP echo → echo reply; other ICMP types get none). */
+function replyPkt(p: Pkt): Pkt | undefined {
+  let icmpType = -1;
+  if (p.l4 === PROTO.icmp) {
+    if (p.icmpType !== 8) return undefined;
+    icmpType = 0;
+  } else if (p.l4 === PROTO.icmpv6) {
+    if (p.icmpType !== 128) return undefined;
+    icmpType = 129;
+  }
+  return { ...p, saddr: p.daddr, daddr: p.saddr, sa: p.da, da: p.sa, sport: p.dport, dport: p.sport, icmpType, iif: null, oif: null, iifgroup: 0, oifgroup: 0, ct: CT_BIT.new, ctStatus: -1 };
+}
+
+function result(probe: Probe, direction: SimResult['direction'], w: Walk, end: Stop | Done): SimResult {
+  const r: SimResult = { probe, direction, verdict: end.verdict, node: end.node, reason: end.reason, hops: w.hops, rulesEvaluated: w.rules };
+  if (end.verdict === 'accept') r.deliveredTo = end.deliveredTo;
+  else {
+    if (end.by) r.by = end.by;
+    if (end.reject) r.reject = end.reject;
+  }
+  return r;
+}
+
+function refuse(probe: Probe, node: string, reason: string): SimResult {
+  return { probe, direction: 'original', verdict: 'drop', node, reason, hops: [], rulesEvaluated: 0 };
+}
+
+/**
+ * Can `probe.from` reach `probe.to`? Walks the network hop by hop through every node's ruleset.
+ * Pass `state` to keep conntrack and counters across probes (open a flow, change rules, probe again).
+ */
+export function simulate(world: World, probe: Probe, state: SimState = newSimState(), opts: SimOptions = {}): SimResult {
+  const pp = preparePlan(world.plan);
+  const fam = probeFamily(probe);
+  if (fam === undefined) return refuse(probe, probe.from, `'${probe.to}' is not an IPv${probe.family ?? '4/6'} address`);
+  const fromOutside = probe.from === OUTSIDE;
+  const pn = fromOutside ? pp.world : pp.nodes.get(probe.from);
+  if (!pn) return refuse(probe, probe.from, fromOutside ? 'the plan has no outside (uplink is not "world")' : `${probe.from} is not on any network (no netvm, or not in the plan)`);
+  const saddr = probe.src ?? (fromOutside ? OUTSIDE_HOST[fam] : sourceAddress(pp, pn, probe.to, fam));
+  if (saddr === undefined) return refuse(probe, pn.name, `${pn.name} has no IPv${fam} address`);
+  const p = makePkt(probe, fam, saddr);
+  if (!p) return refuse(probe, pn.name, `'${saddr}' is not an IPv${fam} address`);
+  const trace = opts.trace ?? true;
+  const w = new Walk(pp, world.rulesets, state, trace);
+  const end = sendLocal(w, pn, p);
+  const res = result(probe, 'original', w, end);
+  if (end.verdict === 'accept' && opts.reply !== false) {
+    const delivered = pp.nodes.get(end.node)!;
+    // `p` is the packet as delivered (after every NAT on the way): the answer swaps it.
+    const q = replyPkt(p);
+    if (q) {
+      const rw = new Walk(pp, world.rulesets, state, trace);
+      res.reply = result(probe, 'reply', rw, sendLocal(rw, delivered, q));
+    }
+  }
+  return res;
+}
