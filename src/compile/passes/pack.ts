@@ -88,7 +88,7 @@ export function packAtoms(f: IpFamily, qube: string, chain: string, atomsIn: Ato
       const last = els.reduce((m, e) => Math.max(m, e.rule), -Infinity);
       for (const layer of normalise(els, s)) {
         const name = packedSet(chain, s, ordinal++);
-        const text = `${qube} rules ${first}-${last} packed`;
+        const text = first === last ? `${qube} rule ${first} packed` : `${qube} rules ${first}-${last} packed`;
         sets.push(makeSet(f, qube, name, s, layer, text));
         rules.push({
           matches: [{ kind: 'in-set', fields: fieldsOf(f, s), op: '==', set: name }],
