@@ -13,6 +13,7 @@ import type { Rule } from '../model/rule.js';
 import { planNetwork } from '../model/topology.js';
 import { compile, namesToResolve } from './compile.js';
 import { formatDiagnostic } from '../model/diagnostics.js';
+import { diffTransaction } from '../ir/diff.js';
 
 function run(c: CompileCase) {
   return compile({ model: c.model, plan: planNetwork(c.model, { uplink: c.uplink }), resolutions: c.resolutions, now: c.now, layout: c.layout });
@@ -211,4 +212,17 @@ test('the kernel accepts a 100,000-rule qube and a 1,000-qube model', { skip: ke
 
 test('resolutions helper keeps errors (fixture sanity)', () => {
   assert.equal(resolutions({ x: { error: 'NXDOMAIN' } }).get('x')?.error, 'NXDOMAIN');
+});
+
+test('compiled diff: add 1 rule to work = flush + 3 rules (2 rules + policy) + 0 elements, nothing else', () => {
+  const m = defaultLayout();
+  m.qubes.get('work')!.rules = [rule('accept', { dsthost: dst4('203.0.113.1') })];
+  const plan = planNetwork(m, { uplink: 'world' });
+  const before = compile({ model: m, plan, resolutions: new Map(), now: 0 }).rulesets.get('sys-firewall')!;
+  m.qubes.get('work')!.rules = [...m.qubes.get('work')!.rules!, rule('accept', { dsthost: dst4('203.0.113.2'), proto: 'tcp', dstports: ports(443) })];
+  const after = compile({ model: m, plan, resolutions: new Map(), now: 0 }).rulesets.get('sys-firewall')!;
+  const tx = diffTransaction(before, after);
+  assert.equal(tx.counts()['flush-chain'], 1);
+  assert.equal(tx.counts()['add-rule'], 3);
+  assert.equal(tx.size, 4, tx.toString());
 });

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { kernelUnavailable, listRuleset, nft, withScratchNs } from '../../test/cases/compile/kernel.js';
+import { diffRulesets, diffTransaction, fullTransaction } from './diff.js';
+import { emitJson } from './emit-json.js';
+import { emitFull } from './emit-text.js';
+import { sanitizeComment } from './render.js';
+import type { Chain, IrRule, NamedMap, NamedSet, Ruleset, Table } from './types.js';
+import { validateRuleset } from './validate.js';
+
+const r = (text: string, rule: Omit<IrRule, 'origin'>): IrRule => ({ ...rule, origin: { text }, comment: text });
+const accept = { kind: 'verdict', verdict: { kind: 'accept' } } as const;
+const jump = (chain: string) => ({ kind: 'verdict', verdict: { kind: 'jump', chain } }) as const;
+
+function qubesTable(extra: Partial<Table> = {}): Table {
+  return {
+    family: 'ip',
+    name: 'qubes',
+    sets: [],
+    chains: [
+      { name: 'custom-input', rules: [], userOwned: true },
+      {
+        name: 'input',
+        base: { type: 'filter', hook: 'input', priority: 0, policy: 'drop' },
+        rules: [r('base: user input rules', { matches: [], stmts: [jump('custom-input')] })],
+      },
+    ],
+    ...extra,
+  };
+}
+
+function firewall(clients: Record<string, string[]>): Table {
+  const chains: Chain[] = [
+    { name: 'forward', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'drop' }, rules: [r('dispatch', { matches: [], stmts: [{ kind: 'vmap', fields: ['ip saddr'], map: 'dispatch' }] })] },
+  ];
+  const map: NamedMap = { kind: 'map', name: 'dispatch', keyType: ['ipv4_addr'], interval: false, valueType: 'verdict', elements: [] };
+  const sets: (NamedSet | NamedMap)[] = [map];
+  for (const [addr, dsts] of Object.entries(clients)) {
+    const name = `qbs-${addr.replace(/\./g, '-')}`;
+    map.elements.push({ key: { kind: 'addr', addr }, verdict: { kind: 'jump', chain: name } });
+    chains.push({
+      name,
+      rules: dsts.map((d, i) => r(`c rule ${i}`, { matches: [{ kind: 'cmp', field: 'ip daddr', op: '==', value: { kind: 'addr', addr: d } }], stmts: [accept] })),
+    });
+  }
+  return { family: 'ip', name: 'qubes-firewall', sets, chains };
+}
+
+const rs = (...tables: Table[]): Ruleset => ({ tables });
+
+// ---- validateRuleset -------------------------------------------------------------------------
+
+test('validateRuleset: a clean ruleset has no findings', () => {
+  assert.deepEqual(validateRuleset(rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] }))), []);
+});
+
+test('validateRuleset catches dangling jump, @set, vmap @map and map elements', () => {
+  const t = firewall({ '10.137.0.3': ['1.1.1.1'] });
+  t.chains[1]!.rules.push(r('x', { matches: [], stmts: [jump('nowhere')] }));
+  t.chains[1]!.rules.push(r('y', { matches: [{ kind: 'in-set', fields: ['ip daddr'], op: '==', set: 'missing' }], stmts: [accept] }));
+  t.chains[0]!.rules.push(r('z', { matches: [], stmts: [{ kind: 'vmap', fields: ['ip saddr'], map: 'nomap' }] }));
+  (t.sets[0] as NamedMap).elements.push({ key: { kind: 'addr', addr: '10.137.0.9' }, verdict: { kind: 'goto', chain: 'gone' } });
+  const codes = validateRuleset(rs(t)).map((d) => d.code).sort();
+  assert.deepEqual(codes, ['QNET4103', 'QNET4103', 'QNET4105', 'QNET4106']);
+});
+
+test('validateRuleset catches bad names, verdict not last, jump to a base chain, loops, key mismatch', () => {
+  const t = qubesTable();
+  t.chains.push({ name: '9bad name', rules: [] });
+  t.chains.push({ name: 'a', rules: [r('v', { matches: [], stmts: [accept, { kind: 'counter' }] }), r('j', { matches: [], stmts: [jump('b')] })] });
+  t.chains.push({ name: 'b', rules: [r('j', { matches: [], stmts: [jump('a')] }), r('base', { matches: [], stmts: [jump('input')] })] });
+  t.sets.push({ kind: 'set', name: 's', keyType: ['ipv4_addr'], interval: false, elements: [{ key: { kind: 'addr', addr: '10.0.0.0', len: 8 } }] });
+  t.chains.push({ name: 'c', rules: [r('k', { matches: [{ kind: 'in-set', fields: ['ip daddr', 'tcp dport'], op: '==', set: 's' }], stmts: [accept] })] });
+  const codes = new Set(validateRuleset(rs(t)).map((d) => d.code));
+  for (const c of ['QNET4101', 'QNET4107', 'QNET4104', 'QNET4113', 'QNET4108', 'QNET4109']) assert.ok(codes.has(c), c);
+});
+
+test('validateRuleset: a user-owned chain must be empty and regular', () => {
+  const t = qubesTable();
+  t.chains[0]!.rules.push(r('mine', { matches: [], stmts: [accept] }));
+  assert.deepEqual(validateRuleset(rs(t)).map((d) => d.code), ['QNET4112']);
+});
+
+// ---- emitters --------------------------------------------------------------------------------
+
+test('comments: quotes and newlines replaced, cut to 128 bytes on a character boundary', () => {
+  assert.equal(sanitizeComment('work "rule"\n3'), "work 'rule' 3");
+  const long = sanitizeComment('é'.repeat(100));
+  assert.equal(new TextEncoder().encode(long).length, 128);
+  assert.equal(long, 'é'.repeat(64));
+});
+
+test('full load never flushes or deletes a user-owned chain, nor the table holding one', () => {
+  const text = emitFull(rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] })));
+  assert.match(text, /^add chain ip qubes custom-input$/m);
+  assert.doesNotMatch(text, /(flush|delete) chain ip qubes custom-input/);
+  assert.doesNotMatch(text, /delete table ip qubes$/m);
+  assert.match(text, /^add table ip qubes-firewall\ndelete table ip qubes-firewall\nadd table ip qubes-firewall$/m, 'owned table replaced whole');
+  assert.match(text, /add rule ip qubes-firewall qbs-10-137-0-3 ip daddr 1\.1\.1\.1 accept comment "c rule 0"/);
+});
+
+test('JSON emitter: nft schema with add commands, same operations as the text', () => {
+  const ruleset = rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] }));
+  const j = emitJson(ruleset);
+  assert.deepEqual(j.nftables[0], { metainfo: { json_schema_version: 1 } });
+  assert.equal(j.nftables.length - 1, fullTransaction(ruleset).ops.length);
+  assert.deepEqual(j.nftables[1], { add: { table: { family: 'ip', name: 'qubes' } } });
+  assert.ok(j.nftables.some((x) => JSON.stringify(x).includes('"vmap":{"key":{"payload":{"protocol":"ip","field":"saddr"}},"data":"@dispatch"}')));
+});
+
+// ---- diffs and operation counts (Example 7) --------------------------------------------------
+
+test('no change: an empty transaction', () => {
+  const a = rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] }));
+  const b = rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] }));
+  assert.equal(diffTransaction(a, b).size, 0);
+  assert.equal(diffRulesets(a, b), '');
+});
+
+test('add 1 rule to work: flush + 2 rules + 0 elements = 3 operations', () => {
+  const before = rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'], '10.137.0.4': ['2.2.2.2'] }));
+  const after = rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1', '3.3.3.3'], '10.137.0.4': ['2.2.2.2'] }));
+  const tx = diffTransaction(before, after);
+  const c = tx.counts();
+  assert.equal(c['flush-chain'], 1);
+  assert.equal(c['add-rule'], 2);
+  assert.equal(c['add-element'] + c['delete-element'], 0);
+  assert.equal(tx.size, 3);
+  assert.match(tx.toString(), /^flush chain ip qubes-firewall qbs-10-137-0-3$/m);
+  assert.doesNotMatch(tx.toString(), /qbs-10-137-0-4|custom-input/);
+});
+
+test('a new client: add chain + its rule + 1 map element = 3; a removed client: 1 element + flush + delete = 3', () => {
+  const one = rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] }));
+  const two = rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'], '10.137.0.4': ['2.2.2.2'] }));
+  const up = diffTransaction(one, two);
+  assert.deepEqual([up.counts()['add-chain'], up.counts()['add-rule'], up.counts()['add-element']], [1, 1, 1]);
+  assert.equal(up.size, 3);
+  const down = diffTransaction(two, one);
+  assert.deepEqual([down.counts()['delete-element'], down.counts()['flush-chain'], down.counts()['delete-chain']], [1, 1, 1]);
+  assert.equal(down.size, 3);
+  const text = down.toString();
+  assert.ok(text.indexOf('delete element') < text.indexOf('delete chain'), 'the map element pointing at the chain goes first');
+});
+
+test('changed set elements are mirrored: only the difference is sent (DNS refresh)', () => {
+  const mk = (addrs: string[]): Ruleset => {
+    const t = firewall({ '10.137.0.3': [] });
+    t.sets.push({ kind: 'set', name: 'qbs-10-137-0-3-d0', keyType: ['ipv4_addr'], interval: false, elements: addrs.map((a) => ({ key: { kind: 'addr', addr: a } })) });
+    t.chains[1]!.rules.push(r('packed', { matches: [{ kind: 'in-set', fields: ['ip daddr'], op: '==', set: 'qbs-10-137-0-3-d0' }], stmts: [accept] }));
+    return rs(t);
+  };
+  const tx = diffTransaction(mk(['1.1.1.1', '1.1.1.2', '1.1.1.3']), mk(['1.1.1.1', '1.1.1.3', '1.1.1.4']));
+  assert.equal(tx.size, 2, 'delete 1.1.1.2 + add 1.1.1.4, no chain rebuilt');
+  assert.equal(tx.toString(), 'delete element ip qubes-firewall qbs-10-137-0-3-d0 { 1.1.1.2 }\nadd element ip qubes-firewall qbs-10-137-0-3-d0 { 1.1.1.4 }\n');
+});
+
+test('removing the shared table keeps the user chains; removing an owned table deletes it', () => {
+  const text = diffRulesets(rs(qubesTable(), firewall({})), rs());
+  assert.match(text, /^delete table ip qubes-firewall$/m);
+  assert.match(text, /^delete chain ip qubes input$/m);
+  assert.doesNotMatch(text, /custom-input|delete table ip qubes$/m);
+});
+
+// ---- the kernel agrees: applying a diff gives what a fresh full load gives -------------------
+
+const kernelSkip = kernelUnavailable();
+
+test('kernel: full loads are idempotent and diffs land on the same state as a fresh load', { skip: kernelSkip ?? false }, () => {
+  const steps: Ruleset[] = [
+    rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] })),
+    rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1', '3.3.3.3'], '10.137.0.4': ['2.2.2.2'] })),
+    rs(qubesTable({ chains: [...qubesTable().chains, { name: 'forward', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' }, rules: [] }] }), firewall({ '10.137.0.4': ['2.2.2.2'] })),
+    rs(qubesTable()),
+  ];
+  withScratchNs((ns) => {
+    // a user rule in custom-input must survive everything
+    assert.ok(nft(ns, 'add table ip qubes\nadd chain ip qubes custom-input\nadd rule ip qubes custom-input tcp dport 22 accept\n', { check: false }).ok);
+    let prev: Ruleset | null = null;
+    for (const s of steps) {
+      const load = nft(ns, diffRulesets(prev, s), { check: false });
+      assert.ok(load.ok, load.stderr);
+      const viaDiff = listRuleset(ns);
+      assert.match(viaDiff, /tcp dport 22 accept/, 'the user rule survives');
+      const again = nft(ns, emitFull(s), { check: false });
+      assert.ok(again.ok, `full load on top of the diffed state: ${again.stderr}`);
+      assert.equal(listRuleset(ns), viaDiff, 'a full load changes nothing after the diff');
+      prev = s;
+    }
+  });
+});
