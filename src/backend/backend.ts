@@ -1,0 +1,49 @@
+// What the engine asks of an executor. Two implement it: the netns backend (real namespaces, veths,
+// nft, conntrack) and the sim backend (the same operations on in-memory state that the simulator
+// reads). The engine never knows which one it drives.
+import type { Ruleset } from '../ir/types.js';
+import type { NetPlan } from '../model/netplan.js';
+
+/** One rule's counter, mapped back to where the rule came from (its nft comment = IR origin). */
+export interface RuleCounter {
+  node: string;
+  family: string;
+  table: string;
+  chain: string;
+  origin: string;
+  packets: number;
+  bytes: number;
+}
+
+/** A tracked connection in a node, as seen from its original direction. */
+export interface Flow {
+  family: 4 | 6;
+  proto: string;
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  state?: string;
+}
+
+export interface Backend {
+  readonly kind: 'netns' | 'sim';
+  /** Nodes (qube names, and `world`) whose namespace exists now. The kernel is the truth. */
+  live(): Promise<Set<string>>;
+  /** Create these nodes and every link between them and already-live nodes (netvms first). */
+  bringUp(plan: NetPlan, names: readonly string[]): Promise<void>;
+  /** Delete these nodes' namespaces (their veths go with them). */
+  tearDown(names: readonly string[]): Promise<void>;
+  /** (Re)make the link of `client` to its netvm as the plan says (netvm change, netvm restarted). */
+  relink(plan: NetPlan, client: string): Promise<void>;
+  /** Which netvm each live client is linked to now (for adoption, reattachment, netvm changes). */
+  links(): Promise<Map<string, string>>;
+  /**
+   * Load `after` into a node atomically, as a delta from `before` (null: replace whole). User-owned
+   * chains are never touched. Throws on failure, leaving the node's rules as they were.
+   */
+  apply(node: string, before: Ruleset | null, after: Ruleset): Promise<void>;
+  counters(node: string): Promise<RuleCounter[]>;
+  flows(node: string): Promise<Flow[]>;
+  deleteFlow(node: string, flow: Flow): Promise<void>;
+}

@@ -1,0 +1,115 @@
+// The sim executor: the Backend operations on in-memory state, which the simulator then runs packets
+// through. Like knftables' Fake (EXAMPLES.md Example 6) it refuses what the kernel would refuse: a
+// transaction whose result does not validate changes nothing, and links need both ends to exist.
+import { validateRuleset } from '../../ir/validate.js';
+import type { Ruleset } from '../../ir/types.js';
+import { formatDiagnostic } from '../../model/diagnostics.js';
+import type { NetPlan } from '../../model/netplan.js';
+import { forgetFlows, newSimState, simulate, type SimResult, type SimState } from '../../sim/index.js';
+import type { Probe } from '../../sim/packet.js';
+import type { Backend, Flow, RuleCounter } from '../backend.js';
+
+export class SimBackend implements Backend {
+  readonly kind = 'sim' as const;
+  readonly rulesets = new Map<string, Ruleset>();
+  readonly state: SimState = newSimState();
+  private readonly nodes = new Set<string>();
+  private readonly linkMap = new Map<string, string>();
+  private plan: NetPlan | undefined;
+  /** Make the next N applies to a node fail (tests of fail-closed behaviour). */
+  readonly failApplies = new Map<string, number>();
+
+  async live(): Promise<Set<string>> {
+    return new Set(this.nodes);
+  }
+
+  async bringUp(plan: NetPlan, names: readonly string[]): Promise<void> {
+    this.plan = plan;
+    for (const n of names) this.nodes.add(n);
+    for (const n of names) {
+      const up = this.peerOf(plan, n);
+      if (up && this.nodes.has(up)) this.linkMap.set(n, up);
+      for (const c of plan.nodes) if (this.peerOf(plan, c.name) === n && this.nodes.has(c.name)) this.linkMap.set(c.name, n);
+    }
+  }
+
+  async tearDown(names: readonly string[]): Promise<void> {
+    for (const n of names) {
+      this.nodes.delete(n);
+      this.rulesets.delete(n);
+      this.linkMap.delete(n);
+      for (const [c, up] of this.linkMap) if (up === n) this.linkMap.delete(c);
+      this.state.conntrack.delete(n);
+    }
+  }
+
+  async relink(plan: NetPlan, client: string): Promise<void> {
+    this.plan = plan;
+    const up = this.peerOf(plan, client);
+    if (!up || !this.nodes.has(up) || !this.nodes.has(client))
+      throw new Error(`cannot link ${client} to ${up ?? 'nothing'}: both namespaces must exist`);
+    this.linkMap.set(client, up);
+  }
+
+  async links(): Promise<Map<string, string>> {
+    return new Map(this.linkMap);
+  }
+
+  async apply(node: string, _before: Ruleset | null, after: Ruleset): Promise<void> {
+    if (!this.nodes.has(node)) throw new Error(`no namespace for ${node}`);
+    const fails = this.failApplies.get(node) ?? 0;
+    if (fails > 0) {
+      this.failApplies.set(node, fails - 1);
+      throw new Error(`simulated nft failure in ${node}`);
+    }
+    const problems = validateRuleset(after);
+    if (problems.length) throw new Error(problems.map(formatDiagnostic).join('; '));
+    this.rulesets.set(node, after);
+  }
+
+  async counters(node: string): Promise<RuleCounter[]> {
+    const out: RuleCounter[] = [];
+    const counted = this.state.counters.get(node);
+    const rs = this.rulesets.get(node);
+    if (!counted || !rs) return out;
+    for (const t of rs.tables)
+      for (const c of t.chains)
+        for (const r of c.rules) {
+          const packets = counted.get(r);
+          if (packets !== undefined)
+            out.push({ node, family: t.family, table: t.name, chain: c.name, origin: r.origin.text, packets, bytes: 0 });
+        }
+    return out;
+  }
+
+  async flows(node: string): Promise<Flow[]> {
+    const t = this.state.conntrack.get(node);
+    if (!t) return [];
+    const seen = new Set<object>();
+    const out: Flow[] = [];
+    for (const ref of t.values()) {
+      if (seen.has(ref.conn)) continue;
+      seen.add(ref.conn);
+      const c = ref.conn;
+      const proto = c.l4 === 6 ? 'tcp' : c.l4 === 17 ? 'udp' : c.family === 6 ? 'icmpv6' : 'icmp';
+      out.push({ family: c.family, proto, src: c.orig.src, dst: c.orig.dst, sport: c.orig.sport, dport: c.orig.dport });
+    }
+    return out;
+  }
+
+  async deleteFlow(node: string, f: Flow): Promise<void> {
+    forgetFlows(this.state, (c, n) => n === node && c.orig.src === f.src && c.orig.dst === f.dst && c.orig.dport === f.dport);
+  }
+
+  /** Send a probe through what is loaded now; counters and conntrack persist across probes. */
+  probe(p: Probe): SimResult {
+    if (!this.plan) throw new Error('nothing is running');
+    const livePlan: NetPlan = { ...this.plan, nodes: this.plan.nodes.filter((n) => this.nodes.has(n.name)) };
+    return simulate({ plan: livePlan, rulesets: this.rulesets }, p, this.state);
+  }
+
+  private peerOf(plan: NetPlan, name: string): string | undefined {
+    const n = plan.nodes.find((x) => x.name === name);
+    return n?.ifaces.find((i) => i.name === 'eth0')?.peer?.node;
+  }
+}

@@ -1,0 +1,121 @@
+// The engine on the sim backend: lifecycle, reattachment, deltas, flow cutting and fail-closed,
+// with packets through the simulator. (The same behaviours with real packets: test/kernel.)
+// Address plan: 10.137.0.0/16 qubes (sys-net .1, sys-firewall .2, work .3, personal .4),
+// 203.0.113.0/24 outside hosts.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SimBackend } from '../backend/sim/sim-backend.js';
+import { StaticResolver } from '../compile/dns.js';
+import { emitFull } from '../ir/emit-text.js';
+import { defaultLayout } from '../model/layout.js';
+import type { Model } from '../model/qube.js';
+import { Engine, type EngineEvent } from './engine.js';
+
+function setup() {
+  const backend = new SimBackend();
+  const events: EngineEvent[] = [];
+  const engine = new Engine({
+    backend,
+    resolver: new StaticResolver({ 'web.example.com': { a: ['203.0.113.10'] } }),
+    uplink: 'world',
+    now: () => 1_800_000_000,
+    emit: (e) => events.push(e),
+    world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
+  });
+  const model: Model = defaultLayout();
+  return { backend, engine, model, events };
+}
+
+async function start(model: Model, engine: Engine, ...names: string[]) {
+  for (const q of Engine.startSet(model, names)) q.state = 'Running';
+  await engine.converge(model);
+}
+
+const web = { to: '203.0.113.10', proto: 'tcp' as const, dport: 80 };
+
+test('starting work starts its netvm chain first and links it', async () => {
+  const { backend, engine, model, events } = setup();
+  await start(model, engine, 'work');
+  assert.deepEqual([...(await backend.live())].sort(), ['sys-firewall', 'sys-net', 'work', 'world']);
+  assert.deepEqual(Object.fromEntries(await backend.links()), { 'sys-net': 'world', 'sys-firewall': 'sys-net', work: 'sys-firewall' });
+  assert.deepEqual(events.find((e) => e.type === 'started'), { type: 'started', qubes: ['sys-net', 'sys-firewall', 'work'] });
+  assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'accept');
+});
+
+test('a rule change reaches the kernel and cuts the established flow it forbids', async () => {
+  const { backend, engine, model, events } = setup();
+  await start(model, engine, 'work', 'personal');
+  const flow = { from: 'work', ...web, sport: 40000 };
+  assert.equal(backend.probe(flow).verdict, 'accept');
+  assert.equal((await backend.flows('sys-firewall')).length, 1);
+  const personalBefore = JSON.stringify(backend.rulesets.get('personal'));
+  model.qubes.get('work')!.rules = [{ action: 'accept', proto: 'udp' }];
+  await engine.converge(model);
+  assert.deepEqual(events.filter((e) => e.type === 'flow-cut').map((e) => e.type === 'flow-cut' && e.qube), ['work']);
+  assert.equal(backend.probe(flow).verdict, 'reject', 'the same flow is now new and refused');
+  assert.equal(JSON.stringify(backend.rulesets.get('personal')), personalBefore, 'other qubes untouched');
+});
+
+test('an established flow the new rules still allow survives', async () => {
+  const { backend, engine, model, events } = setup();
+  await start(model, engine, 'work');
+  backend.probe({ from: 'work', ...web, sport: 40001 });
+  model.qubes.get('work')!.rules = [{ action: 'accept', proto: 'tcp', dstports: { start: 80, end: 80 } }];
+  await engine.converge(model);
+  assert.equal(events.filter((e) => e.type === 'flow-cut').length, 0);
+  assert.equal((await backend.flows('sys-firewall')).length, 1);
+});
+
+test('a netvm that dies detaches its clients; when it starts again they are reattached', async () => {
+  const { backend, engine, model, events } = setup();
+  await start(model, engine, 'work');
+  await backend.tearDown(['sys-firewall']); // killed behind our back
+  assert.deepEqual(await engine.noticeDeaths(model), ['sys-firewall']);
+  assert.equal(model.qubes.get('sys-firewall')!.state, 'Halted');
+  assert.deepEqual(events.find((e) => e.type === 'detached'), { type: 'detached', qubes: ['work'] });
+  await engine.converge(model);
+  assert.equal((await backend.links()).get('work'), undefined);
+  await start(model, engine, 'sys-firewall');
+  assert.deepEqual(events.find((e) => e.type === 'reattached'), { type: 'reattached', qubes: ['work'] });
+  assert.equal((await backend.links()).get('work'), 'sys-firewall');
+  assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'accept');
+});
+
+test('a failure to load one qube\'s rules blocks that qube only (fail closed)', async () => {
+  const { backend, engine, model, events } = setup();
+  await start(model, engine, 'work', 'personal');
+  const fw = () => backend.rulesets.get('sys-firewall')!;
+  const personalChain = () => JSON.stringify(fw().tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!.chains.find((c) => c.name === 'qbs-10-137-0-4'));
+  const before = personalChain();
+  backend.failApplies.set('sys-firewall', 2); // the delta and the full load both fail
+  model.qubes.get('work')!.rules = [{ action: 'accept', proto: 'tcp' }];
+  await engine.converge(model);
+  assert.equal(engine.status.get('work')?.state, 'blocked-fallback');
+  assert.ok(events.some((e) => e.type === 'blocked' && e.qube === 'work'));
+  assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'reject', 'work is blocked, not open');
+  assert.equal(personalChain(), before, "personal's chain is byte-identical");
+  assert.equal(backend.probe({ from: 'personal', ...web }).verdict, 'accept');
+  assert.match(emitFull(fw()), /blocked: work/);
+});
+
+test('shutting down a netvm tears down its namespace; running clients stay, detached', async () => {
+  const { backend, engine, model } = setup();
+  await start(model, engine, 'work');
+  assert.deepEqual(Engine.runningClients(model, 'sys-firewall').map((q) => q.name), ['work']);
+  model.qubes.get('sys-firewall')!.state = 'Halted';
+  await engine.converge(model);
+  assert.equal((await backend.live()).has('sys-firewall'), false);
+  assert.equal((await backend.live()).has('work'), true);
+});
+
+test('a name that does not resolve disables only its rule, with a warning', async () => {
+  const { backend, engine, model, events } = setup();
+  model.qubes.get('work')!.rules = [
+    { action: 'accept', dsthost: { type: 'dsthost', text: 'nosuch.example.com' } },
+    { action: 'accept', dsthost: { type: 'dsthost', text: 'web.example.com' }, proto: 'tcp' },
+  ];
+  await start(model, engine, 'work');
+  assert.ok(events.some((e) => e.type === 'warning' && /nosuch\.example\.com/.test(e.diag.message)));
+  assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'accept');
+  assert.equal(backend.probe({ from: 'work', to: '203.0.113.20', proto: 'tcp', dport: 80 }).verdict, 'reject');
+});

@@ -1,0 +1,394 @@
+// The engine keeps the kernel (through a Backend) in step with the model. Every operation is:
+// change the model, then converge — bring namespaces up or down, (re)link clients, compile, load
+// each node's delta, cut flows the new rules forbid. The daemon keeps one Engine for its lifetime
+// (so it remembers what is loaded and sends deltas); the offline CLI makes one per command and
+// tells it which model the kernel already holds.
+import type { Backend, Flow } from '../backend/backend.js';
+import { compile } from '../compile/compile.js';
+import type { Resolution, Resolver } from '../compile/dns.js';
+import { clientChain, FIREWALL_TABLE } from '../compile/names.js';
+import type { Chain, Ruleset, Table } from '../ir/types.js';
+import { emitFull } from '../ir/emit-text.js';
+import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
+import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
+import type { NetPlan, UplinkKind } from '../model/netplan.js';
+import type { Model, Qube } from '../model/qube.js';
+import { clientsOf, netvmChain, planNetwork, vifName } from '../model/topology.js';
+import { evalHook } from '../sim/evaluate.js';
+import { PROTO } from '../sim/packet.js';
+import { namesToResolve } from '../compile/compile.js';
+
+export type ApplyState = 'applied' | 'blocked-fallback' | 'failed';
+
+export interface ApplyStatus {
+  state: ApplyState;
+  at: number;
+  diag?: Diagnostic;
+}
+
+export type EngineEvent =
+  | { type: 'started' | 'stopped' | 'died' | 'detached' | 'reattached'; qubes: string[] }
+  | { type: 'applied'; node: string; full: boolean }
+  | { type: 'blocked'; qube: string; node: string; diag: Diagnostic }
+  | { type: 'apply-failed'; node: string; diag: Diagnostic }
+  | { type: 'flow-cut'; node: string; flow: Flow; qube: string }
+  | { type: 'warning'; diag: Diagnostic };
+
+/** The stand-in outside world's namespace and services, managed with the uplink. */
+export interface WorldControl {
+  ensure(plan: NetPlan): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export interface EngineDeps {
+  backend: Backend;
+  resolver: Resolver;
+  uplink: UplinkKind;
+  now: () => number;
+  emit?: (e: EngineEvent) => void;
+  world?: WorldControl;
+}
+
+export interface ConvergeOptions {
+  /** What the kernel holds already (offline CLI: the model before this command's change). */
+  assume?: Model;
+}
+
+export const WORLD_NODE = 'world';
+
+export class Engine {
+  /** What is loaded in each node, as far as this engine knows; deltas are computed against it. */
+  readonly applied = new Map<string, Ruleset>();
+  /** Per client qube: how its rules stand in its netvm; per app qube: its own input rules. */
+  readonly status = new Map<string, ApplyStatus>();
+  readonly resolutions = new Map<string, Resolution>();
+  /** How many applies were handled, successful or not (Qubes' qubes-firewall-handled counter). */
+  handled = 0;
+  lastDiagnostics: Diagnostic[] = [];
+
+  constructor(private readonly deps: EngineDeps) {}
+
+  private emit(e: EngineEvent): void {
+    this.deps.emit?.(e);
+  }
+
+  // ---- Lifecycle ------------------------------------------------------------------------------
+
+  /** Mark running qubes whose namespace is gone as halted (killed, namespace deleted). */
+  async noticeDeaths(model: Model): Promise<string[]> {
+    const live = await this.deps.backend.live();
+    const died = [...model.qubes.values()].filter((q) => q.state === 'Running' && !live.has(q.name));
+    for (const q of died) {
+      q.state = 'Halted';
+      this.applied.delete(q.name);
+    }
+    if (died.length) {
+      this.emit({ type: 'died', qubes: died.map((q) => q.name) });
+      const detached = [...model.qubes.values()].filter(
+        (c) => c.state === 'Running' && died.some((d) => d.name === netvmName(model, c)),
+      );
+      if (detached.length) this.emit({ type: 'detached', qubes: detached.map((q) => q.name) });
+    }
+    return died.map((q) => q.name);
+  }
+
+  /** Qubes to start for `names`: each and its netvm chain (Qubes starts netvms recursively). */
+  static startSet(model: Model, names: readonly string[]): Qube[] {
+    const out = new Map<string, Qube>();
+    for (const n of names) {
+      const q = model.qubes.get(n);
+      if (!q) continue;
+      for (const x of [...netvmChain(model, q).reverse(), q]) if (x.state !== 'Running') out.set(x.name, x);
+    }
+    return [...out.values()];
+  }
+
+  /** Running clients of `name` (a netvm with such clients refuses to stop unless forced). */
+  static runningClients(model: Model, name: string): Qube[] {
+    return clientsOf(model, name).filter((c) => c.state === 'Running');
+  }
+
+  // ---- Converge -------------------------------------------------------------------------------
+
+  /**
+   * Make the kernel match the model: namespaces, links, rules, flows. Rule failures do not throw:
+   * the affected qube is blocked (fail closed) and the failure is recorded and emitted.
+   */
+  async converge(model: Model, opts: ConvergeOptions = {}): Promise<void> {
+    const { backend } = this.deps;
+    const runningAll = [...model.qubes.values()].filter((q) => q.state === 'Running');
+    const runningNames = new Set(runningAll.map((q) => q.name));
+    const running = runningAll.filter((q) => qubeIp(model, q) !== null);
+    const plan = planNetwork(model, { uplink: this.deps.uplink, only: runningNames });
+    // A running qube without network (vault) still gets a namespace: a stack of its own, no links.
+    for (const q of runningAll)
+      if (!plan.nodes.some((n) => n.name === q.name))
+        plan.nodes.push({ name: q.name, kind: 'qube', ifaces: [], routes: [], forwarding: false });
+    const needWorld = plan.nodes.some((n) => n.name === WORLD_NODE);
+    const live = await backend.live();
+
+    // Namespaces: stop what should not run, start what should (netvms before clients).
+    const stop = [...live].filter((n) => n !== WORLD_NODE && !runningNames.has(n));
+    if (stop.length) {
+      await backend.tearDown(stop);
+      for (const n of stop) this.applied.delete(n);
+      this.emit({ type: 'stopped', qubes: stop });
+    }
+    if (needWorld && !live.has(WORLD_NODE)) await this.deps.world?.ensure(plan);
+    if (!needWorld && live.has(WORLD_NODE)) await this.deps.world?.destroy();
+    const start = [...model.qubes.values()]
+      .filter((q) => runningNames.has(q.name) && !live.has(q.name))
+      .sort((a, b) => netvmChain(model, a).length - netvmChain(model, b).length)
+      .map((q) => q.name);
+    if (start.length) {
+      await backend.bringUp(plan, start);
+      this.emit({ type: 'started', qubes: start });
+    }
+
+    // Links: reattach clients whose netvm came back, follow netvm changes.
+    const links = await backend.links();
+    const reattached: string[] = [];
+    for (const q of running) {
+      const nv = netvmName(model, q);
+      const want = nv !== null && runningNames.has(nv) ? nv : null;
+      if (want === null) continue;
+      if (links.get(q.name) !== want) await backend.relink(plan, q.name);
+      // A client that was running before its netvm (re)started has been reattached.
+      if (start.includes(want) && !start.includes(q.name)) reattached.push(q.name);
+    }
+    if (reattached.length) this.emit({ type: 'reattached', qubes: reattached });
+
+    await this.applyRules(model, plan, opts);
+  }
+
+  /** Compile for the running nodes and load each node's delta; then cut forbidden flows. */
+  private async applyRules(model: Model, plan: NetPlan, opts: ConvergeOptions): Promise<void> {
+    const now = this.deps.now();
+    await this.resolve(model, now);
+    const { rulesets, diagnostics } = compile({ model, plan, resolutions: this.resolutions, now });
+    this.lastDiagnostics = diagnostics;
+    for (const d of diagnostics) if (d.severity === 'warning') this.emit({ type: 'warning', diag: d });
+    const assumed = opts.assume ? this.compileAssumed(opts.assume, plan, now) : undefined;
+
+    for (const [node, after] of rulesets) {
+      const before = this.applied.get(node) ?? assumed?.get(node) ?? null;
+      if (before && sameRuleset(before, after)) {
+        this.applied.set(node, after);
+        continue;
+      }
+      const ok = await this.applyNode(model, node, before, after);
+      if (ok) await this.cutForbiddenFlows(model, node, before, after);
+    }
+  }
+
+  private compileAssumed(assume: Model, plan: NetPlan, now: number): Map<string, Ruleset> {
+    const running = new Set([...assume.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+    const p = planNetwork(assume, { uplink: plan.uplink, only: running });
+    return compile({ model: assume, plan: p, resolutions: this.resolutions, now }).rulesets;
+  }
+
+  /** Resolve the names rules use: new names now, known names when their TTL has run out. */
+  async resolve(model: Model, now: number): Promise<boolean> {
+    const names = namesToResolve(model, now);
+    const due = names.filter((n) => {
+      const r = this.resolutions.get(n);
+      return !r || this.expiresAt.get(n)! <= now;
+    });
+    if (!due.length) return false;
+    const got = await this.deps.resolver.resolveAll(due);
+    let changed = false;
+    for (const [n, r] of got) {
+      const old = this.resolutions.get(n);
+      if (!old || old.a.join() !== r.a.join() || old.aaaa.join() !== r.aaaa.join() || old.error !== r.error) changed = true;
+      this.resolutions.set(n, r);
+      this.expiresAt.set(n, now + r.ttl);
+      if (r.error)
+        this.emit({
+          type: 'warning',
+          diag: warning('QNET4101', `cannot resolve '${n}' (${r.error}): the rules that use it are disabled`),
+        });
+    }
+    return changed;
+  }
+  private readonly expiresAt = new Map<string, number>();
+
+  /** Seconds until the next DNS answer expires (for the daemon's refresh timer), or undefined. */
+  nextDnsRefresh(now: number): number | undefined {
+    let min: number | undefined;
+    for (const t of this.expiresAt.values()) min = Math.min(min ?? Infinity, t - now);
+    return min === undefined ? undefined : Math.max(1, min);
+  }
+
+  /**
+   * Load one node (EXAMPLES.md Examples 2 and 12): delta; on failure a full load; on failure again,
+   * the clients whose chains changed are blocked (their chain becomes one reject) and everyone else
+   * keeps exactly what they had.
+   */
+  private async applyNode(model: Model, node: string, before: Ruleset | null, after: Ruleset): Promise<boolean> {
+    const { backend } = this.deps;
+    this.handled++;
+    const at = this.deps.now();
+    let firstError: unknown;
+    for (const b of before ? [before, null] : [null]) {
+      try {
+        await backend.apply(node, b, after);
+        this.applied.set(node, after);
+        this.markApplied(model, node, after, at);
+        this.emit({ type: 'applied', node, full: b === null });
+        return true;
+      } catch (e) {
+        firstError ??= e;
+      }
+    }
+    const d = diag('QNET5001', `cannot load the rules of ${node}: ${(firstError as Error).message}`, { qube: node });
+    const suspects = changedClients(model, node, before, after);
+    if (suspects.length && before) {
+      const blocked = blockClients(after, model, suspects);
+      try {
+        await backend.apply(node, null, blocked);
+        this.applied.set(node, blocked);
+        for (const c of suspects) {
+          this.status.set(c, { state: 'blocked-fallback', at, diag: { ...d, qube: c } });
+          this.emit({ type: 'blocked', qube: c, node, diag: d });
+        }
+        return true;
+      } catch {
+        // fall through: nothing changed in the node (nft transactions are atomic)
+      }
+    }
+    for (const c of suspects.length ? suspects : [node]) this.status.set(c, { state: 'failed', at, diag: d });
+    this.emit({ type: 'apply-failed', node, diag: d });
+    return false;
+  }
+
+  private markApplied(model: Model, node: string, rs: Ruleset, at: number): void {
+    this.status.set(node, { state: 'applied', at });
+    if (rs.tables.some((t) => t.name === FIREWALL_TABLE))
+      for (const c of clientsOf(model, node)) if (c.state === 'Running') this.status.set(c.name, { state: 'applied', at });
+  }
+
+  /**
+   * Tightening a rule cuts established flows it no longer allows, as Qubes R4.2 does: each flow a
+   * client of this netvm has open is judged as a new packet by the forward hook of the new rules;
+   * the refused ones are deleted from conntrack. Ports are compared as numbers (Qubes compares
+   * strings: reference §4.4).
+   */
+  private async cutForbiddenFlows(model: Model, node: string, before: Ruleset | null, after: Ruleset): Promise<void> {
+    if (!before) return; // a node loaded from scratch has no flows to judge from before
+    const changed = changedClients(model, node, before, after);
+    if (!changed.length) return;
+    const byAddr = new Map<string, Qube>();
+    for (const name of changed) {
+      const q = model.qubes.get(name)!;
+      for (const a of [qubeIp(model, q), qubeIp6(model, q)]) if (a) byAddr.set(a, q);
+    }
+    const flows = await this.deps.backend.flows(node);
+    for (const f of flows) {
+      const q = byAddr.get(f.src);
+      if (!q) continue;
+      const l4 = (PROTO as Record<string, number>)[f.proto];
+      if (l4 === undefined) continue;
+      const r = evalHook(after, 'forward', f.family, {
+        family: f.family,
+        saddr: f.src,
+        daddr: f.dst,
+        l4proto: l4,
+        ...(f.sport !== undefined ? { sport: f.sport } : {}),
+        ...(f.dport !== undefined ? { dport: f.dport } : {}),
+        iifname: vifName(q),
+        iifgroup: 2,
+        oifname: 'eth0',
+        oifgroup: 1,
+        ct: 'new',
+      });
+      if (r.verdict === 'accept') continue;
+      await this.deps.backend.deleteFlow(node, f);
+      this.emit({ type: 'flow-cut', node, flow: f, qube: q.name });
+    }
+  }
+}
+
+/** Two rulesets load the same bytes. */
+export function sameRuleset(a: Ruleset, b: Ruleset): boolean {
+  return a === b || emitFull(a) === emitFull(b);
+}
+
+function firewallTable(rs: Ruleset | null, family: 'ip' | 'ip6'): Table | undefined {
+  return rs?.tables.find((t) => t.name === FIREWALL_TABLE && t.family === family);
+}
+
+/** Chains of a client in a firewall table: its own chain and the chains it jumps into. */
+function clientChains(t: Table | undefined, chain: string): Chain[] {
+  return t ? t.chains.filter((c) => c.name === chain || c.name.startsWith(chain + '-')) : [];
+}
+
+/** Clients of `node` whose firewall chains differ between two rulesets (all of them for a full load). */
+export function changedClients(model: Model, node: string, before: Ruleset | null, after: Ruleset): string[] {
+  const out: string[] = [];
+  for (const c of clientsOf(model, node)) {
+    if (c.state !== 'Running') continue;
+    const addrs: [string | null, 'ip' | 'ip6'][] = [
+      [qubeIp(model, c), 'ip'],
+      [qubeIp6(model, c), 'ip6'],
+    ];
+    const differs = addrs.some(([a, fam]) => {
+      if (!a) return false;
+      const chain = clientChain(a);
+      const x = clientChains(firewallTable(before, fam), chain);
+      const y = clientChains(firewallTable(after, fam), chain);
+      return JSON.stringify(stripOrigins(x)) !== JSON.stringify(stripOrigins(y)) || setsDiffer(before, after, fam, chain);
+    });
+    if (differs) out.push(c.name);
+  }
+  return out;
+}
+
+function setsDiffer(a: Ruleset | null, b: Ruleset, fam: 'ip' | 'ip6', chain: string): boolean {
+  const pick = (rs: Ruleset | null) =>
+    JSON.stringify(firewallTable(rs, fam)?.sets.filter((s) => s.name.startsWith(chain + '-')) ?? []);
+  return pick(a) !== pick(b);
+}
+
+const stripOrigins = (cs: Chain[]) => cs.map((c) => ({ ...c, rules: c.rules.map((r) => ({ m: r.matches, s: r.stmts })) }));
+
+/** The ruleset with these clients' chains reduced to one reject (the blocked fallback). */
+export function blockClients(rs: Ruleset, model: Model, clients: readonly string[]): Ruleset {
+  const chains = new Set<string>();
+  for (const name of clients) {
+    const q = model.qubes.get(name)!;
+    for (const a of [qubeIp(model, q), qubeIp6(model, q)]) if (a) chains.add(clientChain(a));
+  }
+  return {
+    tables: rs.tables.map((t) => {
+      if (t.name !== FIREWALL_TABLE) return t;
+      const v6 = t.family === 'ip6';
+      const owned = (n: string) => [...chains].some((c) => n === c || n.startsWith(c + '-'));
+      return {
+        ...t,
+        sets: t.sets.filter((s) => !owned(s.name)),
+        chains: t.chains
+          .filter((c) => !owned(c.name) || chains.has(c.name))
+          .map((c) =>
+            chains.has(c.name)
+              ? {
+                  ...c,
+                  rules: [
+                    {
+                      matches: [],
+                      stmts: [
+                        {
+                          kind: 'verdict' as const,
+                          verdict: { kind: 'reject' as const, with: v6 ? { type: 'icmpv6' as const, code: 'admin-prohibited' as const } : { type: 'icmp' as const, code: 'admin-prohibited' as const } },
+                        },
+                      ],
+                      origin: { text: `blocked: ${c.comment ?? c.name} (rules failed to load)` },
+                      comment: `blocked: ${c.comment ?? c.name} (rules failed to load)`,
+                    },
+                  ],
+                }
+              : c,
+          ),
+      };
+    }),
+  };
+}
