@@ -24,7 +24,7 @@ export function parseIPv6(s: string): number[] | undefined {
   let colonp = -1;
   let i = 0;
   const n = s.length;
-  if (n === 0) return undefined;
+  if (s.indexOf(':') < 0) return undefined; // every IPv6 text has one; skips the work for names
   if (s[0] === ':') {
     i++;
     if (i === n || s[i] !== ':') return undefined;

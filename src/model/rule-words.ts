@@ -71,6 +71,15 @@ export function parseRuleWords(words: readonly string[], nowSeconds: number): Re
         ),
       );
     }
+    if (positional && key === 'dsthost' && /^\d+$/.test(value)) {
+      return err(
+        ruleError(
+          RuleCode.BadAddress,
+          `${q(value)} in the host position is not a host`,
+          `if it is a port or an ICMP type, name it: proto=tcp dstports=${value}, or proto=icmp icmptype=${value}`,
+        ),
+      );
+    }
     if (key === 'expire' && value.startsWith('+')) {
       // qvm-firewall: now + N seconds, truncated to whole seconds (strftime('%s')).
       const n = pyInt(value.slice(1));
