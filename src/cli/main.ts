@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { makeCtx } from './context.js';
 import { reportError, UsageError } from './errors.js';
 import { processIo, type Io } from './io.js';
+import { registerAnalyze } from './commands/analyze.js';
 import { registerFirewall } from './commands/firewall.js';
 import { registerLs } from './commands/ls.js';
 import { registerPrefs } from './commands/prefs.js';
@@ -28,6 +29,7 @@ export function buildProgram(io: Io): Command {
   registerPrefs(program, ctx);
   registerLs(program, ctx);
   registerFirewall(program, ctx);
+  registerAnalyze(program, ctx);
   // Subcommands inherit the error handling and output of the program.
   for (const c of program.commands) c.exitOverride().configureOutput(program.configureOutput());
   return program;

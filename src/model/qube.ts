@@ -35,6 +35,11 @@ export interface Qube {
 export interface Model {
   /** The global default_netvm (qubes-prefs). `null` = none. */
   default_netvm: string | null;
+  /**
+   * How top netvms reach the outside (qubes-prefs uplink): `world` (a stand-in namespace, the
+   * default: it never touches the host), `none`, `veth-host`, or `move:DEV`.
+   */
+  uplink?: string;
   /** Keyed by name; iteration order is insertion order, kept sorted by the store. */
   qubes: Map<string, Qube>;
 }

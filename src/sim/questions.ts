@@ -1,0 +1,166 @@
+// The questions users ask of a policy — can A reach B, who can reach whom, what would this change
+// open or close — answered by compiling the model and running probes through the simulator. Every
+// "would this packet pass" in qnet goes through here and simulate(), never a second evaluator.
+import { compile } from '../compile/compile.js';
+import type { Resolutions } from '../compile/dns.js';
+import type { Ruleset } from '../ir/types.js';
+import { isNetworked, qubeIp, qubeIp6 } from '../model/addressing.js';
+import type { Diagnostic } from '../model/diagnostics.js';
+import type { NetPlan, UplinkKind } from '../model/netplan.js';
+import { VIRTUAL_DNS } from '../model/netplan.js';
+import type { Model } from '../model/qube.js';
+import { effectiveRules } from '../model/rule.js';
+import { planNetwork } from '../model/topology.js';
+import type { Probe } from './packet.js';
+import { OUTSIDE, OUTSIDE_HOST, simulate, type SimResult } from './walk.js';
+
+export interface Analysis {
+  model: Model;
+  plan: NetPlan;
+  rulesets: Map<string, Ruleset>;
+  diagnostics: Diagnostic[];
+}
+
+/** The whole policy as if every qube were running: what `nft`, `check`, `matrix` and `diff` look at. */
+export function analyse(model: Model, opts: { uplink: UplinkKind; resolutions: Resolutions; now: number }): Analysis {
+  const plan = planNetwork(model, { uplink: opts.uplink });
+  const { rulesets, diagnostics } = compile({ model, plan, resolutions: opts.resolutions, now: opts.now });
+  return { model, plan, rulesets, diagnostics };
+}
+
+export function ask(a: Analysis, probe: Probe): SimResult {
+  return simulate({ plan: a.plan, rulesets: a.rulesets }, probe);
+}
+
+// ---- Turning what users type into probes ---------------------------------------------------
+
+export type Target =
+  | { kind: 'qube'; name: string; addrs: string[] }
+  | { kind: 'address'; addrs: string[] }
+  | { kind: 'name'; name: string; addrs: string[]; error?: string };
+
+const V4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+/** The first usable address of a CIDR (network + 1 where there is room), or the address itself. */
+export function representative(cidr: string): string {
+  const [addr, lenText] = cidr.split('/');
+  if (lenText === undefined || !V4.test(addr!)) return addr!;
+  const len = Number(lenText);
+  const n = addr!.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const net = (n & mask) >>> 0;
+  const host = len <= 30 ? net + 1 : net;
+  return [24, 16, 8, 0].map((s) => (host >>> s) & 255).join('.');
+}
+
+/** DST as typed: a qube, `outside`, an address, a CIDR, or a DNS name (looked up in `resolutions`). */
+export function resolveTarget(model: Model, dst: string, resolutions: Resolutions): Target {
+  const q = model.qubes.get(dst);
+  if (q) return { kind: 'qube', name: dst, addrs: [qubeIp(model, q), qubeIp6(model, q)].filter((x): x is string => !!x) };
+  if (dst === OUTSIDE) return { kind: 'address', addrs: [OUTSIDE_HOST[4]] };
+  if (V4.test(dst.split('/')[0]!) || dst.includes(':')) return { kind: 'address', addrs: [representative(dst)] };
+  const r = resolutions.get(dst);
+  return { kind: 'name', name: dst, addrs: r ? [...r.a, ...r.aaaa] : [], ...(r?.error ? { error: r.error } : !r ? { error: 'not resolved' } : {}) };
+}
+
+// ---- Who can reach whom ----------------------------------------------------------------------
+
+export interface MatrixOptions {
+  proto: 'tcp' | 'udp' | 'icmp';
+  port?: number;
+}
+
+export interface Matrix {
+  sources: string[];
+  destinations: string[];
+  /** verdict[source][destination]; `-` on the diagonal. */
+  cells: Record<string, Record<string, 'accept' | 'drop' | 'reject' | '-'>>;
+}
+
+export function reachabilityMatrix(a: Analysis, o: MatrixOptions): Matrix {
+  const qubes = [...a.model.qubes.values()]
+    .filter((q) => isNetworked(a.model, q) || q.netvm === null)
+    .sort((x, y) => (x.name < y.name ? -1 : 1))
+    .map((q) => q.name);
+  const sources = [...qubes, OUTSIDE];
+  const destinations = [...qubes, OUTSIDE];
+  const cells: Matrix['cells'] = {};
+  for (const s of sources) {
+    cells[s] = {};
+    for (const d of destinations) {
+      if (s === d) {
+        cells[s]![d] = '-';
+        continue;
+      }
+      const to = d === OUTSIDE ? OUTSIDE_HOST[4] : qubeIp(a.model, a.model.qubes.get(d)!);
+      const from = s === OUTSIDE || isNetworked(a.model, a.model.qubes.get(s)!);
+      if (!to || !from) {
+        cells[s]![d] = 'drop';
+        continue;
+      }
+      cells[s]![d] = ask(a, { from: s, to, proto: o.proto, ...(o.port !== undefined && o.proto !== 'icmp' ? { dport: o.port } : {}) }).verdict;
+    }
+  }
+  return { sources, destinations, cells };
+}
+
+// ---- What a change opens and closes ----------------------------------------------------------
+
+export interface VerdictChange {
+  probe: Probe;
+  before: SimResult['verdict'];
+  after: SimResult['verdict'];
+  /** The rule that decides after the change, when one does. */
+  by?: string;
+}
+
+/**
+ * Probes that tell two policies apart: from every networked qube and the outside, to every qube,
+ * every address and name the rules mention, the virtual DNS resolvers and one outside host, on
+ * every port the rules mention (and 80, 443), for tcp, udp and icmp.
+ */
+export function probeSet(models: Model[], resolutions: Resolutions, now: number): Probe[] {
+  const sources = new Set<string>([OUTSIDE]);
+  const dsts = new Set<string>([OUTSIDE_HOST[4], ...VIRTUAL_DNS]);
+  const ports = new Set<number>([53, 80, 443]);
+  for (const m of models)
+    for (const q of m.qubes.values()) {
+      if (!isNetworked(m, q)) continue;
+      sources.add(q.name);
+      const ip = qubeIp(m, q);
+      if (ip) dsts.add(ip);
+      for (const r of effectiveRules(q.rules, now)) {
+        if (r.dstports) ports.add(r.dstports.start).add(r.dstports.end);
+        if (r.dsthost?.type === 'dst4') dsts.add(representative(r.dsthost.text));
+        if (r.dsthost?.type === 'dsthost') for (const a of resolutions.get(r.dsthost.text)?.a ?? []) dsts.add(a);
+      }
+    }
+  const out: Probe[] = [];
+  for (const from of sources)
+    for (const to of dsts) {
+      out.push({ from, to, proto: 'icmp' });
+      for (const proto of ['tcp', 'udp'] as const) for (const dport of ports) out.push({ from, to, proto, dport });
+    }
+  return out;
+}
+
+export function verdictChanges(before: Analysis, after: Analysis, probes: readonly Probe[]): VerdictChange[] {
+  const out: VerdictChange[] = [];
+  const known = (a: Analysis, p: Probe) => p.from === OUTSIDE || a.model.qubes.has(p.from);
+  for (const p of probes) {
+    const b = known(before, p) ? ask(before, p).verdict : 'drop';
+    if (!known(after, p)) {
+      if (b === 'accept') out.push({ probe: p, before: b, after: 'drop' });
+      continue;
+    }
+    const r = ask(after, p);
+    if ((b === 'accept') !== (r.verdict === 'accept'))
+      out.push({ probe: p, before: b, after: r.verdict, ...(r.by ? { by: r.by.origin.text } : {}) });
+  }
+  return out;
+}
+
+export function describeProbe(p: Probe): string {
+  const what = p.proto === 'icmp' ? 'icmp' : `${p.proto}/${p.dport}`;
+  return `${p.from} → ${p.to} ${what}`;
+}
