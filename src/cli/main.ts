@@ -1,6 +1,6 @@
 // `qnet`: one program, Qubes' command words. Each command group registers itself from commands/.
 import { Command, CommanderError } from 'commander';
-import { makeCtx } from './context.js';
+import { makeCtx, type GlobalOpts } from './context.js';
 import { reportError, UsageError } from './errors.js';
 import { processIo, type Io } from './io.js';
 import { registerAnalyze } from './commands/analyze.js';
@@ -17,6 +17,8 @@ export function buildProgram(io: Io): Command {
     .description('Qubes OS networking and firewall on any Linux host: qubes as network namespaces, rules as nftables')
     .version(VERSION)
     .option('--state <dir>', 'state directory (default: $QNET_STATE, else /var/lib/qnet as root)')
+    .option('--dry-run', 'show what a changing command would load and which verdicts it would change; change nothing')
+    .option('-v, --verbose', 'with --dry-run: print the nft operations too')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
     .configureOutput({
@@ -24,12 +26,24 @@ export function buildProgram(io: Io): Command {
       writeErr: (s) => io.err(s),
       outputError: (s, write) => write(`qnet: ${s.replace(/^error: /, '')}`),
     });
-  const ctx = makeCtx(io, () => program.opts<{ state?: string }>());
+  const ctx = makeCtx(io, () => program.opts<GlobalOpts>());
   registerQubes(program, ctx);
   registerPrefs(program, ctx);
   registerLs(program, ctx);
   registerFirewall(program, ctx);
   registerAnalyze(program, ctx);
+  program
+    .command('diff')
+    .description('show what a command would open or close, without doing it (same as --dry-run)')
+    .argument('<command...>', 'a changing qnet command, e.g. firewall work add accept example.com tcp 443')
+    .allowUnknownOption()
+    .helpOption(false)
+    .action(async (args: string[]) => {
+      const g = program.opts<GlobalOpts>();
+      const pre = [...(g.state ? ['--state', g.state] : []), ...(g.verbose ? ['--verbose'] : []), '--dry-run'];
+      const code = await main([...pre, ...args], io);
+      if (code !== 0) throw new CommanderError(code, 'qnet.diff', '');
+    });
   // Subcommands inherit the error handling and output of the program.
   for (const c of program.commands) c.exitOverride().configureOutput(program.configureOutput());
   return program;

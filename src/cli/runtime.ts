@@ -8,6 +8,8 @@ import { DEFAULT_ZONE, parseZone, type Zone } from '../backend/netns/dns-server.
 import { SystemResolver } from '../backend/netns/resolver.js';
 import type { UplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
+import { namesToResolve } from '../compile/compile.js';
+import { analyse, type Analysis } from '../sim/questions.js';
 
 export function uplinkKind(model: Model): UplinkKind {
   const u = model.uplink ?? 'world';
@@ -33,4 +35,10 @@ export function offlineResolver(model: Model, stateDir: string): Resolver {
     default:
       return new SystemResolver();
   }
+}
+
+/** Compile the model as if every qube ran, with names resolved the offline way. */
+export async function analysisOf(model: Model, stateDir: string, now: number): Promise<Analysis> {
+  const resolutions = await offlineResolver(model, stateDir).resolveAll(namesToResolve(model, now));
+  return analyse(model, { uplink: uplinkKind(model), resolutions, now });
 }

@@ -19,13 +19,14 @@ export interface Analysis {
   plan: NetPlan;
   rulesets: Map<string, Ruleset>;
   diagnostics: Diagnostic[];
+  resolutions: Resolutions;
 }
 
 /** The whole policy as if every qube were running: what `nft`, `check`, `matrix` and `diff` look at. */
 export function analyse(model: Model, opts: { uplink: UplinkKind; resolutions: Resolutions; now: number }): Analysis {
   const plan = planNetwork(model, { uplink: opts.uplink });
   const { rulesets, diagnostics } = compile({ model, plan, resolutions: opts.resolutions, now: opts.now });
-  return { model, plan, rulesets, diagnostics };
+  return { model, plan, rulesets, diagnostics, resolutions: opts.resolutions };
 }
 
 export function ask(a: Analysis, probe: Probe): SimResult {

@@ -1,20 +1,18 @@
 // Explaining the policy: qnet nft VM (the ruleset a qube runs), qnet check SRC DST[:PORT] (verdict
 // and hop-by-hop explanation from the simulator), qnet matrix (who can reach whom).
 import type { Command } from 'commander';
-import { namesToResolve } from '../../compile/compile.js';
 import { emitJson } from '../../ir/emit-json.js';
 import { emitFull } from '../../ir/emit-text.js';
 import { diag } from '../../model/diagnostics.js';
 import { getQube } from '../../model/ops.js';
 import { qubeIp6 } from '../../model/addressing.js';
-import type { Model } from '../../model/qube.js';
 import { QnetError } from '../../model/result.js';
-import { analyse, ask, reachabilityMatrix, resolveTarget, type Analysis } from '../../sim/questions.js';
+import { ask, reachabilityMatrix, resolveTarget } from '../../sim/questions.js';
 import { OUTSIDE } from '../../sim/walk.js';
 import { formatTrace } from '../../sim/trace.js';
 import type { Ctx } from '../context.js';
 import { printWarnings, UsageError } from '../errors.js';
-import { offlineResolver, uplinkKind } from '../runtime.js';
+import { analysisOf, offlineResolver } from '../runtime.js';
 import { formatTable, json, wantsJson } from '../table.js';
 
 const PROTOS = ['tcp', 'udp', 'icmp'] as const;
@@ -30,13 +28,6 @@ function portOpt(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw new UsageError(`'${v}' is not a port (1-65535)`);
   return Number(v);
-}
-
-/** Compile the model as if every qube ran, with names resolved the offline way. */
-export async function analysisOf(ctx: Ctx, model: Model): Promise<Analysis> {
-  const now = ctx.now();
-  const resolutions = await offlineResolver(model, ctx.stateDir()).resolveAll(namesToResolve(model, now));
-  return analyse(model, { uplink: uplinkKind(model), resolutions, now });
 }
 
 /** `DST[:PORT]`: a trailing :N is a port unless DST is an IPv6 address (then write [addr]:port). */
@@ -56,7 +47,7 @@ export function registerAnalyze(program: Command, ctx: Ctx): void {
     .action(async (vm: string, o: { json?: boolean }) => {
       const m = await ctx.store().load();
       getQube(m, vm);
-      const a = await analysisOf(ctx, m);
+      const a = await analysisOf(m, ctx.stateDir(), ctx.now());
       printWarnings(ctx.io, a.diagnostics);
       const rs = a.rulesets.get(vm);
       if (!rs) throw new QnetError(diag('QNET4201', `'${vm}' has no network stack to load rules into`, { hint: 'it has no netvm and provides no network' }));
@@ -80,7 +71,7 @@ export function registerAnalyze(program: Command, ctx: Ctx): void {
       const port = portOpt(o.port ?? p1);
       const proto = protoOpt(o.proto) ?? (port !== undefined ? 'tcp' : 'icmp');
       if (proto === 'icmp' && port !== undefined) throw new UsageError('icmp has no ports');
-      const a = await analysisOf(ctx, m);
+      const a = await analysisOf(m, ctx.stateDir(), ctx.now());
       const isName = !m.qubes.has(host) && host !== OUTSIDE && !/^[\d.]+(\/\d+)?$/.test(host) && !host.includes(':');
       const target = resolveTarget(m, host, isName ? await offlineResolver(m, ctx.stateDir()).resolveAll([host]) : new Map());
       if (!target.addrs.length)
@@ -111,7 +102,7 @@ export function registerAnalyze(program: Command, ctx: Ctx): void {
       const proto = protoOpt(o.proto)!;
       const port = portOpt(o.port) ?? (proto === 'icmp' ? undefined : 80);
       const m = await ctx.store().load();
-      const mx = reachabilityMatrix(await analysisOf(ctx, m), { proto, ...(port !== undefined ? { port } : {}) });
+      const mx = reachabilityMatrix(await analysisOf(m, ctx.stateDir(), ctx.now()), { proto, ...(port !== undefined ? { port } : {}) });
       if (wantsJson(o)) return void ctx.io.out(json({ proto, port: port ?? null, ...mx }));
       const mark = { accept: 'yes', reject: 'no', drop: 'no', '-': '-' } as const;
       ctx.io.out(`${proto}${port !== undefined ? `/${port}` : ''}: rows can reach columns? ("no" = rejected or dropped)\n`);
