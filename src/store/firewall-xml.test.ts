@@ -84,6 +84,13 @@ test('every property, in (order, name) order, with str() values', () => {
   );
 });
 
+test('text is escaped as lxml does, so even an invalid rule built in code cannot break the file', () => {
+  const xml = formatFirewallXml([{ action: 'accept', comment: 'a<b&c>d\r' }]);
+  assert.match(xml, /<property name="comment">a&lt;b&amp;c&gt;d&#13;<\/property>/);
+  // well-formed: the reader gets to the comment check
+  fails(parseFirewallXml(xml), RuleCode.BadComment, 0);
+});
+
 test('write → read → write gives identical bytes (property)', () => {
   fc.assert(
     fc.property(fc.array(arbRule, { maxLength: 8 }), (rs) => {
