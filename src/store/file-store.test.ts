@@ -298,3 +298,47 @@ test('an unchanged model on an empty directory writes no qubes.json', async (t) 
   await new FileStore(dir).update((m: Model) => m.qubes.size);
   assert.deepEqual(await readdir(dir), []);
 });
+
+test('a failed rule-file write stops before qubes.json: the old state stays whole', async (t) => {
+  const { dir, store } = await seeded(t);
+  const before = await readFile(join(dir, 'qubes.json'), 'utf8');
+  const t0 = await tree(dir);
+  await assert.rejects(
+    store.update(async (m) => {
+      renameInTest(m, 'work', 'job');
+      // Something in the way of the new file (a non-empty directory named firewall.xml).
+      await mkdir(join(dir, 'appvms/job/firewall.xml'), { recursive: true });
+      await writeFile(join(dir, 'appvms/job/firewall.xml/x'), '');
+    }),
+    (e: QnetError) => e.diag.code === 'QNET3023' && e.message.startsWith(join(dir, 'appvms/job/firewall.xml')),
+  );
+  assert.equal(await readFile(join(dir, 'qubes.json'), 'utf8'), before);
+  const { 'appvms/job/firewall.xml/x': _, ...after } = await tree(dir);
+  assert.deepEqual(after, t0);
+  await rm(join(dir, 'appvms/job'), { recursive: true });
+  await store.update((m) => renameInTest(m, 'work', 'job'));
+  assert.deepEqual((await store.load()).qubes.get('job')!.rules, canon([https, dns, drop]));
+});
+
+test('order: new rule files are in place before qubes.json, old ones are removed only after it', async (t) => {
+  const { dir, store } = await seeded(t);
+  const old = await readFile(join(dir, 'appvms/work/firewall.xml'));
+  await assert.rejects(
+    store.update(async (m) => {
+      renameInTest(m, 'work', 'job');
+      m.qubes.delete('vault');
+      // Make the switch itself fail: qubes.json replaced by a non-empty directory after the read.
+      await rm(join(dir, 'qubes.json'));
+      await mkdir(join(dir, 'qubes.json/x'), { recursive: true });
+    }),
+    (e: QnetError) => e.diag.code === 'QNET3023' && e.message.startsWith(join(dir, 'qubes.json')),
+  );
+  assert.deepEqual(await readFile(join(dir, 'appvms/job/firewall.xml')), old); // step 1 done
+  assert.deepEqual(await readFile(join(dir, 'appvms/work/firewall.xml')), old); // step 3 not reached
+  assert.ok((await readdir(join(dir, 'appvms'))).includes('vault'));
+});
+
+function renameInTest(m: Model, from: string, to: string): void {
+  m.qubes.get(from)!.name = to;
+  m.qubes = new Map([...m.qubes].map(([k, v]) => [k === from ? to : k, v]));
+}

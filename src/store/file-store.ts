@@ -13,7 +13,7 @@ import { isExpired, type Rule } from '../model/rule.js';
 import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
 import { formatFirewallXml, parseFirewallXml } from './firewall-xml.js';
 import { withLock } from './lock.js';
-import { assertValidModel, cloneModel, cloneRules, emptyModel, sameData, type StoreOptions } from './memory-store.js';
+import { assertValidModel, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
 import { firewallFilePath, qubesFilePath } from './paths.js';
 import { formatQubesFile, parseQubesFile } from './qubes-file.js';
 import type { Store } from './store.js';
@@ -172,7 +172,8 @@ export class FileStore implements Store {
         raw = Buffer.from(formatFirewallXml(q.rules.filter((r) => !isExpired(r, nowSec))), 'utf8');
         if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw });
       }
-      byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: same ? prev.rules : cloneRules(q.rules) });
+      // The state returned only feeds the second commit of a two-step change, whose model is private.
+      byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules });
     }
     const used = new Set([...byQid.values()].map((d) => d.path));
     const stale = [...state.byQid.values()].filter((d) => !used.has(d.path)).map((d) => d.path);

@@ -60,11 +60,13 @@ test('a lock file naming a live pid (this process) refuses, and is left in place
 
 test('a lock held by another process is refused', async (t) => {
   const dir = await scratch(t);
-  const lockModule = new URL('./lock.ts', import.meta.url).href;
+  // Run from source under tsx, or from dist/ after tsc (npm test): load the sibling the same way.
+  const fromSource = import.meta.url.endsWith('.ts');
+  const lockModule = new URL(fromSource ? './lock.ts' : './lock.js', import.meta.url).href;
   const script = `const { acquireLock } = await import(${JSON.stringify(lockModule)});
     const l = await acquireLock(${JSON.stringify(dir)}); console.log('held');
     process.stdin.once('end', async () => { await l.release(); console.log('released'); }); process.stdin.resume();`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+  const child = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), '--input-type=module', '-e', script], {
     cwd: fileURLToPath(new URL('../..', import.meta.url)),
     stdio: ['pipe', 'pipe', 'inherit'],
   });

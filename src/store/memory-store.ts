@@ -5,7 +5,7 @@
 import { diag } from '../model/diagnostics.js';
 import type { Model, Qube } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
-import { isExpired, type RuleList } from '../model/rule.js';
+import { isExpired } from '../model/rule.js';
 import type { Store } from './store.js';
 import { checkModel } from './qubes-file.js';
 
@@ -71,14 +71,21 @@ export function cloneModel(model: Model): Model {
   };
 }
 
-export const cloneRules = (rules: RuleList): RuleList => cloneData(rules);
 
 /** A deep copy of plain data (objects, arrays, primitives): what the model is made of. */
 export function cloneData<T>(v: T): T {
   if (typeof v !== 'object' || v === null) return v;
-  if (Array.isArray(v)) return v.map(cloneData) as T;
-  const o: Record<string, unknown> = {};
-  for (const k of Object.keys(v)) o[k] = cloneData((v as Record<string, unknown>)[k]);
+  if (Array.isArray(v)) {
+    const out = new Array(v.length);
+    for (let i = 0; i < v.length; i++) out[i] = cloneData(v[i]);
+    return out as T;
+  }
+  // Spread first (V8 copies a whole object shape at once), then replace nested objects.
+  const o: Record<string, unknown> = { ...(v as Record<string, unknown>) };
+  for (const k in o) {
+    const x = o[k];
+    if (typeof x === 'object' && x !== null) o[k] = cloneData(x);
+  }
   return o as T;
 }
 
