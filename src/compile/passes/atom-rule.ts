@@ -35,5 +35,5 @@ export function atomRule(f: IpFamily, qube: string, a: Atom): IrRule {
     m.push({ kind: 'cmp', field: a.proto === 'tcp' ? 'tcp dport' : 'udp dport', op: '==', value: portValue(a.port) });
   if (a.icmpType !== undefined) m.push({ kind: 'cmp', field: f === 'ip' ? 'icmp type' : 'icmpv6 type', op: '==', value: { kind: 'int', n: a.icmpType } });
   const text = `${qube} rule ${a.ruleIndex}`;
-  return { matches: m, stmts: [{ kind: 'verdict', verdict: verdictOf(f, a.verdict) }], origin: { text, qube, ruleIndex: a.ruleIndex }, comment: text };
+  return { matches: m, stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, a.verdict) }], origin: { text, qube, ruleIndex: a.ruleIndex }, comment: text };
 }

@@ -51,7 +51,7 @@ export function firewallTable(ctx: CompileContext, f: IpFamily, clients: Client[
     effectiveRules(m.client.qube.rules, ctx.now).forEach((r, i) => atoms.push(...lowerRule(ctx, { family: f, qube, dnsTargets }, r, i)));
     const policy: IrRule = {
       matches: [],
-      stmts: [{ kind: 'verdict', verdict: verdictOf(f, 'reject') }],
+      stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, 'reject') }],
       origin: { text: `policy: ${qube} default drop`, qube },
       comment: `policy: ${qube} default drop`,
     };

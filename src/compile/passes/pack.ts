@@ -92,7 +92,7 @@ export function packAtoms(f: IpFamily, qube: string, chain: string, atomsIn: Ato
         sets.push(makeSet(f, qube, name, s, layer, text));
         rules.push({
           matches: [{ kind: 'in-set', fields: fieldsOf(f, s), op: '==', set: name }],
-          stmts: [{ kind: 'verdict', verdict: verdictOf(f, a.verdict) }],
+          stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, a.verdict) }],
           origin: { text, qube },
           comment: text,
         });
