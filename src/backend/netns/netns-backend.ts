@@ -1,0 +1,161 @@
+// The netns executor: qubes as network namespaces, veth pairs between them, nftables inside.
+// Stateless on purpose: the kernel is the state. Namespaces are named `<prefix><qube>`, so a
+// restarted daemon adopts what it finds with listNamespaces(), and a dead netvm shows as a missing
+// name. Every process goes through the Runner (or the InteractiveRunner for `qnet run`).
+import type { NetPlan } from '../../model/netplan.js';
+import { runChecked, type Runner } from './runner.js';
+import {
+  classifyCommandError,
+  CODES,
+  createNamespaces,
+  deleteNamespaces,
+  listNodes,
+  Naming,
+  NetnsError,
+  parseUplinks,
+  planBringUp,
+  runBatch,
+  runLimited,
+  runSweep,
+  validateNodeName,
+  type BringUpSteps,
+} from './links.js';
+import { FORWARDING, setSysctls, type Sysctls } from './sysctl.js';
+import { checkRuleset, listCounters, loadRuleset, type RuleCounter } from './nft.js';
+import { deleteFlows, listFlows, type Flow, type FlowSelector } from './conntrack.js';
+import { execArgv, NodeInteractiveRunner, type InteractiveRunner } from './exec.js';
+import { diag } from '../../model/diagnostics.js';
+
+export interface NetnsBackendOptions {
+  runner: Runner;
+  /** Namespace name prefix (default `qnet-`); tests use a unique one per run. */
+  prefix?: string;
+  /** For `exec` (inherited stdio). Default: node's spawn. */
+  interactive?: InteractiveRunner;
+  /** Extra sysctls for every namespace brought up, e.g. NO_ICMP_RATELIMIT in tests. */
+  sysctls?: Sysctls;
+  /** Processes in flight at once (default 8; the host has few CPUs and spawns are CPU-bound). */
+  concurrency?: number;
+}
+
+export interface BringUpOptions {
+  /**
+   * nft text to load into fresh namespaces before any link exists, so a netvm never forwards
+   * unfiltered, not even for the milliseconds between bring-up and the first rule load.
+   */
+  rules?: ReadonlyMap<string, string>;
+}
+
+export class NetnsBackend {
+  readonly naming: Naming;
+  private readonly runner: Runner;
+  private readonly interactive: InteractiveRunner;
+  private readonly extraSysctls: Sysctls;
+  private readonly limit: number;
+
+  constructor(opts: NetnsBackendOptions) {
+    this.runner = opts.runner;
+    this.naming = new Naming(opts.prefix);
+    this.interactive = opts.interactive ?? new NodeInteractiveRunner();
+    this.extraSysctls = opts.sysctls ?? {};
+    this.limit = opts.concurrency ?? 8;
+  }
+
+  /** The namespace of a qube. */
+  ns(qube: string): string {
+    return this.naming.ns(qube);
+  }
+
+  /** Qubes (plan nodes) with a live namespace under this prefix, sorted. */
+  listNamespaces(): Promise<string[]> {
+    return listNodes(this.runner, this.naming);
+  }
+
+  /**
+   * Create namespaces for `names` and every link of the plan whose two ends then exist. Nodes named
+   * must not exist yet. A netvm brought back up reattaches its running clients. On failure the
+   * namespaces created by this call are removed again and the first error is thrown.
+   */
+  async bringUp(plan: NetPlan, names: readonly string[], opts: BringUpOptions = {}): Promise<void> {
+    const live = new Set(await this.listNamespaces());
+    const steps = planBringUp(plan, { fresh: names, live }, this.naming);
+    await createNamespaces(this.runner, steps.create);
+    try {
+      await this.configure(steps, names, opts);
+    } catch (e) {
+      await deleteNamespaces(this.runner, steps.create).catch(() => {});
+      throw e;
+    }
+  }
+
+  private async configure(steps: BringUpSteps, fresh: readonly string[], opts: BringUpOptions): Promise<void> {
+    const fwd = new Set(steps.forwarding);
+    const sysctlTasks = fresh
+      .map((n) => ({ n, s: { ...(fwd.has(n) ? FORWARDING : {}), ...this.extraSysctls } }))
+      .filter(({ s }) => Object.keys(s).length)
+      .map(({ n, s }) => () => setSysctls(this.runner, this.ns(n), s, n));
+    const ruleTasks = fresh
+      .filter((n) => opts.rules?.has(n))
+      .map((n) => () => loadRuleset(this.runner, this.ns(n), opts.rules!.get(n)!, n));
+    await runLimited([...sysctlTasks, ...ruleTasks], this.limit);
+    await runLimited(steps.sweep.map((b) => () => runSweep(this.runner, b)), this.limit);
+    for (const level of steps.levels) await runLimited(level.map((b) => () => runBatch(this.runner, b)), this.limit);
+  }
+
+  /** Delete the namespaces of `names` (and so their veths); missing ones are not an error. */
+  async tearDown(names: readonly string[]): Promise<void> {
+    await deleteNamespaces(this.runner, names.map((n) => this.ns(n)));
+  }
+
+  /**
+   * Live netvm change: remove the client's uplink veths (every veth not in group 2), then make the
+   * links the plan gives it now. Its namespace, its own clients, rules and flows stay. If the new
+   * netvm is not running the client is left with no uplink, as a Qubes qube whose netvm is halted.
+   */
+  async relink(plan: NetPlan, client: string): Promise<void> {
+    validateNodeName(client);
+    const live = new Set(await this.listNamespaces());
+    if (!live.has(client))
+      throw new NetnsError(diag(CODES.notRunning, `${client} has no namespace`, { qube: client, hint: 'start it first' }));
+    const ns = this.ns(client);
+    const json = await runChecked(this.runner, ['ip', '-n', ns, '-j', 'link', 'show', 'type', 'veth']).catch((e) => {
+      throw classifyCommandError(e, client);
+    });
+    const old = parseUplinks(json);
+    if (old.length) await runBatch(this.runner, { node: client, ns, lines: old.map((i) => `link del dev ${i}`) });
+    const steps = planBringUp(plan, { fresh: [], touch: [client], live }, this.naming);
+    for (const level of steps.levels) await runLimited(level.map((b) => () => runBatch(this.runner, b)), this.limit);
+  }
+
+  /** Replace rules in a qube's namespace with one atomic `nft -f`. */
+  loadRules(qube: string, nftText: string): Promise<void> {
+    return loadRuleset(this.runner, this.ns(qube), nftText, qube);
+  }
+
+  /** `nft -c`: in the qube's namespace if given (its loaded objects resolve), else where we run. */
+  checkRules(nftText: string, qube?: string): Promise<void> {
+    return checkRuleset(this.runner, nftText, qube === undefined ? undefined : this.ns(qube), qube);
+  }
+
+  counters(qube: string): Promise<RuleCounter[]> {
+    return listCounters(this.runner, this.ns(qube), qube);
+  }
+
+  /** Conntrack entries of both families (or one). */
+  async flows(qube: string, family?: 4 | 6): Promise<Flow[]> {
+    const fams: (4 | 6)[] = family ? [family] : [4, 6];
+    const lists = await Promise.all(fams.map((f) => listFlows(this.runner, this.ns(qube), f, qube)));
+    return lists.flat();
+  }
+
+  /** Delete the flows matching `flow` (a Flow works as its own selector); returns the number deleted. */
+  deleteFlow(qube: string, flow: FlowSelector): Promise<number> {
+    const { proto, src, dst, sport, dport } = flow;
+    return deleteFlows(this.runner, this.ns(qube), { proto, src, dst, sport, dport }, qube);
+  }
+
+  /** Run a program in the qube's namespace with the terminal attached; resolves to its exit code. */
+  exec(qube: string, argv: readonly string[], opts: { user?: string } = {}): Promise<number> {
+    return this.interactive.runInteractive(execArgv(this.ns(qube), argv, opts.user));
+  }
+}
