@@ -6,7 +6,19 @@ export type AddrNum = number | bigint;
 
 const V4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
+// Probes reuse a few thousand addresses; remembering them keeps the regex off the hot path.
+const v4Memo = new Map<string, number | undefined>();
+
 export function parseV4(s: string): number | undefined {
+  let n = v4Memo.get(s);
+  if (n !== undefined || v4Memo.has(s)) return n;
+  n = parseV4Text(s);
+  if (v4Memo.size >= 65536) v4Memo.clear();
+  v4Memo.set(s, n);
+  return n;
+}
+
+function parseV4Text(s: string): number | undefined {
   const m = V4_RE.exec(s);
   if (!m) return undefined;
   let n = 0;

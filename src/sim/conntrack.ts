@@ -74,7 +74,7 @@ export interface CtView {
 }
 
 export function ctLookup(table: ConnTable, p: Pkt): CtView {
-  const ref = table.get(keyOf(p.l4, p.sa, p.sport, p.da, p.dport));
+  const ref = table.size === 0 ? undefined : table.get(keyOf(p.l4, p.sa, p.sport, p.da, p.dport));
   if (ref) {
     const c = ref.conn;
     if (ref.dir === 1) c.seenReply = true;
@@ -91,10 +91,11 @@ export function ctStatus(c: Conn): number {
   return (c.seenReply ? CT_STATUS_BIT['seen-reply']! : 0) | (c.confirmed ? CT_STATUS_BIT.confirmed! : 0) | (c.dnat ? CT_STATUS_BIT.dnat! : 0) | (c.snat ? CT_STATUS_BIT.snat! : 0);
 }
 
-export function ctConfirm(table: ConnTable, v: CtView): void {
+export function ctConfirm(table: ConnTable, v: CtView, keep: boolean): void {
   const c = v.conn;
   if (c.confirmed) return;
   c.confirmed = true;
+  if (!keep) return;
   table.set(tupleKey(c.l4, c.orig), { conn: c, dir: 0 });
   table.set(tupleKey(c.l4, c.reply), { conn: c, dir: 1 });
 }

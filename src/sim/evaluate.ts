@@ -9,6 +9,7 @@
 // - NAT statements are terminal (they return NF_ACCEPT), and only in nat chains.
 import type { Family, Hook, IrRule, Origin, RejectWith, Ruleset, Table } from '../ir/types.js';
 import { assertNever } from '../model/result.js';
+import { matchesAt, OP_WIDTH } from './opcodes.js';
 import { CT_BIT, type Packet, type Pkt, setDaddr, setSaddr, toPkt } from './packet.js';
 import { natSlot, type PBase, type PChain, prepare, type PRule, type PStmt, type PVerdict, SimLoadError } from './prepare.js';
 
@@ -95,23 +96,29 @@ function runChain(start: PChain, p: Pkt, env: Env, out: Outcome): void {
   out.logs = undefined;
   let cur = start;
   let i = 0;
+  // Walk the chain's encoded matches by offset: a rule's object is read only when it matches
+  // (with 10^5 rules, touching every rule object is what costs; see opcodes.ts).
+  let pc = 0;
   let sp = 0;
   for (;;) {
-    const rules = cur.rules;
-    if (i >= rules.length) {
+    const n = cur.rules.length;
+    if (i >= n) {
       if (sp === 0) return; // end of the entry chain: the policy (base) or the caller's next rule
       sp--;
       cur = chainStack[sp]!;
       i = indexStack[sp]!;
+      pc = i < cur.rules.length ? cur.rules[i]!.pc : 0;
       continue;
     }
-    const r = rules[i++]!;
+    const code = cur.code;
+    const at = pc;
+    pc += 1 + code[pc]! * OP_WIDTH;
+    i++;
     env.rules++;
-    const ms = r.matches;
-    let j = 0;
-    while (j < ms.length && ms[j]!(p)) j++;
-    if (j < ms.length) continue;
+    if (!matchesAt(code, at, cur.calls, p)) continue;
+    const r = cur.rules[i - 1]!;
     const st = r.stmts;
+    let j: number;
     let v: PVerdict | undefined;
     for (j = 0; j < st.length && v === undefined; j++) {
       const s = st[j]!;
@@ -163,6 +170,7 @@ function runChain(start: PChain, p: Pkt, env: Env, out: Outcome): void {
         sp--;
         cur = chainStack[sp]!;
         i = indexStack[sp]!;
+        pc = i < cur.rules.length ? cur.rules[i]!.pc : 0;
         continue;
       case 'jump':
         if (sp >= JUMP_STACK) throw new SimLoadError(`jump stack deeper than ${JUMP_STACK} at ${cur.table.name} ${cur.name}`);
@@ -171,11 +179,13 @@ function runChain(start: PChain, p: Pkt, env: Env, out: Outcome): void {
         sp++;
         cur = v.to;
         i = 0;
+        pc = 0;
         out.path?.push(cur.name);
         continue;
       case 'goto':
         cur = v.to;
         i = 0;
+        pc = 0;
         out.path?.push(cur.name);
         continue;
       default:
@@ -209,7 +219,12 @@ export interface HookContext {
   /** The first packet of a flow without a NAT binding at this hook yet: nat chains run. */
   natAllowed: boolean;
   /** Called once at the NAT core's position if the family has nat chains: apply the binding. */
-  atNatSlot?: (p: Pkt, decided: NatDecision | undefined) => void;
+  nat?: NatSlotHandler;
+}
+
+/** An object, not a closure: the walk reuses one per probe instead of allocating per hook. */
+export interface NatSlotHandler {
+  atNatSlot(p: Pkt, decided: NatDecision | undefined): void;
 }
 
 // Conntrack attaches at NF_IP_PRI_CONNTRACK (-200). Chains before it (raw, -300) see no entry:
@@ -237,36 +252,38 @@ export function evalHookPkt(rs: Ruleset, hook: Hook, p: Pkt, ctx: HookContext): 
   const prep = prepare(rs);
   const list: PBase[] = prep.hooks[hook][p.family];
   const res: HookResult = { verdict: 'accept', steps: [], rulesEvaluated: 0 };
-  const env: Env = { counters: ctx.counters, counted: ctx.counted, trace: ctx.trace ?? false, natChain: false, rules: 0 };
+  const trace = ctx.trace ?? false;
+  const env: Env = { counters: ctx.counters, counted: ctx.counted, trace, natChain: false, rules: 0 };
   const slot = natSlot(hook);
   let natPending = hook !== 'forward' && hasNat(prep, p.family);
   let ctAttached = false;
   p.ct = CT_BIT.invalid;
   p.ctStatus = -1;
-  const out = newOutcome();
-  const finishNat = () => {
-    natPending = false;
-    ctx.atNatSlot?.(p, res.nat);
-  };
-  for (const b of list) {
+  const out = scratch;
+  for (let k = 0; k < list.length; k++) {
+    const b = list[k]!;
     if (!ctAttached && b.order >= CONNTRACK_PRIORITY) {
       p.ct = ctx.ctState;
       p.ctStatus = ctx.ctStatus;
       ctAttached = true;
     }
-    if (natPending && (b.order > slot || (b.order === slot && !b.nat))) finishNat();
+    if (natPending && (b.order > slot || (b.order === slot && !b.nat))) {
+      natPending = false;
+      ctx.nat?.atNatSlot(p, res.nat);
+    }
     const c = b.chain;
-    const step: ChainStep = { hook, family: c.table.family, table: c.table.name, chain: c.name, type: b.spec.type, priority: b.spec.priority, verdict: 'accept', rulesEvaluated: 0 };
-    res.steps.push(step);
     if (b.nat && (!ctx.natAllowed || res.nat)) {
       // nf_nat_inet_fn runs nat chains only for a flow's first packet, and stops at the first binding.
-      step.verdict = 'skipped';
-      step.note = res.nat ? 'NAT already bound by an earlier nat chain' : 'not the first packet of its flow: NAT comes from conntrack';
+      if (trace) res.steps.push({ ...newStep(hook, b), verdict: 'skipped', note: res.nat ? 'NAT already bound by an earlier nat chain' : 'not the first packet of its flow: NAT comes from conntrack' });
       continue;
     }
     env.natChain = b.nat;
     const before = env.rules;
     runChain(c, p, env, out);
+    // Without tracing, only a step that stops the packet or sets up NAT is worth an object.
+    if (!trace && out.kind !== 'drop' && out.kind !== 'reject' && !(out.kind === 'end' && b.spec.policy === 'drop') && !out.nat) continue;
+    const step = newStep(hook, b);
+    res.steps.push(step);
     step.rulesEvaluated = env.rules - before;
     if (out.path) step.path = out.path;
     if (out.logs) step.logs = out.logs;
@@ -289,9 +306,16 @@ export function evalHookPkt(rs: Ruleset, hook: Hook, p: Pkt, ctx: HookContext): 
     p.ct = ctx.ctState;
     p.ctStatus = ctx.ctStatus;
   }
-  if (natPending) finishNat();
+  if (natPending) ctx.nat?.atNatSlot(p, res.nat);
   res.rulesEvaluated = env.rules;
   return res;
+}
+
+const scratch = newOutcome();
+
+function newStep(hook: Hook, b: PBase): ChainStep {
+  const c = b.chain;
+  return { hook, family: c.table.family, table: c.table.name, chain: c.name, type: b.spec.type, priority: b.spec.priority, verdict: 'accept', rulesEvaluated: 0 };
 }
 
 // ---- Pure entry points (no network, no conntrack table) ---------------------------------------
@@ -314,11 +338,13 @@ export function evalHook(ruleset: Ruleset, hook: Hook, family: 4 | 6, packet: Pa
     ctState: CT_BIT[ct],
     ctStatus: 0,
     natAllowed: ct === 'new',
-    atNatSlot: (q, nat) => {
-      if (nat?.kind === 'dnat') {
-        setDaddr(q, nat.addr);
-        if (nat.port !== undefined) q.dport = nat.port;
-      } else if (nat?.kind === 'masquerade' && opts.masqueradeTo) setSaddr(q, opts.masqueradeTo);
+    nat: {
+      atNatSlot(q, nat) {
+        if (nat?.kind === 'dnat') {
+          setDaddr(q, nat.addr);
+          if (nat.port !== undefined) q.dport = nat.port;
+        } else if (nat?.kind === 'masquerade' && opts.masqueradeTo) setSaddr(q, opts.masqueradeTo);
+      },
     },
   });
   const after: Packet = { ...packet, saddr: p.saddr, daddr: p.daddr, ...(p.dport >= 0 ? { dport: p.dport } : {}) };

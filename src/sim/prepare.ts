@@ -4,6 +4,7 @@
 import type { BaseChainSpec, Chain, Family, Hook, IrRule, RejectWith, Ruleset, Statement, Table, Verdict } from '../ir/types.js';
 import { assertNever } from '../model/result.js';
 import { compileMatch, type Matcher, SetCache } from './match.js';
+import { encodeMatch, OP } from './opcodes.js';
 import type { Pkt } from './packet.js';
 
 export type PVerdict =
@@ -27,7 +28,8 @@ export interface PRule {
   ir: IrRule;
   index: number;
   chain: PChain;
-  matches: Matcher[];
+  /** Offset of this rule's encoded matches in chain.code (see opcodes.ts). */
+  pc: number;
   stmts: PStmt[];
 }
 
@@ -36,6 +38,10 @@ export interface PChain {
   table: PTable;
   base: BaseChainSpec | undefined;
   rules: PRule[];
+  /** Every rule's matches, encoded back to back. */
+  code: Float64Array;
+  /** Closures for matches the encoding cannot hold (CALL operands index this). */
+  calls: Matcher[];
 }
 
 export interface PTable {
@@ -98,7 +104,7 @@ function build(rs: Ruleset): PreparedRuleset {
     const pt: PTable = { ir: t, family: t.family, name: t.name, index, chains: new Map() };
     for (const c of t.chains) {
       if (pt.chains.has(c.name)) throw new SimLoadError(`table ${t.family} ${t.name}: chain '${c.name}' defined twice`);
-      pt.chains.set(c.name, { name: c.name, table: pt, base: c.base, rules: [] });
+      pt.chains.set(c.name, { name: c.name, table: pt, base: c.base, rules: [], code: new Float64Array(0), calls: [] });
     }
     return pt;
   });
@@ -107,7 +113,9 @@ function build(rs: Ruleset): PreparedRuleset {
     for (const c of pt.ir.chains) {
       const pc = pt.chains.get(c.name)!;
       try {
-        pc.rules = c.rules.map((r, index) => prepareRule(r, index, pc, sets));
+        const code: number[] = [];
+        pc.rules = c.rules.map((r, index) => prepareRule(r, index, pc, sets, code));
+        pc.code = Float64Array.from(code);
       } catch (e) {
         if (e instanceof SimLoadError) throw e;
         throw new SimLoadError(`table ${pt.family} ${pt.name} chain ${c.name}: ${(e as Error).message}`);
@@ -135,9 +143,19 @@ function build(rs: Ruleset): PreparedRuleset {
   return { ir: rs, tables, hooks };
 }
 
-function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache): PRule {
+function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache, code: number[]): PRule {
   const stmts = r.stmts.map((s) => prepareStmt(s, chain.table, sets));
-  return { ir: r, index, chain, matches: r.matches.map((m) => compileMatch(m, sets)), stmts };
+  const pc = code.length;
+  code.push(r.matches.length);
+  for (const m of r.matches) {
+    const enc = encodeMatch(m);
+    if (enc) code.push(...enc);
+    else {
+      code.push(OP.CALL, 0, chain.calls.length, 0);
+      chain.calls.push(compileMatch(m, sets));
+    }
+  }
+  return { ir: r, index, chain, pc, stmts };
 }
 
 function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {

@@ -2,7 +2,7 @@
 // intervals sorted longest prefix first (the kernel's FIB picks the longest matching prefix; metrics
 // are not modelled), and for the world node which uplink leads to which qube.
 import type { Iface, NetNode, NetPlan } from '../model/netplan.js';
-import { type AddrNum, cidrMatch, parseAddr, prefixRange } from './addr.js';
+import { type AddrNum, parseAddr, prefixRange } from './addr.js';
 
 export interface PRoute {
   lo: AddrNum;
@@ -13,6 +13,15 @@ export interface PRoute {
   text: string;
 }
 
+/** Routes of one prefix length, by network address: a lookup is one hash probe per distinct length. */
+interface RouteLevel {
+  len: number;
+  /** 2^(32-len) for IPv4, the host mask for IPv6. */
+  size: number;
+  mask: bigint;
+  byNet: Map<AddrNum, PRoute>;
+}
+
 export interface PNode {
   node: NetNode;
   name: string;
@@ -20,6 +29,7 @@ export interface PNode {
   ifaces: Map<string, Iface>;
   local: { 4: Set<AddrNum>; 6: Set<AddrNum> };
   routes: { 4: PRoute[]; 6: PRoute[] };
+  levels: { 4: RouteLevel[]; 6: RouteLevel[] };
 }
 
 export interface PPlan {
@@ -51,7 +61,7 @@ function build(plan: NetPlan): PPlan {
   const nodes = new Map<string, PNode>();
   const owner: PPlan['owner'] = { 4: new Map(), 6: new Map() };
   for (const n of plan.nodes) {
-    const pn: PNode = { node: n, name: n.name, world: n.kind === 'world', ifaces: new Map(), local: { 4: new Set(), 6: new Set() }, routes: { 4: [], 6: [] } };
+    const pn: PNode = { node: n, name: n.name, world: n.kind === 'world', ifaces: new Map(), local: { 4: new Set(), 6: new Set() }, routes: { 4: [], 6: [] }, levels: { 4: [], 6: [] } };
     for (const i of n.ifaces) {
       pn.ifaces.set(i.name, i);
       for (const a of i.addrs) {
@@ -69,8 +79,19 @@ function build(plan: NetPlan): PPlan {
       const dev = pn.ifaces.get(r.dev);
       if (dev) pushRoute(pn, r.family, r.dst, dev, r.via);
     }
-    pn.routes[4].sort((a, b) => b.len - a.len);
-    pn.routes[6].sort((a, b) => b.len - a.len);
+    for (const fam of [4, 6] as const) {
+      // Stable sort: among equal prefixes the first route listed wins (metrics are not modelled).
+      pn.routes[fam].sort((a, b) => b.len - a.len);
+      for (const r of pn.routes[fam]) {
+        let lvl = pn.levels[fam].find((l) => l.len === r.len);
+        if (!lvl) {
+          const hostBits = (fam === 4 ? 32 : 128) - r.len;
+          lvl = { len: r.len, size: fam === 4 ? 2 ** hostBits : 0, mask: fam === 6 ? ~((1n << BigInt(hostBits)) - 1n) & ((1n << 128n) - 1n) : 0n, byNet: new Map() };
+          pn.levels[fam].push(lvl);
+        }
+        if (!lvl.byNet.has(r.lo)) lvl.byNet.set(r.lo, r);
+      }
+    }
     nodes.set(n.name, pn);
   }
   const world = [...nodes.values()].find((n) => n.world);
@@ -112,7 +133,8 @@ function pushRoute(pn: PNode, fam: 4 | 6, dst: string, dev: Iface, via: string |
   pn.routes[fam].push({ lo, hi, len, dev, via, text: `${dst}${via ? ` via ${via}` : ''} dev ${dev.name}` });
 }
 
-const isLoopback = (a: AddrNum, fam: 4 | 6) => (fam === 4 ? cidrMatch('127.0.0.0/8', a, 4) >= 0 : a === 1n);
+// 127.0.0.0/8 and ::1 are local on every node (the kernel's local table).
+const isLoopback = (a: AddrNum, fam: 4 | 6) => (fam === 4 ? Math.floor((a as number) / 0x1000000) === 127 : a === 1n);
 
 /**
  * The routing decision for `da` at `pn`. `fromOutside`: the packet was created by the world node
@@ -120,7 +142,11 @@ const isLoopback = (a: AddrNum, fam: 4 | 6) => (fam === 4 ? cidrMatch('127.0.0.0
  */
 export function route(pp: PPlan, pn: PNode, da: AddrNum, fam: 4 | 6, originated: boolean): RouteResult {
   if (pn.local[fam].has(da) || isLoopback(da, fam)) return { kind: 'local' };
-  for (const r of pn.routes[fam]) if (r.lo <= da && da <= r.hi) return { kind: 'out', iface: r.dev, route: r };
+  for (const l of pn.levels[fam]) {
+    const net = typeof da === 'number' ? da - (da % l.size) : da & l.mask;
+    const r = l.byNet.get(net);
+    if (r) return { kind: 'out', iface: r.dev, route: r };
+  }
   if (!pn.world) return { kind: 'none', why: `no route to host at ${pn.name}` };
   const owner = pp.owner[fam].get(da);
   if (owner === undefined) return { kind: 'outside' };

@@ -8,7 +8,7 @@ import type { Hook, RejectWith, Ruleset } from '../ir/types.js';
 import type { Iface, NetPlan } from '../model/netplan.js';
 import { type AddrNum, formatV4, formatV6, parseAddr } from './addr.js';
 import { bindDnat, bindSnat, type ConnTable, ctConfirm, ctLookup, ctStatus, type CtView, manipDst, manipSrc, newSimState, type SimState } from './conntrack.js';
-import { type ChainStep, evalHookPkt, type HookResult, type NatDecision, type RuleRef } from './evaluate.js';
+import { type ChainStep, evalHookPkt, type HookResult, type NatDecision, type NatSlotHandler, type RuleRef } from './evaluate.js';
 import { CT_BIT, isIcmp, type Pkt, type Probe, PROTO, probeFamily, probeL4 } from './packet.js';
 import { type PNode, type PPlan, preparePlan, route } from './route.js';
 
@@ -88,17 +88,27 @@ export const OUTSIDE = 'outside';
 export const OUTSIDE_HOST = { 4: '203.0.113.10', 6: '2001:db8:1::10' } as const;
 const DEFAULT_SPORT = 49152;
 
-class Walk {
+const NO_FLOWS: ConnTable = new Map();
+
+class Walk implements NatSlotHandler {
   readonly hops: Hop[] = [];
   rules = 0;
+  // The hook being evaluated, for atNatSlot (one handler object per walk, no closure per hook).
+  private pn!: PNode;
+  private hookName: Hook = 'prerouting';
+  private view!: CtView;
+  private hop!: Hop;
   constructor(
     readonly pp: PPlan,
     readonly rulesets: ReadonlyMap<string, Ruleset>,
     readonly state: SimState,
     readonly trace: boolean,
+    /** Keep flows and counters: a caller's state, or a reply leg to follow. Otherwise nobody reads them. */
+    readonly keep: boolean,
   ) {}
 
   table(node: string): ConnTable {
+    if (!this.keep) return NO_FLOWS;
     let t = this.state.conntrack.get(node);
     if (!t) this.state.conntrack.set(node, (t = new Map()));
     return t;
@@ -110,24 +120,29 @@ class Walk {
     const dst = hook === 'prerouting' || hook === 'output';
     const c = v.conn;
     const bound = dst ? c.dstBound : c.srcBound;
-    let counters = this.state.counters.get(pn.name);
-    if (!counters) this.state.counters.set(pn.name, (counters = new Map()));
+    let counters = this.keep || this.trace ? this.state.counters.get(pn.name) : undefined;
+    if (!counters && (this.keep || this.trace)) this.state.counters.set(pn.name, (counters = new Map()));
+    this.pn = pn;
+    this.hookName = hook;
+    this.view = v;
+    this.hop = hop;
     const r = evalHookPkt(rs, hook, p, {
       counters,
-      counted: hop.counted,
+      counted: this.trace ? hop.counted : undefined,
       trace: this.trace,
       ctState: v.state,
       ctStatus: ctStatus(c),
       natAllowed: v.dir === 0 && !bound,
-      atNatSlot: (q, nat) => this.natSlot(pn, hook, q, v, nat, hop),
+      nat: this,
     });
-    hop.steps.push(...r.steps);
+    for (const s of r.steps) hop.steps.push(s);
     hop.rulesEvaluated += r.rulesEvaluated;
     this.rules += r.rulesEvaluated;
     return r;
   }
 
-  private natSlot(pn: PNode, hook: Hook, p: Pkt, v: CtView, nat: NatDecision | undefined, hop: Hop): void {
+  atNatSlot(p: Pkt, nat: NatDecision | undefined): void {
+    const { pn, hookName: hook, view: v, hop } = this;
     const c = v.conn;
     const dst = hook === 'prerouting' || hook === 'output';
     const before = dst ? p.daddr : p.saddr;
@@ -205,7 +220,7 @@ function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
   const hop = w.newHop(pn, p, undefined, v);
   let rt = route(w.pp, pn, p.da, p.family, true);
   if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
-  if (rt.kind === 'outside') return deliver(hop, pn, p, ct, v);
+  if (rt.kind === 'outside') return deliver(w, hop, pn, p, ct, v);
   p.iif = null;
   p.iifgroup = 0;
   setOut(p, rt.kind === 'out' ? rt.iface : null);
@@ -215,13 +230,13 @@ function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
   if (hop.nat.some((n) => n.field === 'daddr')) {
     rt = route(w.pp, pn, p.da, p.family, true);
     if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
-    if (rt.kind === 'outside') return deliver(hop, pn, p, ct, v);
+    if (rt.kind === 'outside') return deliver(w, hop, pn, p, ct, v);
     setOut(p, rt.kind === 'out' ? rt.iface : null);
   }
   if (rt.kind === 'out') hop.route = rt.route.text;
   r = w.hook(pn, 'postrouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
-  ctConfirm(ct, v);
+  ctConfirm(ct, v, w.keep);
   if (rt.kind === 'local') {
     hop.route = 'local (lo)';
     hop.out = 'lo';
@@ -256,7 +271,7 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
     hop.route = rt.kind === 'local' ? 'local' : 'outside (stand-in internet host)';
     r = w.hook(pn, 'input', p, v, hop);
     if (r.verdict !== 'accept') return stopped(hop, pn, 'input', r);
-    return deliver(hop, pn, p, ct, v);
+    return deliver(w, hop, pn, p, ct, v);
   }
   if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
   hop.route = rt.route.text;
@@ -267,12 +282,12 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
   if (r.verdict !== 'accept') return stopped(hop, pn, 'forward', r);
   r = w.hook(pn, 'postrouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
-  ctConfirm(ct, v);
+  ctConfirm(ct, v, w.keep);
   return transmit(w, pn, hop, rt.iface, p, ttl - 1);
 }
 
-function deliver(hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView): Done {
-  ctConfirm(ct, v);
+function deliver(w: Walk, hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView): Done {
+  ctConfirm(ct, v, w.keep);
   hop.outcome = 'delivered';
   const at = pn.world && !pn.local[p.family].has(p.da) ? `the outside (stand-in host ${p.daddr})` : `${pn.name} (${p.daddr})`;
   return { verdict: 'accept', node: pn.name, reason: `delivered to ${at}`, deliveredTo: p.daddr };
@@ -282,8 +297,10 @@ function sourceAddress(pp: PPlan, pn: PNode, to: string, fam: 4 | 6): string | u
   const p = parseAddr(to, fam);
   if (p === undefined) return undefined;
   const rt = route(pp, pn, p, fam, true);
-  const ifaces = rt.kind === 'out' ? [rt.iface, ...pn.ifaces.values()] : [...pn.ifaces.values()];
-  for (const i of ifaces) for (const a of i.addrs) if (a.addr.includes(':') === (fam === 6)) return a.addr;
+  const v6 = fam === 6;
+  // The kernel prefers the outgoing interface's address, then any address of the family.
+  if (rt.kind === 'out') for (const a of rt.iface.addrs) if (a.addr.includes(':') === v6) return a.addr;
+  for (const i of pn.node.ifaces) for (const a of i.addrs) if (a.addr.includes(':') === v6) return a.addr;
   if (rt.kind === 'local') return to;
   return undefined;
 }
@@ -345,7 +362,7 @@ function refuse(probe: Probe, node: string, reason: string): SimResult {
  * Can `probe.from` reach `probe.to`? Walks the network hop by hop through every node's ruleset.
  * Pass `state` to keep conntrack and counters across probes (open a flow, change rules, probe again).
  */
-export function simulate(world: World, probe: Probe, state: SimState = newSimState(), opts: SimOptions = {}): SimResult {
+export function simulate(world: World, probe: Probe, state?: SimState, opts: SimOptions = {}): SimResult {
   const pp = preparePlan(world.plan);
   const fam = probeFamily(probe);
   if (fam === undefined) return refuse(probe, probe.from, `'${probe.to}' is not an IPv${probe.family ?? '4/6'} address`);
@@ -357,15 +374,17 @@ export function simulate(world: World, probe: Probe, state: SimState = newSimSta
   const p = makePkt(probe, fam, saddr);
   if (!p) return refuse(probe, pn.name, `'${saddr}' is not an IPv${fam} address`);
   const trace = opts.trace ?? true;
-  const w = new Walk(pp, world.rulesets, state, trace);
+  const wantReply = opts.reply !== false;
+  const st = state ?? newSimState();
+  const w = new Walk(pp, world.rulesets, st, trace, state !== undefined || wantReply);
   const end = sendLocal(w, pn, p);
   const res = result(probe, 'original', w, end);
-  if (end.verdict === 'accept' && opts.reply !== false) {
+  if (end.verdict === 'accept' && wantReply) {
     const delivered = pp.nodes.get(end.node)!;
     // `p` is the packet as delivered (after every NAT on the way): the answer swaps it.
     const q = replyPkt(p);
     if (q) {
-      const rw = new Walk(pp, world.rulesets, state, trace);
+      const rw = new Walk(pp, world.rulesets, st, trace, true);
       res.reply = result(probe, 'reply', rw, sendLocal(rw, delivered, q));
     }
   }
