@@ -36,8 +36,8 @@ export interface Backend {
   tearDown(names: readonly string[]): Promise<void>;
   /** (Re)make the link of `client` to its netvm as the plan says (netvm change, netvm restarted). */
   relink(plan: NetPlan, client: string): Promise<void>;
-  /** Which netvm each live client is linked to now (for adoption, reattachment, netvm changes). */
-  links(): Promise<Map<string, string>>;
+  /** Which of these netvms each live client is linked to now (adoption, reattachment, netvm changes). */
+  links(netvms: readonly string[]): Promise<Map<string, string>>;
   /**
    * Load `after` into a node atomically, as a delta from `before` (null: replace whole). User-owned
    * chains are never touched. Throws on failure, leaving the node's rules as they were.

@@ -146,7 +146,8 @@ export class Engine {
     }
 
     // Links: reattach clients whose netvm came back, follow netvm changes.
-    const links = await backend.links();
+    const netvms = [...runningNames].filter((n) => model.qubes.get(n)?.provides_network);
+    const links = await backend.links(needWorld ? [...netvms, WORLD_NODE] : netvms);
     const reattached: string[] = [];
     for (const q of running) {
       const nv = netvmName(model, q);

@@ -25,7 +25,9 @@ export function warning(code: string, message: string, extra: Partial<Diagnostic
 
 /** `work: rule 3: message (QNET1001)` — the one-line form the CLI prints. */
 export function formatDiagnostic(d: Diagnostic): string {
-  const where = [d.file, d.qube, d.ruleIndex !== undefined ? `rule ${d.ruleIndex}` : undefined]
+  // A message that already names its file (store errors do) is not prefixed with it again.
+  const file = d.file && !d.message.startsWith(d.file) ? d.file : undefined;
+  const where = [file, d.qube, d.ruleIndex !== undefined ? `rule ${d.ruleIndex}` : undefined]
     .filter((x) => x !== undefined)
     .join(': ');
   const hint = d.hint ? ` — ${d.hint}` : '';

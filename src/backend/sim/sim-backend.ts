@@ -51,8 +51,8 @@ export class SimBackend implements Backend {
     this.linkMap.set(client, up);
   }
 
-  async links(): Promise<Map<string, string>> {
-    return new Map(this.linkMap);
+  async links(netvms: readonly string[]): Promise<Map<string, string>> {
+    return new Map([...this.linkMap].filter(([, up]) => netvms.includes(up)));
   }
 
   async apply(node: string, _before: Ruleset | null, after: Ruleset): Promise<void> {

@@ -1,0 +1,91 @@
+// The netns backend behind the engine's Backend interface: NetnsBackend does the kernel operations
+// on nft text; this adds what the engine speaks — IR deltas rendered once here, links read back
+// from the kernel (so a restarted daemon adopts what it finds), counters mapped to rule origins.
+import { diffRulesets } from '../../ir/diff.js';
+import type { Ruleset } from '../../ir/types.js';
+import type { NetPlan } from '../../model/netplan.js';
+import type { Backend, Flow, RuleCounter } from '../backend.js';
+import type { NetnsBackend } from './netns-backend.js';
+import { runChecked, type Runner } from './runner.js';
+
+export class NetnsExecutor implements Backend {
+  readonly kind = 'netns' as const;
+
+  constructor(
+    readonly netns: NetnsBackend,
+    private readonly runner: Runner,
+  ) {}
+
+  async live(): Promise<Set<string>> {
+    return new Set(await this.netns.listNamespaces());
+  }
+
+  bringUp(plan: NetPlan, names: readonly string[]): Promise<void> {
+    return this.netns.bringUp(plan, names);
+  }
+
+  tearDown(names: readonly string[]): Promise<void> {
+    return this.netns.tearDown(names);
+  }
+
+  relink(plan: NetPlan, client: string): Promise<void> {
+    return this.netns.relink(plan, client);
+  }
+
+  /**
+   * Which namespace each vif of these netvms leads to: the peer of a veth is named by its
+   * link-netnsid, which `ip netns list-id` (run in the same namespace) maps to a namespace name.
+   */
+  async links(netvms: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    await Promise.all(
+      netvms.map(async (nv) => {
+        const ns = this.netns.ns(nv);
+        const [ids, links] = await Promise.all([
+          runChecked(this.runner, ['ip', '-n', ns, '-j', 'netns', 'list-id']).catch(() => '[]'),
+          runChecked(this.runner, ['ip', '-n', ns, '-j', 'link', 'show', 'type', 'veth']).catch(() => '[]'),
+        ]);
+        const names = new Map((JSON.parse(ids || '[]') as { nsid: number; name?: string }[]).map((x) => [x.nsid, x.name]));
+        for (const l of JSON.parse(links || '[]') as { ifname: string; link_netnsid?: number }[]) {
+          const peerNs = l.link_netnsid === undefined ? undefined : names.get(l.link_netnsid);
+          const peer = peerNs === undefined ? undefined : this.netns.naming.node(peerNs);
+          // Every veth but eth0 leads downstream (vif<qid>.0 in a netvm, up<qid> in the world).
+          if (peer !== undefined && l.ifname !== 'eth0') out.set(peer, nv);
+        }
+      }),
+    );
+    return out;
+  }
+
+  apply(node: string, before: Ruleset | null, after: Ruleset): Promise<void> {
+    return this.netns.loadRules(node, diffRulesets(before, after));
+  }
+
+  async counters(node: string): Promise<RuleCounter[]> {
+    return (await this.netns.counters(node)).map((c) => ({
+      node,
+      family: c.family,
+      table: c.table,
+      chain: c.chain,
+      origin: c.comment ?? '',
+      packets: c.packets,
+      bytes: c.bytes,
+    }));
+  }
+
+  async flows(node: string): Promise<Flow[]> {
+    return (await this.netns.flows(node)).map((f) => ({
+      family: f.family,
+      proto: f.proto,
+      src: f.src,
+      dst: f.dst,
+      ...(f.sport !== undefined ? { sport: f.sport } : {}),
+      ...(f.dport !== undefined ? { dport: f.dport } : {}),
+      ...(f.state !== undefined ? { state: f.state } : {}),
+    }));
+  }
+
+  async deleteFlow(node: string, f: Flow): Promise<void> {
+    await this.netns.deleteFlow(node, { proto: f.proto, src: f.src, dst: f.dst, ...(f.sport !== undefined ? { sport: f.sport } : {}), ...(f.dport !== undefined ? { dport: f.dport } : {}) });
+  }
+}

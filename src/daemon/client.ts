@@ -1,0 +1,100 @@
+// Talking to a running daemon: the CLI forwards its command when a daemon serves the state
+// directory, and works on the files directly when none does (like firewall-offline-cmd).
+import { request } from 'node:http';
+import { diag } from '../model/diagnostics.js';
+import { QnetError } from '../model/result.js';
+import { readToken, socketName } from './socket.js';
+import { runDir } from './wiring.js';
+
+export interface CliReply {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class DaemonClient {
+  private constructor(
+    private readonly socket: string,
+    private readonly token: string,
+  ) {}
+
+  /** A client if a daemon answers for this state dir, else null. Non-root host users are refused. */
+  static async connect(stateDir: string): Promise<DaemonClient | null> {
+    const socket = socketName(stateDir);
+    if (!(await answers(socket))) return null;
+    let token: string;
+    try {
+      token = await readToken(runDir(stateDir));
+    } catch (e) {
+      throw new QnetError(
+        diag('QNET6001', `a qnet daemon serves ${stateDir}, and talking to it needs root (${(e as NodeJS.ErrnoException).code ?? 'no token'})`),
+      );
+    }
+    return new DaemonClient(socket, token);
+  }
+
+  async cli(argv: readonly string[], stdin?: string): Promise<CliReply> {
+    const body = JSON.stringify({ argv, ...(stdin !== undefined ? { stdin } : {}) });
+    const { status, text } = await this.call('POST', '/v1/cli', body);
+    if (status !== 200) throw new QnetError(diag('QNET6002', `the daemon refused the command (${status}): ${text.trim()}`));
+    return JSON.parse(text) as CliReply;
+  }
+
+  async status(): Promise<unknown> {
+    return JSON.parse((await this.call('GET', '/v1/status')).text);
+  }
+
+  /** Stream events (JSON lines) until `signal` aborts or the daemon goes away. */
+  events(onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socket, path: '/v1/events', method: 'GET', headers: this.headers(), signal }, (res) => {
+        let buf = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          buf += c;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            onLine(buf.slice(0, i));
+            buf = buf.slice(i + 1);
+          }
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.on('error', (e) => ((e as Error).name === 'AbortError' ? resolve() : reject(e)));
+      req.end();
+    });
+  }
+
+  private headers() {
+    return { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' };
+  }
+
+  private call(method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socket, path, method, headers: this.headers() }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}
+
+function answers(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath: socket, path: '/v1/ping', method: 'HEAD', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}

@@ -1,0 +1,36 @@
+// A Store whose every change reaches the kernel: the change is made to the model under the writer
+// lock, the engine converges the kernel to it, and only then is the model written. If converging
+// throws (an infrastructure failure, not a rule failure, which fails closed instead), nothing is
+// written and the next change converges again from what the kernel really has.
+import type { Model } from '../model/qube.js';
+import type { Store } from '../store/store.js';
+import type { Engine } from './engine.js';
+
+export class EngineStore implements Store {
+  constructor(
+    private readonly inner: Store,
+    private readonly engine: () => Promise<Engine>,
+    /** The daemon remembers what it loaded; the offline CLI assumes the kernel holds the model it reads. */
+    private readonly assumeKernelHoldsModel: boolean,
+    /** Whether there is a kernel to converge at all (offline with the simulator there is not). */
+    private readonly enabled: () => Promise<boolean> = async () => true,
+  ) {}
+
+  load(): Promise<Model> {
+    return this.inner.load();
+  }
+
+  update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
+    return this.inner.update(async (model) => {
+      const running = (m: Model) => [...m.qubes.values()].some((q) => q.state === 'Running');
+      const wasRunning = running(model);
+      // A netvm killed behind our back is noticed before the change, so the change sees the truth.
+      if (wasRunning && (await this.enabled())) await (await this.engine()).noticeDeaths(model);
+      const before = structuredClone(model);
+      const result = await change(model);
+      if ((wasRunning || running(model)) && (await this.enabled()))
+        await (await this.engine()).converge(model, this.assumeKernelHoldsModel ? { assume: before } : {});
+      return result;
+    });
+  }
+}

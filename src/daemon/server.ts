@@ -1,0 +1,204 @@
+// `qnet daemon`: the only writer. It owns the store and the backend, runs clients' commands one at a
+// time through the very same CLI code (so there is one implementation of every command), keeps the
+// kernel converged, and runs the timers Qubes keeps in qubesd: rule expiry, DNS refresh by TTL,
+// and noticing a netvm that died. Events go out as JSON lines to whoever listens (UIs, tests).
+import { watch, type FSWatcher } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { bufferIo } from '../cli/io.js';
+import { main } from '../cli/main.js';
+import { isExpired } from '../model/rule.js';
+import type { Model } from '../model/qube.js';
+import { FileStore } from '../store/file-store.js';
+import type { Runtime } from '../store/runtime-file.js';
+import type { Store } from '../store/store.js';
+import { EngineStore } from './engine-store.js';
+import type { EngineEvent } from './engine.js';
+import { pidPath, newToken, socketName } from './socket.js';
+import { runDir, wire, type Wired } from './wiring.js';
+
+export interface DaemonOptions {
+  stateDir: string;
+  runtime: Runtime;
+  now?: () => number;
+  log?: (line: string) => void;
+  sysctls?: Record<string, string>;
+  /** How often to look for namespaces that vanished (ms). */
+  watchIntervalMs?: number;
+}
+
+export type DaemonEvent = EngineEvent | { type: 'hello'; pid: number } | { type: 'command'; argv: string[]; code: number };
+
+export class Daemon {
+  private server?: Server;
+  private wired?: Wired;
+  private store?: Store;
+  private token = '';
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Set<ServerResponse>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private watcher?: FSWatcher;
+  private model?: Model;
+  private stopped = false;
+  private readonly now: () => number;
+
+  constructor(private readonly o: DaemonOptions) {
+    this.now = o.now ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  private log(s: string): void {
+    this.o.log?.(`qnet daemon: ${s}`);
+  }
+
+  private emit(e: DaemonEvent): void {
+    const line = JSON.stringify({ time: new Date().toISOString(), ...e }) + '\n';
+    for (const l of this.listeners) l.write(line);
+    if (e.type !== 'command') this.log(line.trim());
+  }
+
+  /** Adopt what runs, converge, then listen. */
+  async start(): Promise<void> {
+    const files = new FileStore(this.o.stateDir, { now: () => this.now() * 1000 });
+    const model = await files.load();
+    this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
+    // The daemon remembers what it loaded; its first converge loads every node whole (atomically,
+    // so established flows of adopted namespaces carry on).
+    const engineStore = new EngineStore(files, async () => this.wired!.engine, false);
+    this.store = { load: () => engineStore.load(), update: (c) => engineStore.update(async (m) => { const r = await c(m); this.model = m; return r; }) };
+    await this.serial(() => this.store!.update(() => undefined));
+    this.token = await newToken(runDir(this.o.stateDir));
+    await writeFile(pidPath(runDir(this.o.stateDir)), `${process.pid}\n`);
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(socketName(this.o.stateDir), () => resolve());
+    });
+    this.watchNamespaces();
+    this.armTimers();
+    this.log(`running for ${this.o.stateDir} (${this.o.runtime.backend}, prefix ${this.o.runtime.prefix}), pid ${process.pid}`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.watcher?.close();
+    for (const l of this.listeners) l.end();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await this.queue.catch(() => {});
+    await rm(pidPath(runDir(this.o.stateDir)), { force: true });
+  }
+
+  /** One change at a time: the daemon serialises every writer. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.headers.authorization !== `Bearer ${this.token}`) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"not authorised"}\n');
+      return;
+    }
+    try {
+      if (req.method === 'GET' && req.url === '/v1/events') {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        this.listeners.add(res);
+        req.on('close', () => this.listeners.delete(res));
+        res.write(JSON.stringify({ type: 'hello', pid: process.pid }) + '\n');
+        return;
+      }
+      if (req.method === 'GET' && req.url === '/v1/status') {
+        const e = this.wired!.engine;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({ pid: process.pid, stateDir: this.o.stateDir, runtime: this.o.runtime, handled: e.handled, status: Object.fromEntries(e.status) }) + '\n',
+        );
+        return;
+      }
+      if (req.method === 'POST' && req.url === '/v1/cli') {
+        const body = JSON.parse(await readBody(req)) as { argv: string[]; stdin?: string };
+        const out = await this.serial(() => this.runCommand(body.argv, body.stdin));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out) + '\n');
+        this.armTimers();
+        return;
+      }
+      res.writeHead(404).end();
+    } catch (e) {
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (e as Error).message }) + '\n');
+    }
+  }
+
+  private async runCommand(argv: string[], stdin?: string) {
+    const b = bufferIo({ ...(stdin !== undefined ? { stdin } : {}), env: { QNET_STATE: this.o.stateDir } });
+    b.io.now = this.now;
+    const code = await main(argv, b.io, { store: this.store!, wired: this.wired! });
+    this.emit({ type: 'command', argv, code });
+    return { code, stdout: b.stdout(), stderr: b.stderr() };
+  }
+
+  // ---- Timers ---------------------------------------------------------------------------------
+
+  private arm(name: string, seconds: number | undefined, fn: () => Promise<void>): void {
+    clearTimeout(this.timers.get(name));
+    if (seconds === undefined || this.stopped) return;
+    const ms = Math.min(Math.max(0, seconds * 1000), 2 ** 31 - 1);
+    this.timers.set(
+      name,
+      setTimeout(() => {
+        this.serial(fn)
+          .catch((e) => this.log(`${name} failed: ${(e as Error).message}`))
+          .finally(() => this.armTimers());
+      }, ms).unref(),
+    );
+  }
+
+  /** Rule expiry (the rule is removed and the change applied) and DNS refresh by TTL. */
+  private armTimers(): void {
+    const now = this.now();
+    let next: number | undefined;
+    for (const q of this.model?.qubes.values() ?? [])
+      for (const r of q.rules ?? []) if (r.expire !== undefined) next = Math.min(next ?? Infinity, r.expire + 1 - now);
+    this.arm('expire', next, () =>
+      this.store!.update((m) => {
+        const t = this.now();
+        for (const q of m.qubes.values()) if (q.rules?.some((r) => isExpired(r, t))) q.rules = q.rules.filter((r) => !isExpired(r, t));
+      }),
+    );
+    this.arm('dns', this.wired?.engine.nextDnsRefresh(now), () => this.store!.update(() => undefined));
+  }
+
+  /** A netvm killed or a namespace deleted behind our back: notice it, detach, carry on. */
+  private watchNamespaces(): void {
+    const check = async () => {
+      if (this.stopped) return;
+      const live = await this.wired!.backend.live();
+      const missing = [...(this.model?.qubes.values() ?? [])].some((q) => q.state === 'Running' && !live.has(q.name));
+      if (missing) await this.serial(() => this.store!.update(() => undefined));
+    };
+    const tick = () =>
+      void check()
+        .catch((e) => this.log(`watch: ${(e as Error).message}`))
+        .finally(() => this.arm('watch', (this.o.watchIntervalMs ?? 1000) / 1000, async () => tick()));
+    try {
+      this.watcher = watch('/run/netns', () => void check().catch(() => {}));
+    } catch {
+      // no /run/netns yet: polling alone
+    }
+    tick();
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > 64 * 1024 * 1024) reject(new Error('request too large'));
+      else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,106 @@
+// The composition root (EXAMPLES.md Example 5): the one place that picks the executor, the resolver
+// and the world for a state directory. The daemon and the CLI's offline path both come here.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import { NetnsBackend } from '../backend/netns/netns-backend.js';
+import { NetnsExecutor } from '../backend/netns/netns-executor.js';
+import { NodeRunner, type Runner } from '../backend/netns/runner.js';
+import { NetnsResolver, SystemResolver } from '../backend/netns/resolver.js';
+import { createWorld, destroyWorld, WORLD_DNS_SERVERS } from '../backend/netns/world.js';
+import { SimBackend } from '../backend/sim/sim-backend.js';
+import { StaticResolver, type Resolution, type Resolver } from '../compile/dns.js';
+import { diag } from '../model/diagnostics.js';
+import type { UplinkKind } from '../model/netplan.js';
+import type { Model } from '../model/qube.js';
+import { QnetError } from '../model/result.js';
+import { DEFAULT_PREFIX, readRuntime, writeRuntime, type Runtime } from '../store/runtime-file.js';
+import { uplinkKind, worldZone } from '../cli/runtime.js';
+import { Engine, WORLD_NODE, type EngineEvent, type WorldControl } from './engine.js';
+
+/** Why the netns backend cannot run here, or null. */
+export function netnsUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'creating namespaces needs root';
+  for (const t of ['ip', 'nft', 'conntrack'])
+    if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) return `${t} is not installed (apt-get install nftables iproute2 conntrack)`;
+  return null;
+}
+
+/** The runtime of a state dir; the first time, netns where it can run, else the simulator. */
+export async function runtimeFor(stateDir: string, env: NodeJS.ProcessEnv, want?: Partial<Runtime>): Promise<Runtime> {
+  const existing = await readRuntime(stateDir, env);
+  if (existing && !want?.backend) return existing;
+  const backend = want?.backend ?? (netnsUnavailable() === null ? 'netns' : 'sim');
+  if (backend === 'netns') {
+    const why = netnsUnavailable();
+    if (why) throw new QnetError(diag('QNET5101', `the netns backend cannot run: ${why}`, { hint: 'run as root, or use --backend sim' }));
+  }
+  const r: Runtime = { backend, prefix: want?.prefix ?? env['QNET_NETNS_PREFIX'] ?? existing?.prefix ?? DEFAULT_PREFIX };
+  await writeRuntime(stateDir, r);
+  return r;
+}
+
+/** Where the daemon and the world keep their run files (PIDs, token, world zone and logs). */
+export const runDir = (stateDir: string) => join(stateDir, 'run');
+
+export interface Wired {
+  engine: Engine;
+  backend: Backend;
+  netns?: NetnsBackend;
+  runtime: Runtime;
+}
+
+export interface WireOptions {
+  stateDir: string;
+  runtime: Runtime;
+  model: Model;
+  now: () => number;
+  emit?: (e: EngineEvent) => void;
+  runner?: Runner;
+  /** Sysctls for every namespace (tests lift the ICMP rate limit). */
+  sysctls?: Record<string, string>;
+}
+
+export function wire(o: WireOptions): Wired {
+  const uplink = uplinkKind(o.model);
+  if (o.runtime.backend === 'sim') {
+    const backend = new SimBackend();
+    const world: WorldControl = { ensure: (plan) => backend.bringUp(plan, [WORLD_NODE]), destroy: () => backend.tearDown([WORLD_NODE]) };
+    const resolver = uplink === 'world' ? new StaticResolver(worldZone(o.stateDir)) : new StaticResolver({});
+    return { engine: new Engine({ backend, resolver, uplink, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, runtime: o.runtime };
+  }
+  const runner = o.runner ?? new NodeRunner();
+  const netns = new NetnsBackend({ runner, prefix: o.runtime.prefix, ...(o.sysctls ? { sysctls: o.sysctls } : {}) });
+  const worldNs = netns.ns(WORLD_NODE);
+  const world: WorldControl = {
+    ensure: async () => {
+      await createWorld(runner, worldNs, { stateDir: runDir(o.stateDir), detached: true, zone: worldZone(o.stateDir) });
+    },
+    destroy: () => destroyWorld(runner, worldNs, { stateDir: runDir(o.stateDir) }),
+  };
+  const backend = new NetnsExecutor(netns, runner);
+  const resolver = resolverFor(uplink, backend, runner);
+  return { engine: new Engine({ backend, resolver, uplink, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, netns, runtime: o.runtime };
+}
+
+/**
+ * Names are resolved the way Qubes does, inside the net qube: with the world uplink, in the top
+ * netvm's namespace against the world's resolver. (Never from the host: on some machines the
+ * host's own network overlaps the documentation range the world's resolver uses.)
+ */
+function resolverFor(uplink: UplinkKind, netns: NetnsExecutor, runner: Runner): Resolver {
+  if (uplink === 'none') return new StaticResolver({});
+  if (uplink !== 'world') return new SystemResolver();
+  return {
+    async resolveAll(names) {
+      // The net qube linked to the world right now.
+      const top = [...(await netns.links([WORLD_NODE]))].find(([, up]) => up === WORLD_NODE)?.[0];
+      if (!top) {
+        const out = new Map<string, Resolution>();
+        for (const n of names) out.set(n, { name: n, a: [], aaaa: [], ttl: 5, error: 'no running net qube to resolve in' });
+        return out;
+      }
+      return new NetnsResolver(runner, netns.netns.ns(top), { servers: [WORLD_DNS_SERVERS[0]!] }).resolveAll(names);
+    },
+  };
+}

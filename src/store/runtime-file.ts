@@ -1,0 +1,47 @@
+// How this state directory runs: which executor, and the namespace prefix. Written by `qnet start`
+// and `qnet demo`; read by every command that touches the kernel and by the daemon. Separate from
+// qubes.json because it describes this host, not the qubes (copying a state dir to another machine
+// keeps the qubes and picks a runtime anew).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { diag } from '../model/diagnostics.js';
+import { QnetError } from '../model/result.js';
+import { writeFileAtomic, mkdirDurable, isCode } from './atomic.js';
+
+export interface Runtime {
+  backend: 'netns' | 'sim';
+  /** Namespace names are `<prefix><qube>`; a unique prefix keeps parallel runs apart. */
+  prefix: string;
+}
+
+export const DEFAULT_PREFIX = 'qnet-';
+const PREFIX_RE = /^[a-z][a-z0-9-]{0,11}$/;
+
+export const runtimeFilePath = (dir: string) => join(dir, 'runtime.json');
+
+export async function readRuntime(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<Runtime | null> {
+  let r: Runtime | null = null;
+  try {
+    const j = JSON.parse(await readFile(runtimeFilePath(dir), 'utf8')) as Partial<Runtime>;
+    if ((j.backend !== 'netns' && j.backend !== 'sim') || typeof j.prefix !== 'string' || !PREFIX_RE.test(j.prefix))
+      throw new Error('expected {"backend": "netns"|"sim", "prefix": "<a-z0-9->"}');
+    r = { backend: j.backend, prefix: j.prefix };
+  } catch (e) {
+    if (!isCode(e, 'ENOENT'))
+      throw new QnetError(diag('QNET3201', `${runtimeFilePath(dir)}: ${(e as Error).message}`, { hint: 'fix or remove the file' }));
+  }
+  const p = env['QNET_NETNS_PREFIX'];
+  if (r && p) r.prefix = checkPrefix(p);
+  return r;
+}
+
+export function checkPrefix(p: string): string {
+  if (!PREFIX_RE.test(p))
+    throw new QnetError(diag('QNET3202', `bad namespace prefix '${p}'`, { hint: 'a lowercase letter, then up to 11 of a-z 0-9 -' }));
+  return p;
+}
+
+export async function writeRuntime(dir: string, r: Runtime): Promise<void> {
+  await mkdirDurable(dir);
+  await writeFileAtomic(runtimeFilePath(dir), JSON.stringify(r, null, 2) + '\n', 0o644);
+}
