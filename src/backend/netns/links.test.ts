@@ -51,7 +51,7 @@ test('namespace names are <prefix><qube>; names are validated before any command
   assert.equal(naming.node('other-work'), undefined);
   assert.equal(naming.node('qn-'), undefined);
   for (const bad of ['', '1abc', 'a b', 'a/b', 'x'.repeat(32), 'work\nnetns del x', '-rf'])
-    assert.throws(() => naming.ns(bad), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5001', bad);
+    assert.throws(() => naming.ns(bad), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5201', bad);
   for (const bad of ['', 'a/b', 'q n-', '../'])
     assert.throws(() => new Naming(bad), NetnsError, bad);
 });
@@ -81,13 +81,13 @@ test('the world side creates the link to a top netvm (uplink group 1 is the down
   assert.deepEqual(planLinks(plan), [{ creator: { node: 'world', iface: 'up1' }, peer: { node: 'sys-net', iface: 'eth0' } }]);
 });
 
-test('inconsistent plans are refused with QNET5003', () => {
+test('inconsistent plans are refused with QNET5203', () => {
   const p = smallPlan();
   p.nodes[2]!.ifaces[0]!.peer = { node: 'sys-firewall', iface: 'vif9.0' };
-  assert.throws(() => planLinks(p), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5003');
+  assert.throws(() => planLinks(p), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5203');
   const q = smallPlan();
   delete q.nodes[3]!.ifaces[0]!.peer;
-  assert.throws(() => planLinks(q), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5003');
+  assert.throws(() => planLinks(q), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5203');
 });
 
 test('batch lines: group and up in one line, IPv6 nodad, on-link routes before routes via them', () => {
@@ -179,10 +179,10 @@ test('relink (touch) remakes only the uplinks of the touched node, no sweep', ()
   ]);
 });
 
-test('bringing up a live namespace is refused with QNET5002', () => {
+test('bringing up a live namespace is refused with QNET5202', () => {
   assert.throws(
     () => planBringUp(smallPlan(), { fresh: ['work'], live: new Set(['work']) }, naming),
-    (e: unknown) => e instanceof NetnsError && e.code === 'QNET5002' && e.diagnostic.qube === 'work',
+    (e: unknown) => e instanceof NetnsError && e.code === 'QNET5202' && e.diagnostic.qube === 'work',
   );
   assert.throws(() => planBringUp(smallPlan(), { fresh: ['vault'], live: new Set() }, naming), /not in the plan/);
 });

@@ -79,7 +79,7 @@ test('a failed bring-up deletes the namespaces it created and rethrows', async (
   // work's netvm is sys-firewall, which is not up: work gets lo only; fake its batch failing.
   await assert.rejects(
     new NetnsBackend({ runner: r, prefix: 'qn-' }).bringUp(plan(), ['sys-net', 'work']),
-    (e: unknown) => e instanceof NetnsError && e.code === 'QNET5005' && e.diagnostic.qube === 'work',
+    (e: unknown) => e instanceof NetnsError && e.code === 'QNET5205' && e.diagnostic.qube === 'work',
   );
   r.assertDone();
 });
@@ -96,9 +96,9 @@ test('relink: list, read the veths, delete the uplink, then new netvm side, then
   r.assertDone();
 });
 
-test('relink of a qube that is not running is QNET5004', async () => {
+test('relink of a qube that is not running is QNET5204', async () => {
   const r = new ScriptedRunner([listed('qn-sys-net')]);
-  await assert.rejects(new NetnsBackend({ runner: r, prefix: 'qn-' }).relink(plan(), 'work'), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5004');
+  await assert.rejects(new NetnsBackend({ runner: r, prefix: 'qn-' }).relink(plan(), 'work'), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5204');
 });
 
 test('tearDown is one process for any number of namespaces', async () => {

@@ -33,13 +33,13 @@ test('load is one `nft -f -` in the namespace; failures are classified once', as
   await loadRuleset(r, 'qn-fw', 'table inet t {}\n', 'fw');
   await assert.rejects(loadRuleset(r, 'qn-fw', 'x', 'fw'), (e: unknown) => {
     assert.ok(e instanceof NftError);
-    assert.equal(e.code, 'QNET5010');
+    assert.equal(e.code, 'QNET5210');
     assert.equal(e.diagnostic.qube, 'fw');
     assert.match(e.message, /line 4: syntax error.*bogus/);
     return true;
   });
-  await assert.rejects(loadRuleset(r, 'qn-fw', 'x'), (e: unknown) => e instanceof NftError && e.code === 'QNET5011');
-  await assert.rejects(loadRuleset(r, 'qn-gone', 'x', 'gone'), (e: unknown) => e instanceof NetnsError && !(e instanceof NftError) && e.code === 'QNET5004');
+  await assert.rejects(loadRuleset(r, 'qn-fw', 'x'), (e: unknown) => e instanceof NftError && e.code === 'QNET5211');
+  await assert.rejects(loadRuleset(r, 'qn-gone', 'x', 'gone'), (e: unknown) => e instanceof NetnsError && !(e instanceof NftError) && e.code === 'QNET5204');
   r.assertDone();
 });
 
