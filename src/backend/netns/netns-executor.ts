@@ -7,6 +7,10 @@ import type { NetPlan } from '../../model/netplan.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
 import type { NetnsBackend } from './netns-backend.js';
 import { runChecked, type Runner } from './runner.js';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const ETC_NETNS = '/etc/netns';
 
 export class NetnsExecutor implements Backend {
   readonly kind = 'netns' as const;
@@ -20,12 +24,33 @@ export class NetnsExecutor implements Backend {
     return new Set(await this.netns.listNamespaces());
   }
 
-  bringUp(plan: NetPlan, names: readonly string[]): Promise<void> {
-    return this.netns.bringUp(plan, names);
+  async bringUp(plan: NetPlan, names: readonly string[]): Promise<void> {
+    await this.netns.bringUp(plan, names);
+    await Promise.all(names.map((n) => this.writeResolvConf(plan, n)));
   }
 
-  tearDown(names: readonly string[]): Promise<void> {
-    return this.netns.tearDown(names);
+  async tearDown(names: readonly string[]): Promise<void> {
+    await this.netns.tearDown(names);
+    await Promise.all(names.map((n) => rm(this.etcDir(n), { recursive: true, force: true })));
+  }
+
+  /** `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf. */
+  private etcDir(node: string): string {
+    return join(ETC_NETNS, this.netns.ns(node));
+  }
+
+  /**
+   * What a Qubes qube finds in its resolv.conf: the virtual resolvers 10.139.1.1/.2 (its netvm
+   * DNATs them upstream); a top net qube gets its real upstream. The world resolves nothing.
+   */
+  private async writeResolvConf(plan: NetPlan, name: string): Promise<void> {
+    const node = plan.nodes.find((n) => n.name === name);
+    if (!node || node.kind !== 'qube' || !node.ifaces.length) return;
+    const top = node.ifaces.some((i) => i.peer?.node === 'world');
+    const servers = top ? plan.upstreamDns : plan.virtualDns;
+    if (!servers.length) return;
+    await mkdir(this.etcDir(name), { recursive: true });
+    await writeFile(join(this.etcDir(name), 'resolv.conf'), servers.map((s) => `nameserver ${s}\n`).join(''));
   }
 
   relink(plan: NetPlan, client: string): Promise<void> {
