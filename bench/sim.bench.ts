@@ -1,28 +1,42 @@
-// Simulator throughput and "rules a packet traverses", against a baseline measured in the same run:
-// Qubes' linear dispatch (`ip saddr X jump qbs-X` per client, §4.4) next to qnet's verdict map
-// (`ip saddr vmap @dispatch`), and a 10,000-rule client chain as Qubes writes it (one rule per
-// host/port) next to the same policy packed into one `ip daddr . tcp dport @allow` set.
-//   verdicts/s   simulate() end to end (work → sys-firewall → sys-net → world), no reply, no tracing;
-//                "traced" adds chain paths and the reply leg (what `qnet check` shows)
-//   hook/s       the policy verdict alone: sys-firewall's forward hook (both tables, dispatch, the
-//                client chain) on pre-parsed packets, as the walk calls it
-//   rules/pkt    rules evaluated along the whole walk, mean over the probes
-// Rulesets are hand-built Qubes R4.2 layouts (src/sim/testing/qubes.ts) until the compiler lands.
+// Simulator throughput on compiled policies, against a baseline measured in the same run: the same
+// model compiled by src/compile in qnet's layout (`ip saddr vmap @dispatch`, rule lists packed into
+// sets) and in Qubes' own layout (`layout: 'qubes-linear'`: a linear list of `ip saddr X jump qbs-X`,
+// one nft rule per Qubes rule).
+//
+// What a "verdict" is here — one probe ("can qube qN reach A on tcp/P?") answered:
+//   verdicts/s  (a) simulate(world, probe, undefined, { trace: false, reply: false }): the full walk
+//               from the app qube (output, postrouting) through sys-firewall and sys-net
+//               (prerouting, routing, forward, postrouting, conntrack, NAT) to the outside
+//               (prerouting, input), ending in accept/drop/reject and the node that decided. This is
+//               what `qnet matrix`, `qnet diff` and the differential tests ask for.
+//   hook/s      (b) the netvm's forward decision alone: evalHookPkt() on sys-firewall's forward hook
+//               (both of its forward base chains, the dispatch, the client chain) for a pre-parsed
+//               packet as the walk hands it over. Checked to agree with (a) on every probe.
+//   traced/s    simulate() with the defaults (trace and the reply leg), what `qnet check` shows.
+//   rules/pkt   rules evaluated along the whole walk, mean over the probes.
+// Probes: a random qube to the target of one of its rules; 1 in 10 to an address nothing allows.
+// Each rate is the median of ROUNDS runs, the cases interleaved within a round so that a busy
+// machine slows them alike; the load average is printed with the results.
 // Run: npx tsx bench/sim.bench.ts
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { compile } from '../src/compile/compile.js';
+import type { Layout } from '../src/compile/context.js';
 import type { Ruleset } from '../src/ir/types.js';
-import { vmidToIpv4 } from '../src/model/addressing.js';
+import { qubeIp } from '../src/model/addressing.js';
 import { newQube } from '../src/model/layout.js';
 import type { Model, Qube } from '../src/model/qube.js';
 import type { Rule } from '../src/model/rule.js';
-import { evalHookPkt } from '../src/sim/evaluate.js';
-import { CT_BIT, toPkt, type Probe } from '../src/sim/packet.js';
-import { ACCEPT, addr, ADMIN_PROHIBITED, inSet, int, reject, rule, set } from '../src/sim/testing/ir-build.js';
-import { qbsChain, qubesWorld } from '../src/sim/testing/qubes.js';
-import { simulate, type World } from '../src/sim/walk.js';
+import { planNetwork } from '../src/model/topology.js';
+import { evalHookPkt, type HookContext } from '../src/sim/evaluate.js';
+import { CT_BIT, PROTO, toPkt, type Pkt, type Probe } from '../src/sim/packet.js';
+import { simulate, type SimOptions, type World } from '../src/sim/walk.js';
 
 const RULES = 100;
 const TARGET = 200_000;
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const MS = Number(process.env.MS ?? 300);
+const VERDICT_ONLY: SimOptions = { trace: false, reply: false };
 
 function target(j: number): string {
   return `203.0.${113 + ((j >> 8) & 1)}.${j & 255}`;
@@ -32,7 +46,8 @@ function rulesFor(n: number): Rule[] {
   const out: Rule[] = [];
   for (let j = 0; j < n; j++) {
     const a = target(j % 512);
-    out.push({ action: 'accept', proto: 'tcp', dsthost: { type: 'dst4', text: `${a}/32`, addr: a, prefix: 32 }, dstports: { start: 1000 + Math.floor(j / 512), end: 1000 + Math.floor(j / 512) } });
+    const port = 1000 + Math.floor(j / 512);
+    out.push({ action: 'accept', proto: 'tcp', dsthost: { type: 'dst4', text: `${a}/32`, addr: a, prefix: 32 }, dstports: { start: port, end: port } });
   }
   return out;
 }
@@ -43,7 +58,12 @@ function model(qubes: number, rulesPerQube: number, bigRules?: number): Model {
   return { default_netvm: 'sys-firewall', qubes: new Map(list.map((q) => [q.name, q])) };
 }
 
-/** Probes: a random qube to the target of one of its rules (hit), 1 in 10 to nothing it allows. */
+function worlds(m: Model): Record<Layout, World> {
+  const plan = planNetwork(m, { uplink: 'world' });
+  const build = (layout: Layout): World => ({ plan, rulesets: compile({ model: m, plan, resolutions: new Map(), now: 0, layout }).rulesets });
+  return { 'qubes-linear': build('qubes-linear'), qnet: build('qnet') };
+}
+
 function probes(qubes: number, rulesPerQube: number, n: number, only0 = false): Probe[] {
   let seed = 42;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
@@ -57,109 +77,139 @@ function probes(qubes: number, rulesPerQube: number, n: number, only0 = false): 
   return out;
 }
 
-/** The big qube's chain packed the way a set-aware compiler would: one lookup, then the policy. */
-function packBig(world: World, ip: string, n: number): World {
-  const fw = world.rulesets.get('sys-firewall')!;
-  const tables = fw.tables.map((t) => {
-    if (t.name !== 'qubes-firewall') return t;
-    const name = qbsChain(ip);
-    const elems = rulesFor(n).map((r) => [addr((r.dsthost as { addr: string }).addr), int(r.dstports!.start)]);
-    return {
-      ...t,
-      sets: [...t.sets, set('allow-q0', ['ipv4_addr', 'inet_service'], false, elems)],
-      chains: t.chains.map((c) => (c.name !== name ? c : { ...c, rules: [rule('q0 rules 0-' + (n - 1), [inSet(['ip daddr', 'tcp dport'], 'allow-q0')], ACCEPT), rule('q0 policy (drop)', [], reject(ADMIN_PROHIBITED))] })),
-    };
+/** The packets sys-firewall's forward hook sees for these probes (interfaces from the plan). */
+function forwardPkts(world: World, m: Model, ps: Probe[]): Pkt[] {
+  const fw = world.plan.nodes.find((n) => n.name === 'sys-firewall')!;
+  const up = fw.ifaces.find((i) => i.group === 1)!;
+  const vif = new Map(fw.ifaces.filter((i) => i.peer).map((i) => [i.peer!.node, i]));
+  return ps.map((p) => {
+    const i = vif.get(p.from)!;
+    const saddr = qubeIp(m, m.qubes.get(p.from)!)!;
+    return toPkt({ family: 4, saddr, daddr: p.to, l4proto: PROTO.tcp, sport: p.sport!, dport: p.dport!, iifname: i.name, oifname: up.name, iifgroup: i.group, oifgroup: up.group });
   });
-  const rulesets = new Map(world.rulesets);
-  rulesets.set('sys-firewall', { tables } as Ruleset);
-  return { plan: world.plan, rulesets };
 }
 
-function rate(fn: (i: number) => void, ms = 700): number {
+const FWD_CTX: HookContext = { ctState: CT_BIT.new, ctStatus: 0, natAllowed: false };
+
+function hookVerdict(rs: Ruleset, p: Pkt): string {
+  // evalHookPkt mutates ct fields only; a fresh copy keeps the probe set reusable.
+  return evalHookPkt(rs, 'forward', { ...p }, FWD_CTX).verdict;
+}
+
+function rate(fn: (i: number) => void, ms = MS): number {
   for (let i = 0; i < 2000; i++) fn(i); // warm up (prepare caches, JIT)
   let n = 0;
   const t0 = performance.now();
   let t = t0;
   while (t - t0 < ms) {
-    for (let k = 0; k < 1000; k++) fn(n++);
+    for (let k = 0; k < 500; k++) fn(n++);
     t = performance.now();
   }
   return (n * 1000) / (t - t0);
 }
 
-function rulesPerPacket(world: World, ps: Probe[]): number {
-  let sum = 0;
-  for (const p of ps) sum += simulate(world, p, undefined, { reply: false, trace: false }).rulesEvaluated;
-  return sum / ps.length;
-}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 interface Row {
   case: string;
-  layout: string;
+  layout: Layout;
   qubes: number;
   rules: number;
-  verdictsPerSec?: number;
-  tracedPerSec?: number;
-  hookPerSec?: number;
+  walk: number[];
+  traced: number[];
+  hook: number[];
   rulesPerPacket: number;
 }
 
-const rows: Row[] = [];
-const fmt = (x: number | undefined) => (x === undefined ? '-' : Math.round(x).toLocaleString('en-US'));
+interface Case {
+  row: Row;
+  world: World;
+  ps: Probe[];
+  pkts?: Pkt[];
+}
 
-for (const qubes of [10, 1000]) {
-  for (const layout of ['linear', 'vmap'] as const) {
-    const world = qubesWorld({ model: model(qubes, RULES), dispatch: layout });
-    const ps = probes(qubes, RULES, 4096);
-    const row: Row = { case: `${qubes} qubes × ${RULES} rules`, layout: layout === 'linear' ? 'qubes-linear (baseline)' : 'vmap dispatch', qubes, rules: RULES, rulesPerPacket: rulesPerPacket(world, ps) };
-    if (qubes === 1000) {
-      row.verdictsPerSec = rate((i) => simulate(world, ps[i & 4095]!, undefined, { reply: false, trace: false }));
-      row.tracedPerSec = rate((i) => simulate(world, ps[i & 4095]!));
+function makeCases(label: string, qubes: number, m: Model, ps: Probe[], withHook: boolean): Case[] {
+  const ws = worlds(m);
+  return (['qubes-linear', 'qnet'] as const).map((layout) => {
+    const world = ws[layout];
+    let sum = 0;
+    for (const p of ps) sum += simulate(world, p, undefined, VERDICT_ONLY).rulesEvaluated;
+    const row: Row = { case: label, layout, qubes, rules: m.qubes.get('q0')!.rules!.length, walk: [], traced: [], hook: [], rulesPerPacket: sum / ps.length };
+    const c: Case = { row, world, ps };
+    if (withHook) {
+      c.pkts = forwardPkts(world, m, ps);
       const fw = world.rulesets.get('sys-firewall')!;
-      const pkts = ps.map((p) => toPkt({ family: 4, saddr: vmidToIpv4('10.137', 3 + Number(p.from.slice(1))), daddr: p.to, l4proto: 6, dport: p.dport!, iifname: 'vif0', oifname: 'eth0', iifgroup: 2, oifgroup: 1 }));
-      const ctx = { ctState: CT_BIT.new, ctStatus: 0, natAllowed: false };
-      row.hookPerSec = rate((i) => evalHookPkt(fw, 'forward', pkts[i & 4095]!, ctx));
+      // (a) and (b) must agree: sys-firewall decides every probe here (sys-net and the outside accept).
+      ps.forEach((p, i) => {
+        const walk = simulate(world, p, undefined, VERDICT_ONLY);
+        const hook = hookVerdict(fw, c.pkts![i]!);
+        if (walk.verdict !== hook) throw new Error(`${layout}: walk says ${walk.verdict} at ${walk.node}, sys-firewall forward says ${hook} for ${JSON.stringify(p)}`);
+      });
     }
-    rows.push(row);
+    return c;
+  });
+}
+
+const load0 = loadavg();
+const cases: Case[] = [];
+for (const qubes of [10, 1000]) {
+  const ps = probes(qubes, RULES, 4096);
+  cases.push(...makeCases(`${qubes} qubes × ${RULES} rules`, qubes, model(qubes, RULES), ps, qubes === 1000));
+}
+const BIG = 10_000;
+const bigCases = makeCases(`1 qube × ${BIG.toLocaleString('en-US')} rules`, 10, model(10, RULES, BIG), probes(10, BIG, 2048, true), false);
+cases.push(...bigCases);
+
+for (let round = 0; round < ROUNDS; round++) {
+  for (const { row, world, ps, pkts } of cases) {
+    const n = ps.length - 1; // a power of two minus one
+    if (row.qubes === 10 && row.rules === RULES) continue; // rules/pkt only
+    row.walk.push(rate((i) => simulate(world, ps[i & n]!, undefined, VERDICT_ONLY)));
+    if (!pkts) continue;
+    row.traced.push(rate((i) => simulate(world, ps[i & n]!)));
+    const fw = world.rulesets.get('sys-firewall')!;
+    row.hook.push(rate((i) => evalHookPkt(fw, 'forward', pkts[i & n]!, FWD_CTX)));
   }
 }
+const load1 = loadavg();
 
-{
-  const BIG = 10_000;
-  const world = qubesWorld({ model: model(10, RULES, BIG), dispatch: 'vmap' });
-  const ps = probes(10, BIG, 2048, true);
-  const linear: Row = { case: `1 qube × ${BIG.toLocaleString('en-US')} rules`, layout: 'one rule per host/port (baseline)', qubes: 10, rules: BIG, rulesPerPacket: rulesPerPacket(world, ps) };
-  linear.verdictsPerSec = rate((i) => simulate(world, ps[i & 2047]!, undefined, { reply: false, trace: false }), 500);
-  rows.push(linear);
-  const packed = packBig(world, vmidToIpv4('10.137', 3), BIG);
-  const row: Row = { case: linear.case, layout: 'packed: ip daddr . tcp dport @set', qubes: 10, rules: BIG, rulesPerPacket: rulesPerPacket(packed, ps) };
-  row.verdictsPerSec = rate((i) => simulate(packed, ps[i & 2047]!, undefined, { reply: false, trace: false }), 500);
-  rows.push(row);
-}
-
-const header = ['case', 'layout', 'verdicts/s', 'traced/s', 'hook/s', 'rules/pkt'];
-const table = [header, ...rows.map((r) => [r.case, r.layout, fmt(r.verdictsPerSec), fmt(r.tracedPerSec), fmt(r.hookPerSec), r.rulesPerPacket.toFixed(1)])];
+const med = (xs: number[]) => (xs.length ? median(xs) : undefined);
+const fmt = (x: number | undefined) => (x === undefined ? '-' : Math.round(x).toLocaleString('en-US'));
+const header = ['case', 'layout', 'verdicts/s', 'hook/s', 'traced/s', 'rules/pkt'];
+const table = [header, ...cases.map(({ row: r }) => [r.case, r.layout === 'qnet' ? 'qnet' : 'qubes-linear (baseline)', fmt(med(r.walk)), fmt(med(r.hook)), fmt(med(r.traced)), r.rulesPerPacket.toFixed(1)])];
 const widths = header.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
 for (const row of table) console.log(row.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+console.log(`median of ${ROUNDS} runs of ${MS} ms each; load average ${la(load0)} before, ${la(load1)} after`);
 
-const at = (q: number, l: string) => rows.find((r) => r.qubes === q && r.rules === RULES && r.layout.startsWith(l))!;
-const big = rows.filter((r) => r.rules === 10_000);
+const at = (q: number, l: Layout) => cases.find((c) => c.row.qubes === q && c.row.rules === RULES && c.row.layout === l)!.row;
+const qnet = at(1000, 'qnet');
+const linear = at(1000, 'qubes-linear');
+const big = bigCases.map((c) => c.row);
+const round2 = (x: number) => +x.toFixed(2);
 const summary = {
   bench: 'sim',
-  walkVerdictsPerSec1000x100: Math.round(at(1000, 'vmap').verdictsPerSec!),
-  hookVerdictsPerSec1000x100: Math.round(at(1000, 'vmap').hookPerSec!),
+  verdict: 'simulate() walk, app qube to the outside, trace and reply off',
+  walkVerdictsPerSec1000x100: Math.round(median(qnet.walk)),
+  hookVerdictsPerSec1000x100: Math.round(median(qnet.hook)),
+  tracedPerSec1000x100: Math.round(median(qnet.traced)),
+  linearWalkVerdictsPerSec1000x100: Math.round(median(linear.walk)),
+  linearHookVerdictsPerSec1000x100: Math.round(median(linear.hook)),
   target: TARGET,
-  walkMeetsTarget: at(1000, 'vmap').verdictsPerSec! >= TARGET,
-  hookMeetsTarget: at(1000, 'vmap').hookPerSec! >= TARGET,
-  speedupVsLinear1000: +(at(1000, 'vmap').verdictsPerSec! / at(1000, 'qubes-linear').verdictsPerSec!).toFixed(2),
+  walkMeetsTarget: median(qnet.walk) >= TARGET,
+  hookMeetsTarget: median(qnet.hook) >= TARGET,
+  walkSpeedupVsLinear1000: round2(median(qnet.walk) / median(linear.walk)),
+  hookSpeedupVsLinear1000: round2(median(qnet.hook) / median(linear.hook)),
   rulesPerPacket: {
-    linear10: +at(10, 'qubes-linear').rulesPerPacket.toFixed(1),
-    linear1000: +at(1000, 'qubes-linear').rulesPerPacket.toFixed(1),
-    vmap10: +at(10, 'vmap').rulesPerPacket.toFixed(1),
-    vmap1000: +at(1000, 'vmap').rulesPerPacket.toFixed(1),
-    big10000Linear: +big[0]!.rulesPerPacket.toFixed(1),
-    big10000Packed: +big[1]!.rulesPerPacket.toFixed(1),
+    linear10: round2(at(10, 'qubes-linear').rulesPerPacket),
+    qnet10: round2(at(10, 'qnet').rulesPerPacket),
+    linear1000: round2(linear.rulesPerPacket),
+    qnet1000: round2(qnet.rulesPerPacket),
+    big10000Linear: round2(big[0]!.rulesPerPacket),
+    big10000Qnet: round2(big[1]!.rulesPerPacket),
   },
-  big10000SpeedupPacked: +(big[1]!.verdictsPerSec! / big[0]!.verdictsPerSec!).toFixed(2),
+  big10000SpeedupQnet: round2(median(big[1]!.walk) / median(big[0]!.walk)),
+  rounds: ROUNDS,
+  loadavg: { before: load0.map(round2), after: load1.map(round2) },
 };
 console.log(JSON.stringify(summary));
