@@ -93,6 +93,16 @@ async function until(cond: () => Promise<boolean>, tries = 40): Promise<boolean>
   return false;
 }
 
+/** Stop a child we started, by its PID: SIGTERM, and SIGKILL if it has not exited within 2 s. */
+async function stop(k: ChildProcess): Promise<void> {
+  if (k.pid === undefined || k.exitCode !== null || k.signalCode !== null) return;
+  const exited = new Promise<void>((r) => k.once('exit', () => r()));
+  k.kill('SIGTERM');
+  const timer = setTimeout(() => k.kill('SIGKILL'), 2000);
+  await exited;
+  clearTimeout(timer);
+}
+
 const FORWARD_DROP_WORK = `table inet qt {
   chain forward {
     type filter hook forward priority 0; policy accept;
@@ -209,7 +219,7 @@ if (why) {
           be.flows('sys-firewall', 4).then((fs) => fs.find((f) => f.proto === 'tcp' && f.dport === 8080 && f.state === 'ESTABLISHED'));
         // The listener may need a moment; retry the client a few times (bounded).
         for (let i = 0; i < 5 && !(await established()); i++) {
-          conn?.kill();
+          if (conn) await stop(conn);
           conn = start('work', ['socat', '-', 'TCP:10.137.0.1:8080']);
           await until(async () => (await established()) !== undefined, 10);
         }
@@ -225,7 +235,8 @@ if (why) {
         const left = await be.flows('sys-firewall', 4);
         assert.equal(left.filter((f) => f.proto === 'tcp' && f.sport === flow.sport && f.dport === 8080).length, 0);
       } finally {
-        for (const k of kids) if (k.pid !== undefined && k.exitCode === null) k.kill('SIGKILL');
+        // SIGTERM, not SIGKILL: `timeout` passes it on to socat, while a killed `timeout` orphans it.
+        await Promise.all(kids.map((k) => stop(k)));
       }
     });
   });
