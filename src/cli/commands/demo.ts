@@ -15,6 +15,10 @@ import { defaultLayout } from '../../model/layout.js';
 import { parseApiRules } from '../../model/rule-parse.js';
 import { QnetError, unwrap } from '../../model/result.js';
 import { readRuntime } from '../../store/runtime-file.js';
+import { NetnsBackend } from '../../backend/netns/netns-backend.js';
+import { NetnsExecutor } from '../../backend/netns/netns-executor.js';
+import { NodeRunner } from '../../backend/netns/runner.js';
+import { destroyWorld } from '../../backend/netns/world.js';
 import type { Ctx } from '../context.js';
 
 /** The demo's policy: work may use DNS, ping, and web.example.com over http; untrusted may not reach other.example.com. */
@@ -110,10 +114,13 @@ export function registerDemo(program: Command, ctx: Ctx): void {
 }
 
 async function down(ctx: Ctx, dir: string, out: (s: string) => void): Promise<void> {
+  const runtime = existsSync(dir) ? await readRuntime(dir, ctx.io.env).catch(() => null) : null;
   const client = await DaemonClient.connect(dir).catch(() => null);
-  if (client) await client.cli(['shutdown', '--all']);
-  else if (existsSync(join(dir, 'qubes.json')) && (await readRuntime(dir, ctx.io.env))?.backend === 'netns')
-    await ctx.store().update((m) => m.qubes.forEach((q) => (q.state = 'Halted')));
+  if (client) {
+    const r = await client.cli(['shutdown', '--all']);
+    if (r.code !== 0) ctx.io.err(`qnet demo: shutting the qubes down: ${r.stderr.trim()} (cleaning up anyway)\n`);
+  } else if (existsSync(join(dir, 'qubes.json')) && runtime?.backend === 'netns')
+    await ctx.store().update((m) => m.qubes.forEach((q) => (q.state = 'Halted'))).catch((e: Error) => ctx.io.err(`qnet demo: ${e.message} (cleaning up anyway)\n`));
   // Stop the daemon we started, by its PID, after checking it is one.
   const pidFile = pidPath(runDir(dir));
   if (existsSync(pidFile)) {
@@ -122,6 +129,17 @@ async function down(ctx: Ctx, dir: string, out: (s: string) => void): Promise<vo
     if (pid > 0 && cmd.includes('qnet') && cmd.includes('daemon')) {
       process.kill(pid, 'SIGTERM');
       await waitFor('the daemon to stop', async () => (existsSync(`/proc/${pid}`) ? null : true), 10_000).catch(() => process.kill(pid, 'SIGKILL'));
+    }
+  }
+  // Whatever is left under the demo's prefix: the world (its services stopped by PID) and namespaces.
+  if (runtime?.backend === 'netns' && netnsUnavailable() === null) {
+    const runner = new NodeRunner();
+    const netns = new NetnsBackend({ runner, prefix: runtime.prefix });
+    await destroyWorld(runner, netns.ns('world'), { stateDir: runDir(dir) }).catch(() => {});
+    const left = await netns.listNamespaces();
+    if (left.length) {
+      await new NetnsExecutor(netns, runner).tearDown(left);
+      out(`qnet demo: removed leftover namespaces: ${left.join(', ')}`);
     }
   }
   if (existsSync(join(dir, MARKER))) {
