@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { XMLParser } from 'fast-xml-parser';
-import { formatFirewallXml, parseFirewallXml, type FirewallXml } from './firewall-xml.js';
+import { appendFirewallXml, formatFirewallXml, parseFirewallXml, readFirewallXml, type FirewallXml } from './firewall-xml.js';
 import { scanXml } from './firewall-xml-scan.js';
-import { RuleCode, parseApiRule, ruleToProperties } from '../model/rule-parse.js';
+import { RuleCode, parseApiRule, parseRuleProperties, ruleToProperties } from '../model/rule-parse.js';
 import { formatApiRule } from '../model/rule-format.js';
 import type { Result } from '../model/result.js';
 import type { Rule } from '../model/rule.js';
@@ -240,4 +240,130 @@ test('version 1 details: default version, empty attributes, netmask for names an
   // the rule order and the ruleIndex of a bad one
   fails(parseFirewallXml('<x policy="allow"><rule/><rule address="A.B"/></x>'), RuleCode.BadHostName, 1);
   assert.deepEqual(ruleToProperties(read('<x policy="deny" dns="deny" icmp="allow"/>').rules[0]!), [['action', 'drop'], ['specialtarget', 'dns']]);
+});
+
+/** The general reader's answer for the same text (an XML declaration keeps the fast path out). */
+function general(text: string): Result<FirewallXml> {
+  return parseFirewallXml(`<?xml version="1.0"?>\n${text}`);
+}
+const withProps = (...props: [string, string][]) =>
+  `<firewall version="2">\n  <rules>\n    <rule>\n      <properties>\n${props.map(([n, v]) => `        <property name="${n}">${v}</property>\n`).join('')}      </properties>\n    </rule>\n  </rules>\n</firewall>\n`;
+
+test('canonical: true exactly when the text is what formatFirewallXml writes for its rules', () => {
+  const check = (text: string) => {
+    const fast = readFirewallXml(text);
+    const slow = general(text);
+    assert.equal(fast.ok, slow.ok, text);
+    if (!fast.ok || !slow.ok) {
+      assert.deepEqual(fast, slow, text);
+      return undefined;
+    }
+    assert.deepEqual(fast.value.rules, slow.value.rules, text);
+    assert.equal(fast.value.version, slow.value.version, text);
+    assert.equal(fast.value.canonical, formatFirewallXml(fast.value.rules) === text, text);
+    return fast.value.canonical;
+  };
+  fc.assert(
+    fc.property(fc.array(arbRule, { maxLength: 6 }), (rs) => {
+      assert.equal(check(formatFirewallXml(rs)), true);
+    }),
+    { numRuns: 200 },
+  );
+  // Valid, but written differently by the formatter: the general reader, and not canonical.
+  const nonCanonical = [
+    withProps(['action', 'accept'], ['dsthost', '10.0.0.1']), // written as 10.0.0.1/32
+    withProps(['action', 'accept'], ['dsthost', '2001:db8::1']),
+    withProps(['action', 'accept'], ['proto', 'tcp'], ['dstports', '0443']),
+    withProps(['action', 'accept'], ['proto', 'tcp'], ['dstports', '443-443']),
+    withProps(['action', 'accept'], ['proto', 'tcp'], ['dstports', ' 443']),
+    withProps(['action', 'accept'], ['proto', 'icmp'], ['icmptype', '08']),
+    withProps(['action', 'accept'], ['expire', '01767225600']),
+    withProps(['action', 'accept'], ['proto', 'tcp'], ['dstports', '4&#52;3']),
+    withProps(['proto', 'tcp'], ['action', 'accept']), // order
+    withProps(['action', 'accept'], ['proto', 'tcp'], ['comment', 'x']), // order
+    '<firewall version="2">\n  <rules>\n  </rules>\n</firewall>\n', // written as <rules/>
+    '<firewall version="2"><rules/></firewall>',
+  ];
+  for (const text of nonCanonical) assert.equal(check(text), false, text);
+  // Same, and canonical: `08` as a prefix is kept as written (Qubes keeps the text).
+  for (const text of [withProps(['action', 'accept'], ['dsthost', '10.0.0.0/08']), withProps(['action', 'drop'], ['dsthost', 'fd00::/8'])])
+    assert.equal(check(text), true, text);
+  // Invalid values in the exact layout: the same error as the general reader gives.
+  const invalid = [
+    withProps(['action', 'accept'], ['proto', 'tcp'], ['dstports', '65536']),
+    withProps(['action', 'accept'], ['proto', 'tcp'], ['dstports', '2000-1000']),
+    withProps(['action', 'accept'], ['dstports', '80']),
+    withProps(['action', 'accept'], ['proto', 'icmp'], ['icmptype', '256']),
+    withProps(['action', 'accept'], ['expire', '253402300800']),
+    withProps(['action', 'accept'], ['comment', '']),
+    withProps(['action', 'accept'], ['comment', 'a=b']),
+    withProps(['action', 'accept'], ['action', 'accept']),
+    withProps(['action', 'accept'], ['colour', 'red']),
+    withProps(['action', 'Accept']),
+    withProps(['action', 'accept'], ['proto', 'sctp']),
+    withProps(['action', 'accept'], ['specialtarget', 'dhcp']),
+    withProps(['action', 'accept'], ['specialtarget', 'dns'], ['proto', 'icmp']),
+  ];
+  for (const text of invalid) assert.equal(check(text), undefined, text);
+});
+
+test('dsthost values on the fast path are judged exactly as parseHost judges them', () => {
+  const long = (n: number) => 'a'.repeat(n);
+  const hosts = [
+    '10.0.0.1/32', '255.255.255.255/0', '10.0.0.256/32', '10.0.0.01/32', '10.0.0/24', '10.0.0.0.0/8', '10.0.0.1/33', '10.0.0.1/', '10.0.0.1/1/2',
+    '10.0.0.1/032', 'qubes-os.org', 'example.com', 'foo.de', 'a.b.c', 'x', 'icmp', 'localhost', '_dmarc.example.com', 'foo_bar.example',
+    'host1.example.org', '1.2.3.4.5', '0x1f.ab', '0x1g.ab', 'foo.123', 'foo.0x1f', 'foo.x', 'a-.com', '-a.com', 'a..com', '.a.com', 'a.com.',
+    `${long(63)}.org`, `${long(64)}.org`, [long(63), long(63), long(63), long(57), 'org'].join('.'), [long(63), long(63), long(63), long(58), 'org'].join('.'),
+    '0x1f', '1.0x1f', '0x', '0x.0x', 'deadbeef', 'a.cafe',
+    'Foo.org', 'foo bar.org', 'fd00::1/64', '::/0', '2001:DB8::/32', 'fd00::1', 'ab:cd', '10.0.0.1/3a',
+  ];
+  for (const host of hosts) {
+    const text = withProps(['action', 'accept'], ['dsthost', host]);
+    const fast = readFirewallXml(text);
+    const viaProps = parseRuleProperties([['action', 'accept'], ['dsthost', host]]);
+    assert.equal(fast.ok, viaProps.ok, host);
+    if (fast.ok && viaProps.ok) {
+      assert.deepEqual(fast.value.rules, [viaProps.value], host);
+      assert.equal(fast.value.canonical, viaProps.value.dsthost!.text === host, host);
+    } else if (!fast.ok && !viaProps.ok) assert.equal(fast.error.code, viaProps.error.code, host);
+  }
+});
+
+test('a bad value in a file in the exact layout is reported with its rule number', () => {
+  const good = formatFirewallXml(rules('action=accept proto=tcp dstports=443', 'action=drop dst4=10.0.0.0/8 proto=udp dstports=1-1024'));
+  assert.equal(readFirewallXml(good).ok && readFirewallXml(good).ok && unwrapOk(readFirewallXml(good)).canonical, true);
+  fails(parseFirewallXml(good.replace('>1-1024<', '>1-65536<')), RuleCode.BadPorts, 1);
+  fails(parseFirewallXml(good.replace('>10.0.0.0/8<', '>10.0.0.0/40<')), RuleCode.BadPrefix, 1);
+  fails(parseFirewallXml(good.replace('>10.0.0.0/8<', '>10.0.0.300/8<')), RuleCode.BadAddress, 1);
+  fails(parseFirewallXml(good.replace('>443<', '>http<')), RuleCode.BadPorts, 0);
+  fails(parseFirewallXml(good.replace('>udp<', '>icmp<')), RuleCode.PortsNeedTcpUdp, 1);
+});
+
+function unwrapOk<T>(r: Result<T>): T {
+  if (!r.ok) assert.fail(r.error.message);
+  return r.value;
+}
+
+test('appending to the bytes of a list gives the bytes of the longer list (property)', () => {
+  fc.assert(
+    fc.property(fc.array(arbRule, { maxLength: 5 }), fc.array(arbRule, { maxLength: 5 }), (head, added) => {
+      const prefix = Buffer.from(formatFirewallXml(head));
+      assert.equal(appendFirewallXml(prefix, added).toString('utf8'), formatFirewallXml([...head, ...added]));
+    }),
+    { numRuns: 300 },
+  );
+  // the empty list <rules/> becomes <rules>…</rules>
+  const empty = Buffer.from(formatFirewallXml([]));
+  assert.equal(appendFirewallXml(empty, rules('action=drop')).toString(), formatFirewallXml(rules('action=drop')));
+  assert.equal(appendFirewallXml(empty, []).toString(), formatFirewallXml([]));
+  assert.throws(() => appendFirewallXml(Buffer.from('<QubesFirewallRules policy="deny"/>'), rules('action=drop')));
+});
+
+test('the formatter escapes any value an invalid rule built in code may hold', () => {
+  const odd = { action: 'accept', proto: 'a&b', specialtarget: '<x>', dsthost: { type: 'dsthost', text: 'h>' }, icmptype: 1 } as unknown as Rule;
+  const xml = formatFirewallXml([odd]);
+  assert.match(xml, /<property name="proto">a&amp;b<\/property>/);
+  assert.match(xml, /<property name="specialtarget">&lt;x&gt;<\/property>/);
+  assert.match(xml, /<property name="dsthost">h&gt;<\/property>/);
+  assert.ok(scanXml(xml).ok);
 });
