@@ -8,7 +8,7 @@
 //   lower        Qubes rules → atoms per family (after dnsTargets, resolutions are input)
 //   pack         atoms → rules + sets (after lower: first-match order is only known there)
 //   firewall     table `qubes-firewall` with the dispatch map and one chain per client
-import type { Ruleset } from '../ir/types.js';
+import type { Chain, NamedSet, Ruleset } from '../ir/types.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import { diag } from '../model/diagnostics.js';
 import { netvmName } from '../model/addressing.js';
@@ -18,7 +18,8 @@ import type { NetNode } from '../model/netplan.js';
 import { makeContext, type CompileContext, type CompileInput, type IpFamily } from './context.js';
 import { appQubesTable, netvmQubesTable } from './passes/base.js';
 import { clientsOfNode } from './passes/clients.js';
-import { firewallTable } from './passes/firewall.js';
+import { clientFragment, firewallTable } from './passes/firewall.js';
+import { clientChain } from './names.js';
 import { canonicalAddr } from './addr.js';
 
 export type { CompileInput, Layout } from './context.js';
@@ -46,15 +47,20 @@ export function compile(input: CompileInput): CompileOutput {
   return { rulesets, diagnostics };
 }
 
+/**
+ * Qubes: a ProxyVM DNATs 10.139.1.x to 10.139.1.x again (forwarded up the chain); the top netvm
+ * DNATs to its real upstream (reference §5.2 qubes-setup-dnat-to-ns).
+ */
+function upstreamDns(ctx: CompileContext, netvm: Qube): { upstream4: string[]; upstream6: string[] } {
+  const top = netvmName(ctx.model, netvm) === null;
+  const upstream = top ? ctx.plan.upstreamDns.map(canonicalAddr) : [...ctx.plan.virtualDns];
+  return { upstream4: upstream.filter((a) => !a.includes(':')), upstream6: upstream.filter((a) => a.includes(':')) };
+}
+
 function compileQube(ctx: CompileContext, q: Qube, node: NetNode): Ruleset {
   if (!q.provides_network) return { tables: FAMILIES.map((f) => appQubesTable(ctx, q, f)) };
   const clients = clientsOfNode(ctx, node);
-  const top = netvmName(ctx.model, q) === null;
-  // Qubes: a ProxyVM DNATs 10.139.1.x to 10.139.1.x again (forwarded up the chain); the top netvm
-  // DNATs to its real upstream (reference §5.2 qubes-setup-dnat-to-ns).
-  const upstream = top ? ctx.plan.upstreamDns.map(canonicalAddr) : [...ctx.plan.virtualDns];
-  const upstream4 = upstream.filter((a) => !a.includes(':'));
-  const upstream6 = upstream.filter((a) => a.includes(':'));
+  const { upstream4, upstream6 } = upstreamDns(ctx, q);
   const tables = [];
   for (const f of FAMILIES) {
     tables.push(netvmQubesTable(ctx, q, f, { clients, dnsUpstream: upstream4, virtualDns: ctx.plan.virtualDns }));
@@ -67,10 +73,38 @@ function compileQube(ctx: CompileContext, q: Qube, node: NetNode): Ruleset {
   return { tables };
 }
 
+export interface ClientFragment {
+  family: IpFamily;
+  chain: Chain;
+  sets: NamedSet[];
+}
+
+/**
+ * Just one client's chains and sets in its netvm's `qubes-firewall` tables — what compile() would
+ * put there for it, byte for byte — so that a rule edit recompiles one qube, not all of them.
+ */
+export function compileClient(input: CompileInput, netvm: string, client: string): { fragments: ClientFragment[]; diagnostics: Diagnostic[] } {
+  const { ctx, diagnostics } = makeContext(input);
+  const nv = input.model.qubes.get(netvm);
+  const node = input.plan.nodes.find((n) => n.name === netvm);
+  const c = node && nv ? clientsOfNode(ctx, node).find((x) => x.qube.name === client) : undefined;
+  if (!nv || !c) return { fragments: [], diagnostics };
+  const { upstream4, upstream6 } = upstreamDns(ctx, nv);
+  const fragments: ClientFragment[] = [];
+  for (const f of FAMILIES) {
+    const addr = f === 'ip' ? c.ip : c.ip6;
+    if (addr === null) continue;
+    fragments.push({ family: f, ...clientFragment(ctx, f, c, clientChain(addr), f === 'ip' ? upstream4 : upstream6) });
+  }
+  return { fragments, diagnostics };
+}
+
 /** The dsthost names used by rules in effect at `now`: sorted, unique. Resolve these before compile(). */
-export function namesToResolve(model: Model, now: number): string[] {
+export function namesToResolve(model: Model, now: number, only?: ReadonlySet<string>): string[] {
   const names = new Set<string>();
-  for (const q of model.qubes.values())
+  for (const q of model.qubes.values()) {
+    if (only && !only.has(q.name)) continue;
     for (const r of effectiveRules(q.rules, now)) if (r.dsthost?.type === 'dsthost') names.add(r.dsthost.text);
+  }
   return [...names].sort();
 }

@@ -120,3 +120,38 @@ test('a name that does not resolve disables only its rule, with a warning', asyn
   assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'accept');
   assert.equal(backend.probe({ from: 'work', to: '203.0.113.20', proto: 'tcp', dport: 80 }).verdict, 'reject');
 });
+
+test('a rule edit takes the fast path: one chain recompiled, the same bytes a full compile gives', async () => {
+  const { backend, engine, model, events } = setup();
+  model.qubes.get('personal')!.rules = [{ action: 'accept', proto: 'tcp', dstports: { start: 22, end: 22 } }];
+  await start(model, engine, 'work', 'personal');
+  const flow = { from: 'work', ...web, sport: 40100 };
+  assert.equal(backend.probe(flow).verdict, 'accept');
+  const personalChain = () =>
+    backend.rulesets.get('sys-firewall')!.tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!.chains.find((c) => c.name === 'qbs-10-137-0-4');
+  const untouched = personalChain();
+  model.qubes.get('work')!.rules = [
+    { action: 'accept', dsthost: { type: 'dsthost', text: 'web.example.com' }, proto: 'tcp', dstports: { start: 443, end: 443 } },
+    ...Array.from({ length: 6 }, (_, i) => ({ action: 'accept' as const, dsthost: { type: 'dst4' as const, text: `198.51.100.${i + 10}/32`, addr: `198.51.100.${i + 10}`, prefix: 32 }, proto: 'udp' as const })),
+  ];
+  assert.equal(await engine.applyRuleEdits(model, ['work']), true);
+  assert.equal(personalChain(), untouched, "personal's chain is the very same object: not recompiled");
+  const fast = emitFull(backend.rulesets.get('sys-firewall')!);
+  const full = new Engine({ backend: new SimBackend(), resolver: new StaticResolver({ 'web.example.com': { a: ['203.0.113.10'] } }), uplink: 'world', now: () => 1_800_000_000 });
+  const { compile } = await import('../compile/compile.js');
+  const { planNetwork } = await import('../model/topology.js');
+  await full.resolve(model, 1_800_000_000);
+  const running = new Set([...model.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+  const ref = compile({ model, plan: planNetwork(model, { uplink: 'world', only: running }), resolutions: full.resolutions, now: 1_800_000_000 });
+  assert.equal(fast.split('\n').sort().join('\n'), emitFull(ref.rulesets.get('sys-firewall')!).split('\n').sort().join('\n'));
+  assert.ok(events.some((e) => e.type === 'flow-cut' && e.qube === 'work'), 'the flow on port 80 is cut');
+  assert.equal(backend.probe(flow).verdict, 'reject');
+  assert.equal(backend.probe({ from: 'work', to: '203.0.113.10', proto: 'tcp', dport: 443 }).verdict, 'accept');
+});
+
+test('a rule edit for a qube whose netvm the engine has not loaded falls back to the full path', async () => {
+  const { engine, model } = setup();
+  for (const q of Engine.startSet(model, ['work'])) q.state = 'Running';
+  model.qubes.get('work')!.rules = [];
+  assert.equal(await engine.applyRuleEdits(model, ['work']), false, 'never converged: it cannot know what sys-firewall holds');
+});

@@ -4,11 +4,11 @@
 // (so it remembers what is loaded and sends deltas); the offline CLI makes one per command and
 // tells it which model the kernel already holds.
 import type { Backend, Flow } from '../backend/backend.js';
-import { compile } from '../compile/compile.js';
+import { compile, compileClient, type ClientFragment } from '../compile/compile.js';
 import type { Resolution, Resolver } from '../compile/dns.js';
 import { clientChain, FIREWALL_TABLE } from '../compile/names.js';
 import type { Chain, Ruleset, Table } from '../ir/types.js';
-import { emitFull } from '../ir/emit-text.js';
+import { diffTransaction } from '../ir/diff.js';
 import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
 import type { NetPlan, UplinkKind } from '../model/netplan.js';
@@ -62,6 +62,8 @@ export class Engine {
   /** Per client qube: how its rules stand in its netvm; per app qube: its own input rules. */
   readonly status = new Map<string, ApplyStatus>();
   readonly resolutions = new Map<string, Resolution>();
+  /** The plan of the last converge: what is up and linked (for rule-only edits). */
+  private plan?: NetPlan;
   /** How many applies were handled, successful or not (Qubes' qubes-firewall-handled counter). */
   handled = 0;
   lastDiagnostics: Diagnostic[] = [];
@@ -159,7 +161,43 @@ export class Engine {
     }
     if (reattached.length) this.emit({ type: 'reattached', qubes: reattached });
 
+    this.plan = plan;
     await this.applyRules(model, plan, opts);
+  }
+
+  /**
+   * The fast path for the commonest change: only these qubes' rules changed. Each one's chain and
+   * sets are recompiled alone and patched into what its netvm has loaded; the delta is that one
+   * chain and its set elements (EXAMPLES.md Example 2). Returns false when the engine does not
+   * know what the netvm holds (then converge() does the full work).
+   */
+  async applyRuleEdits(model: Model, qubes: readonly string[]): Promise<boolean> {
+    const plan = this.plan;
+    if (!plan) return false;
+    const now = this.deps.now();
+    const byNetvm = new Map<string, string[]>();
+    for (const name of qubes) {
+      const q = model.qubes.get(name);
+      const nv = q ? netvmName(model, q) : null;
+      if (!q || q.state !== 'Running' || nv === null || model.qubes.get(nv)?.state !== 'Running') continue;
+      if (!this.applied.has(nv)) return false;
+      byNetvm.set(nv, [...(byNetvm.get(nv) ?? []), name]);
+    }
+    await this.resolve(model, now, new Set(qubes));
+    const input = { model, plan, resolutions: this.resolutions, now };
+    for (const [nv, clients] of byNetvm) {
+      const before = this.applied.get(nv)!;
+      let after = before;
+      for (const c of clients) {
+        const { fragments, diagnostics } = compileClient(input, nv, c);
+        for (const d of diagnostics) if (d.severity === 'warning') this.emit({ type: 'warning', diag: d });
+        const patched = patchClient(after, fragments);
+        if (!patched) return false;
+        after = patched;
+      }
+      if (await this.applyNode(model, nv, before, after)) await this.cutForbiddenFlows(model, nv, after, clients);
+    }
+    return true;
   }
 
   /** Compile for the running nodes and load each node's delta; then cut forbidden flows. */
@@ -173,12 +211,13 @@ export class Engine {
 
     for (const [node, after] of rulesets) {
       const before = this.applied.get(node) ?? assumed?.get(node) ?? null;
-      if (before && sameRuleset(before, after)) {
+      if (before && diffTransaction(before, after).size === 0) {
         this.applied.set(node, after);
         continue;
       }
       const ok = await this.applyNode(model, node, before, after);
-      if (ok) await this.cutForbiddenFlows(model, node, before, after);
+      // A node loaded from scratch has no flows to judge from before.
+      if (ok && before) await this.cutForbiddenFlows(model, node, after, changedClients(model, node, before, after));
     }
   }
 
@@ -189,8 +228,8 @@ export class Engine {
   }
 
   /** Resolve the names rules use: new names now, known names when their TTL has run out. */
-  async resolve(model: Model, now: number): Promise<boolean> {
-    const names = namesToResolve(model, now);
+  async resolve(model: Model, now: number, only?: ReadonlySet<string>): Promise<boolean> {
+    const names = namesToResolve(model, now, only);
     const due = names.filter((n) => {
       const r = this.resolutions.get(n);
       return !r || this.expiresAt.get(n)! <= now;
@@ -274,9 +313,7 @@ export class Engine {
    * the refused ones are deleted from conntrack. Ports are compared as numbers (Qubes compares
    * strings: reference §4.4).
    */
-  private async cutForbiddenFlows(model: Model, node: string, before: Ruleset | null, after: Ruleset): Promise<void> {
-    if (!before) return; // a node loaded from scratch has no flows to judge from before
-    const changed = changedClients(model, node, before, after);
+  private async cutForbiddenFlows(model: Model, node: string, after: Ruleset, changed: readonly string[]): Promise<void> {
     if (!changed.length) return;
     const byAddr = new Map<string, Qube>();
     for (const name of changed) {
@@ -309,9 +346,25 @@ export class Engine {
   }
 }
 
-/** Two rulesets load the same bytes. */
-export function sameRuleset(a: Ruleset, b: Ruleset): boolean {
-  return a === b || emitFull(a) === emitFull(b);
+/**
+ * The ruleset with a client's chain and sets replaced by freshly compiled fragments; every other
+ * object is shared with `rs` (the diff then skips it by reference). Null if the client has no chain
+ * there yet (a new client: the full path adds it to the dispatch map too).
+ */
+export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): Ruleset | null {
+  const tables = [...rs.tables];
+  for (const fr of fragments) {
+    const i = tables.findIndex((t) => t.name === FIREWALL_TABLE && t.family === fr.family);
+    const t = tables[i];
+    if (!t) return null;
+    const at = t.chains.findIndex((c) => c.name === fr.chain.name);
+    if (at < 0) return null;
+    const mine = (n: string) => n.startsWith(fr.chain.name + '-');
+    const chains = [...t.chains];
+    chains[at] = fr.chain;
+    tables[i] = { ...t, chains, sets: [...t.sets.filter((x) => !mine(x.name)), ...fr.sets] };
+  }
+  return { tables };
 }
 
 function firewallTable(rs: Ruleset | null, family: 'ip' | 'ip6'): Table | undefined {

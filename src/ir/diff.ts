@@ -29,6 +29,9 @@ export function diffTransaction(before: Ruleset | null, after: Ruleset): Transac
   const old = new Map((before?.tables ?? []).map((t) => [tableId(t), t]));
   for (const t of after.tables) {
     const b = old.get(tableId(t));
+    // The engine patches a changed client into the ruleset it keeps: unchanged objects are the
+    // same objects, so comparing by reference first keeps a rule edit O(changed), not O(ruleset).
+    if (b === t) continue;
     if (b) tableDelta(tx, b, t);
     else if (hasUserChains(t)) sharedTableFull(tx, t);
     else ownedTableFull(tx, t, before === null);
@@ -136,6 +139,7 @@ function tableDelta(tx: Transaction, b: Table, a: Table): void {
       added.push(c);
       continue;
     }
+    if (o === c && !mustRefill.has(c.name)) continue;
     if (c.userOwned) continue; // declared by the user's side of the contract; never touched
     if (hookOf(o) !== hookOf(c)) replacedChains.push(c);
     else {
@@ -144,7 +148,8 @@ function tableDelta(tx: Transaction, b: Table, a: Table): void {
     }
   }
   const removedChains = b.chains.filter((c) => !aChains.has(c.name) && !c.userOwned);
-  const removedSets = b.sets.filter((s) => !a.sets.some((x) => x.name === s.name));
+  const aSetNames = new Set(a.sets.map((s) => s.name));
+  const removedSets = b.sets.filter((s) => !aSetNames.has(s.name));
 
   // 1. declarations the rest needs
   for (const c of [...added, ...policyOnly]) tx.push({ op: 'add-chain', t: r, chain: c });
@@ -159,6 +164,7 @@ function tableDelta(tx: Transaction, b: Table, a: Table): void {
       toAdd.push({ s, e: elems(s) });
       continue;
     }
+    if (o === s) continue;
     const want = new Map(elems(s).map((e) => [elementKey(e), e]));
     const have = new Map(elems(o).map((e) => [elementKey(e), e]));
     const del = [...have].filter(([k, e]) => !want.has(k) || elementText(want.get(k)!) !== elementText(e)).map(([, e]) => e);

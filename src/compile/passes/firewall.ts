@@ -46,22 +46,31 @@ export function firewallTable(ctx: CompileContext, f: IpFamily, clients: Client[
     rules: forwardRules,
   });
   for (const m of mine) {
-    const qube = m.client.qube.name;
-    const atoms: Atom[] = [];
-    effectiveRules(m.client.qube.rules, ctx.now).forEach((r, i) => atoms.push(...lowerRule(ctx, { family: f, qube, dnsTargets }, r, i)));
-    const policy: IrRule = {
-      matches: [],
-      stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, 'reject') }],
-      origin: { text: `policy: ${qube} default drop`, qube },
-      comment: `policy: ${qube} default drop`,
-    };
-    if (ctx.layout === 'qnet') {
-      const packed = packAtoms(f, qube, m.chain, atoms);
-      sets.push(...packed.sets);
-      chains.push({ name: m.chain, rules: [...packed.rules, policy], comment: qube });
-    } else {
-      chains.push({ name: m.chain, rules: [...atoms.map((a) => atomRule(f, qube, a)), policy] });
-    }
+    const frag = clientFragment(ctx, f, m.client, m.chain, dnsTargets);
+    sets.push(...frag.sets);
+    chains.push(frag.chain);
   }
   return { family: f, name: FIREWALL_TABLE, sets, chains };
+}
+
+/**
+ * One client's part of `qubes-firewall`: its chain and the sets its rules were packed into. The
+ * engine recompiles just this when only that qube's rules changed (a rule edit touches one chain
+ * and its sets, never the other clients').
+ */
+export function clientFragment(ctx: CompileContext, f: IpFamily, client: Client, chain: string, dnsTargets: readonly string[]): { chain: Chain; sets: NamedSet[] } {
+  const qube = client.qube.name;
+  const atoms: Atom[] = [];
+  effectiveRules(client.qube.rules, ctx.now).forEach((r, i) => atoms.push(...lowerRule(ctx, { family: f, qube, dnsTargets }, r, i)));
+  const policy: IrRule = {
+    matches: [],
+    stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, 'reject') }],
+    origin: { text: `policy: ${qube} default drop`, qube },
+    comment: `policy: ${qube} default drop`,
+  };
+  if (ctx.layout === 'qnet') {
+    const packed = packAtoms(f, qube, chain, atoms);
+    return { chain: { name: chain, rules: [...packed.rules, policy], comment: qube }, sets: packed.sets };
+  }
+  return { chain: { name: chain, rules: [...atoms.map((a) => atomRule(f, qube, a)), policy] }, sets: [] };
 }
