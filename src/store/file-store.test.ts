@@ -342,3 +342,77 @@ function renameInTest(m: Model, from: string, to: string): void {
   m.qubes.get(from)!.name = to;
   m.qubes = new Map([...m.qubes].map(([k, v]) => [k === from ? to : k, v]));
 }
+
+test('adding rules at the end writes exactly the bytes formatFirewallXml writes, from every kind of file', async (t) => {
+  const added: Rule[] = [{ action: 'drop', proto: 'udp', dstports: { start: 1, end: 1024 } }, { action: 'accept', comment: 'z' }];
+  const handEdited = '<?xml version="1.0"?>\n<firewall version="2"><rules><rule><properties><property name="proto">tcp</property><property name="action">accept</property><property name="dsthost">10.0.0.1</property><property name="dstports">0443</property></properties></rule></rules></firewall>';
+  const cases: [string, string | null][] = [
+    ['qnet layout', formatFirewallXml([https, dns, drop])],
+    ['empty <rules/>', formatFirewallXml([])],
+    ['no file', null],
+    ['version 1', V1],
+    ['hand-edited version 2', handEdited],
+    ['<rules> with nothing in it', '<firewall version="2">\n  <rules>\n  </rules>\n</firewall>\n'],
+    ['an expired rule', formatFirewallXml([https, expired, later])],
+  ];
+  for (const [what, text] of cases) {
+    const { dir } = await seeded(t);
+    const file = join(dir, 'appvms/personal/firewall.xml');
+    await mkdir(join(dir, 'appvms/personal'), { recursive: true });
+    if (text !== null) await writeFile(file, text);
+    const before = (await new FileStore(dir, { now: () => NOW_MS }).load()).qubes.get('personal')!.rules;
+    for (const rule of added) {
+      // a fresh store each time (the CLI's case), then a warm one for the second rule
+      await new FileStore(dir, { now: () => NOW_MS }).update((m) => {
+        const q = m.qubes.get('personal')!;
+        q.rules = [...(q.rules ?? [{ action: 'accept' }]), rule];
+      });
+    }
+    const expected = formatFirewallXml([...(before ?? [{ action: 'accept' }]), ...added].filter((r) => r.expire === undefined || r.expire >= NOW_MS / 1000));
+    assert.equal(await readFile(file, 'utf8'), expected, what);
+    const warm = new FileStore(dir, { now: () => NOW_MS });
+    await warm.load();
+    await warm.update((m) => void m.qubes.get('personal')!.rules!.push(https));
+    await warm.update((m) => void m.qubes.get('personal')!.rules!.push(dns));
+    assert.equal(await readFile(file, 'utf8'), formatFirewallXml([...unwrap(parseFirewallXml(expected)).rules, https, dns]), what);
+  }
+});
+
+test('a change that is not an append (insert, edit, delete) formats the whole list', async (t) => {
+  const { dir, store } = await seeded(t);
+  const file = join(dir, 'appvms/work/firewall.xml');
+  const edits: ((rules: Rule[]) => Rule[])[] = [
+    (r) => [drop, ...r],
+    (r) => [...r.slice(0, -1), { ...r[r.length - 1]!, comment: 'changed' }, https],
+    (r) => [...r.slice(1), dns],
+    (r) => [{ ...r[0]!, dstports: { start: 1, end: 2 } }, ...r.slice(1), dns],
+  ];
+  for (const edit of edits) {
+    const rules = edit((await store.load()).qubes.get('work')!.rules!);
+    await new FileStore(dir, { now: () => NOW_MS }).update((m) => void (m.qubes.get('work')!.rules = edit(m.qubes.get('work')!.rules!)));
+    assert.equal(await readFile(file, 'utf8'), formatFirewallXml(rules));
+  }
+});
+
+test('loadQube reads one qube and only its file', async (t) => {
+  const { dir } = await seeded(t);
+  const store = new FileStore(dir, { now: () => NOW_MS });
+  const all = await store.load();
+  const work = await store.loadQube('work');
+  assert.deepEqual(work, all.qubes.get('work'));
+  assert.equal(await store.loadQube('nope'), undefined);
+  assert.equal((await store.loadQube('personal'))!.rules, null);
+  // no aliasing: a change to what was handed out is not seen by the next read
+  work!.rules!.push(drop);
+  work!.rules![0]!.dstports!.start = 1;
+  assert.deepEqual(await store.loadQube('work'), all.qubes.get('work'));
+  // another qube's broken file does not matter; its own does, with the file named
+  const vault = join(dir, 'appvms/vault/firewall.xml');
+  await writeFile(vault, 'garbage');
+  assert.deepEqual(await store.loadQube('work'), all.qubes.get('work'));
+  await assert.rejects(store.load(), (e: unknown) => e instanceof QnetError && e.diag.file === vault);
+  await assert.rejects(store.loadQube('vault'), (e: unknown) => e instanceof QnetError && e.diag.file === vault && e.message.startsWith(`${vault}: `));
+  // a broken qubes.json is still an error
+  await writeFile(join(dir, 'qubes.json'), '{');
+  await assert.rejects(store.loadQube('work'), QnetError);
+});

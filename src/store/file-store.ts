@@ -7,13 +7,13 @@
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
-import type { Model, QubeClass } from '../model/qube.js';
+import type { Model, Qube, QubeClass } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { isExpired, type Rule } from '../model/rule.js';
 import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
-import { formatFirewallXml, parseFirewallXml } from './firewall-xml.js';
+import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewall-xml.js';
 import { withLock } from './lock.js';
-import { assertValidModel, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
+import { assertValidModel, cloneData, emptyModel, sameData, type StoreOptions } from './memory-store.js';
 import { firewallFilePath, qubesFilePath } from './paths.js';
 import { formatQubesFile, parseQubesFile } from './qubes-file.js';
 import type { Store } from './store.js';
@@ -29,6 +29,8 @@ interface RulesOnDisk {
   /** The file's bytes; null = no file (accept everything). */
   raw: Buffer | null;
   rules: Rule[] | null;
+  /** `raw` is exactly `formatFirewallXml(rules)`: rules added at the end can be appended to it. */
+  canonical: boolean;
 }
 
 /** What one read saw: the basis for deciding what a change has to write. */
@@ -40,7 +42,7 @@ interface DiskState {
 export class FileStore implements Store {
   private readonly now: () => number;
   /** Parsed rules by file path, reused while the file's bytes are unchanged (parsing is the cost). */
-  private readonly parsed = new Map<string, { raw: Buffer; rules: Rule[] }>();
+  private readonly parsed = new Map<string, { raw: Buffer; rules: Rule[]; canonical: boolean }>();
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -51,7 +53,21 @@ export class FileStore implements Store {
   }
 
   async load(): Promise<Model> {
-    return cloneModel((await this.read()).model);
+    return cloneRead((await this.read()).model);
+  }
+
+  /**
+   * One qube with its rules, reading only its own firewall.xml (and qubes.json): a broken file of
+   * another qube does not stop it, and other qubes' big files are not parsed. Undefined when there
+   * is no such qube.
+   */
+  async loadQube(name: string): Promise<Qube | undefined> {
+    const q = (await this.readQubes()).model.qubes.get(name);
+    if (!q) return undefined;
+    const path = firewallFilePath(this.dir, q.name, q.klass);
+    const raw = await readOrNull(path);
+    const rules = raw === null ? null : this.parseRules(path, q.name, raw).rules;
+    return { ...cloneData({ ...q, rules: null }), rules: rules && cloneRules(rules) };
   }
 
   update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
@@ -60,7 +76,7 @@ export class FileStore implements Store {
       await io(this.dir, 'create', () => mkdirDurable(this.dir));
       return withLock(this.dir, async () => {
         const { model: read, state } = await this.read();
-        const model = cloneModel(read);
+        const model = cloneRead(read);
         const result = await change(model);
         assertValidModel(model);
         await this.commit(state, read, model);
@@ -71,24 +87,26 @@ export class FileStore implements Store {
     return run;
   }
 
-  /** The model with rules shared with the parse cache: callers get a copy of it. */
-  private async read(): Promise<{ model: Model; state: DiskState }> {
+  private async readQubes(): Promise<{ model: Model; qubesText: string | null }> {
     const qpath = qubesFilePath(this.dir);
     const qubesText = await readOrNull(qpath, 'utf8');
-    let model: Model;
-    if (qubesText === null) model = emptyModel();
-    else {
-      const r = parseQubesFile(qubesText, qpath);
-      if (!r.ok) throw brokenFile(r.error);
-      model = r.value;
-    }
+    if (qubesText === null) return { model: emptyModel(), qubesText };
+    const r = parseQubesFile(qubesText, qpath);
+    if (!r.ok) throw brokenFile(r.error);
+    return { model: r.value, qubesText };
+  }
+
+  /** The model with rules shared with the parse cache: callers get a copy of it. */
+  private async read(): Promise<{ model: Model; state: DiskState }> {
+    const { model, qubesText } = await this.readQubes();
     const byQid = new Map<number, RulesOnDisk>();
     await Promise.all(
       [...model.qubes.values()].map(async (q) => {
         const path = firewallFilePath(this.dir, q.name, q.klass);
         const raw = await readOrNull(path);
-        q.rules = raw === null ? null : this.parseRules(path, q.name, raw);
-        byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules });
+        const parsed = raw === null ? null : this.parseRules(path, q.name, raw);
+        q.rules = parsed && parsed.rules;
+        byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical: !!parsed?.canonical });
       }),
     );
     const live = new Set([...byQid.values()].map((d) => d.path));
@@ -96,17 +114,18 @@ export class FileStore implements Store {
     return { model, state: { qubesText, byQid } };
   }
 
-  private parseRules(path: string, qube: string, raw: Buffer): Rule[] {
+  private parseRules(path: string, qube: string, raw: Buffer): { rules: Rule[]; canonical: boolean } {
     const hit = this.parsed.get(path);
-    if (hit && hit.raw.equals(raw)) return hit.rules;
-    const r = parseFirewallXml(raw.toString('utf8'));
+    if (hit && hit.raw.equals(raw)) return hit;
+    const r = readFirewallXml(raw.toString('utf8'));
     if (!r.ok) {
       const at = r.error.ruleIndex === undefined ? '' : `rule ${r.error.ruleIndex}: `;
       throw brokenFile([{ ...r.error, file: path, qube, message: `${path}: ${at}${r.error.message}` }]);
     }
     // A version 1 file stays as it is on disk until this qube's rules change (then it is written as 2).
-    this.parsed.set(path, { raw, rules: r.value.rules });
-    return r.value.rules;
+    const entry = { raw, rules: r.value.rules, canonical: r.value.canonical };
+    this.parsed.set(path, entry);
+    return entry;
   }
 
   /**
@@ -126,7 +145,7 @@ export class FileStore implements Store {
     }
     if (blocking.size > 0) {
       const taken = new Set([...read.qubes.keys(), ...model.qubes.keys()]);
-      const mid = cloneModel(read);
+      const mid = cloneRead(read);
       for (const q of read.qubes.values()) {
         if (!blocking.has(q.qid)) continue;
         if (!wanted.has(q.qid)) mid.qubes.delete(q.name);
@@ -161,19 +180,28 @@ export class FileStore implements Store {
       // Comparing data first spares formatting a big unchanged list; bytes decide in the end.
       const same = prev !== undefined && sameData(q.rules, prev.rules);
       let raw: Buffer | null;
+      let canonical = false;
       if (q.rules === null) {
         raw = null;
         if (moved || prev.raw !== null) removes.push(path);
       } else if (same && prev.raw !== null) {
         raw = prev.raw; // unchanged: a move copies the bytes as they are (a v1 file stays v1)
+        canonical = prev.canonical;
         if (moved) writes.push({ path, data: raw });
       } else {
         // Expired rules are dropped whenever the file is written, as Qubes' Firewall.save().
-        raw = Buffer.from(formatFirewallXml(q.rules.filter((r) => !isExpired(r, nowSec))), 'utf8');
+        // Rules added at the end of a file in qnet's own layout are appended to its bytes: the
+        // same bytes as formatting the whole list (tested), without formatting 100k rules again.
+        const at = prev === undefined ? -1 : appendsTo(prev, q.rules, nowSec);
+        raw =
+          at >= 0
+            ? appendFirewallXml(prev!.raw!, q.rules.slice(at))
+            : Buffer.from(formatFirewallXml(q.rules.filter((r) => !isExpired(r, nowSec))), 'utf8');
+        canonical = true;
         if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw });
       }
       // The state returned only feeds the second commit of a two-step change, whose model is private.
-      byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules });
+      byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical });
     }
     const used = new Set([...byQid.values()].map((d) => d.path));
     const stale = [...state.byQid.values()].filter((d) => !used.has(d.path)).map((d) => d.path);
@@ -204,6 +232,42 @@ export class FileStore implements Store {
       await removeDirIfEmpty(dirname(path));
     });
   }
+}
+
+/**
+ * Where `rules` starts to differ from what `prev` holds, when the only change is rules added at the
+ * end of a canonical file and no rule has expired (the whole list would be written as it is):
+ * `prev.rules.length`. Otherwise -1, and the list is formatted in full.
+ */
+function appendsTo(prev: RulesOnDisk, rules: readonly Rule[], nowSec: number): number {
+  const old = prev.rules;
+  if (!prev.canonical || prev.raw === null || old === null || rules.length <= old.length) return -1;
+  for (let i = 0; i < rules.length; i++) if (isExpired(rules[i]!, nowSec)) return -1;
+  for (let i = 0; i < old.length; i++) if (!sameData(rules[i], old[i])) return -1;
+  return old.length;
+}
+
+/**
+ * A copy of a model as read: the rules, 100k of them for a big qube, have the parser's known shape
+ * (flat values, `dsthost` and `dstports` objects), so they are copied without the generic walk.
+ */
+function cloneRead(model: Model): Model {
+  return {
+    default_netvm: model.default_netvm,
+    qubes: new Map([...model.qubes].map(([name, q]) => [name, { ...cloneData({ ...q, rules: null }), rules: q.rules && cloneRules(q.rules) }])),
+  };
+}
+
+function cloneRules(rules: readonly Rule[]): Rule[] {
+  const out: Rule[] = new Array(rules.length);
+  for (let i = 0; i < rules.length; i++) {
+    const r = rules[i]!;
+    const c = { ...r };
+    if (r.dsthost) c.dsthost = { ...r.dsthost };
+    if (r.dstports) c.dstports = { ...r.dstports };
+    out[i] = c;
+  }
+  return out;
 }
 
 /** Keep the model consistent while renaming (references follow, as qvm-rename does). */

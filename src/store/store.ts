@@ -1,7 +1,7 @@
 // The store: where the model lives between commands. FileStore (file-store.ts) is the Qubes-shaped
 // state directory; MemoryStore (memory-store.ts) serves tests and the simulator. Only the store
 // touches the files; everything above it works on a Model.
-import type { Model } from '../model/qube.js';
+import type { Model, Qube } from '../model/qube.js';
 
 export interface Store {
   /** Qubes, globals and every qube's rules. A broken file is a QnetError naming it. */
@@ -12,4 +12,10 @@ export interface Store {
    * changed, each atomically. If `change` throws, nothing is written. Returns what `change` returned.
    */
   update<T>(change: (model: Model) => T | Promise<T>): Promise<T>;
+  /**
+   * Optional, for commands that only read one qube: that qube (a copy) with its rules, undefined
+   * when there is no such qube. A store may then skip reading other qubes' rules, so a broken file
+   * of another qube is not reported here (load() still reports it); the qube's own file is.
+   */
+  loadQube?(name: string): Promise<Qube | undefined>;
 }
