@@ -30,8 +30,12 @@ export interface Backend {
   readonly kind: 'netns' | 'sim';
   /** Nodes (qube names, and `world`) whose namespace exists now. The kernel is the truth. */
   live(): Promise<Set<string>>;
-  /** Create these nodes and every link between them and already-live nodes (netvms first). */
-  bringUp(plan: NetPlan, names: readonly string[]): Promise<void>;
+  /**
+   * Create these nodes and every link between them and already-live nodes (netvms first). `rules`
+   * are loaded into the new namespaces before any link exists, so a netvm never forwards
+   * unfiltered, not even for the moment between bring-up and the first load.
+   */
+  bringUp(plan: NetPlan, names: readonly string[], rules?: ReadonlyMap<string, Ruleset>): Promise<void>;
   /** Delete these nodes' namespaces (their veths go with them). */
   tearDown(names: readonly string[]): Promise<void>;
   /** (Re)make the link of `client` to its netvm as the plan says (netvm change, netvm restarted). */

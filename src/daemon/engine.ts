@@ -143,7 +143,11 @@ export class Engine {
       .sort((a, b) => netvmChain(model, a).length - netvmChain(model, b).length)
       .map((q) => q.name);
     if (start.length) {
-      await backend.bringUp(plan, start);
+      // Rules go in with the namespace (names not yet resolved are off until the next step).
+      const early = compile({ model, plan, resolutions: this.resolutions, now: this.deps.now() }).rulesets;
+      const rules = new Map(start.filter((n) => early.has(n)).map((n) => [n, early.get(n)!] as const));
+      await backend.bringUp(plan, start, rules);
+      for (const [n, rs] of rules) this.applied.set(n, rs);
       this.emit({ type: 'started', qubes: start });
     }
 

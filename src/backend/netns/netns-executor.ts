@@ -2,6 +2,7 @@
 // on nft text; this adds what the engine speaks — IR deltas rendered once here, links read back
 // from the kernel (so a restarted daemon adopts what it finds), counters mapped to rule origins.
 import { diffRulesets } from '../../ir/diff.js';
+import { emitFull } from '../../ir/emit-text.js';
 import type { Ruleset } from '../../ir/types.js';
 import type { NetPlan } from '../../model/netplan.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
@@ -24,8 +25,9 @@ export class NetnsExecutor implements Backend {
     return new Set(await this.netns.listNamespaces());
   }
 
-  async bringUp(plan: NetPlan, names: readonly string[]): Promise<void> {
-    await this.netns.bringUp(plan, names);
+  async bringUp(plan: NetPlan, names: readonly string[], rules?: ReadonlyMap<string, Ruleset>): Promise<void> {
+    const text = new Map([...(rules ?? [])].filter(([n]) => names.includes(n)).map(([n, rs]) => [n, emitFull(rs)]));
+    await this.netns.bringUp(plan, names, { rules: text });
     await Promise.all(names.map((n) => this.writeResolvConf(plan, n)));
   }
 

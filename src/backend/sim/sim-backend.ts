@@ -23,9 +23,13 @@ export class SimBackend implements Backend {
     return new Set(this.nodes);
   }
 
-  async bringUp(plan: NetPlan, names: readonly string[]): Promise<void> {
+  async bringUp(plan: NetPlan, names: readonly string[], rules?: ReadonlyMap<string, Ruleset>): Promise<void> {
     this.plan = plan;
     for (const n of names) this.nodes.add(n);
+    for (const n of names) {
+      const rs = rules?.get(n);
+      if (rs) this.rulesets.set(n, rs);
+    }
     for (const n of names) {
       const up = this.peerOf(plan, n);
       if (up && this.nodes.has(up)) this.linkMap.set(n, up);
