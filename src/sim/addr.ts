@@ -30,7 +30,18 @@ function parseV4Text(s: string): number | undefined {
   return n;
 }
 
+const v6Memo = new Map<string, bigint | undefined>();
+
 export function parseV6(s: string): bigint | undefined {
+  let n = v6Memo.get(s);
+  if (n !== undefined || v6Memo.has(s)) return n;
+  n = parseV6Text(s);
+  if (v6Memo.size >= 65536) v6Memo.clear();
+  v6Memo.set(s, n);
+  return n;
+}
+
+function parseV6Text(s: string): bigint | undefined {
   if (!s.includes(':')) return undefined;
   let text = s.toLowerCase();
   // An embedded IPv4 tail (`::ffff:1.2.3.4`) becomes two hex groups.
@@ -69,6 +80,18 @@ export function parseAddr(s: string, family: 4 | 6): AddrNum | undefined {
 
 export function formatV4(n: number): string {
   return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+const v4Text = new Map<number, string>();
+
+/** formatV4, remembered: probes format the same few thousand addresses over and over. */
+export function formatV4Memo(n: number): string {
+  let s = v4Text.get(n);
+  if (s === undefined) {
+    if (v4Text.size >= 65536) v4Text.clear();
+    v4Text.set(n, (s = formatV4(n)));
+  }
+  return s;
 }
 
 /** RFC 5952 text (lower case, longest zero run compressed). */

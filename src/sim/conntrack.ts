@@ -4,7 +4,7 @@
 // both directions (nf_nat_packet), without running nat chains again.
 import type { AddrNum } from './addr.js';
 import type { Counters } from './evaluate.js';
-import { CT_BIT, CT_STATUS_BIT, type Pkt, setDaddr, setSaddr } from './packet.js';
+import { CT_BIT, CT_STATUS_BIT, type Pkt } from './packet.js';
 
 export interface Tuple {
   src: string;
@@ -87,6 +87,40 @@ export function ctLookup(table: ConnTable, p: Pkt): CtView {
   return { conn, dir: 0, state: CT_BIT.new };
 }
 
+/** A view to hand to ctFresh: one per throwaway walk, overwritten at every node. */
+export function scratchView(): CtView {
+  const t = (): Tuple => ({ src: '', sa: 0, sport: 0, dst: '', da: 0, dport: 0 });
+  return { conn: { family: 4, l4: 0, orig: t(), reply: t(), seenReply: false, dstBound: false, srcBound: false, dnat: false, snat: false, confirmed: false }, dir: 0, state: CT_BIT.new };
+}
+
+/**
+ * What ctLookup gives for a packet of a flow no table knows, written into `v` instead of new
+ * objects: for a walk whose flows nobody keeps (each node's conntrack starts empty and is dropped).
+ */
+export function ctFresh(v: CtView, p: Pkt): CtView {
+  const c = v.conn;
+  const t = c.orig;
+  t.src = p.saddr;
+  t.sa = p.sa;
+  t.sport = p.sport;
+  t.dst = p.daddr;
+  t.da = p.da;
+  t.dport = p.dport;
+  const r = c.reply;
+  r.src = p.daddr;
+  r.sa = p.da;
+  r.sport = p.dport;
+  r.dst = p.saddr;
+  r.da = p.sa;
+  r.dport = p.sport;
+  c.family = p.family;
+  c.l4 = p.l4;
+  c.seenReply = c.dstBound = c.srcBound = c.dnat = c.snat = c.confirmed = false;
+  v.dir = 0;
+  v.state = CT_BIT.new;
+  return v;
+}
+
 export function ctStatus(c: Conn): number {
   return (c.seenReply ? CT_STATUS_BIT['seen-reply']! : 0) | (c.confirmed ? CT_STATUS_BIT.confirmed! : 0) | (c.dnat ? CT_STATUS_BIT.dnat! : 0) | (c.snat ? CT_STATUS_BIT.snat! : 0);
 }
@@ -102,13 +136,18 @@ export function ctConfirm(table: ConnTable, v: CtView, keep: boolean): void {
 
 /** The first packet's DNAT: replies will come from the new destination. */
 export function bindDnat(c: Conn, addr: string, da: AddrNum, port: number | undefined): void {
-  c.reply = { ...c.reply, src: addr, sa: da, sport: port ?? c.reply.sport };
+  // In place: a flow's tuples are its own, and the table keys are made from them only at confirm.
+  const r = c.reply;
+  r.src = addr;
+  r.sa = da;
+  if (port !== undefined) r.sport = port;
   c.dnat = true;
 }
 
 /** The first packet's masquerade/SNAT: replies will come back to the new source. */
 export function bindSnat(c: Conn, addr: string, sa: AddrNum): void {
-  c.reply = { ...c.reply, dst: addr, da: sa };
+  c.reply.dst = addr;
+  c.reply.da = sa;
   c.snat = true;
 }
 
@@ -116,7 +155,11 @@ export function bindSnat(c: Conn, addr: string, sa: AddrNum): void {
 export function manipDst(v: CtView, p: Pkt): void {
   // Original direction: the destination becomes the reply's source; a reply goes back to the original source.
   const want = v.dir === 0 ? v.conn.reply : v.conn.orig;
-  if (p.da !== want.sa) setDaddr(p, want.src);
+  if (p.da !== want.sa) {
+    // The tuple holds the text and its parsed form (setDaddr would parse the text again).
+    p.daddr = want.src;
+    p.da = want.sa;
+  }
   if (p.dport >= 0 && want.sport >= 0) p.dport = want.sport;
 }
 
@@ -124,6 +167,9 @@ export function manipDst(v: CtView, p: Pkt): void {
 export function manipSrc(v: CtView, p: Pkt): void {
   // Original direction: the source becomes the reply's destination; a reply comes from the original destination.
   const want = v.dir === 0 ? v.conn.reply : v.conn.orig;
-  if (p.sa !== want.da) setSaddr(p, want.dst);
+  if (p.sa !== want.da) {
+    p.saddr = want.dst;
+    p.sa = want.da;
+  }
   if (p.sport >= 0 && want.dport >= 0) p.sport = want.dport;
 }

@@ -11,7 +11,7 @@ import type { Family, Hook, IrRule, Origin, RejectWith, Ruleset, Table } from '.
 import { assertNever } from '../model/result.js';
 import { matchesAt, OP_WIDTH } from './opcodes.js';
 import { CT_BIT, type Packet, type Pkt, setDaddr, setSaddr, toPkt } from './packet.js';
-import { natSlot, type PBase, type PChain, prepare, type PRule, type PStmt, type PVerdict, SimLoadError } from './prepare.js';
+import { natSlot, type PBase, type PChain, prepare, type PreparedRuleset, type PRule, type PStmt, type PVerdict, SimLoadError } from './prepare.js';
 
 /** Points at one rule, with the origin a user can read ("work rule 3"). */
 export interface RuleRef {
@@ -194,14 +194,17 @@ function runChain(start: PChain, p: Pkt, env: Env, out: Outcome): void {
   }
 }
 
+/** The rule as results name it; made once per prepared rule and shared (treat as read-only). */
 export function ruleRef(r: PRule): RuleRef {
-  return { family: r.chain.table.family, table: r.chain.table.name, chain: r.chain.name, index: r.index, origin: r.ir.origin };
+  return (r.ref ??= { family: r.chain.table.family, table: r.chain.table.name, chain: r.chain.name, index: r.index, origin: r.ir.origin });
 }
 
 function natDecision(o: Outcome): NatDecision | undefined {
   if (!o.nat || !o.rule) return undefined;
+  const n = o.nat;
+  if (n.decision) return n.decision;
   const by = ruleRef(o.rule);
-  return o.nat.k === 'dnat' ? { kind: 'dnat', addr: o.nat.addr, ...(o.nat.port !== undefined ? { port: o.nat.port } : {}), by } : { kind: 'masquerade', by };
+  return (n.decision = n.k === 'dnat' ? { kind: 'dnat', addr: n.addr, ...(n.port !== undefined ? { port: n.port } : {}), by } : { kind: 'masquerade', by });
 }
 
 /** What the hook needs to know about conntrack and NAT for this packet (supplied by the walk). */
@@ -231,31 +234,51 @@ export interface NatSlotHandler {
 // nft_ct_get_eval reports state `invalid` and breaks on other ct keys.
 const CONNTRACK_PRIORITY = -200;
 
-const natFamilies = new WeakMap<object, { 4: boolean; 6: boolean }>();
-
-/** Does this ruleset register the NAT core for the family (any nat chain of that family, any hook)? */
-function hasNat(prep: ReturnType<typeof prepare>, family: 4 | 6): boolean {
-  let f = natFamilies.get(prep);
-  if (!f) {
-    f = { 4: false, 6: false };
-    for (const h of Object.values(prep.hooks)) {
-      if (h[4].some((b) => b.nat)) f[4] = true;
-      if (h[6].some((b) => b.nat)) f[6] = true;
-    }
-    natFamilies.set(prep, f);
-  }
-  return f[family];
+/**
+ * A hook's outcome as runHook writes it into a caller's object (the walk reuses one per walk;
+ * evalHookPkt turns it into a HookResult).
+ */
+export interface HookRun {
+  verdict: FinalVerdict;
+  reject: RejectWith | undefined;
+  /** The rule that dropped or rejected the packet (undefined for a policy). */
+  rule: PRule | undefined;
+  /** The base chain that stopped the packet, and whether its policy did. */
+  base: PBase | undefined;
+  policy: boolean;
+  /** NAT set up by this hook's nat chains (first packet of a flow only). */
+  nat: NatDecision | undefined;
+  rulesEvaluated: number;
 }
 
-/** Run every base chain of `hook` that sees this packet's family, in kernel order. Mutates `p` (NAT). */
-export function evalHookPkt(rs: Ruleset, hook: Hook, p: Pkt, ctx: HookContext): HookResult {
-  const prep = prepare(rs);
+export const newHookRun = (): HookRun => ({ verdict: 'accept', reject: undefined, rule: undefined, base: undefined, policy: false, nat: undefined, rulesEvaluated: 0 });
+
+// One environment for every hook run: evaluation is synchronous and never re-enters itself (the
+// NAT slot handler runs between chains and does not evaluate rules).
+const hookEnv: Env = { counters: undefined, counted: undefined, trace: false, natChain: false, rules: 0 };
+
+/**
+ * Run every base chain of `hook` that sees this packet's family, in kernel order. Mutates `p` (NAT).
+ * `steps` receives the chains run: all of them (skipped nat chains too) with `ctx.trace`, else only
+ * the one that stopped the packet or set up NAT; pass undefined to record none.
+ */
+export function runHook(prep: PreparedRuleset, hook: Hook, p: Pkt, ctx: HookContext, steps: ChainStep[] | undefined, res: HookRun): void {
   const list: PBase[] = prep.hooks[hook][p.family];
-  const res: HookResult = { verdict: 'accept', steps: [], rulesEvaluated: 0 };
+  res.verdict = 'accept';
+  res.reject = undefined;
+  res.rule = undefined;
+  res.base = undefined;
+  res.policy = false;
+  res.nat = undefined;
   const trace = ctx.trace ?? false;
-  const env: Env = { counters: ctx.counters, counted: ctx.counted, trace, natChain: false, rules: 0 };
+  const env = hookEnv;
+  env.counters = ctx.counters;
+  env.counted = ctx.counted;
+  env.trace = trace;
+  env.natChain = false;
+  env.rules = 0;
   const slot = natSlot(hook);
-  let natPending = hook !== 'forward' && hasNat(prep, p.family);
+  let natPending = hook !== 'forward' && prep.nat[p.family];
   let ctAttached = false;
   p.ct = CT_BIT.invalid;
   p.ctStatus = -1;
@@ -271,35 +294,38 @@ export function evalHookPkt(rs: Ruleset, hook: Hook, p: Pkt, ctx: HookContext): 
       natPending = false;
       ctx.nat?.atNatSlot(p, res.nat);
     }
-    const c = b.chain;
     if (b.nat && (!ctx.natAllowed || res.nat)) {
       // nf_nat_inet_fn runs nat chains only for a flow's first packet, and stops at the first binding.
-      if (trace) res.steps.push({ ...newStep(hook, b), verdict: 'skipped', note: res.nat ? 'NAT already bound by an earlier nat chain' : 'not the first packet of its flow: NAT comes from conntrack' });
+      if (trace && steps) steps.push({ ...newStep(hook, b), verdict: 'skipped', note: res.nat ? 'NAT already bound by an earlier nat chain' : 'not the first packet of its flow: NAT comes from conntrack' });
       continue;
     }
     env.natChain = b.nat;
     const before = env.rules;
-    runChain(c, p, env, out);
+    runChain(b.chain, p, env, out);
+    const verdict: FinalVerdict = out.kind === 'end' ? b.spec.policy : out.kind;
+    const nat = out.nat ? natDecision(out) : undefined;
     // Without tracing, only a step that stops the packet or sets up NAT is worth an object.
-    if (!trace && out.kind !== 'drop' && out.kind !== 'reject' && !(out.kind === 'end' && b.spec.policy === 'drop') && !out.nat) continue;
-    const step = newStep(hook, b);
-    res.steps.push(step);
-    step.rulesEvaluated = env.rules - before;
-    if (out.path) step.path = out.path;
-    if (out.logs) step.logs = out.logs;
-    if (out.rule) step.by = ruleRef(out.rule);
-    if (out.kind === 'end') {
-      step.policy = true;
-      step.verdict = b.spec.policy;
-    } else step.verdict = out.kind;
-    if (out.kind === 'reject') step.reject = out.reject;
-    if (out.nat) res.nat = step.nat = natDecision(out);
-    if (step.verdict !== 'accept') {
-      res.verdict = step.verdict;
-      if (step.by) res.by = step.by;
-      if (step.reject) res.reject = step.reject;
+    if (steps && (trace || verdict !== 'accept' || nat)) {
+      const step = newStep(hook, b);
+      steps.push(step);
+      step.rulesEvaluated = env.rules - before;
+      if (out.path) step.path = out.path;
+      if (out.logs) step.logs = out.logs;
+      if (out.rule) step.by = ruleRef(out.rule);
+      if (out.kind === 'end') step.policy = true;
+      step.verdict = verdict;
+      if (out.kind === 'reject') step.reject = out.reject;
+      if (nat) step.nat = nat;
+    }
+    if (nat) res.nat = nat;
+    if (verdict !== 'accept') {
+      res.verdict = verdict;
+      res.rule = out.rule;
+      if (out.kind === 'reject') res.reject = out.reject;
+      res.base = b;
+      res.policy = out.kind === 'end';
       res.rulesEvaluated = env.rules;
-      return res;
+      return;
     }
   }
   if (!ctAttached) {
@@ -308,6 +334,17 @@ export function evalHookPkt(rs: Ruleset, hook: Hook, p: Pkt, ctx: HookContext): 
   }
   if (natPending) ctx.nat?.atNatSlot(p, res.nat);
   res.rulesEvaluated = env.rules;
+}
+
+/** Run every base chain of `hook` that sees this packet's family, in kernel order. Mutates `p` (NAT). */
+export function evalHookPkt(rs: Ruleset, hook: Hook, p: Pkt, ctx: HookContext): HookResult {
+  const steps: ChainStep[] = [];
+  const run = newHookRun();
+  runHook(prepare(rs), hook, p, ctx, steps, run);
+  const res: HookResult = { verdict: run.verdict, steps, rulesEvaluated: run.rulesEvaluated };
+  if (run.nat) res.nat = run.nat;
+  if (run.rule) res.by = ruleRef(run.rule);
+  if (run.verdict === 'reject' && run.reject) res.reject = run.reject;
   return res;
 }
 

@@ -3,6 +3,7 @@
 // them. Cached per Ruleset object: rulesets are treated as immutable (replace, don't mutate).
 import type { BaseChainSpec, Chain, Family, Hook, IrRule, RejectWith, Ruleset, Statement, Table, Verdict } from '../ir/types.js';
 import { assertNever } from '../model/result.js';
+import type { NatDecision, RuleRef } from './evaluate.js';
 import { compileMatch, type Matcher, SetCache } from './match.js';
 import { encodeMatch, OP } from './opcodes.js';
 import type { Pkt } from './packet.js';
@@ -19,8 +20,8 @@ export type PVerdict =
 export type PStmt =
   | { k: 'counter' }
   | { k: 'log'; prefix: string | undefined }
-  | { k: 'dnat'; family: 4 | 6 | undefined; addr: string; port: number | undefined }
-  | { k: 'masquerade' }
+  | { k: 'dnat'; family: 4 | 6 | undefined; addr: string; port: number | undefined; decision: NatDecision | undefined }
+  | { k: 'masquerade'; decision: NatDecision | undefined }
   | { k: 'vmap'; map: string; lookup: (p: Pkt) => PVerdict | undefined }
   | { k: 'verdict'; v: PVerdict };
 
@@ -28,6 +29,8 @@ export interface PRule {
   ir: IrRule;
   index: number;
   chain: PChain;
+  /** ruleRef(this), made on first use and shared by every result that names this rule. */
+  ref: RuleRef | undefined;
   /** Offset of this rule's encoded matches in chain.code (see opcodes.ts). */
   pc: number;
   stmts: PStmt[];
@@ -65,6 +68,8 @@ export interface PreparedRuleset {
   tables: PTable[];
   /** Base chains per hook, per IP family, in run order. */
   hooks: Record<Hook, { 4: PBase[]; 6: PBase[] }>;
+  /** Does the family register the NAT core (any nat chain of that family, any hook)? */
+  nat: { 4: boolean; 6: boolean };
 }
 
 /** A ruleset the kernel would refuse to load (dangling jump, unknown set, bad value). */
@@ -140,7 +145,12 @@ function build(rs: Ruleset): PreparedRuleset {
     if (fam === 'ip' || fam === 'inet') hooks[b.spec.hook][4].push(entry);
     if (fam === 'ip6' || fam === 'inet') hooks[b.spec.hook][6].push(entry);
   }
-  return { ir: rs, tables, hooks };
+  const nat = { 4: false, 6: false };
+  for (const h of HOOKS) {
+    if (hooks[h][4].some((b) => b.nat)) nat[4] = true;
+    if (hooks[h][6].some((b) => b.nat)) nat[6] = true;
+  }
+  return { ir: rs, tables, hooks, nat };
 }
 
 function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache, code: number[]): PRule {
@@ -155,7 +165,7 @@ function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache, co
       chain.calls.push(compileMatch(m, sets));
     }
   }
-  return { ir: r, index, chain, pc, stmts };
+  return { ir: r, index, chain, ref: undefined, pc, stmts };
 }
 
 function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
@@ -165,9 +175,9 @@ function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
     case 'log':
       return { k: 'log', prefix: s.prefix };
     case 'dnat':
-      return { k: 'dnat', family: s.family === undefined ? undefined : s.family === 'ip' ? 4 : 6, addr: s.addr, port: s.port };
+      return { k: 'dnat', family: s.family === undefined ? undefined : s.family === 'ip' ? 4 : 6, addr: s.addr, port: s.port, decision: undefined };
     case 'masquerade':
-      return { k: 'masquerade' };
+      return { k: 'masquerade', decision: undefined };
     case 'vmap': {
       const m = sets.named(s.map);
       if (m.kind !== 'map') throw new Error(`@${s.map} is a set, used as a verdict map`);

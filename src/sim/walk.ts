@@ -6,11 +6,12 @@
 // destination, and the reply walks back as established traffic.
 import type { Hook, RejectWith, Ruleset } from '../ir/types.js';
 import type { Iface, NetPlan } from '../model/netplan.js';
-import { type AddrNum, formatV4, formatV6, parseAddr } from './addr.js';
-import { bindDnat, bindSnat, type ConnTable, ctConfirm, ctLookup, ctStatus, type CtView, manipDst, manipSrc, newSimState, type SimState } from './conntrack.js';
-import { type ChainStep, evalHookPkt, type HookResult, type NatDecision, type NatSlotHandler, type RuleRef } from './evaluate.js';
-import { CT_BIT, isIcmp, type Pkt, type Probe, PROTO, probeFamily, probeL4 } from './packet.js';
-import { type PNode, type PPlan, preparePlan, route } from './route.js';
+import { type AddrNum, formatV4Memo, formatV6, parseAddr, parseV4, parseV6 } from './addr.js';
+import { bindDnat, bindSnat, type ConnTable, ctConfirm, ctFresh, ctLookup, ctStatus, type CtView, manipDst, manipSrc, newSimState, scratchView, type SimState } from './conntrack.js';
+import { type ChainStep, type Counters, type HookContext, type HookRun, type NatDecision, type NatSlotHandler, newHookRun, type RuleRef, ruleRef, runHook } from './evaluate.js';
+import { CT_BIT, isIcmp, type Pkt, type Probe, PROTO, probeL4 } from './packet.js';
+import { prepare, type PreparedRuleset } from './prepare.js';
+import { type IfAddr, type PNode, type PPlan, preparePlan, route } from './route.js';
 
 export interface World {
   plan: NetPlan;
@@ -18,7 +19,10 @@ export interface World {
 }
 
 export interface SimOptions {
-  /** Record chain paths and log statements (default true). Deciding rules are always recorded. */
+  /**
+   * Record the walk (default true): hops with their chains, paths, logs, NAT and counter moves.
+   * Off, `hops` is empty; the verdict, node, reason, deciding rule and rule count are the same.
+   */
   trace?: boolean;
   /** Send the destination's answer back and report it as `reply` (default true). */
   reply?: boolean;
@@ -90,9 +94,20 @@ const DEFAULT_SPORT = 49152;
 
 const NO_FLOWS: ConnTable = new Map();
 
+// A walk that neither traces nor keeps its flows (a verdict-only probe) allocates no hop, no
+// conntrack entry and no hook result: it writes into these, one set for the process (simulate()
+// is synchronous and never re-entered).
+const SCRATCH_HOP: Hop = { node: '', packet: { saddr: '', daddr: '', proto: '' }, ct: 'new', steps: [], nat: [], rulesEvaluated: 0, counted: [], outcome: 'dropped' };
+const SCRATCH_VIEW = scratchView();
+const NO_STATE: SimState = { conntrack: new Map(), counters: new Map() };
+
 class Walk implements NatSlotHandler {
+  /** Hops as recorded with tracing; empty without. */
   readonly hops: Hop[] = [];
   rules = 0;
+  /** The last hook's outcome (one object per walk, overwritten by every hook). */
+  readonly run: HookRun = newHookRun();
+  private readonly ctx: HookContext = { counters: undefined, counted: undefined, trace: false, ctState: 0, ctStatus: 0, natAllowed: false, nat: this };
   // The hook being evaluated, for atNatSlot (one handler object per walk, no closure per hook).
   private pn!: PNode;
   private hookName: Hook = 'prerouting';
@@ -102,10 +117,13 @@ class Walk implements NatSlotHandler {
     readonly pp: PPlan,
     readonly rulesets: ReadonlyMap<string, Ruleset>,
     readonly state: SimState,
+    /** Record hops, chain paths, logs and counter moves. */
     readonly trace: boolean,
     /** Keep flows and counters: a caller's state, or a reply leg to follow. Otherwise nobody reads them. */
     readonly keep: boolean,
-  ) {}
+  ) {
+    this.ctx.trace = trace;
+  }
 
   table(node: string): ConnTable {
     if (!this.keep) return NO_FLOWS;
@@ -114,35 +132,50 @@ class Walk implements NatSlotHandler {
     return t;
   }
 
-  /** Run one hook at `pn` with conntrack view `v`, recording steps, NAT and counters on `hop`. */
-  hook(pn: PNode, hook: Hook, p: Pkt, v: CtView, hop: Hop): HookResult {
+  /** nf_conntrack_in: the packet's flow at this node (a throwaway one when flows are not kept). */
+  lookup(ct: ConnTable, p: Pkt): CtView {
+    return this.keep ? ctLookup(ct, p) : ctFresh(SCRATCH_VIEW, p);
+  }
+
+  /** The node's ruleset, prepared (looked up once per visit; prepare() caches per Ruleset object). */
+  prepared(pn: PNode): PreparedRuleset {
     const rs = this.rulesets.get(pn.name) ?? EMPTY;
+    const c = pn.prepared;
+    if (c && c.rs === rs) return c.prep;
+    const prep = prepare(rs);
+    pn.prepared = { rs, prep };
+    return prep;
+  }
+
+  /** Run one hook at `pn` with conntrack view `v`, recording steps, NAT and counters on `hop` when tracing. */
+  hook(pn: PNode, prep: PreparedRuleset, hook: Hook, p: Pkt, v: CtView, hop: Hop): HookRun {
     const dst = hook === 'prerouting' || hook === 'output';
     const c = v.conn;
     const bound = dst ? c.dstBound : c.srcBound;
-    let counters = this.keep || this.trace ? this.state.counters.get(pn.name) : undefined;
-    if (!counters && (this.keep || this.trace)) this.state.counters.set(pn.name, (counters = new Map()));
+    let counters: Counters | undefined;
+    if (this.keep || this.trace) {
+      counters = this.state.counters.get(pn.name);
+      if (!counters) this.state.counters.set(pn.name, (counters = new Map()));
+    }
     this.pn = pn;
     this.hookName = hook;
     this.view = v;
     this.hop = hop;
-    const r = evalHookPkt(rs, hook, p, {
-      counters,
-      counted: this.trace ? hop.counted : undefined,
-      trace: this.trace,
-      ctState: v.state,
-      ctStatus: ctStatus(c),
-      natAllowed: v.dir === 0 && !bound,
-      nat: this,
-    });
-    for (const s of r.steps) hop.steps.push(s);
-    hop.rulesEvaluated += r.rulesEvaluated;
+    const ctx = this.ctx;
+    ctx.counters = counters;
+    ctx.counted = this.trace ? hop.counted : undefined;
+    ctx.ctState = v.state;
+    ctx.ctStatus = ctStatus(c);
+    ctx.natAllowed = v.dir === 0 && !bound;
+    const r = this.run;
+    runHook(prep, hook, p, ctx, this.trace ? hop.steps : undefined, r);
+    if (this.trace) hop.rulesEvaluated += r.rulesEvaluated;
     this.rules += r.rulesEvaluated;
     return r;
   }
 
   atNatSlot(p: Pkt, nat: NatDecision | undefined): void {
-    const { pn, hookName: hook, view: v, hop } = this;
+    const { pn, hookName: hook, view: v } = this;
     const c = v.conn;
     const dst = hook === 'prerouting' || hook === 'output';
     const before = dst ? p.daddr : p.saddr;
@@ -152,8 +185,9 @@ class Walk implements NatSlotHandler {
         if (fam === p.family) bindDnat(c, nat.addr, parseNum(nat.addr, fam), nat.port);
       } else if (nat?.kind === 'masquerade' && !dst) {
         const oif = p.oif === null ? undefined : pn.ifaces.get(p.oif);
-        const a = oif?.addrs.find((x) => x.addr.includes(':') === (p.family === 6));
-        if (a) bindSnat(c, a.addr, parseNum(a.addr, p.family));
+        // The outgoing interface's first address of the packet's family.
+        const a = oif ? pn.ifAddrs.get(oif)?.[p.family] : undefined;
+        if (a) bindSnat(c, a.text, a.num ?? parseNum(a.text, p.family));
       }
       // Without a decision the kernel binds a null mapping: later nat chains never see this flow.
       if (dst) c.dstBound = true;
@@ -162,11 +196,13 @@ class Walk implements NatSlotHandler {
     if (dst) manipDst(v, p);
     else manipSrc(v, p);
     p.ctStatus = ctStatus(c);
+    if (!this.trace) return;
     const after = dst ? p.daddr : p.saddr;
-    if (after !== before) hop.nat.push({ hook, kind: nat ? nat.kind : 'ct', field: dst ? 'daddr' : 'saddr', from: before, to: after, ...(nat ? { by: nat.by } : {}) });
+    if (after !== before) this.hop.nat.push({ hook, kind: nat ? nat.kind : 'ct', field: dst ? 'daddr' : 'saddr', from: before, to: after, ...(nat ? { by: nat.by } : {}) });
   }
 
   newHop(pn: PNode, p: Pkt, inIface: string | undefined, v: CtView): Hop {
+    if (!this.trace) return SCRATCH_HOP;
     const hop: Hop = { node: pn.name, packet: view(p), ct: v.state === CT_BIT.new ? 'new' : 'established', steps: [], nat: [], rulesEvaluated: 0, counted: [], outcome: 'dropped' };
     if (inIface !== undefined) hop.in = inIface;
     this.hops.push(hop);
@@ -192,13 +228,14 @@ function view(p: Pkt): PacketView {
 type Stop = { verdict: 'drop' | 'reject'; node: string; reason: string; by?: RuleRef; reject?: RejectWith };
 type Done = { verdict: 'accept'; node: string; reason: string; deliveredTo: string };
 
-function stopped(hop: Hop, pn: PNode, hook: Hook, r: HookResult): Stop {
-  hop.outcome = r.verdict === 'reject' ? 'rejected' : 'dropped';
-  const last = r.steps[r.steps.length - 1];
-  const where = last ? `${hook} ${last.family} ${last.table} ${last.chain}` : hook;
-  const what = r.by ? `by ${r.by.origin.text}` : last?.policy ? `by the policy (${last.verdict})` : '';
-  const s: Stop = { verdict: r.verdict === 'reject' ? 'reject' : 'drop', node: pn.name, reason: `${r.verdict === 'reject' ? 'rejected' : 'dropped'} at ${pn.name}: ${where} ${what}`.trimEnd() };
-  if (r.by) s.by = r.by;
+function stopped(hop: Hop, pn: PNode, hook: Hook, r: HookRun): Stop {
+  const rejected = r.verdict === 'reject';
+  hop.outcome = rejected ? 'rejected' : 'dropped';
+  const b = r.base;
+  const where = b ? `${hook} ${b.chain.table.family} ${b.chain.table.name} ${b.chain.name}` : hook;
+  const what = r.rule ? `by ${r.rule.ir.origin.text}` : b && r.policy ? `by the policy (${r.verdict})` : '';
+  const s: Stop = { verdict: rejected ? 'reject' : 'drop', node: pn.name, reason: `${rejected ? 'rejected' : 'dropped'} at ${pn.name}: ${where} ${what}`.trimEnd() };
+  if (r.rule) s.by = ruleRef(r.rule);
   if (r.reject) s.reject = r.reject;
   return s;
 }
@@ -216,25 +253,27 @@ function setOut(p: Pkt, i: Iface | null): void {
 /** A packet created at `pn`: routing, output, (re-routing after DNAT), postrouting, then out. */
 function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
   const ct = w.table(pn.name);
-  const v = ctLookup(ct, p);
+  const v = w.lookup(ct, p);
   const hop = w.newHop(pn, p, undefined, v);
   let rt = route(w.pp, pn, p.da, p.family, true);
   if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
   if (rt.kind === 'outside') return deliver(w, hop, pn, p, ct, v);
+  const prep = w.prepared(pn);
   p.iif = null;
   p.iifgroup = 0;
   setOut(p, rt.kind === 'out' ? rt.iface : null);
-  let r = w.hook(pn, 'output', p, v, hop);
+  const daddr = p.daddr;
+  let r = w.hook(pn, prep, 'output', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'output', r);
-  // ip_route_me_harder: a destination changed in output is routed again.
-  if (hop.nat.some((n) => n.field === 'daddr')) {
+  // ip_route_me_harder: a destination changed in output (by NAT) is routed again.
+  if (p.daddr !== daddr) {
     rt = route(w.pp, pn, p.da, p.family, true);
     if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
     if (rt.kind === 'outside') return deliver(w, hop, pn, p, ct, v);
     setOut(p, rt.kind === 'out' ? rt.iface : null);
   }
   if (rt.kind === 'out') hop.route = rt.route.text;
-  r = w.hook(pn, 'postrouting', p, v, hop);
+  r = w.hook(pn, prep, 'postrouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
   ctConfirm(ct, v, w.keep);
   if (rt.kind === 'local') {
@@ -249,11 +288,11 @@ function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
 function transmit(w: Walk, pn: PNode, hop: Hop, iface: Iface, p: Pkt, ttl: number): Stop | Done {
   hop.out = iface.name;
   if (!iface.peer) return drop(hop, pn.name, `${iface.name} has no peer`);
-  const next = w.pp.nodes.get(iface.peer.node);
+  const link = w.pp.links.get(iface);
+  const next = link?.node;
   if (!next) return drop(hop, pn.name, `${iface.name}'s peer ${iface.peer.node} is not in the plan`);
-  const inIf = next.ifaces.get(iface.peer.iface);
   hop.outcome = hop.in === undefined ? 'sent' : 'forwarded';
-  return receive(w, next, iface.peer.iface, inIf?.group ?? 0, p, ttl);
+  return receive(w, next, iface.peer.iface, link.iface?.group ?? 0, p, ttl);
 }
 
 function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, ttl: number): Stop | Done {
@@ -262,14 +301,15 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
   p.iifgroup = iifgroup;
   p.oif = null;
   p.oifgroup = 0;
-  const v = ctLookup(ct, p);
+  const v = w.lookup(ct, p);
   const hop = w.newHop(pn, p, iifname, v);
-  let r = w.hook(pn, 'prerouting', p, v, hop);
+  const prep = w.prepared(pn);
+  let r = w.hook(pn, prep, 'prerouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'prerouting', r);
   const rt = route(w.pp, pn, p.da, p.family, false);
   if (rt.kind === 'local' || rt.kind === 'outside') {
     hop.route = rt.kind === 'local' ? 'local' : 'outside (stand-in internet host)';
-    r = w.hook(pn, 'input', p, v, hop);
+    r = w.hook(pn, prep, 'input', p, v, hop);
     if (r.verdict !== 'accept') return stopped(hop, pn, 'input', r);
     return deliver(w, hop, pn, p, ct, v);
   }
@@ -278,9 +318,9 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
   if (!pn.node.forwarding) return drop(hop, pn.name, `not local and forwarding is off (${rt.route.text})`);
   if (ttl <= 1) return drop(hop, pn.name, 'TTL exceeded (routing loop)');
   setOut(p, rt.iface);
-  r = w.hook(pn, 'forward', p, v, hop);
+  r = w.hook(pn, prep, 'forward', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'forward', r);
-  r = w.hook(pn, 'postrouting', p, v, hop);
+  r = w.hook(pn, prep, 'postrouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
   ctConfirm(ct, v, w.keep);
   return transmit(w, pn, hop, rt.iface, p, ttl - 1);
@@ -293,29 +333,26 @@ function deliver(w: Walk, hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView)
   return { verdict: 'accept', node: pn.name, reason: `delivered to ${at}`, deliveredTo: p.daddr };
 }
 
-function sourceAddress(pp: PPlan, pn: PNode, to: string, fam: 4 | 6): string | undefined {
-  const p = parseAddr(to, fam);
-  if (p === undefined) return undefined;
-  const rt = route(pp, pn, p, fam, true);
-  const v6 = fam === 6;
-  // The kernel prefers the outgoing interface's address, then any address of the family.
-  if (rt.kind === 'out') for (const a of rt.iface.addrs) if (a.addr.includes(':') === v6) return a.addr;
-  for (const i of pn.node.ifaces) for (const a of i.addrs) if (a.addr.includes(':') === v6) return a.addr;
-  if (rt.kind === 'local') return to;
+/** The source address the kernel picks at `pn` for `da`: the outgoing interface's, then any of the family. */
+function sourceAddress(pp: PPlan, pn: PNode, da: AddrNum, fam: 4 | 6): IfAddr | 'destination' | undefined {
+  const rt = route(pp, pn, da, fam, true);
+  if (rt.kind === 'out') {
+    const a = pn.ifAddrs.get(rt.iface)?.[fam];
+    if (a) return a;
+  }
+  const a = pn.firstAddr[fam];
+  if (a) return a;
+  if (rt.kind === 'local') return 'destination';
   return undefined;
 }
 
-
-function makePkt(probe: Probe, fam: 4 | 6, saddr: string): Pkt | undefined {
-  const sa = parseAddr(saddr, fam);
-  const da = parseAddr(probe.to, fam);
-  if (sa === undefined || da === undefined) return undefined;
+function makePkt(probe: Probe, fam: 4 | 6, sa: AddrNum, saddr: string, da: AddrNum, daddr: string): Pkt {
   const l4 = probeL4(probe, fam);
   const ports = l4 === PROTO.tcp || l4 === PROTO.udp;
   return {
     family: fam,
-    saddr: fam === 4 ? formatV4(sa as number) : formatV6(sa as bigint),
-    daddr: fam === 4 ? formatV4(da as number) : formatV6(da as bigint),
+    saddr,
+    daddr,
     sa,
     da,
     l4,
@@ -361,22 +398,42 @@ function refuse(probe: Probe, node: string, reason: string): SimResult {
 /**
  * Can `probe.from` reach `probe.to`? Walks the network hop by hop through every node's ruleset.
  * Pass `state` to keep conntrack and counters across probes (open a flow, change rules, probe again).
+ * With `{ trace: false, reply: false }` and no state, only the verdict is worked out: the same
+ * verdict, node, reason, deciding rule and rule count, with no hops, at a fraction of the cost.
  */
 export function simulate(world: World, probe: Probe, state?: SimState, opts: SimOptions = {}): SimResult {
   const pp = preparePlan(world.plan);
-  const fam = probeFamily(probe);
-  if (fam === undefined) return refuse(probe, probe.from, `'${probe.to}' is not an IPv${probe.family ?? '4/6'} address`);
+  // The probe's family: that of its destination (IPv4 first), which an explicit family must agree with.
+  let fam: 4 | 6 | undefined;
+  let da: AddrNum | undefined = parseV4(probe.to);
+  if (da !== undefined) fam = 4;
+  else if ((da = parseV6(probe.to)) !== undefined) fam = 6;
+  if (fam === undefined || da === undefined || (probe.family !== undefined && probe.family !== fam)) return refuse(probe, probe.from, `'${probe.to}' is not an IPv${probe.family ?? '4/6'} address`);
   const fromOutside = probe.from === OUTSIDE;
   const pn = fromOutside ? pp.world : pp.nodes.get(probe.from);
   if (!pn) return refuse(probe, probe.from, fromOutside ? 'the plan has no outside (uplink is not "world")' : `${probe.from} is not on any network (no netvm, or not in the plan)`);
-  const saddr = probe.src ?? (fromOutside ? OUTSIDE_HOST[fam] : sourceAddress(pp, pn, probe.to, fam));
-  if (saddr === undefined) return refuse(probe, pn.name, `${pn.name} has no IPv${fam} address`);
-  const p = makePkt(probe, fam, saddr);
-  if (!p) return refuse(probe, pn.name, `'${saddr}' is not an IPv${fam} address`);
+  const daddr = canonical(da, fam);
+  let saText: string;
+  let sa: AddrNum | undefined;
+  let saddr: string;
+  if (probe.src !== undefined || fromOutside) {
+    saText = probe.src ?? OUTSIDE_HOST[fam];
+    sa = parseAddr(saText, fam);
+    saddr = sa === undefined ? '' : canonical(sa, fam);
+  } else {
+    const a = sourceAddress(pp, pn, da, fam);
+    if (a === undefined) return refuse(probe, pn.name, `${pn.name} has no IPv${fam} address`);
+    if (a === 'destination') [saText, sa, saddr] = [probe.to, da, daddr];
+    else [saText, sa, saddr] = [a.text, a.num, a.canon ?? ''];
+  }
+  if (sa === undefined) return refuse(probe, pn.name, `'${saText}' is not an IPv${fam} address`);
+  const p = makePkt(probe, fam, sa, saddr, da, daddr);
   const trace = opts.trace ?? true;
   const wantReply = opts.reply !== false;
-  const st = state ?? newSimState();
-  const w = new Walk(pp, world.rulesets, st, trace, state !== undefined || wantReply);
+  const keep = state !== undefined || wantReply;
+  // Without tracing or keeping, nothing reads conntrack or counters: no state to make.
+  const st = state ?? (keep || trace ? newSimState() : NO_STATE);
+  const w = new Walk(pp, world.rulesets, st, trace, keep);
   const end = sendLocal(w, pn, p);
   const res = result(probe, 'original', w, end);
   if (end.verdict === 'accept' && wantReply) {
@@ -389,4 +446,8 @@ export function simulate(world: World, probe: Probe, state?: SimState, opts: Sim
     }
   }
   return res;
+}
+
+function canonical(a: AddrNum, fam: 4 | 6): string {
+  return fam === 4 ? formatV4Memo(a as number) : formatV6(a as bigint);
 }
