@@ -6,7 +6,7 @@ import type { Backend } from '../backend/backend.js';
 import type { NetnsBackend } from '../backend/netns/netns-backend.js';
 import { EngineStore } from '../daemon/engine-store.js';
 import type { Engine } from '../daemon/engine.js';
-import { runtimeFor, wire, type Wired } from '../daemon/wiring.js';
+import { NO_ICMP_RATELIMIT, runtimeFor, wire, type Wired } from '../daemon/wiring.js';
 import { diag } from '../model/diagnostics.js';
 import { QnetError } from '../model/result.js';
 import { FileStore } from '../store/file-store.js';
@@ -26,6 +26,8 @@ export interface Ctx {
   backend(): Promise<Backend>;
   netns(): Promise<NetnsBackend>;
   setExitCode(code: number): void;
+  /** How each qube's rules stand in the kernel (applied, blocked-fallback, failed), where known. */
+  applyStatus(): ReadonlyMap<string, { state: string; diag?: { message: string } }> | undefined;
   exitCode(): number;
 }
 
@@ -63,7 +65,9 @@ export function makeCtx(io: Io, globalOpts: () => GlobalOpts, daemon?: DaemonPar
           const rt = await runtime();
           // The simulator keeps no state between commands: offline, only a daemon can hold it.
           if (!rt || rt.backend === 'sim') return null;
-          return wire({ stateDir: stateDir(), runtime: rt, model: await fileStore().load(), now: io.now });
+          // Tests and demos lift the ICMP rate limit, or probes meeting a reject look like drops.
+          const sysctls = io.env['QNET_NO_ICMP_RATELIMIT'] ? NO_ICMP_RATELIMIT : undefined;
+          return wire({ stateDir: stateDir(), runtime: rt, model: await fileStore().load(), now: io.now, ...(sysctls ? { sysctls } : {}) });
         })());
   const engine = async (): Promise<Engine> => {
     const w = await getWired();
@@ -91,6 +95,7 @@ export function makeCtx(io: Io, globalOpts: () => GlobalOpts, daemon?: DaemonPar
       return w.netns;
     },
     setExitCode: (c) => void (code = c),
+    applyStatus: () => daemon?.wired.engine.status,
     exitCode: () => code,
   };
 }

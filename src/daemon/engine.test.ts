@@ -155,3 +155,20 @@ test('a rule edit for a qube whose netvm the engine has not loaded falls back to
   model.qubes.get('work')!.rules = [];
   assert.equal(await engine.applyRuleEdits(model, ['work']), false, 'never converged: it cannot know what sys-firewall holds');
 });
+
+test('changing the netvm of a running qube moves its link live; a halted netvm is refused', async () => {
+  const { backend, engine, model } = setup();
+  const { setProp } = await import('../model/ops.js');
+  await start(model, engine, 'work');
+  const work = model.qubes.get('work')!;
+  assert.throws(() => setProp(model, work, 'netvm', 'nosuch'), /no such qube/);
+  const { createQube } = await import('../model/ops.js');
+  createQube(model, { name: 'sys-vpn', provides_network: true, netvm: 'sys-net' });
+  assert.throws(() => setProp(model, work, 'netvm', 'sys-vpn'), /cannot dynamically attach to stopped qube 'sys-vpn'/);
+  setProp(model, work, 'netvm', 'sys-net');
+  await engine.converge(model);
+  assert.equal((await backend.links(ALL_NETVMS)).get('work'), 'sys-net');
+  assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'accept');
+  const fwChains = backend.rulesets.get('sys-firewall')!.tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!.chains.map((c) => c.name);
+  assert.ok(!fwChains.includes('qbs-10-137-0-3'), 'sys-firewall no longer carries a chain for work');
+});

@@ -182,6 +182,9 @@ const PROPS: Record<string, PropDef> = {
     set: (m, q, v) => {
       const target = v === '' || v.toLowerCase() === 'none' ? null : v;
       unwrap(validateNetvm(m, q, target));
+      // Qubes: a running qube is moved live, and only to a netvm that runs.
+      if (q.state === 'Running' && target !== null && m.qubes.get(target)?.state !== 'Running')
+        throw new QnetError(diag('QNET2017', `cannot dynamically attach to stopped qube '${target}'`, { qube: q.name, hint: `qnet start ${target}` }));
       q.netvm = target;
     },
     reset: (m, q) => {

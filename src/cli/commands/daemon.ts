@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { DaemonClient } from '../../daemon/client.js';
 import { Daemon } from '../../daemon/server.js';
-import { runtimeFor } from '../../daemon/wiring.js';
+import { NO_ICMP_RATELIMIT, runtimeFor } from '../../daemon/wiring.js';
 import { diag } from '../../model/diagnostics.js';
 import { QnetError } from '../../model/result.js';
 import type { Ctx } from '../context.js';
@@ -25,7 +25,7 @@ export function registerDaemon(program: Command, ctx: Ctx): void {
         stateDir,
         runtime,
         log: (l) => ctx.io.err(l + '\n'),
-        ...(o.icmpRatelimit ? {} : { sysctls: { 'net.ipv4.icmp_ratelimit': '0', 'net.ipv6.icmp.ratelimit': '0' } }),
+        ...(o.icmpRatelimit ? {} : { sysctls: NO_ICMP_RATELIMIT }),
       });
       await d.start();
       await new Promise<void>((resolve) => {

@@ -5,13 +5,14 @@ import { diag } from '../../model/diagnostics.js';
 import { addRule, deleteMatching, deleteRuleNo, editableRules } from '../../model/firewall-ops.js';
 import { getQube } from '../../model/ops.js';
 import { parseApiRules } from '../../model/rule-parse.js';
-import { formatApiRule, formatClientRule, ruleTableRows } from '../../model/rule-format.js';
+import { formatApiRule, formatClientRule, RULE_TABLE_HEADER, ruleTableRow, ruleTableWidths } from '../../model/rule-format.js';
 import { parseRuleWords } from '../../model/rule-words.js';
 import { ACCEPT_ALL, type Rule } from '../../model/rule.js';
 import { QnetError, unwrap } from '../../model/result.js';
 import type { Ctx } from '../context.js';
+import type { Io } from '../io.js';
 import { printWarnings, UsageError } from '../errors.js';
-import { formatTable, json } from '../table.js';
+import { json } from '../table.js';
 
 const ACTIONS = ['list', 'add', 'del', 'reset', 'get', 'set'] as const;
 type FwAction = (typeof ACTIONS)[number];
@@ -41,6 +42,48 @@ function parseSetInput(text: string, qube: string): Rule[] {
 
 function ruleJson(r: Rule, no: number) {
   return { no, ...r, dsthost: r.dsthost?.text, dstports: r.dstports, api: formatApiRule(r), raw: formatClientRule(r) };
+}
+
+// Listings are written as they are made, in chunks of lines, so a list of 100k rules starts at once
+// and never exists as one string. The first chunk is small: it is what the reader waits for.
+const FIRST_CHUNK = 64;
+const CHUNK = 4096;
+
+function writeLines(io: Io, n: number, line: (i: number) => string, head = '', tail = ''): void {
+  let buf: string[] = head ? [head] : [];
+  let limit = FIRST_CHUNK;
+  for (let i = 0; i < n; i++) {
+    buf.push(line(i));
+    if (buf.length >= limit) {
+      io.out(buf.join(''));
+      buf = [];
+      limit = CHUNK;
+    }
+  }
+  if (tail) buf.push(tail);
+  if (buf.length) io.out(buf.join(''));
+}
+
+/**
+ * `formatTable(ruleTableRows(rules, now))`, written in chunks: the column widths come from one pass
+ * over the rules that builds no rows (`ruleTableWidths`), then each row is made and aligned as
+ * `formatTable` aligns it (two spaces between columns, the last column not padded, no trailing spaces).
+ */
+function writeRuleTable(io: Io, rules: readonly Rule[], now: number): void {
+  const widths = ruleTableWidths(rules, now);
+  const align = (cells: readonly string[]): string => {
+    let line = '';
+    const last = cells.length - 1;
+    for (let c = 0; c < last; c++) line += cells[c]!.padEnd(widths[c]! + 2);
+    return (line + cells[last]!).trimEnd() + '\n';
+  };
+  writeLines(io, rules.length, (i) => align(ruleTableRow(rules[i]!, i, now)), align(RULE_TABLE_HEADER));
+}
+
+/** `json(rules.map(ruleJson))`, written in chunks: JSON.stringify's two-space layout, item by item. */
+function writeRuleJson(io: Io, rules: readonly Rule[]): void {
+  if (rules.length === 0) return void io.out(json([]));
+  writeLines(io, rules.length, (i) => (i ? ',\n  ' : '  ') + JSON.stringify(ruleJson(rules[i]!, i), null, 2).replace(/\n/g, '\n  '), '[\n', '\n]\n');
 }
 
 export function registerFirewall(program: Command, ctx: Ctx): void {
@@ -78,14 +121,16 @@ Examples:
       const now = ctx.now();
 
       if (act === 'list' || act === 'get') {
-        const m = await ctx.store().load();
-        const rules = editableRules(getQube(m, vm).rules, now);
         const fmt = o.json ? 'json' : o.raw ? 'raw' : (o.format ?? 'table');
-        if (act === 'get') return void ctx.io.out(rules.map((r) => formatApiRule(r) + '\n').join(''));
-        if (fmt === 'json') return void ctx.io.out(json(rules.map(ruleJson)));
-        if (fmt === 'raw') return void ctx.io.out(rules.map((r) => formatClientRule(r) + '\n').join(''));
+        // Only this qube's file is read where the store can (a big file of another qube costs nothing).
+        const store = ctx.store();
+        const qube = (store.loadQube && (await store.loadQube(vm))) || getQube(await store.load(), vm);
+        const rules = editableRules(qube.rules, now);
+        if (act === 'get') return writeLines(ctx.io, rules.length, (i) => formatApiRule(rules[i]!) + '\n');
+        if (fmt === 'json') return writeRuleJson(ctx.io, rules);
+        if (fmt === 'raw') return writeLines(ctx.io, rules.length, (i) => formatClientRule(rules[i]!) + '\n');
         if (fmt !== 'table') throw new UsageError(`unknown format '${fmt}'`, 'table, raw, json');
-        return void ctx.io.out(formatTable(ruleTableRows(rules, now)));
+        return writeRuleTable(ctx.io, rules, now);
       }
 
       let change: (current: Rule[]) => Rule[];

@@ -17,7 +17,7 @@ const dash = (v: string | null | undefined) => (v === null || v === undefined ||
 function cell(m: Model, q: Qube, col: string): string {
   switch (col) {
     case 'NAME': return q.name;
-    case 'STATE': return q.state;
+    case 'STATE': return isDetached(m, q) ? 'Detached' : q.state;
     case 'CLASS': return q.klass;
     case 'LABEL': return q.label;
     case 'TEMPLATE': return '-';
@@ -29,12 +29,20 @@ function cell(m: Model, q: Qube, col: string): string {
   }
 }
 
+/** Running, but its netvm is not: its link is gone until the netvm starts again (then it is reattached). */
+export function isDetached(m: Model, q: Qube): boolean {
+  const nv = netvmName(m, q);
+  return q.state === 'Running' && nv !== null && m.qubes.get(nv)?.state !== 'Running';
+}
+
 /** One qube as a JSON object: every field of both formats, with null for none. */
-export function qubeJson(m: Model, q: Qube) {
+export function qubeJson(m: Model, q: Qube, status?: { state: string; diag?: { message: string } }) {
   return {
     name: q.name,
     qid: q.qid,
     state: q.state,
+    detached: isDetached(m, q),
+    ...(status ? { rules: status.state, ...(status.diag ? { rules_problem: status.diag.message } : {}) } : {}),
     class: q.klass,
     label: q.label,
     netvm: netvmName(m, q),
@@ -65,7 +73,8 @@ export function registerLs(program: Command, ctx: Ctx): void {
         if (missing.length) throw new UsageError(`no such qube: ${missing.join(', ')}`);
         qubes = qubes.filter((q) => names.includes(q.name));
       }
-      if (wantsJson(o)) return void ctx.io.out(json(qubes.map((q) => qubeJson(m, q))));
+      const status = ctx.applyStatus();
+      if (wantsJson(o)) return void ctx.io.out(json(qubes.map((q) => qubeJson(m, q, status?.get(q.name)))));
       const cols = o.network || o.format === 'network' ? FORMATS.network : FORMATS.simple;
       ctx.io.out(formatTable([[...cols], ...qubes.map((q) => cols.map((c) => cell(m, q, c)))]));
     });
