@@ -40,6 +40,9 @@ export async function runtimeFor(stateDir: string, env: NodeJS.ProcessEnv, want?
   return r;
 }
 
+/** Sysctls that lift the ICMP rate limit (net.ipv4.icmp_ratelimit): for tests and demos. */
+export const NO_ICMP_RATELIMIT: Record<string, string> = { 'net.ipv4.icmp_ratelimit': '0', 'net.ipv6.icmp.ratelimit': '0' };
+
 /** Where the daemon and the world keep their run files (PIDs, token, world zone and logs). */
 export const runDir = (stateDir: string) => join(stateDir, 'run');
 
