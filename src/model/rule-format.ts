@@ -85,19 +85,50 @@ export const RULE_TABLE_HEADER: readonly string[] = Object.freeze([
  * number, `pretty_value`s and `-` for unset. EXPIRE is relative to `nowSeconds`, `+3600s`/`-120s`.
  */
 export function ruleTableRows(rules: readonly Rule[], nowSeconds: number): string[][] {
-  const rows: string[][] = [[...RULE_TABLE_HEADER]];
-  rules.forEach((r, i) => {
-    rows.push([
-      `${i}`,
-      r.action,
-      r.dsthost ? r.dsthost.text : '-',
-      r.proto ?? '-',
-      r.dstports ? portsText(r.dstports) : '-',
-      r.specialtarget ?? '-',
-      r.icmptype !== undefined ? `${r.icmptype}` : '-',
-      r.expire !== undefined ? formatSignedSeconds(r.expire - nowSeconds) : '-',
-      r.comment ?? '-',
-    ]);
-  });
+  const rows: string[][] = new Array(rules.length + 1);
+  rows[0] = [...RULE_TABLE_HEADER];
+  for (let i = 0; i < rules.length; i++) rows[i + 1] = ruleTableRow(rules[i]!, i, nowSeconds);
   return rows;
+}
+
+/** Row `i` of `ruleTableRows` (rule number `i`), for output written as it is made. */
+export function ruleTableRow(r: Rule, i: number, nowSeconds: number): string[] {
+  return [
+    `${i}`,
+    r.action,
+    r.dsthost ? r.dsthost.text : '-',
+    r.proto ?? '-',
+    r.dstports ? portsText(r.dstports) : '-',
+    r.specialtarget ?? '-',
+    r.icmptype !== undefined ? `${r.icmptype}` : '-',
+    r.expire !== undefined ? formatSignedSeconds(r.expire - nowSeconds) : '-',
+    r.comment ?? '-',
+  ];
+}
+
+/**
+ * The length of the longest cell of each column of `ruleTableRows(rules, nowSeconds)`, header
+ * included, in one pass that builds no rows: what aligning the table needs before its first line.
+ */
+export function ruleTableWidths(rules: readonly Rule[], nowSeconds: number): number[] {
+  const w = RULE_TABLE_HEADER.map((h) => h.length);
+  if (rules.length > 0) w[0] = Math.max(w[0]!, `${rules.length - 1}`.length);
+  for (const r of rules) {
+    if (r.action.length > w[1]!) w[1] = r.action.length;
+    const host = r.dsthost ? r.dsthost.text.length : 1;
+    if (host > w[2]!) w[2] = host;
+    const proto = (r.proto ?? '-').length;
+    if (proto > w[3]!) w[3] = proto;
+    const ports = r.dstports ? portsText(r.dstports).length : 1;
+    if (ports > w[4]!) w[4] = ports;
+    const special = (r.specialtarget ?? '-').length;
+    if (special > w[5]!) w[5] = special;
+    const icmp = r.icmptype !== undefined ? `${r.icmptype}`.length : 1;
+    if (icmp > w[6]!) w[6] = icmp;
+    const expire = r.expire !== undefined ? formatSignedSeconds(r.expire - nowSeconds).length : 1;
+    if (expire > w[7]!) w[7] = expire;
+    const comment = (r.comment ?? '-').length;
+    if (comment > w[8]!) w[8] = comment;
+  }
+  return w;
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseApiRule, parseApiRules, parseRuleProperties, ruleToProperties } from './rule-parse.js';
-import { formatApiRule, formatClientRule, formatQdbRule, ruleTableRows } from './rule-format.js';
+import { formatApiRule, formatClientRule, formatQdbRule, ruleTableRow, ruleTableRows, ruleTableWidths } from './rule-format.js';
 import { parseRuleWords } from './rule-words.js';
 import { parseFirewallXml } from '../store/firewall-xml.js';
 import { arbApiLine, arbRule } from './rule-arbitraries.test-helpers.js';
@@ -93,6 +93,22 @@ test('the table has 9 columns for every rule', () => {
     }),
     { numRuns: 100 },
   );
+});
+
+test('the table widths pass agrees with the longest cell of every column, and rows are ruleTableRow', () => {
+  fc.assert(
+    fc.property(fc.array(arbRule, { maxLength: 12 }), fc.integer({ min: 0, max: 2 ** 40 }), (rs, now) => {
+      const rows = ruleTableRows(rs, now);
+      const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+      assert.deepEqual(ruleTableWidths(rs, now), widths);
+      rs.forEach((r, i) => assert.deepEqual(ruleTableRow(r, i, now), rows[i + 1]));
+    }),
+    { numRuns: 300 },
+  );
+  // rule numbers get wider at 10, 100, …
+  const many = Array.from({ length: 101 }, () => ({ action: 'drop' }) as Rule);
+  assert.equal(ruleTableWidths(many, 0)[0], 3);
+  assert.equal(ruleTableWidths(many.slice(0, 100), 0)[0], 2);
 });
 
 const KEYS = ['action', 'proto', 'dsthost', 'dst4', 'dst6', 'dstname', 'dstports', 'icmptype', 'specialtarget', 'expire', 'comment', 'foo', ''];
