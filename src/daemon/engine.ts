@@ -216,7 +216,7 @@ export class Engine {
     for (const [node, after] of rulesets) {
       const before = this.applied.get(node) ?? assumed?.get(node) ?? null;
       if (before && diffTransaction(before, after).size === 0) {
-        this.applied.set(node, after);
+        this.applied.set(node, before); // what is loaded, object for object
         continue;
       }
       const ok = await this.applyNode(model, node, before, after);
