@@ -23,6 +23,11 @@ export function validateQubeName(name: string): Result<string> {
   return ok(name);
 }
 
+/** How top netvms reach the outside: none, world (a stand-in namespace), veth-host, move:DEV. */
+export function isUplink(u: string): boolean {
+  return /^(none|world|veth-host|move:[A-Za-z0-9_.-]{1,15})$/.test(u);
+}
+
 /** The netvm chain upwards: [netvm, its netvm, …]. Stops at a cycle (validateNetvm prevents them). */
 export function netvmChain(model: Model, q: Qube): Qube[] {
   const chain: Qube[] = [];

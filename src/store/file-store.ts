@@ -254,6 +254,7 @@ function appendsTo(prev: RulesOnDisk, rules: readonly Rule[], nowSec: number): n
 function cloneRead(model: Model): Model {
   return {
     default_netvm: model.default_netvm,
+    ...(model.uplink !== undefined ? { uplink: model.uplink } : {}),
     qubes: new Map([...model.qubes].map(([name, q]) => [name, { ...cloneData({ ...q, rules: null }), rules: q.rules && cloneRules(q.rules) }])),
   };
 }

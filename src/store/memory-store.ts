@@ -67,6 +67,7 @@ export function sortByQid(model: Model): Model {
 export function cloneModel(model: Model): Model {
   return {
     default_netvm: model.default_netvm,
+    ...(model.uplink !== undefined ? { uplink: model.uplink } : {}),
     qubes: new Map([...model.qubes].map(([name, q]) => [name, cloneData(q) as Qube])),
   };
 }

@@ -13,7 +13,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
 import { LABELS, QUBE_CLASSES, type Model, type Qube } from '../model/qube.js';
 import { err, ok, type Result } from '../model/result.js';
-import { validateQubeName } from '../model/topology.js';
+import { isUplink, validateQubeName } from '../model/topology.js';
 
 export const QUBES_FILE_VERSION = 1;
 export const QUBES_JSON_SYNTAX = 'QNET3010';
@@ -22,13 +22,14 @@ export const QUBES_JSON_INVALID = 'QNET3011';
 const QUBE_KEYS = [
   'qid', 'name', 'class', 'label', 'netvm', 'provides_network', 'ip', 'ip6', 'dispid', 'state', 'features',
 ] as const;
-const TOP_KEYS = ['version', 'default_netvm', 'qubes'] as const;
+const TOP_KEYS = ['version', 'default_netvm', 'uplink', 'qubes'] as const;
 const STATES = ['Halted', 'Running'] as const;
 
 /** The file's text for `model` (its rules are ignored). Does not validate; see checkModel. */
 export function formatQubesFile(model: Model): string {
   const qubes = [...model.qubes.values()].sort((a, b) => a.qid - b.qid).map(qubeToJson);
-  return JSON.stringify({ version: QUBES_FILE_VERSION, default_netvm: model.default_netvm, qubes }, null, 2) + '\n';
+  const uplink = model.uplink !== undefined ? { uplink: model.uplink } : {};
+  return JSON.stringify({ version: QUBES_FILE_VERSION, default_netvm: model.default_netvm, ...uplink, qubes }, null, 2) + '\n';
 }
 
 /**
@@ -86,6 +87,9 @@ function fromJson(json: unknown, report: Report): Result<Model, Diagnostic[]> {
   const default_netvm = json.default_netvm;
   if (default_netvm !== null && !(typeof default_netvm === 'string' && validateQubeName(default_netvm).ok))
     bad('default_netvm', `${show(default_netvm)} is not a qube name or null`);
+  const uplink = json.uplink;
+  if (uplink !== undefined && !(typeof uplink === 'string' && isUplink(uplink)))
+    bad('uplink', `${show(uplink)} is not an uplink (none, world, veth-host, move:DEV)`);
   if (!Array.isArray(json.qubes)) {
     bad('qubes', `expected an array, got ${describe(json.qubes)}`);
     return err(issues);
@@ -106,7 +110,11 @@ function fromJson(json: unknown, report: Report): Result<Model, Diagnostic[]> {
   });
   if (issues.length > 0) return err(issues);
   qubes.sort((a, b) => a.qid - b.qid);
-  return ok({ default_netvm: default_netvm as string | null, qubes: new Map(qubes.map((q) => [q.name, q])) });
+  return ok({
+    default_netvm: default_netvm as string | null,
+    ...(typeof uplink === 'string' ? { uplink } : {}),
+    qubes: new Map(qubes.map((q) => [q.name, q])),
+  });
 }
 
 function qubeFromJson(raw: unknown, at: string, bad: (path: string, msg: string) => void): Qube | undefined {

@@ -6,6 +6,7 @@ import { defaultLayout } from '../../model/layout.js';
 import { LABELS, QUBE_CLASSES } from '../../model/qube.js';
 import { cloneQube, createQube, isLabel, isQubeClass, removeQube, renameQube, setDefaultNetvm } from '../../model/ops.js';
 import { QnetError } from '../../model/result.js';
+import { isUplink } from '../../model/topology.js';
 import type { Ctx } from '../context.js';
 import { UsageError } from '../errors.js';
 import { json, wantsJson } from '../table.js';
@@ -80,20 +81,37 @@ export function registerQubes(program: Command, ctx: Ctx): void {
 
   program
     .command('qubes-prefs')
-    .description('show or set global properties (qubes-prefs): default_netvm')
-    .argument('[property]', 'default_netvm')
-    .argument('[value]', 'a qube that provides network, or none')
+    .description('show or set global properties (qubes-prefs): default_netvm, uplink')
+    .argument('[property]', 'default_netvm or uplink')
+    .argument('[value]', 'default_netvm: a qube that provides network, or none; uplink: world, none, veth-host, move:DEV')
     .option('--json', 'JSON output')
+    .addHelpText(
+      'after',
+      `
+uplink — how the top netvm (sys-net) reaches the outside:
+  world       a namespace qnet creates as a stand-in internet (the default; never touches the host)
+  none        no outside at all
+  veth-host   a veth into the host namespace with NAT there (real use; changes the host's network)
+  move:DEV    move the physical interface DEV into sys-net (real use; the host loses DEV)`,
+    )
     .action(async (prop: string | undefined, value: string | undefined, o: { json?: boolean }) => {
-      if (prop !== undefined && prop.replace(/-/g, '_') !== 'default_netvm')
-        throw new UsageError(`no such property: '${prop}'`, 'default_netvm');
+      const p = prop?.replace(/-/g, '_');
+      if (p !== undefined && p !== 'default_netvm' && p !== 'uplink') throw new UsageError(`no such property: '${prop}'`, 'default_netvm, uplink');
       if (value !== undefined) {
-        await ctx.store().update((m) => setDefaultNetvm(m, value === '' || value.toLowerCase() === 'none' ? null : value));
+        if (p === 'uplink') {
+          if (!isUplink(value)) throw new UsageError(`'${value}' is not an uplink`, 'world, none, veth-host, move:DEV');
+          await ctx.store().update((m) => {
+            if ([...m.qubes.values()].some((q) => q.state === 'Running'))
+              throw new QnetError(diag('QNET2105', 'the uplink cannot change while qubes run', { hint: 'qnet shutdown --all first' }));
+            m.uplink = value;
+          });
+        } else await ctx.store().update((m) => setDefaultNetvm(m, value === '' || value.toLowerCase() === 'none' ? null : value));
         return;
       }
       const m = await ctx.store().load();
-      if (wantsJson(o)) ctx.io.out(json({ default_netvm: m.default_netvm }));
-      else if (prop) ctx.io.out(m.default_netvm === null ? '' : `${m.default_netvm}\n`);
-      else ctx.io.out(`default_netvm  -  ${m.default_netvm ?? ''}\n`);
+      const props = { default_netvm: { value: m.default_netvm ?? '', isDefault: false }, uplink: { value: m.uplink ?? 'world', isDefault: m.uplink === undefined } };
+      if (wantsJson(o)) return void ctx.io.out(json(p ? { [p]: props[p as keyof typeof props].value } : { default_netvm: m.default_netvm, uplink: props.uplink.value }));
+      if (p) return void ctx.io.out(props[p as keyof typeof props].value ? `${props[p as keyof typeof props].value}\n` : '');
+      for (const [k, v] of Object.entries(props)) ctx.io.out(`${k.padEnd(13)}  ${v.isDefault ? 'D' : '-'}  ${v.value}\n`.replace(/ +\n$/, '\n'));
     });
 }
