@@ -37,6 +37,7 @@ export class Daemon {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Set<ServerResponse>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly dueAt = new Map<string, number>();
   private watcher?: FSWatcher;
   private model?: Model;
   private stopped = false;
@@ -139,13 +140,29 @@ export class Daemon {
 
   // ---- Timers ---------------------------------------------------------------------------------
 
+  /**
+   * Wake up for `name` in `seconds` (undefined: not at all). A wake-up already due no later is kept:
+   * timers are re-armed after every command and every watch tick, and restarting them each time
+   * would postpone a due DNS refresh (at least 1 s away) forever when those come more often.
+   */
   private arm(name: string, seconds: number | undefined, fn: () => Promise<void>): void {
-    clearTimeout(this.timers.get(name));
-    if (seconds === undefined || this.stopped) return;
+    if (seconds === undefined || this.stopped) {
+      clearTimeout(this.timers.get(name));
+      this.timers.delete(name);
+      this.dueAt.delete(name);
+      return;
+    }
     const ms = Math.min(Math.max(0, seconds * 1000), 2 ** 31 - 1);
+    const at = Date.now() + ms;
+    const pending = this.dueAt.get(name);
+    if (this.timers.has(name) && pending !== undefined && pending <= at) return;
+    clearTimeout(this.timers.get(name));
+    this.dueAt.set(name, at);
     this.timers.set(
       name,
       setTimeout(() => {
+        this.timers.delete(name);
+        this.dueAt.delete(name);
         this.serial(fn)
           .catch((e) => this.log(`${name} failed: ${(e as Error).message}`))
           .finally(() => this.armTimers());
