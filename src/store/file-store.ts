@@ -13,7 +13,7 @@ import { isExpired, type Rule } from '../model/rule.js';
 import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
 import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewall-xml.js';
 import { withLock } from './lock.js';
-import { assertValidModel, cloneData, emptyModel, sameData, type StoreOptions } from './memory-store.js';
+import { assertValidModel, cloneData, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
 import { firewallFilePath, qubesFilePath } from './paths.js';
 import { formatQubesFile, parseQubesFile } from './qubes-file.js';
 import type { Store } from './store.js';
@@ -252,11 +252,13 @@ function appendsTo(prev: RulesOnDisk, rules: readonly Rule[], nowSec: number): n
  * (flat values, `dsthost` and `dstports` objects), so they are copied without the generic walk.
  */
 function cloneRead(model: Model): Model {
-  return {
-    default_netvm: model.default_netvm,
-    ...(model.uplink !== undefined ? { uplink: model.uplink } : {}),
-    qubes: new Map([...model.qubes].map(([name, q]) => [name, { ...cloneData({ ...q, rules: null }), rules: q.rules && cloneRules(q.rules) }])),
-  };
+  const noRules = { ...model, qubes: new Map([...model.qubes].map(([name, q]) => [name, { ...q, rules: null }])) };
+  const copy = cloneModel(noRules); // everything but the rules, as the model defines a copy
+  for (const [name, q] of copy.qubes) {
+    const rules = model.qubes.get(name)!.rules;
+    q.rules = rules && cloneRules(rules);
+  }
+  return copy;
 }
 
 function cloneRules(rules: readonly Rule[]): Rule[] {
