@@ -11,7 +11,7 @@ import type { Family, Hook, IrRule, Origin, RejectWith, Ruleset, Table } from '.
 import { assertNever } from '../model/result.js';
 import { matchesAt, OP_WIDTH } from './opcodes.js';
 import { CT_BIT, type Packet, type Pkt, setDaddr, setSaddr, toPkt } from './packet.js';
-import { natSlot, type PBase, type PChain, prepare, type PreparedRuleset, type PRule, type PStmt, type PVerdict, SimLoadError } from './prepare.js';
+import { hookIndex, natSlot, type PBase, type PChain, prepare, type PreparedRuleset, type PRule, type PStmt, type PVerdict, SimLoadError } from './prepare.js';
 
 /** Points at one rule, with the origin a user can read ("work rule 3"). */
 export interface RuleRef {
@@ -263,7 +263,7 @@ const hookEnv: Env = { counters: undefined, counted: undefined, trace: false, na
  * the one that stopped the packet or set up NAT; pass undefined to record none.
  */
 export function runHook(prep: PreparedRuleset, hook: Hook, p: Pkt, ctx: HookContext, steps: ChainStep[] | undefined, res: HookRun): void {
-  const list: PBase[] = prep.hooks[hook][p.family];
+  const list: PBase[] = prep.lists[hookIndex(hook) * 2 + (p.family === 6 ? 1 : 0)]!;
   res.verdict = 'accept';
   res.reject = undefined;
   res.rule = undefined;
@@ -278,7 +278,7 @@ export function runHook(prep: PreparedRuleset, hook: Hook, p: Pkt, ctx: HookCont
   env.natChain = false;
   env.rules = 0;
   const slot = natSlot(hook);
-  let natPending = hook !== 'forward' && prep.nat[p.family];
+  let natPending = hook !== 'forward' && (p.family === 4 ? prep.nat4 : prep.nat6);
   let ctAttached = false;
   p.ct = CT_BIT.invalid;
   p.ctStatus = -1;

@@ -70,6 +70,28 @@ export interface PreparedRuleset {
   hooks: Record<Hook, { 4: PBase[]; 6: PBase[] }>;
   /** Does the family register the NAT core (any nat chain of that family, any hook)? */
   nat: { 4: boolean; 6: boolean };
+  /** `hooks` flattened for the hot path: lists[hookIndex(hook) * 2 + (family === 6 ? 1 : 0)]. */
+  lists: PBase[][];
+  nat4: boolean;
+  nat6: boolean;
+}
+
+/** A hook's position in PreparedRuleset.lists (a switch on interned strings, no property lookup by name). */
+export function hookIndex(hook: Hook): number {
+  switch (hook) {
+    case 'prerouting':
+      return 0;
+    case 'input':
+      return 1;
+    case 'forward':
+      return 2;
+    case 'output':
+      return 3;
+    case 'postrouting':
+      return 4;
+    default:
+      return assertNever(hook, 'hook');
+  }
 }
 
 /** A ruleset the kernel would refuse to load (dangling jump, unknown set, bad value). */
@@ -150,7 +172,12 @@ function build(rs: Ruleset): PreparedRuleset {
     if (hooks[h][4].some((b) => b.nat)) nat[4] = true;
     if (hooks[h][6].some((b) => b.nat)) nat[6] = true;
   }
-  return { ir: rs, tables, hooks, nat };
+  const lists: PBase[][] = [];
+  for (const h of HOOKS) {
+    lists[hookIndex(h) * 2] = hooks[h][4];
+    lists[hookIndex(h) * 2 + 1] = hooks[h][6];
+  }
+  return { ir: rs, tables, hooks, nat, lists, nat4: nat[4], nat6: nat[6] };
 }
 
 function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache, code: number[]): PRule {

@@ -39,11 +39,26 @@ function ifAddr(text: string, fam: 4 | 6): IfAddr {
 /** Routes of one prefix length, by network address: a lookup is one hash probe per distinct length. */
 interface RouteLevel {
   len: number;
-  /** 2^(32-len) for IPv4, the host mask for IPv6. */
-  size: number;
-  mask: bigint;
+  /** The network mask: as an int32 for IPv4 (`addr & mask4`), as a bigint for IPv6. */
+  mask4: number;
+  mask6: bigint;
+  /** By network address, as addrKey() gives it. */
   byNet: Map<AddrNum, PRoute>;
 }
+
+/** One family's addresses and routes at a node. */
+export interface PFamily {
+  /** The node's own addresses, as addrKey() gives them. */
+  local: Set<AddrNum>;
+  routes: PRoute[];
+  levels: RouteLevel[];
+}
+
+/**
+ * An address as a hash key: IPv4 as a signed 32-bit integer (`a | 0`, one-to-one on 0..2^32-1),
+ * which V8 hashes as a small integer; an unsigned address above 2^31 would be a boxed double.
+ */
+export const addrKey = (a: AddrNum): AddrNum => (typeof a === 'number' ? a | 0 : a);
 
 export interface PNode {
   node: NetNode;
@@ -54,9 +69,8 @@ export interface PNode {
   ifAddrs: Map<Iface, IfAddrs>;
   /** The node's first address of each family over all interfaces, in interface order. */
   firstAddr: IfAddrs;
-  local: { 4: Set<AddrNum>; 6: Set<AddrNum> };
-  routes: { 4: PRoute[]; 6: PRoute[] };
-  levels: { 4: RouteLevel[]; 6: RouteLevel[] };
+  v4: PFamily;
+  v6: PFamily;
   /** The walk's one-entry cache of this node's prepared ruleset (valid while the ruleset object is the same). */
   prepared: { rs: Ruleset; prep: PreparedRuleset } | undefined;
 }
@@ -71,8 +85,8 @@ export interface PPlan {
   plan: NetPlan;
   nodes: Map<string, PNode>;
   world: PNode | undefined;
-  /** Every address of a qube node (not the world), to the node that holds it. */
-  owner: { 4: Map<AddrNum, string>; 6: Map<AddrNum, string> };
+  /** Every address of a qube node (not the world, by addrKey()), to the node that holds it. */
+  owner: Map<AddrNum, string>;
   /** For each qube node: the world interface its traffic from the outside enters through. */
   entry: Map<string, Iface>;
   /** Every interface with a peer, to the node and interface at the other end. */
@@ -103,11 +117,11 @@ export function preparePlan(plan: NetPlan): PPlan {
 
 function build(plan: NetPlan): PPlan {
   const nodes = new Map<string, PNode>();
-  const owner: PPlan['owner'] = { 4: new Map(), 6: new Map() };
+  const owner: PPlan['owner'] = new Map();
   for (const n of plan.nodes) {
     const pn: PNode = {
       node: n, name: n.name, world: n.kind === 'world', ifaces: new Map(), ifAddrs: new Map(), firstAddr: { 4: undefined, 6: undefined },
-      local: { 4: new Set(), 6: new Set() }, routes: { 4: [], 6: [] }, levels: { 4: [], 6: [] }, prepared: undefined,
+      v4: { local: new Set(), routes: [], levels: [] }, v6: { local: new Set(), routes: [], levels: [] }, prepared: undefined,
     };
     for (const i of n.ifaces) {
       pn.ifaces.set(i.name, i);
@@ -121,8 +135,9 @@ function build(plan: NetPlan): PPlan {
         pn.firstAddr[fam] ??= ia[fam];
         const num = parseAddr(a.addr, fam);
         if (num === undefined) continue;
-        pn.local[fam].add(num);
-        if (!pn.world) owner[fam].set(num, n.name);
+        (fam === 4 ? pn.v4 : pn.v6).local.add(addrKey(num));
+        // Families cannot collide: IPv4 keys are numbers, IPv6 keys bigints.
+        if (!pn.world) owner.set(addrKey(num), n.name);
         // A shorter prefix on an interface adds the connected route, as the kernel does.
         const full = fam === 4 ? 32 : 128;
         if (a.len < full) pushRoute(pn, fam, `${a.addr}/${a.len}`, i, undefined);
@@ -133,16 +148,18 @@ function build(plan: NetPlan): PPlan {
       if (dev) pushRoute(pn, r.family, r.dst, dev, r.via);
     }
     for (const fam of [4, 6] as const) {
+      const pf = fam === 4 ? pn.v4 : pn.v6;
       // Stable sort: among equal prefixes the first route listed wins (metrics are not modelled).
-      pn.routes[fam].sort((a, b) => b.len - a.len);
-      for (const r of pn.routes[fam]) {
-        let lvl = pn.levels[fam].find((l) => l.len === r.len);
+      pf.routes.sort((a, b) => b.len - a.len);
+      for (const r of pf.routes) {
+        let lvl = pf.levels.find((l) => l.len === r.len);
         if (!lvl) {
           const hostBits = (fam === 4 ? 32 : 128) - r.len;
-          lvl = { len: r.len, size: fam === 4 ? 2 ** hostBits : 0, mask: fam === 6 ? ~((1n << BigInt(hostBits)) - 1n) & ((1n << 128n) - 1n) : 0n, byNet: new Map() };
-          pn.levels[fam].push(lvl);
+          lvl = { len: r.len, mask4: fam === 4 && r.len > 0 ? -1 << hostBits : 0, mask6: fam === 6 ? ~((1n << BigInt(hostBits)) - 1n) & ((1n << 128n) - 1n) : 0n, byNet: new Map() };
+          pf.levels.push(lvl);
         }
-        if (!lvl.byNet.has(r.lo)) lvl.byNet.set(r.lo, r);
+        const k = addrKey(r.lo);
+        if (!lvl.byNet.has(k)) lvl.byNet.set(k, r);
       }
     }
     nodes.set(n.name, pn);
@@ -192,27 +209,40 @@ function pushRoute(pn: PNode, fam: 4 | 6, dst: string, dev: Iface, via: string |
   }
   const r: PRoute = { lo, hi, len, dev, via, text: `${dst}${via ? ` via ${via}` : ''} dev ${dev.name}`, result: NONE };
   r.result = { kind: 'out', iface: dev, route: r };
-  pn.routes[fam].push(r);
+  (fam === 4 ? pn.v4 : pn.v6).routes.push(r);
 }
 
-// 127.0.0.0/8 and ::1 are local on every node (the kernel's local table).
-const isLoopback = (a: AddrNum, fam: 4 | 6) => (fam === 4 ? Math.floor((a as number) / 0x1000000) === 127 : a === 1n);
+/** Is `da` one of the node's own addresses (not counting loopback)? */
+export function isLocal(pn: PNode, da: AddrNum, fam: 4 | 6): boolean {
+  return (fam === 4 ? pn.v4 : pn.v6).local.has(addrKey(da));
+}
 
 /**
- * The routing decision for `da` at `pn`. `fromOutside`: the packet was created by the world node
- * (a host on the internet), which reaches qube addresses only through the netvm that owns them.
+ * The routing decision for `da` at `pn`. `originated`: the packet was created by this node (for the
+ * world, a host on the internet, which reaches qube addresses only through the netvm that owns them).
  */
 export function route(pp: PPlan, pn: PNode, da: AddrNum, fam: 4 | 6, originated: boolean): RouteResult {
-  if (pn.local[fam].has(da) || isLoopback(da, fam)) return LOCAL;
-  const levels = pn.levels[fam];
-  for (let k = 0; k < levels.length; k++) {
-    const l = levels[k]!;
-    const net = typeof da === 'number' ? da - (da % l.size) : da & l.mask;
-    const r = l.byNet.get(net);
-    if (r) return r.result;
+  if (fam === 4) {
+    // 127.0.0.0/8 is local on every node (the kernel's local table).
+    const k = (da as number) | 0;
+    if (pn.v4.local.has(k) || (da as number) >>> 24 === 127) return LOCAL;
+    const levels = pn.v4.levels;
+    for (let i = 0; i < levels.length; i++) {
+      const l = levels[i]!;
+      const r = l.byNet.get(k & l.mask4);
+      if (r) return r.result;
+    }
+  } else {
+    if (pn.v6.local.has(da) || da === 1n) return LOCAL;
+    const levels = pn.v6.levels;
+    for (let i = 0; i < levels.length; i++) {
+      const l = levels[i]!;
+      const r = l.byNet.get((da as bigint) & l.mask6);
+      if (r) return r.result;
+    }
   }
   if (!pn.world) return { kind: 'none', why: `no route to host at ${pn.name}` };
-  const owner = pp.owner[fam].get(da);
+  const owner = pp.owner.get(addrKey(da));
   if (owner === undefined) return OUTSIDE_HOST_ROUTE;
   const up = originated ? pp.entry.get(owner) : undefined;
   if (up) {

@@ -10,9 +10,22 @@ export interface Entry<V> {
   value: V;
 }
 
+// Hash keys: a number that is an unsigned 32-bit integer (an IPv4 address, a port, a type) is
+// stored as its signed 32-bit twin (`x | 0`, one-to-one on 0..2^32-1): V8 hashes that as a small
+// integer, where an address above 2^31 would be a boxed double. An index whose numeric keys are not
+// all such integers keeps them as they are (`norm` false).
+const isU32 = (x: Scalar) => typeof x === 'number' && x >>> 0 === x;
+
+/** The key `x` is stored under in a normalised index; undefined where no stored key can equal it. */
+function normKey(x: Scalar): Scalar | undefined {
+  if (typeof x !== 'number') return x;
+  return x >>> 0 === x ? x | 0 : undefined;
+}
+
 /** One-component index. For sets V is `true`; for verdict maps, the verdict. */
 export class AtomIndex<V> {
   private readonly points = new Map<Scalar, V>();
+  private readonly norm: boolean;
   private lo: AddrNum[] = [];
   private hi: AddrNum[] = [];
   private vals: V[] = [];
@@ -24,13 +37,16 @@ export class AtomIndex<V> {
 
   constructor(entries: readonly { atom: Atom; value: V }[], isSet: boolean) {
     this.size = entries.length;
+    this.norm = entries.every(({ atom: a }) => a.a !== 'point' || typeof a.v !== 'number' || isU32(a.v));
     const ivs: { lo: AddrNum; hi: AddrNum; v: V }[] = [];
     for (const { atom: a, value } of entries) {
       switch (a.a) {
-        case 'point':
+        case 'point': {
           // First element wins, like a first-match scan would (duplicates are a load error in maps).
-          if (!this.points.has(a.v)) this.points.set(a.v, value);
+          const k = this.norm ? normKey(a.v)! : a.v;
+          if (!this.points.has(k)) this.points.set(k, value);
           break;
+        }
         case 'interval':
           ivs.push({ lo: a.lo, hi: a.hi, v: value });
           break;
@@ -64,7 +80,8 @@ export class AtomIndex<V> {
   }
 
   get(x: Scalar): V | undefined {
-    const p = this.points.get(x);
+    const k = this.norm ? normKey(x) : x;
+    const p = k === undefined ? undefined : this.points.get(k);
     if (p !== undefined) return p;
     const lo = this.lo;
     if (lo.length > 0 && typeof x !== 'string') {
@@ -85,11 +102,13 @@ export class AtomIndex<V> {
   }
 }
 
-const keyOf = (xs: readonly Scalar[]) => (xs.length === 1 ? String(xs[0]) : xs.join('\u0000'));
-
 /** Concatenated keys. */
 export class ConcatIndex<V> {
-  private exact: Map<string, V> | undefined;
+  /** Every element exact and every component an unsigned 32-bit integer: one flat hash table. */
+  private table: U32TupleTable<V> | undefined;
+  /** Every element exact otherwise: one nested map per component (no key strings to build per lookup). */
+  private exact: Map<Scalar, unknown> | undefined;
+  private norm = false;
   private bucket: { comp: number; map: Map<Scalar, Entry<V>[]>; rest: Entry<V>[] } | undefined;
   private linear: Entry<V>[] = [];
   readonly size: number;
@@ -97,11 +116,27 @@ export class ConcatIndex<V> {
   constructor(entries: readonly Entry<V>[]) {
     this.size = entries.length;
     const width = entries[0]?.atoms.length ?? 0;
-    if (entries.every((e) => e.atoms.every((a) => a.a === 'point'))) {
-      this.exact = new Map();
+    if (width > 0 && entries.every((e) => e.atoms.every((a) => a.a === 'point' && isU32(a.v)))) {
+      this.table = new U32TupleTable(entries.map((e) => ({ key: e.atoms.map((a) => (a as { v: number }).v), value: e.value })), width);
+      return;
+    }
+    if (width > 0 && entries.every((e) => e.atoms.every((a) => a.a === 'point'))) {
+      const norm = (this.norm = entries.every((e) => e.atoms.every((a) => typeof (a as { v: Scalar }).v !== 'number' || isU32((a as { v: Scalar }).v))));
+      const root = (this.exact = new Map());
       for (const e of entries) {
-        const k = keyOf(e.atoms.map((a) => (a as { v: Scalar }).v));
-        if (!this.exact.has(k)) this.exact.set(k, e.value);
+        let m: Map<Scalar, unknown> = root;
+        for (let i = 0; i < width; i++) {
+          const v = (e.atoms[i] as { v: Scalar }).v;
+          const k = norm ? normKey(v)! : v;
+          if (i === width - 1) {
+            // First element wins (a later duplicate is shadowed, as a first-match scan would have it).
+            if (!m.has(k)) m.set(k, e.value);
+            break;
+          }
+          let next = m.get(k) as Map<Scalar, unknown> | undefined;
+          if (!next) m.set(k, (next = new Map()));
+          m = next;
+        }
       }
       return;
     }
@@ -121,7 +156,18 @@ export class ConcatIndex<V> {
   }
 
   get(xs: readonly Scalar[]): V | undefined {
-    if (this.exact) return this.exact.get(keyOf(xs));
+    if (this.table) return this.table.get(xs);
+    if (this.exact) {
+      let m = this.exact;
+      const last = xs.length - 1;
+      for (let i = 0; ; i++) {
+        const k = this.norm ? normKey(xs[i]!) : xs[i]!;
+        if (k === undefined) return undefined;
+        const next = m.get(k);
+        if (i === last || next === undefined) return next as V | undefined;
+        m = next as Map<Scalar, unknown>;
+      }
+    }
     const list = this.bucket ? this.bucket.map.get(xs[this.bucket.comp]!) : this.linear;
     if (!list) return undefined;
     outer: for (const e of list) {
@@ -129,5 +175,71 @@ export class ConcatIndex<V> {
       return e.value;
     }
     return undefined;
+  }
+}
+
+/**
+ * Exact tuples of unsigned 32-bit integers (`ip daddr . ip protocol . th dport`) in one open-addressing
+ * table over typed arrays: a lookup hashes the packet's values and compares a few words, with no key
+ * to build and no map per component. The first of equal tuples wins, as a first-match scan would.
+ */
+class U32TupleTable<V> {
+  private readonly keys: Int32Array;
+  /** Entry number + 1 per slot; 0 = empty. */
+  private readonly slots: Int32Array;
+  private readonly values: V[] = [];
+  private readonly mask: number;
+
+  constructor(
+    entries: readonly { key: number[]; value: V }[],
+    private readonly width: number,
+  ) {
+    let cap = 8;
+    while (cap < entries.length * 2) cap *= 2;
+    this.mask = cap - 1;
+    this.slots = new Int32Array(cap);
+    this.keys = new Int32Array(entries.length * width);
+    const scratch = new Array<number>(width);
+    for (const e of entries) {
+      for (let i = 0; i < width; i++) scratch[i] = e.key[i]!;
+      if (this.find(scratch) >= 0) continue;
+      const n = this.values.length;
+      for (let i = 0; i < width; i++) this.keys[n * width + i] = e.key[i]! | 0;
+      this.values.push(e.value);
+      let h = this.hash(scratch) & this.mask;
+      while (this.slots[h] !== 0) h = (h + 1) & this.mask;
+      this.slots[h] = n + 1;
+    }
+  }
+
+  private hash(xs: readonly Scalar[]): number {
+    let h = 0x811c9dc5 | 0;
+    for (let i = 0; i < this.width; i++) {
+      h = Math.imul(h ^ ((xs[i] as number) | 0), 0x01000193);
+      h ^= h >>> 15;
+    }
+    return h;
+  }
+
+  /** The entry number holding `xs`, or -1. Every xs[i] must be an unsigned 32-bit integer. */
+  private find(xs: readonly Scalar[]): number {
+    const w = this.width;
+    let h = this.hash(xs) & this.mask;
+    for (;;) {
+      const s = this.slots[h]!;
+      if (s === 0) return -1;
+      const at = (s - 1) * w;
+      let i = 0;
+      while (i < w && this.keys[at + i] === ((xs[i] as number) | 0)) i++;
+      if (i === w) return s - 1;
+      h = (h + 1) & this.mask;
+    }
+  }
+
+  get(xs: readonly Scalar[]): V | undefined {
+    // A value that is not an unsigned 32-bit integer cannot equal any key (they all are).
+    for (let i = 0; i < this.width; i++) if (!isU32(xs[i]!)) return undefined;
+    const n = this.find(xs);
+    return n < 0 ? undefined : this.values[n];
   }
 }

@@ -11,7 +11,7 @@ import { bindDnat, bindSnat, type ConnTable, ctConfirm, ctFresh, ctLookup, ctSta
 import { type ChainStep, type Counters, type HookContext, type HookRun, type NatDecision, type NatSlotHandler, newHookRun, type RuleRef, ruleRef, runHook } from './evaluate.js';
 import { CT_BIT, isIcmp, type Pkt, type Probe, PROTO, probeL4 } from './packet.js';
 import { prepare, type PreparedRuleset } from './prepare.js';
-import { type IfAddr, type PNode, type PPlan, preparePlan, route } from './route.js';
+import { type IfAddr, isLocal, type PNode, type PPlan, preparePlan, route } from './route.js';
 
 export interface World {
   plan: NetPlan;
@@ -100,14 +100,14 @@ const NO_FLOWS: ConnTable = new Map();
 const SCRATCH_HOP: Hop = { node: '', packet: { saddr: '', daddr: '', proto: '' }, ct: 'new', steps: [], nat: [], rulesEvaluated: 0, counted: [], outcome: 'dropped' };
 const SCRATCH_VIEW = scratchView();
 const NO_STATE: SimState = { conntrack: new Map(), counters: new Map() };
+// Every hook of every walk runs with these two (walks run one at a time, hooks one after another).
+const HOOK_RUN: HookRun = newHookRun();
+const HOOK_CTX: HookContext = { counters: undefined, counted: undefined, trace: false, ctState: 0, ctStatus: 0, natAllowed: false, nat: undefined };
 
 class Walk implements NatSlotHandler {
   /** Hops as recorded with tracing; empty without. */
   readonly hops: Hop[] = [];
   rules = 0;
-  /** The last hook's outcome (one object per walk, overwritten by every hook). */
-  readonly run: HookRun = newHookRun();
-  private readonly ctx: HookContext = { counters: undefined, counted: undefined, trace: false, ctState: 0, ctStatus: 0, natAllowed: false, nat: this };
   // The hook being evaluated, for atNatSlot (one handler object per walk, no closure per hook).
   private pn!: PNode;
   private hookName: Hook = 'prerouting';
@@ -121,9 +121,7 @@ class Walk implements NatSlotHandler {
     readonly trace: boolean,
     /** Keep flows and counters: a caller's state, or a reply leg to follow. Otherwise nobody reads them. */
     readonly keep: boolean,
-  ) {
-    this.ctx.trace = trace;
-  }
+  ) {}
 
   table(node: string): ConnTable {
     if (!this.keep) return NO_FLOWS;
@@ -161,13 +159,15 @@ class Walk implements NatSlotHandler {
     this.hookName = hook;
     this.view = v;
     this.hop = hop;
-    const ctx = this.ctx;
+    const ctx = HOOK_CTX;
+    ctx.nat = this;
+    ctx.trace = this.trace;
     ctx.counters = counters;
     ctx.counted = this.trace ? hop.counted : undefined;
     ctx.ctState = v.state;
     ctx.ctStatus = ctStatus(c);
     ctx.natAllowed = v.dir === 0 && !bound;
-    const r = this.run;
+    const r = HOOK_RUN;
     runHook(prep, hook, p, ctx, this.trace ? hop.steps : undefined, r);
     if (this.trace) hop.rulesEvaluated += r.rulesEvaluated;
     this.rules += r.rulesEvaluated;
@@ -329,7 +329,7 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
 function deliver(w: Walk, hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView): Done {
   ctConfirm(ct, v, w.keep);
   hop.outcome = 'delivered';
-  const at = pn.world && !pn.local[p.family].has(p.da) ? `the outside (stand-in host ${p.daddr})` : `${pn.name} (${p.daddr})`;
+  const at = pn.world && !isLocal(pn, p.da, p.family) ? `the outside (stand-in host ${p.daddr})` : `${pn.name} (${p.daddr})`;
   return { verdict: 'accept', node: pn.name, reason: `delivered to ${at}`, deliveredTo: p.daddr };
 }
 
