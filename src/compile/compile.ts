@@ -36,7 +36,7 @@ export function compile(input: CompileInput): CompileOutput {
   const { ctx, diagnostics } = makeContext(input);
   const rulesets = new Map<string, Ruleset>();
   for (const node of input.plan.nodes) {
-    if (node.kind === 'world') continue;
+    if (node.kind !== 'qube') continue; // the world and the host run no qube rules
     const q = input.model.qubes.get(node.name);
     if (!q) {
       ctx.report(diag('QNET4010', `the network plan names '${node.name}', which is not in the model`, { hint: 'recompute the plan from the model' }));

@@ -17,6 +17,11 @@ export interface Route {
   /** Next hop; with /32 addressing the gateway is on-link. */
   via?: string;
   family: 4 | 6;
+  /**
+   * Made by whoever configures the interface inside the qube (DHCP on a moved physical uplink), not
+   * by qnet: the netns backend leaves it out; the simulator assumes it is there.
+   */
+  dynamic?: true;
 }
 
 export interface Iface {
@@ -26,12 +31,21 @@ export interface Iface {
   addrs: Addr[];
   /** The other end of the veth: node name and interface name. */
   peer?: { node: string; iface: string };
+  /**
+   * A physical interface moved in from the host's namespace (uplink `move:DEV`), not a veth: it has
+   * no peer, keeps its name, and its addresses come from the user (DHCP inside the qube).
+   */
+  physical?: true;
 }
 
 export interface NetNode {
-  /** Qube name, or `world` for the stand-in outside. */
+  /** Qube name, `world` for the stand-in outside, or `host` for the host's own namespace. */
   name: string;
-  kind: 'qube' | 'world';
+  /**
+   * `host` is the root namespace of the machine qnet runs on (uplink `veth-host`): always there,
+   * never created or deleted by qnet; only the veth ends qnet adds to it are its own.
+   */
+  kind: 'qube' | 'world' | 'host';
   ifaces: Iface[];
   routes: Route[];
   /** ip_forward (network-providing qubes and the world). */
@@ -42,9 +56,12 @@ export interface NetPlan {
   nodes: NetNode[];
   /** Qubes' virtual DNS resolvers, DNATed by every netvm to its upstream. */
   virtualDns: readonly string[];
-  /** What the top netvm's uplink resolves with (in the world namespace for `world`). */
+  /** What the top netvm's uplink resolves with (the world's resolver; the host's for real uplinks). */
   upstreamDns: string[];
   uplink: UplinkKind;
 }
 
 export const VIRTUAL_DNS = ['10.139.1.1', '10.139.1.2'] as const;
+
+/** The plan node that stands for the host's root namespace. */
+export const HOST_NODE = 'host';

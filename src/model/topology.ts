@@ -3,14 +3,17 @@
 import { gateway, gateway6, netvmName, qubeIp, qubeIp6 } from './addressing.js';
 import { diag, type Diagnostic } from './diagnostics.js';
 import type { Iface, NetNode, NetPlan, Route, UplinkKind } from './netplan.js';
-import { VIRTUAL_DNS } from './netplan.js';
+import { HOST_NODE, VIRTUAL_DNS } from './netplan.js';
 import type { Model, Qube } from './qube.js';
-import { err, ok, type Result } from './result.js';
+import { err, ok, QnetError, type Result } from './result.js';
 
 /** Qubes' name rule: a letter first, then letters, digits, `_.-`; at most 31 characters. */
 const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
-/** Names qnet uses itself (the stand-in outside world, `outside` in checks) or Qubes reserves. */
-const RESERVED = new Set(['dom0', 'none', 'default', 'world', 'outside']);
+/**
+ * Names qnet uses itself (the stand-in outside world, the host's namespace in the network plan,
+ * `outside` in checks) or Qubes reserves.
+ */
+const RESERVED = new Set(['dom0', 'none', 'default', 'world', 'outside', HOST_NODE]);
 
 export function validateQubeName(name: string): Result<string> {
   if (!NAME_RE.test(name))
@@ -89,10 +92,57 @@ export const vifName = (client: Qube) => `vif${client.qid}.0`;
 export const UPLINK_IFACE = 'eth0';
 export const worldIfaceName = (netvm: Qube) => `up${netvm.qid}`;
 
+/**
+ * The `veth-host` link of the top netvm with qid q: the netvm's eth0 is 100.100.q.2/32, the host's
+ * end 100.100.q.1/32. 100.100.0.0/16 is inside the RFC 6598 shared address space (100.64.0.0/10),
+ * which is meant for carrier-grade NAT between an ISP and its customers' routers: a host's own LAN,
+ * VPN or container networks practically never use it (Docker, libvirt and home routers use RFC 1918
+ * space; Qubes itself uses 10.137-139), and the host masquerades it, so it never leaves the machine.
+ * Per qid (not per position among running netvms) so a netvm keeps its address across restarts.
+ */
+export const HOST_LINK = { range: '100.100.0.0/16', base: '100.100.', hostSide: 1, netvmSide: 2, maxQid: 254 } as const;
+
+export function hostLinkAddrs(netvm: Qube): { host: string; netvm: string } {
+  if (!Number.isInteger(netvm.qid) || netvm.qid < 0 || netvm.qid > HOST_LINK.maxQid)
+    throw new QnetError(
+      diag('QNET2020', `uplink veth-host: ${netvm.name}'s qid ${netvm.qid} does not fit the host link range ${HOST_LINK.range}`, {
+        qube: netvm.name,
+        hint: `top netvms need a qid of at most ${HOST_LINK.maxQid} (as in Qubes)`,
+      }),
+    );
+  const b = `${HOST_LINK.base}${netvm.qid}.`;
+  return { host: `${b}${HOST_LINK.hostSide}`, netvm: `${b}${HOST_LINK.netvmSide}` };
+}
+
+/**
+ * A short, stable tag for a namespace prefix (5 base-36 characters of its FNV-1a hash), so two qnet
+ * instances with different prefixes never pick the same host interface or host nft table.
+ */
+export function hostLinkTag(prefix: string): string {
+  let h = 0x811c9dc5;
+  for (const ch of new TextEncoder().encode(prefix)) h = Math.imul(h ^ ch, 0x01000193) >>> 0;
+  return (h % 36 ** 5).toString(36).padStart(5, '0');
+}
+
+/** The tag of qnet's default namespace prefix `qnet-` (what analysis plans use). */
+export const DEFAULT_HOST_TAG = hostLinkTag('qnet-');
+
+/** The host's end of a top netvm's `veth-host` link: `qnh<tag>-<qid>` (≤ 15 characters). */
+export const hostIfaceName = (tag: string, netvm: Qube) => `qnh${tag}-${netvm.qid}`;
+
 export interface PlanOptions {
   uplink: UplinkKind;
   /** Only these qubes (e.g. the running ones); default all networked qubes. */
   only?: ReadonlySet<string>;
+  /**
+   * The top netvm's upstream resolvers for a real uplink (`veth-host`, `move`): the host's, read by
+   * the composition root (never loopback). The world's are fixed; `none` has none.
+   */
+  upstreamDns?: readonly string[];
+  /** `veth-host`: the tag in the host's interface names (hostLinkTag of the namespace prefix). */
+  hostTag?: string;
+  /** `move`: the physical interface moved into the top netvm (`move:DEV`). */
+  moveDev?: string;
 }
 
 /**
@@ -110,6 +160,7 @@ export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
   };
   const qubes = [...model.qubes.values()].filter(include).sort((a, b) => a.qid - b.qid);
   let topIndex = 0;
+  let moved = false;
   for (const q of qubes) {
     const me = node(q.name);
     me.forwarding = q.provides_network;
@@ -159,12 +210,30 @@ export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
       });
       w.routes.push({ dst: `${mine}/32`, dev: worldIfaceName(q), family: 4 });
       w.routes.push({ dst: `${mine6}/128`, dev: worldIfaceName(q), family: 6 });
+    } else if (q.provides_network && nvName === null && opts.uplink === 'veth-host') {
+      // A top netvm with a veth into the host's own namespace, which NATs it (IPv4 only).
+      const a = hostLinkAddrs(q);
+      const hostIf = hostIfaceName(opts.hostTag ?? DEFAULT_HOST_TAG, q);
+      me.ifaces.push({ name: UPLINK_IFACE, group: 1, addrs: [{ addr: a.netvm, len: 32 }], peer: { node: HOST_NODE, iface: hostIf } });
+      me.routes.push(...hostAndDefault(a.host, 4));
+      const h = node(HOST_NODE, 'host');
+      h.forwarding = true;
+      h.ifaces.push({ name: hostIf, group: 0, addrs: [{ addr: a.host, len: 32 }], peer: { node: q.name, iface: UPLINK_IFACE } });
+      h.routes.push({ dst: `${a.netvm}/32`, dev: hostIf, family: 4 });
+    } else if (q.provides_network && nvName === null && opts.uplink === 'move' && !moved) {
+      // The physical interface itself, moved in from the host: one top netvm only (the first by qid;
+      // the backend refuses to move it into a second). Addresses and routes come from DHCP inside.
+      moved = true;
+      const dev = opts.moveDev ?? UPLINK_IFACE;
+      me.ifaces.push({ name: dev, group: 1, addrs: [], physical: true });
+      me.routes.push({ dst: 'default', dev, family: 4, dynamic: true });
     }
   }
+  const real = opts.uplink === 'veth-host' || opts.uplink === 'move';
   return {
     nodes: [...nodes.values()],
     virtualDns: VIRTUAL_DNS,
-    upstreamDns: opts.uplink === 'world' ? [...WORLD_LINK.dns] : [],
+    upstreamDns: opts.uplink === 'world' ? [...WORLD_LINK.dns] : real ? [...(opts.upstreamDns ?? [])] : [],
     uplink: opts.uplink,
   };
 }
