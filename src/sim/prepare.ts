@@ -195,16 +195,23 @@ function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache, co
   return { ir: r, index, chain, ref: undefined, pc, stmts };
 }
 
+// Every statement (and every verdict) gets the same hidden class, all fields present in one order:
+// the evaluator's `s.k` / `v.k` reads then stay monomorphic instead of going through a megamorphic
+// inline cache for six object shapes.
+const mono = <T extends PStmt>(s: T): T =>
+  Object.assign({ k: '', prefix: undefined, family: undefined, addr: undefined, port: undefined, decision: undefined, map: undefined, lookup: undefined, v: undefined }, s) as T;
+const monoVerdict = <T extends PVerdict>(v: T): T => Object.assign({ k: '', with: undefined, to: undefined }, v) as T;
+
 function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
   switch (s.kind) {
     case 'counter':
-      return { k: 'counter' };
+      return mono({ k: 'counter' });
     case 'log':
-      return { k: 'log', prefix: s.prefix };
+      return mono({ k: 'log', prefix: s.prefix });
     case 'dnat':
-      return { k: 'dnat', family: s.family === undefined ? undefined : s.family === 'ip' ? 4 : 6, addr: s.addr, port: s.port, decision: undefined };
+      return mono({ k: 'dnat', family: s.family === undefined ? undefined : s.family === 'ip' ? 4 : 6, addr: s.addr, port: s.port, decision: undefined });
     case 'masquerade':
-      return { k: 'masquerade', decision: undefined };
+      return mono({ k: 'masquerade', decision: undefined });
     case 'vmap': {
       const m = sets.named(s.map);
       if (m.kind !== 'map') throw new Error(`@${s.map} is a set, used as a verdict map`);
@@ -212,10 +219,10 @@ function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
         if (raw === undefined) throw new Error(`map @${s.map}: element without a verdict`);
         return prepareVerdict(raw as Verdict, t);
       });
-      return { k: 'vmap', map: s.map, lookup };
+      return mono({ k: 'vmap', map: s.map, lookup });
     }
     case 'verdict':
-      return { k: 'verdict', v: prepareVerdict(s.verdict, t) };
+      return mono({ k: 'verdict', v: prepareVerdict(s.verdict, t) });
     default:
       return assertNever(s, 'statement');
   }
@@ -227,16 +234,16 @@ function prepareVerdict(v: Verdict, t: PTable): PVerdict {
     case 'drop':
     case 'return':
     case 'continue':
-      return { k: v.kind };
+      return monoVerdict({ k: v.kind });
     case 'reject':
-      return { k: 'reject', with: v.with };
+      return monoVerdict({ k: 'reject', with: v.with });
     case 'jump':
     case 'goto': {
       const to = t.chains.get(v.chain);
       // nft refuses a jump to a missing chain, and to a base chain.
       if (!to) throw new Error(`${v.kind} to missing chain '${v.chain}'`);
       if (to.base) throw new Error(`${v.kind} to base chain '${v.chain}'`);
-      return { k: v.kind, to };
+      return monoVerdict({ k: v.kind, to });
     }
     default:
       return assertNever(v, 'verdict');

@@ -44,12 +44,18 @@ interface RouteLevel {
   mask6: bigint;
   /** By network address, as addrKey() gives it. */
   byNet: Map<AddrNum, PRoute>;
+  /** The same as two short arrays when there are few (a scan beats hashing): keys and routes. */
+  fewNets: AddrNum[] | undefined;
+  fewRoutes: PRoute[];
 }
+
+const FEW = 4;
 
 /** One family's addresses and routes at a node. */
 export interface PFamily {
-  /** The node's own addresses, as addrKey() gives them. */
+  /** The node's own addresses, as addrKey() gives them; also as an array when there are few. */
   local: Set<AddrNum>;
+  fewLocal: AddrNum[] | undefined;
   routes: PRoute[];
   levels: RouteLevel[];
 }
@@ -121,7 +127,7 @@ function build(plan: NetPlan): PPlan {
   for (const n of plan.nodes) {
     const pn: PNode = {
       node: n, name: n.name, world: n.kind === 'world', ifaces: new Map(), ifAddrs: new Map(), firstAddr: { 4: undefined, 6: undefined },
-      v4: { local: new Set(), routes: [], levels: [] }, v6: { local: new Set(), routes: [], levels: [] }, prepared: undefined,
+      v4: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, v6: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, prepared: undefined,
     };
     for (const i of n.ifaces) {
       pn.ifaces.set(i.name, i);
@@ -155,12 +161,18 @@ function build(plan: NetPlan): PPlan {
         let lvl = pf.levels.find((l) => l.len === r.len);
         if (!lvl) {
           const hostBits = (fam === 4 ? 32 : 128) - r.len;
-          lvl = { len: r.len, mask4: fam === 4 && r.len > 0 ? -1 << hostBits : 0, mask6: fam === 6 ? ~((1n << BigInt(hostBits)) - 1n) & ((1n << 128n) - 1n) : 0n, byNet: new Map() };
+          lvl = { len: r.len, mask4: fam === 4 && r.len > 0 ? -1 << hostBits : 0, mask6: fam === 6 ? ~((1n << BigInt(hostBits)) - 1n) & ((1n << 128n) - 1n) : 0n, byNet: new Map(), fewNets: undefined, fewRoutes: [] };
           pf.levels.push(lvl);
         }
         const k = addrKey(r.lo);
         if (!lvl.byNet.has(k)) lvl.byNet.set(k, r);
       }
+      for (const l of pf.levels) {
+        if (l.byNet.size > FEW) continue;
+        l.fewNets = [...l.byNet.keys()];
+        l.fewRoutes = [...l.byNet.values()];
+      }
+      if (pf.local.size <= FEW) pf.fewLocal = [...pf.local];
     }
     nodes.set(n.name, pn);
   }
@@ -214,7 +226,14 @@ function pushRoute(pn: PNode, fam: 4 | 6, dst: string, dev: Iface, via: string |
 
 /** Is `da` one of the node's own addresses (not counting loopback)? */
 export function isLocal(pn: PNode, da: AddrNum, fam: 4 | 6): boolean {
-  return (fam === 4 ? pn.v4 : pn.v6).local.has(addrKey(da));
+  return has(fam === 4 ? pn.v4 : pn.v6, addrKey(da));
+}
+
+function has(pf: PFamily, k: AddrNum): boolean {
+  const few = pf.fewLocal;
+  if (!few) return pf.local.has(k);
+  for (let i = 0; i < few.length; i++) if (few[i] === k) return true;
+  return false;
 }
 
 /**
@@ -225,15 +244,21 @@ export function route(pp: PPlan, pn: PNode, da: AddrNum, fam: 4 | 6, originated:
   if (fam === 4) {
     // 127.0.0.0/8 is local on every node (the kernel's local table).
     const k = (da as number) | 0;
-    if (pn.v4.local.has(k) || (da as number) >>> 24 === 127) return LOCAL;
+    if ((da as number) >>> 24 === 127 || has(pn.v4, k)) return LOCAL;
     const levels = pn.v4.levels;
     for (let i = 0; i < levels.length; i++) {
       const l = levels[i]!;
-      const r = l.byNet.get(k & l.mask4);
+      const net = k & l.mask4;
+      const few = l.fewNets;
+      if (few) {
+        for (let j = 0; j < few.length; j++) if (few[j] === net) return l.fewRoutes[j]!.result;
+        continue;
+      }
+      const r = l.byNet.get(net);
       if (r) return r.result;
     }
   } else {
-    if (pn.v6.local.has(da) || da === 1n) return LOCAL;
+    if (has(pn.v6, da) || da === 1n) return LOCAL;
     const levels = pn.v6.levels;
     for (let i = 0; i < levels.length; i++) {
       const l = levels[i]!;
