@@ -47,7 +47,7 @@ export class DaemonClient {
   /** Stream events (JSON lines) until `signal` aborts or the daemon goes away. */
   events(onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socket, path: '/v1/events', method: 'GET', headers: this.headers(), signal }, (res) => {
+      const req = request({ socketPath: this.socket, path: '/v1/events', method: 'GET', headers: this.headers(), signal, agent: false }, (res) => {
         let buf = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
@@ -72,7 +72,9 @@ export class DaemonClient {
 
   private call(method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.socket, path, method, headers: this.headers() }, (res) => {
+      // A connection per call (agent: false): a pooled keep-alive socket that the server closes as
+      // it is reused fails with ECONNRESET (nodejs/node#47130, #52649), seen under load in tests.
+      const req = request({ socketPath: this.socket, path, method, headers: this.headers(), agent: false }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));
@@ -86,7 +88,7 @@ export class DaemonClient {
 
 function answers(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ socketPath: socket, path: '/v1/ping', method: 'HEAD', timeout: 2000 }, (res) => {
+    const req = request({ socketPath: socket, path: '/v1/ping', method: 'HEAD', timeout: 2000, agent: false }, (res) => {
       res.resume();
       resolve(true);
     });
