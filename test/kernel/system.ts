@@ -109,7 +109,7 @@ export class LiveSystem {
     let n = 0;
     return {
       proc: p,
-      send: async (timeoutMs = 1500) => {
+      send: async (timeoutMs = 3000) => {
         const tag = `m${n++}-${Date.now()}`;
         p.write(tag + '\n');
         return (await p.waitFor((l) => l === `echo:${tag}` || l.startsWith('error:') || l === 'closed', timeoutMs).catch(() => null)) === `echo:${tag}`;
