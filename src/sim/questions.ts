@@ -12,7 +12,7 @@ import type { Model } from '../model/qube.js';
 import { effectiveRules } from '../model/rule.js';
 import { planNetwork } from '../model/topology.js';
 import type { Probe } from './packet.js';
-import { OUTSIDE, OUTSIDE_HOST, simulate, type SimResult } from './walk.js';
+import { OUTSIDE, OUTSIDE_HOST, simulate, type SimOptions, type SimResult } from './walk.js';
 
 export interface Analysis {
   model: Model;
@@ -29,9 +29,13 @@ export function analyse(model: Model, opts: { uplink: UplinkKind; resolutions: R
   return { model, plan, rulesets, diagnostics, resolutions: opts.resolutions };
 }
 
-export function ask(a: Analysis, probe: Probe): SimResult {
-  return simulate({ plan: a.plan, rulesets: a.rulesets }, probe);
+/** One probe through the analysed policy: traced, with the reply leg, unless `opts` say otherwise. */
+export function ask(a: Analysis, probe: Probe, opts?: SimOptions): SimResult {
+  return simulate({ plan: a.plan, rulesets: a.rulesets }, probe, undefined, opts);
 }
+
+/** For questions that only need the verdict (and the deciding rule): no hops, no reply leg. */
+const VERDICT_ONLY: SimOptions = { trace: false, reply: false };
 
 // ---- Turning what users type into probes ---------------------------------------------------
 
@@ -99,7 +103,7 @@ export function reachabilityMatrix(a: Analysis, o: MatrixOptions): Matrix {
         cells[s]![d] = 'drop';
         continue;
       }
-      cells[s]![d] = ask(a, { from: s, to, proto: o.proto, ...(o.port !== undefined && o.proto !== 'icmp' ? { dport: o.port } : {}) }).verdict;
+      cells[s]![d] = ask(a, { from: s, to, proto: o.proto, ...(o.port !== undefined && o.proto !== 'icmp' ? { dport: o.port } : {}) }, VERDICT_ONLY).verdict;
     }
   }
   return { sources, destinations, cells };
@@ -149,12 +153,12 @@ export function verdictChanges(before: Analysis, after: Analysis, probes: readon
   const out: VerdictChange[] = [];
   const known = (a: Analysis, p: Probe) => p.from === OUTSIDE || a.model.qubes.has(p.from);
   for (const p of probes) {
-    const b = known(before, p) ? ask(before, p).verdict : 'drop';
+    const b = known(before, p) ? ask(before, p, VERDICT_ONLY).verdict : 'drop';
     if (!known(after, p)) {
       if (b === 'accept') out.push({ probe: p, before: b, after: 'drop' });
       continue;
     }
-    const r = ask(after, p);
+    const r = ask(after, p, VERDICT_ONLY);
     if ((b === 'accept') !== (r.verdict === 'accept'))
       out.push({ probe: p, before: b, after: r.verdict, ...(r.by ? { by: r.by.origin.text } : {}) });
   }

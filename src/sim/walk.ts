@@ -123,8 +123,11 @@ class Walk implements NatSlotHandler {
     readonly keep: boolean,
   ) {}
 
+  /** A walk that keeps no flows still needs the one it sends to itself over lo (see loopback()). */
+  private loop: { node: string; table: ConnTable } | undefined;
+
   table(node: string): ConnTable {
-    if (!this.keep) return NO_FLOWS;
+    if (!this.keep) return this.loop !== undefined && this.loop.node === node ? this.loop.table : NO_FLOWS;
     let t = this.state.conntrack.get(node);
     if (!t) this.state.conntrack.set(node, (t = new Map()));
     return t;
@@ -132,7 +135,21 @@ class Walk implements NatSlotHandler {
 
   /** nf_conntrack_in: the packet's flow at this node (a throwaway one when flows are not kept). */
   lookup(ct: ConnTable, p: Pkt): CtView {
-    return this.keep ? ctLookup(ct, p) : ctFresh(SCRATCH_VIEW, p);
+    return this.keep || ct !== NO_FLOWS ? ctLookup(ct, p) : ctFresh(SCRATCH_VIEW, p);
+  }
+
+  /**
+   * A packet sent to the node itself keeps its conntrack entry when it comes back in on lo (the
+   * kernel does not look it up again), as a kept walk finds it in the node's table. A walk that
+   * keeps no flows gets a table for that node alone, holding a copy of this one flow.
+   */
+  loopback(pn: PNode, v: CtView): void {
+    if (this.keep) return;
+    const c = v.conn;
+    const conn = { ...c, orig: { ...c.orig }, reply: { ...c.reply } };
+    const table: ConnTable = new Map();
+    ctConfirm(table, { conn, dir: v.dir, state: v.state }, true);
+    this.loop = { node: pn.name, table };
   }
 
   /** The node's ruleset, prepared (looked up once per visit; prepare() caches per Ruleset object). */
@@ -275,6 +292,7 @@ function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
   if (rt.kind === 'out') hop.route = rt.route.text;
   r = w.hook(pn, prep, 'postrouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
+  if (rt.kind === 'local') w.loopback(pn, v);
   ctConfirm(ct, v, w.keep);
   if (rt.kind === 'local') {
     hop.route = 'local (lo)';
