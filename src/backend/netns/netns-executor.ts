@@ -43,12 +43,14 @@ export class NetnsExecutor implements Backend {
 
   /**
    * What a Qubes qube finds in its resolv.conf: the virtual resolvers 10.139.1.1/.2 (its netvm
-   * DNATs them upstream); a top net qube gets its real upstream. The world resolves nothing.
+   * DNATs them upstream); a top net qube gets its real upstream (the world's, or the host's for
+   * veth-host and move:DEV). The world resolves nothing; the host's own file is never touched.
    */
   private async writeResolvConf(plan: NetPlan, name: string): Promise<void> {
     const node = plan.nodes.find((n) => n.name === name);
     if (!node || node.kind !== 'qube' || !node.ifaces.length) return;
-    const top = node.ifaces.some((i) => i.peer?.node === 'world');
+    const kind = (n: string) => plan.nodes.find((x) => x.name === n)?.kind;
+    const top = node.ifaces.some((i) => i.physical || (i.peer !== undefined && kind(i.peer.node) !== 'qube'));
     const servers = top ? plan.upstreamDns : plan.virtualDns;
     if (!servers.length) return;
     await mkdir(this.etcDir(name), { recursive: true });
@@ -61,23 +63,32 @@ export class NetnsExecutor implements Backend {
 
   /**
    * Which namespace each vif of these netvms leads to: the peer of a veth is named by its
-   * link-netnsid, which `ip netns list-id` (run in the same namespace) maps to a namespace name.
+   * link-netnsid, which `ip netns list-id nsid N` (run in the same namespace) maps to a namespace
+   * name. One lookup per peer, all in one `ip -batch`: the unfiltered `ip netns list-id` of
+   * iproute2 6.1 stops after one netlink message (134 ids), so with more clients the rest looked
+   * unlinked and every converge relinked them.
    */
   async links(netvms: readonly string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     await Promise.all(
       netvms.map(async (nv) => {
         const ns = this.netns.ns(nv);
-        const [ids, links] = await Promise.all([
-          runChecked(this.runner, ['ip', '-n', ns, '-j', 'netns', 'list-id']).catch(() => '[]'),
-          runChecked(this.runner, ['ip', '-n', ns, '-j', 'link', 'show', 'type', 'veth']).catch(() => '[]'),
-        ]);
-        const names = new Map((JSON.parse(ids || '[]') as { nsid: number; name?: string }[]).map((x) => [x.nsid, x.name]));
-        for (const l of JSON.parse(links || '[]') as { ifname: string; link_netnsid?: number }[]) {
-          const peerNs = l.link_netnsid === undefined ? undefined : names.get(l.link_netnsid);
+        const links = await runChecked(this.runner, ['ip', '-n', ns, '-j', 'link', 'show', 'type', 'veth']).catch(() => '[]');
+        // Every veth but eth0 leads downstream (vif<qid>.0 in a netvm, up<qid> in the world).
+        const down = (JSON.parse(links || '[]') as { ifname: string; link_netnsid?: number }[]).filter((l) => l.ifname !== 'eth0' && l.link_netnsid !== undefined);
+        const ids = [...new Set(down.map((l) => l.link_netnsid!))];
+        if (!ids.length) return;
+        const batch = ids.map((id) => `netns list-id nsid ${id}\n`).join('');
+        const answer = await runChecked(this.runner, ['ip', '-n', ns, '-j', '-batch', '-'], { stdin: batch }).catch(() => '');
+        const names = new Map<number, string | undefined>();
+        for (const line of answer.split('\n')) {
+          if (!line.startsWith('[')) continue;
+          for (const x of JSON.parse(line) as { nsid: number; name?: string }[]) names.set(x.nsid, x.name);
+        }
+        for (const l of down) {
+          const peerNs = names.get(l.link_netnsid!);
           const peer = peerNs === undefined ? undefined : this.netns.naming.node(peerNs);
-          // Every veth but eth0 leads downstream (vif<qid>.0 in a netvm, up<qid> in the world).
-          if (peer !== undefined && l.ifname !== 'eth0') out.set(peer, nv);
+          if (peer !== undefined) out.set(peer, nv);
         }
       }),
     );
