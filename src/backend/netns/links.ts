@@ -4,12 +4,14 @@
 //   1 × `ip -n NS -batch -` per namespace, in dependency order: a netvm's batch creates the veth pairs
 //       to all its clients (`link add vifN.0 type veth peer name eth0 netns <client>`) and configures
 //       its own side; each client's batch then configures eth0 and its routes.
-// Nothing is ever created in the host namespace: veths are born in the netvm's namespace with their
-// peer placed directly in the client's. `ip -batch` cannot switch namespace per line (kernel notes).
+// Nothing is created in the host namespace except for the `veth-host` uplink: veths are born in the
+// netvm's namespace with their peer placed directly in the client's. The plan's `host` node is the
+// host's own (root) namespace: its batch runs as `ip -batch -` without `-n`; it is always there and
+// never created or deleted. `ip -batch` cannot switch namespace per line (kernel notes).
 import { isIP } from 'node:net';
 import { CommandError, runChecked, type Runner } from './runner.js';
 import { diag, type Diagnostic } from '../../model/diagnostics.js';
-import type { Iface, NetPlan, Route } from '../../model/netplan.js';
+import type { Iface, NetNode, NetPlan, Route } from '../../model/netplan.js';
 
 // ---- Errors ------------------------------------------------------------------------------------
 
@@ -33,6 +35,8 @@ export const CODES = {
   toolMissing: 'QNET5206',
   nftRejected: 'QNET5210',
   nftNotFound: 'QNET5211',
+  uplinkDevice: 'QNET5220',
+  hostUplink: 'QNET5221',
 } as const;
 
 /** Turn a CommandError into a NetnsError with a stable code; other errors pass through. */
@@ -122,7 +126,8 @@ export interface LinkSpec {
 
 /**
  * Every veth pair of the plan, once. The upstream side creates it: the vif side (group 2) of a
- * netvm↔client link; for the world↔top-netvm link, the side that is not the uplink (group 1).
+ * netvm↔client link; for the world↔top-netvm and host↔top-netvm links, the side that is not the
+ * uplink (group 1). A physical interface (move:DEV) is no link: it is moved, not made.
  */
 export function planLinks(plan: NetPlan): LinkSpec[] {
   const nodes = new Map(plan.nodes.map((n) => [n.name, n]));
@@ -130,6 +135,7 @@ export function planLinks(plan: NetPlan): LinkSpec[] {
   const links: LinkSpec[] = [];
   for (const n of plan.nodes) {
     for (const i of n.ifaces) {
+      if (i.physical) continue;
       if (!i.peer) throw badPlan(`${n.name}:${i.name} has no peer; only veth pairs between namespaces are supported`);
       const other = nodes.get(i.peer.node)?.ifaces.find((x) => x.name === i.peer!.iface);
       if (!other || other.peer?.node !== n.name || other.peer.iface !== i.name)
@@ -193,9 +199,22 @@ export function routeLines(routes: readonly Route[]): string[] {
 
 export interface NsBatch {
   node: string;
+  /** The namespace (empty for the host's). */
   ns: string;
+  /** The host's own (root) namespace, the plan's `host` node: `ip` runs without `-n`. */
+  host?: true;
   lines: string[];
 }
+
+/** A physical interface to move from the host's namespace into a fresh top netvm's (move:DEV). */
+export interface DeviceMove {
+  node: string;
+  ns: string;
+  dev: string;
+}
+
+/** `ip` in a batch's namespace: `ip -n NS`, or plain `ip` in the host's own. */
+export const ipIn = (b: Pick<NsBatch, 'ns' | 'host'>): string[] => (b.host ? ['ip'] : ['ip', '-n', b.ns]);
 
 export interface BringUpSteps {
   /** Namespaces to create (one `ip -batch -` of `netns add`). */
@@ -207,6 +226,11 @@ export interface BringUpSteps {
    * first with `ip -force -batch`.
    */
   sweep: NsBatch[];
+  /**
+   * Physical interfaces to move into fresh namespaces (after their rules are loaded, before the
+   * levels: the node's batch puts the interface in its group and up).
+   */
+  moves: DeviceMove[];
   /** Per-namespace batches; the batches of one level are independent and may run in parallel. */
   levels: NsBatch[][];
   /** Fresh nodes that forward (network-providing qubes, the world). */
@@ -231,14 +255,17 @@ export function planBringUp(plan: NetPlan, req: BringUpRequest, naming: Naming):
   const nodes = new Map(plan.nodes.map((n) => [n.name, n]));
   const fresh = new Set(req.fresh);
   const touch = new Set(req.touch ?? []);
+  const isHost = (n: string) => nodes.get(n)?.kind === 'host';
   for (const name of [...fresh, ...touch]) {
     validateNodeName(name);
     if (!nodes.has(name)) throw badPlan(`${name} is not in the plan`);
+    if (isHost(name)) throw badPlan(`${name} is the host's own namespace, which is never created or relinked`);
   }
   for (const name of fresh)
     if (req.live.has(name))
       throw new NetnsError(diag(CODES.alreadyRunning, `namespace ${naming.ns(name)} already exists`, { qube: name, hint: 'tear it down first, or adopt it' }));
-  const present = (n: string) => fresh.has(n) || req.live.has(n);
+  // The host's namespace is always there.
+  const present = (n: string) => fresh.has(n) || req.live.has(n) || isHost(n);
   const links = planLinks(plan).filter(
     (l) =>
       present(l.creator.node) &&
@@ -266,6 +293,15 @@ export function planBringUp(plan: NetPlan, req: BringUpRequest, naming: Naming):
       if (!fresh.has(end.node) && fresh.has(other.node)) sweep.set(end.node, [...(sweep.get(end.node) ?? []), end.iface]);
   }
 
+  // A fresh top netvm's physical uplink (move:DEV) is moved in and configured with its batch.
+  const moves: DeviceMove[] = [];
+  for (const name of fresh)
+    for (const i of nodes.get(name)!.ifaces.filter((x) => x.physical)) {
+      moves.push({ node: name, ns: naming.ns(name), dev: validateIfaceName(i.name) });
+      addIface(name, i.name);
+    }
+
+  const nsOf = (node: NetNode): Pick<NsBatch, 'ns' | 'host'> => (node.kind === 'host' ? { ns: '', host: true } : { ns: naming.ns(node.name) });
   const batches = new Map<string, NsBatch>();
   const batchNodes = new Set<string>([...fresh, ...newIfaces.keys()]);
   for (const name of [...batchNodes].sort(byPlanOrder(plan))) {
@@ -275,17 +311,19 @@ export function planBringUp(plan: NetPlan, req: BringUpRequest, naming: Naming):
     for (const l of creates.get(name) ?? []) lines.push(linkAddLine(l, naming));
     const ifs = newIfaces.get(name) ?? new Set<string>();
     for (const i of node.ifaces) if (ifs.has(i.name)) lines.push(...ifaceLines(i));
-    lines.push(...routeLines(node.routes.filter((r) => ifs.has(r.dev))));
-    batches.set(name, { node: name, ns: naming.ns(name), lines });
+    // Dynamic routes (DHCP on a physical uplink) are the user's to make.
+    lines.push(...routeLines(node.routes.filter((r) => ifs.has(r.dev) && !r.dynamic)));
+    batches.set(name, { node: name, ...nsOf(node), lines });
   }
 
   return {
     create: [...fresh].sort(byPlanOrder(plan)).map((n) => naming.ns(n)),
     sweep: [...sweep].map(([node, ifaces]) => ({
       node,
-      ns: naming.ns(node),
+      ...nsOf(nodes.get(node)!),
       lines: ifaces.map((i) => `link del dev ${validateIfaceName(i)}`),
     })),
+    moves,
     levels: levelize(batches, deps),
     forwarding: plan.nodes.filter((n) => fresh.has(n.name) && n.forwarding).map((n) => n.name),
   };
@@ -335,14 +373,14 @@ export async function runLimited<T>(tasks: readonly (() => Promise<T>)[], limit:
 
 export async function runBatch(runner: Runner, b: NsBatch): Promise<void> {
   if (!b.lines.length) return;
-  await runChecked(runner, ['ip', '-n', b.ns, '-batch', '-'], { stdin: b.lines.join('\n') + '\n' }).catch((e) => {
+  await runChecked(runner, [...ipIn(b), '-batch', '-'], { stdin: b.lines.join('\n') + '\n' }).catch((e) => {
     throw classifyCommandError(e, b.node);
   });
 }
 
 /** `ip -force -batch`: keep going past missing devices; anything else is a real failure. */
 export async function runSweep(runner: Runner, b: NsBatch): Promise<void> {
-  const argv = ['ip', '-n', b.ns, '-force', '-batch', '-'];
+  const argv = [...ipIn(b), '-force', '-batch', '-'];
   const r = await runner.run(argv, { stdin: b.lines.join('\n') + '\n' });
   if (r.code === 0) return;
   const real = r.stderr.split('\n').filter((l) => l.trim() && !/^Cannot find device|^Command failed/.test(l));

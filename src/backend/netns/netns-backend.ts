@@ -2,7 +2,9 @@
 // Stateless on purpose: the kernel is the state. Namespaces are named `<prefix><qube>`, so a
 // restarted daemon adopts what it finds with listNamespaces(), and a dead netvm shows as a missing
 // name. Every process goes through the Runner (or the InteractiveRunner for `qnet run`).
-import type { NetPlan } from '../../model/netplan.js';
+// The real uplinks touch the host's own namespace; all of that is in uplink.ts.
+import type { NetPlan, UplinkKind } from '../../model/netplan.js';
+import { hostLinkTag } from '../../model/topology.js';
 import { runChecked, type Runner } from './runner.js';
 import {
   classifyCommandError,
@@ -25,6 +27,7 @@ import { checkRuleset, listCounters, loadRuleset, type RuleCounter } from './nft
 import { deleteFlows, listFlows, type Flow, type FlowSelector } from './conntrack.js';
 import { execArgv, NodeInteractiveRunner, type InteractiveRunner } from './exec.js';
 import { diag } from '../../model/diagnostics.js';
+import { ensureHostUplink, lastHostLinkGoes, moveDevice, releaseHostUplink } from './uplink.js';
 
 export interface NetnsBackendOptions {
   runner: Runner;
@@ -36,6 +39,11 @@ export interface NetnsBackendOptions {
   sysctls?: Sysctls;
   /** Processes in flight at once (default 8; the host has few CPUs and spawns are CPU-bound). */
   concurrency?: number;
+  /**
+   * The uplink the plans use. With `veth-host`, tearing down a namespace also looks at the host's
+   * veths, and removes qnet's host table when the last link goes.
+   */
+  uplink?: UplinkKind;
 }
 
 export interface BringUpOptions {
@@ -48,6 +56,9 @@ export interface BringUpOptions {
 
 export class NetnsBackend {
   readonly naming: Naming;
+  /** Tags this prefix's host interfaces (`qnh<tag>-<qid>`) and host table (`ip qnet-uplink-<tag>`). */
+  readonly hostTag: string;
+  private readonly uplink: UplinkKind | undefined;
   private readonly runner: Runner;
   private readonly interactive: InteractiveRunner;
   private readonly extraSysctls: Sysctls;
@@ -56,6 +67,8 @@ export class NetnsBackend {
   constructor(opts: NetnsBackendOptions) {
     this.runner = opts.runner;
     this.naming = new Naming(opts.prefix);
+    this.hostTag = hostLinkTag(this.naming.prefix);
+    this.uplink = opts.uplink;
     this.interactive = opts.interactive ?? new NodeInteractiveRunner();
     this.extraSysctls = opts.sysctls ?? {};
     this.limit = opts.concurrency ?? 8;
@@ -81,14 +94,14 @@ export class NetnsBackend {
     const steps = planBringUp(plan, { fresh: names, live }, this.naming);
     await createNamespaces(this.runner, steps.create);
     try {
-      await this.configure(steps, names, opts);
+      await this.configure(steps, names, opts, [...live]);
     } catch (e) {
-      await deleteNamespaces(this.runner, steps.create).catch(() => {});
+      await this.deleteNamespaces(steps.create).catch(() => {});
       throw e;
     }
   }
 
-  private async configure(steps: BringUpSteps, fresh: readonly string[], opts: BringUpOptions): Promise<void> {
+  private async configure(steps: BringUpSteps, fresh: readonly string[], opts: BringUpOptions, live: readonly string[] = []): Promise<void> {
     const fwd = new Set(steps.forwarding);
     const sysctlTasks = fresh
       .map((n) => ({ n, s: { ...(fwd.has(n) ? FORWARDING : {}), ...this.extraSysctls } }))
@@ -99,12 +112,27 @@ export class NetnsBackend {
       .map((n) => () => loadRuleset(this.runner, this.ns(n), opts.rules!.get(n)!, n));
     await runLimited([...sysctlTasks, ...ruleTasks], this.limit);
     await runLimited(steps.sweep.map((b) => () => runSweep(this.runner, b)), this.limit);
+    for (const m of steps.moves) await moveDevice(this.runner, this.naming, m, live);
+    await this.linkLevels(steps);
+  }
+
+  /** The batches level by level; before the first veth to the host, the host is made ready for it. */
+  private async linkLevels(steps: BringUpSteps): Promise<void> {
+    if (steps.levels.some((l) => l.some((b) => b.host && b.lines.length))) await ensureHostUplink(this.runner, this.hostTag);
     for (const level of steps.levels) await runLimited(level.map((b) => () => runBatch(this.runner, b)), this.limit);
   }
 
   /** Delete the namespaces of `names` (and so their veths); missing ones are not an error. */
   async tearDown(names: readonly string[]): Promise<void> {
-    await deleteNamespaces(this.runner, names.map((n) => this.ns(n)));
+    await this.deleteNamespaces(names.map((n) => this.ns(n)));
+  }
+
+  /** With `veth-host`: when the last link to the host goes with these, qnet's host table goes too. */
+  private async deleteNamespaces(nss: readonly string[]): Promise<void> {
+    if (!nss.length) return;
+    const release = this.uplink === 'veth-host' && (await lastHostLinkGoes(this.runner, this.naming, this.hostTag, new Set(nss)));
+    await deleteNamespaces(this.runner, nss);
+    if (release) await releaseHostUplink(this.runner, this.hostTag);
   }
 
   /**
@@ -124,7 +152,7 @@ export class NetnsBackend {
     const old = parseUplinks(json);
     if (old.length) await runBatch(this.runner, { node: client, ns, lines: old.map((i) => `link del dev ${i}`) });
     const steps = planBringUp(plan, { fresh: [], touch: [client], live }, this.naming);
-    for (const level of steps.levels) await runLimited(level.map((b) => () => runBatch(this.runner, b)), this.limit);
+    await this.linkLevels(steps);
   }
 
   /** Replace rules in a qube's namespace with one atomic `nft -f`. */
