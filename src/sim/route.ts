@@ -69,6 +69,7 @@ export const addrKey = (a: AddrNum): AddrNum => (typeof a === 'number' ? a | 0 :
 export interface PNode {
   node: NetNode;
   name: string;
+  /** Where the outside begins: the stand-in world, or the host (veth-host), which routes on beyond the plan. */
   world: boolean;
   ifaces: Map<string, Iface>;
   /** Per interface of this node: its first address of each family. */
@@ -126,7 +127,7 @@ function build(plan: NetPlan): PPlan {
   const owner: PPlan['owner'] = new Map();
   for (const n of plan.nodes) {
     const pn: PNode = {
-      node: n, name: n.name, world: n.kind === 'world', ifaces: new Map(), ifAddrs: new Map(), firstAddr: { 4: undefined, 6: undefined },
+      node: n, name: n.name, world: n.kind === 'world' || n.kind === 'host', ifaces: new Map(), ifAddrs: new Map(), firstAddr: { 4: undefined, 6: undefined },
       v4: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, v6: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, prepared: undefined,
     };
     for (const i of n.ifaces) {

@@ -305,7 +305,7 @@ function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
 
 function transmit(w: Walk, pn: PNode, hop: Hop, iface: Iface, p: Pkt, ttl: number): Stop | Done {
   hop.out = iface.name;
-  if (!iface.peer) return drop(hop, pn.name, `${iface.name} has no peer`);
+  if (!iface.peer) return drop(hop, pn.name, iface.physical ? `left through ${iface.name}, a physical uplink: the outside beyond it is not simulated` : `${iface.name} has no peer`);
   const link = w.pp.links.get(iface);
   const next = link?.node;
   if (!next) return drop(hop, pn.name, `${iface.name}'s peer ${iface.peer.node} is not in the plan`);
@@ -326,7 +326,7 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
   if (r.verdict !== 'accept') return stopped(hop, pn, 'prerouting', r);
   const rt = route(w.pp, pn, p.da, p.family, false);
   if (rt.kind === 'local' || rt.kind === 'outside') {
-    hop.route = rt.kind === 'local' ? 'local' : 'outside (stand-in internet host)';
+    hop.route = rt.kind === 'local' ? 'local' : pn.node.kind === 'host' ? 'outside (via the host)' : 'outside (stand-in internet host)';
     r = w.hook(pn, prep, 'input', p, v, hop);
     if (r.verdict !== 'accept') return stopped(hop, pn, 'input', r);
     return deliver(w, hop, pn, p, ct, v);
@@ -347,7 +347,7 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
 function deliver(w: Walk, hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView): Done {
   ctConfirm(ct, v, w.keep);
   hop.outcome = 'delivered';
-  const at = pn.world && !isLocal(pn, p.da, p.family) ? `the outside (stand-in host ${p.daddr})` : `${pn.name} (${p.daddr})`;
+  const at = !pn.world || isLocal(pn, p.da, p.family) ? `${pn.name} (${p.daddr})` : pn.node.kind === 'host' ? `the outside via the host (${p.daddr})` : `the outside (stand-in host ${p.daddr})`;
   return { verdict: 'accept', node: pn.name, reason: `delivered to ${at}`, deliveredTo: p.daddr };
 }
 

@@ -108,7 +108,8 @@ export class SimBackend implements Backend {
   /** Send a probe through what is loaded now; counters and conntrack persist across probes. */
   probe(p: Probe): SimResult {
     if (!this.plan) throw new Error('nothing is running');
-    const livePlan: NetPlan = { ...this.plan, nodes: this.plan.nodes.filter((n) => this.nodes.has(n.name)) };
+    // The host's namespace (veth-host) is always there; qnet never brings it up.
+    const livePlan: NetPlan = { ...this.plan, nodes: this.plan.nodes.filter((n) => n.kind === 'host' || this.nodes.has(n.name)) };
     return simulate({ plan: livePlan, rulesets: this.rulesets }, p, this.state);
   }
 
