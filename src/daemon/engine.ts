@@ -13,7 +13,7 @@ import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
 import type { NetPlan, UplinkKind } from '../model/netplan.js';
 import type { Model, Qube } from '../model/qube.js';
-import { clientsOf, netvmChain, planNetwork, vifName } from '../model/topology.js';
+import { clientsOf, netvmChain, planNetwork, vifName, type PlanOptions } from '../model/topology.js';
 import { evalHook } from '../sim/evaluate.js';
 import { PROTO } from '../sim/packet.js';
 import { namesToResolve } from '../compile/compile.js';
@@ -44,6 +44,8 @@ export interface EngineDeps {
   backend: Backend;
   resolver: Resolver;
   uplink: UplinkKind;
+  /** What a real uplink's plan needs from the host: its resolvers, the host link tag, the device. */
+  planOptions?: Pick<PlanOptions, 'upstreamDns' | 'hostTag' | 'moveDev'>;
   now: () => number;
   emit?: (e: EngineEvent) => void;
   world?: WorldControl;
@@ -121,7 +123,7 @@ export class Engine {
     const runningAll = [...model.qubes.values()].filter((q) => q.state === 'Running');
     const runningNames = new Set(runningAll.map((q) => q.name));
     const running = runningAll.filter((q) => qubeIp(model, q) !== null);
-    const plan = planNetwork(model, { uplink: this.deps.uplink, only: runningNames });
+    const plan = planNetwork(model, { ...this.deps.planOptions, uplink: this.deps.uplink, only: runningNames });
     // A running qube without network (vault) still gets a namespace: a stack of its own, no links.
     for (const q of runningAll)
       if (!plan.nodes.some((n) => n.name === q.name))
@@ -227,7 +229,7 @@ export class Engine {
 
   private compileAssumed(assume: Model, plan: NetPlan, now: number): Map<string, Ruleset> {
     const running = new Set([...assume.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
-    const p = planNetwork(assume, { uplink: plan.uplink, only: running });
+    const p = planNetwork(assume, { ...this.deps.planOptions, uplink: plan.uplink, only: running });
     return compile({ model: assume, plan: p, resolutions: this.resolutions, now }).rulesets;
   }
 

@@ -1,6 +1,7 @@
 // The composition root (EXAMPLES.md Example 5): the one place that picks the executor, the resolver
 // and the world for a state directory. The daemon and the CLI's offline path both come here.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { NetnsBackend } from '../backend/netns/netns-backend.js';
@@ -8,12 +9,14 @@ import { NetnsExecutor } from '../backend/netns/netns-executor.js';
 import { NodeRunner, type Runner } from '../backend/netns/runner.js';
 import { NetnsResolver, SystemResolver } from '../backend/netns/resolver.js';
 import { createWorld, destroyWorld, WORLD_DNS_SERVERS } from '../backend/netns/world.js';
+import { deviceOwner, hostUpstreamDns } from '../backend/netns/uplink.js';
 import { SimBackend } from '../backend/sim/sim-backend.js';
 import { StaticResolver, type Resolution, type Resolver } from '../compile/dns.js';
 import { diag } from '../model/diagnostics.js';
 import type { UplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
+import { hostLinkTag, type PlanOptions } from '../model/topology.js';
 import { DEFAULT_PREFIX, readRuntime, writeRuntime, type Runtime } from '../store/runtime-file.js';
 import { uplinkKind, worldZone } from '../cli/runtime.js';
 import { Engine, WORLD_NODE, type EngineEvent, type WorldControl } from './engine.js';
@@ -62,18 +65,40 @@ export interface WireOptions {
   runner?: Runner;
   /** Sysctls for every namespace (tests lift the ICMP rate limit). */
   sysctls?: Record<string, string>;
+  /** Reads the host's resolv.conf files (tests pass fixed text); default: the real files. */
+  readHostFile?: (path: string) => string | undefined;
+}
+
+const readText = (path: string): string | undefined => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * What a real uplink's plan needs from the host (nothing for `world` and `none`): the host's
+ * resolvers as the top netvm's DNS upstream, the tag of this prefix's host interfaces, the device.
+ */
+export function uplinkPlanOptions(model: Model, prefix: string, read: (path: string) => string | undefined = readText): Pick<PlanOptions, 'upstreamDns' | 'hostTag' | 'moveDev'> {
+  const uplink = uplinkKind(model);
+  if (uplink !== 'veth-host' && uplink !== 'move') return {};
+  const dev = model.uplink?.startsWith('move:') ? model.uplink.slice('move:'.length) : undefined;
+  return { upstreamDns: hostUpstreamDns(read), hostTag: hostLinkTag(prefix), ...(dev !== undefined ? { moveDev: dev } : {}) };
 }
 
 export function wire(o: WireOptions): Wired {
   const uplink = uplinkKind(o.model);
+  const planOptions = uplinkPlanOptions(o.model, o.runtime.prefix, o.readHostFile);
   if (o.runtime.backend === 'sim') {
     const backend = new SimBackend();
     const world: WorldControl = { ensure: (plan) => backend.bringUp(plan, [WORLD_NODE]), destroy: () => backend.tearDown([WORLD_NODE]) };
     const resolver = uplink === 'world' ? new StaticResolver(worldZone(o.stateDir)) : new StaticResolver({});
-    return { engine: new Engine({ backend, resolver, uplink, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, runtime: o.runtime };
+    return { engine: new Engine({ backend, resolver, uplink, planOptions, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, runtime: o.runtime };
   }
   const runner = o.runner ?? new NodeRunner();
-  const netns = new NetnsBackend({ runner, prefix: o.runtime.prefix, ...(o.sysctls ? { sysctls: o.sysctls } : {}) });
+  const netns = new NetnsBackend({ runner, prefix: o.runtime.prefix, uplink, ...(o.sysctls ? { sysctls: o.sysctls } : {}) });
   const worldNs = netns.ns(WORLD_NODE);
   const world: WorldControl = {
     ensure: async () => {
@@ -82,18 +107,31 @@ export function wire(o: WireOptions): Wired {
     destroy: () => destroyWorld(runner, worldNs, { stateDir: runDir(o.stateDir) }),
   };
   const backend = new NetnsExecutor(netns, runner);
-  const resolver = resolverFor(uplink, backend, runner);
-  return { engine: new Engine({ backend, resolver, uplink, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, netns, runtime: o.runtime };
+  const resolver = resolverFor(uplink, backend, runner, planOptions);
+  return { engine: new Engine({ backend, resolver, uplink, planOptions, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, netns, runtime: o.runtime };
 }
 
 /**
  * Names are resolved the way Qubes does, inside the net qube: with the world uplink, in the top
  * netvm's namespace against the world's resolver. (Never from the host: on some machines the
- * host's own network overlaps the documentation range the world's resolver uses.)
+ * host's own network overlaps the documentation range the world's resolver uses.) With veth-host
+ * the host's resolver answers what the top netvm would get. With move:DEV the host may have no
+ * network while the device is away: the net qube that holds it asks the host's upstream servers.
  */
-function resolverFor(uplink: UplinkKind, netns: NetnsExecutor, runner: Runner): Resolver {
+function resolverFor(uplink: UplinkKind, netns: NetnsExecutor, runner: Runner, plan: Pick<PlanOptions, 'upstreamDns' | 'moveDev'>): Resolver {
   if (uplink === 'none') return new StaticResolver({});
-  if (uplink !== 'world') return new SystemResolver();
+  if (uplink === 'veth-host') return new SystemResolver();
+  if (uplink === 'move') {
+    const host = new SystemResolver();
+    const dev = plan.moveDev;
+    const servers = plan.upstreamDns?.length ? { servers: [...plan.upstreamDns] } : {};
+    return {
+      async resolveAll(names) {
+        const owner = dev === undefined ? undefined : await deviceOwner(runner, netns.netns.naming, dev, [...(await netns.live())]);
+        return owner === undefined ? host.resolveAll(names) : new NetnsResolver(runner, netns.netns.ns(owner), servers).resolveAll(names);
+      },
+    };
+  }
   return {
     async resolveAll(names) {
       // The net qube linked to the world right now.
