@@ -65,7 +65,22 @@ export class Daemon {
     // The daemon remembers what it loaded; its first converge loads every node whole (atomically,
     // so established flows of adopted namespaces carry on).
     const engineStore = new EngineStore(files, async () => this.wired!.engine, false);
-    this.store = { load: () => engineStore.load(), update: (c) => engineStore.update(async (m) => { const r = await c(m); this.model = m; return r; }) };
+    // The watch and the timers read this.model: it is taken once the kernel holds it (after the
+    // converge). Taken before, a qube being started looked dead to the watch, which queued a
+    // converge that could race a real death (see Engine.noticeDeaths vs converge's own live()).
+    this.store = {
+      load: () => engineStore.load(),
+      update: async (c) => {
+        let seen: Model | undefined;
+        const r = await engineStore.update(async (m) => {
+          const x = await c(m);
+          seen = m;
+          return x;
+        });
+        if (seen) this.model = seen;
+        return r;
+      },
+    };
     await this.serial(() => this.store!.update(() => undefined));
     this.token = await newToken(runDir(this.o.stateDir));
     await writeFile(pidPath(runDir(this.o.stateDir)), `${process.pid}\n`);
