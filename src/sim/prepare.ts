@@ -157,10 +157,12 @@ function build(rs: Ruleset): PreparedRuleset {
       const nat = c.base.type === 'nat';
       all.push({ chain: pt.chains.get(c.name)!, spec: c.base, order: nat ? natSlot(c.base.hook) : c.base.priority, nat, t: pt.index, c: ci });
     });
-  // Equal priorities: the kernel runs hooks in registration order (nf_hook_entries_grow inserts a new
-  // hook after existing ones of the same priority), and one `nft -f` registers chains in the order
-  // they appear. We follow the Ruleset's table order, then chain order within a table.
-  all.sort((a, b) => a.order - b.order || a.spec.priority - b.spec.priority || a.t - b.t || a.c - b.c);
+  // Equal priorities: the kernel runs the hook registered LAST first (nf_hook_entries_grow inserts a
+  // new hook before existing ones of the same priority; the differential test against the kernel
+  // showed it), and one `nft -f` registers chains in the order they appear. So the Ruleset's later
+  // table, then later chain, runs first. (qnet's compiler gives its own base chains distinct
+  // priorities, so its behaviour never depends on this; users' own chains may.)
+  all.sort((a, b) => a.order - b.order || a.spec.priority - b.spec.priority || b.t - a.t || b.c - a.c);
   for (const b of all) {
     const fam = b.chain.table.family;
     const entry = { chain: b.chain, spec: b.spec, order: b.order, nat: b.nat };

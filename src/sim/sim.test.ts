@@ -113,7 +113,7 @@ const scenarios: { name: string; rules: Rule[] | null; cases: Case[] }[] = [
     rules: null,
     cases: [
       { name: 'work sending as personal is dropped at sys-firewall', probe: work('203.0.113.5', 'tcp', 443, { src: '10.137.0.4' }), verdict: 'drop', at: 'sys-firewall', by: 'base: antispoof' },
-      { name: 'the outside sending as sys-firewall is dropped at sys-net', probe: { from: 'outside', to: '198.51.100.2', proto: 'tcp', dport: 22, src: '10.137.0.2' }, verdict: 'drop', at: 'sys-net', by: 'base: downstream source from upstream' },
+      { name: 'the outside sending as sys-firewall is dropped at sys-net', probe: { from: 'outside', to: '198.51.100.2', proto: 'tcp', dport: 22, src: '10.137.0.2' }, verdict: 'drop', at: 'sys-net', by: 'qubes-firewall: connected ip from upstream' },
     ],
   },
   {
@@ -149,19 +149,28 @@ const baseCases: Case[] = [
   { name: 'work reaches 203.0.113.5 tcp/443', probe: work('203.0.113.5', 'tcp', 443), ...DELIVERED },
   { name: 'work to 203.0.113.6 tcp/443 is rejected by its policy', probe: work('203.0.113.6', 'tcp', 443), ...REJECTED('work') },
   { name: 'personal (no firewall file) reaches 203.0.113.6 tcp/80', probe: { from: 'personal', to: '203.0.113.6', proto: 'tcp', dport: 80 }, ...DELIVERED },
-  { name: 'work to personal tcp/22 is dropped', probe: work('10.137.0.4', 'tcp', 22), verdict: 'drop', at: 'sys-firewall', by: 'base: new flows to downstream qubes' },
+  // Both forward chains sit at priority 0 here, as in Qubes, and the kernel runs the one registered
+  // last first: qubes-firewall (loaded after the base rules), so work's own rules answer first.
+  { name: 'work to personal tcp/22 is refused by work\'s rules before the base drop', probe: work('10.137.0.4', 'tcp', 22), ...REJECTED('work') },
 ];
 
 const variants: { name: string; options: QubesWorldOptions; overrides: Record<string, Partial<Expect>> }[] = [
   {
     name: 'work has no firewall file',
     options: { rules: { work: null } },
-    overrides: { 'work to 203.0.113.6 tcp/443 is rejected by its policy': { ...DELIVERED, by: undefined } },
+    overrides: {
+      'work to 203.0.113.6 tcp/443 is rejected by its policy': { ...DELIVERED, by: undefined },
+      // work accepts everything, so Qubes' base forward chain is what stops it
+      'work to personal tcp/22 is refused by work\'s rules before the base drop': { verdict: 'drop', at: 'sys-firewall', by: 'base: new flows to downstream qubes' },
+    },
   },
   {
     name: 'sys-firewall lost its qubes-firewall table (daemon stopped cleanly: fail-open, §4.6)',
     options: { rules: { work: baseRules }, withoutFirewallTable: ['sys-firewall'] },
-    overrides: { 'work to 203.0.113.6 tcp/443 is rejected by its policy': { ...DELIVERED, by: undefined } },
+    overrides: {
+      'work to 203.0.113.6 tcp/443 is rejected by its policy': { ...DELIVERED, by: undefined },
+      'work to personal tcp/22 is refused by work\'s rules before the base drop': { verdict: 'drop', at: 'sys-firewall', by: 'base: new flows to downstream qubes' },
+    },
   },
   {
     name: 'sys-net has no upstream resolver (dnat-dns drops port 53)',

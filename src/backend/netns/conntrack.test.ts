@@ -60,3 +60,17 @@ test('delete is precise: family, protocol, both addresses and ports', async () =
   assert.equal(await deleteFlows(r, 'qn-fw', sel), 0);
   await assert.rejects(deleteFlows(r, 'qn-fw', sel, 'sys-firewall'), (e: unknown) => e instanceof NetnsError && e.diagnostic.qube === 'sys-firewall');
 });
+
+test('deleting a flow that ended between list and delete counts as 0, not an error', async () => {
+  const { ScriptedRunner } = await import('./runner.js');
+  const { deleteFlows } = await import('./conntrack.js');
+  const runner = new ScriptedRunner([
+    {
+      argv: ['conntrack', '-D', '-f', 'ipv4', '-p', 'tcp', '--orig-src', '10.137.0.3', '--orig-dst', '203.0.113.10', '--orig-port-src', '40000', '--orig-port-dst', '80'],
+      netns: 'qnet-sys-firewall',
+      result: { code: 1, stderr: "conntrack v1.4.7 (conntrack-tools): Operation failed: such conntrack doesn't exist\n" },
+    },
+  ]);
+  assert.equal(await deleteFlows(runner, 'qnet-sys-firewall', { proto: 'tcp', src: '10.137.0.3', dst: '203.0.113.10', sport: 40000, dport: 80 }), 0);
+  runner.assertDone();
+});

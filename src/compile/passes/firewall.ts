@@ -42,7 +42,11 @@ export function firewallTable(ctx: CompileContext, f: IpFamily, clients: Client[
   }
   chains.push({
     name: FIREWALL_FORWARD,
-    base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter, policy: 'drop' },
+    // Before Qubes' base forward chain (`qubes`, priority 0): in Qubes both sit at 0 and
+    // qubes-firewall, registered later at service start, runs first — so a qube's own rules answer
+    // (admin-prohibited) before the base chain's silent drop of new flows to other qubes. Stated as
+    // a priority here, so the order never depends on which table was loaded last.
+    base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter - 1, policy: 'drop' },
     rules: forwardRules,
   });
   for (const m of mine) {
