@@ -2,6 +2,8 @@
 // verbatim (`2001:DB8::/32`, `192.168.0.1/24`, reference §2.1); nft wants the network address, and
 // deterministic output wants one spelling (RFC 5952 for IPv6: lower case, longest zero run as `::`).
 
+import * as ip from '../model/ip.js';
+
 export interface Prefix {
   v6: boolean;
   /** The network address with host bits cleared. */
@@ -10,66 +12,16 @@ export interface Prefix {
 }
 
 export function parseV4(s: string): bigint | null {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return null;
-  let n = 0n;
-  for (let i = 1; i <= 4; i++) {
-    const o = Number(m[i]);
-    if (o > 255) return null;
-    n = (n << 8n) | BigInt(o);
-  }
-  return n;
+  const n = ip.parseV4(s);
+  return n === undefined ? null : BigInt(n);
 }
 
 export function parseV6(s: string): bigint | null {
-  let text = s.toLowerCase();
-  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const n = parseV4(v4[1]!);
-    if (n === null) return null;
-    text = text.slice(0, v4.index) + `${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`;
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) return null;
-  const groups = (h: string) => (h === '' ? [] : h.split(':'));
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
-  const missing = 8 - head.length - tail.length;
-  if (halves.length === 1 ? missing !== 0 : missing < 1) return null;
-  const all = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail];
-  let n = 0n;
-  for (const g of all) {
-    if (!/^[0-9a-f]{1,4}$/.test(g)) return null;
-    n = (n << 16n) | BigInt(parseInt(g, 16));
-  }
-  return n;
+  return ip.parseV6(s) ?? null;
 }
 
-export function formatV4(n: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');
-}
-
-export function formatV6(n: bigint): string {
-  const g: number[] = [];
-  for (let i = 7; i >= 0; i--) g.push(Number((n >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run of two or more zero groups, the first one on a tie.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
-}
+export const formatV4 = (n: bigint): string => ip.formatV4(Number(n));
+export const formatV6 = ip.formatV6;
 
 const bits = (v6: boolean) => (v6 ? 128 : 32);
 

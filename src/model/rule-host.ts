@@ -1,5 +1,6 @@
 // `dsthost` values: IPv4/IPv6 addresses and networks as glibc `inet_pton` reads them (Qubes calls
 // socket.inet_pton), and DNS names. Reference: qubes-firewall.md §2.1 "DstHost parsing".
+import { formatV6, v6FromGroups } from './ip.js';
 import type { DstHost } from './rule.js';
 import type { Diagnostic } from './diagnostics.js';
 import { err, ok, type Result } from './result.js';
@@ -90,24 +91,7 @@ function hexValue(ch: string): number {
 
 /** RFC 5952 text: lowercase, no leading zeros, the first longest run (≥2) of zero groups as `::`. */
 export function formatIPv6(groups: readonly number[]): string {
-  let best = -1;
-  let bestLen = 1;
-  for (let k = 0; k < 8; ) {
-    if (groups[k] !== 0) {
-      k++;
-      continue;
-    }
-    let e = k;
-    while (e < 8 && groups[e] === 0) e++;
-    if (e - k > bestLen) {
-      best = k;
-      bestLen = e - k;
-    }
-    k = e;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+  return formatV6(v6FromGroups(groups));
 }
 
 const HOSTNAME_CHARS = /^[a-z0-9._-]*$/;

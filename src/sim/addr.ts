@@ -2,9 +2,9 @@
 // number, IPv6 as a bigint. Both forms compare with `<`/`===` and work as Map/Set keys (SameValueZero
 // compares bigints by value), so one interval/hash index serves both families.
 
-export type AddrNum = number | bigint;
+import * as ip from '../model/ip.js';
 
-const V4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+export type AddrNum = number | bigint;
 
 // Probes reuse a few thousand addresses; remembering them keeps the regex off the hot path.
 const v4Memo = new Map<string, number | undefined>();
@@ -12,21 +12,9 @@ const v4Memo = new Map<string, number | undefined>();
 export function parseV4(s: string): number | undefined {
   let n = v4Memo.get(s);
   if (n !== undefined || v4Memo.has(s)) return n;
-  n = parseV4Text(s);
+  n = ip.parseV4(s);
   if (v4Memo.size >= 65536) v4Memo.clear();
   v4Memo.set(s, n);
-  return n;
-}
-
-function parseV4Text(s: string): number | undefined {
-  const m = V4_RE.exec(s);
-  if (!m) return undefined;
-  let n = 0;
-  for (let i = 1; i <= 4; i++) {
-    const o = Number(m[i]);
-    if (o > 255) return undefined;
-    n = n * 256 + o;
-  }
   return n;
 }
 
@@ -35,36 +23,9 @@ const v6Memo = new Map<string, bigint | undefined>();
 export function parseV6(s: string): bigint | undefined {
   let n = v6Memo.get(s);
   if (n !== undefined || v6Memo.has(s)) return n;
-  n = parseV6Text(s);
+  n = ip.parseV6(s);
   if (v6Memo.size >= 65536) v6Memo.clear();
   v6Memo.set(s, n);
-  return n;
-}
-
-function parseV6Text(s: string): bigint | undefined {
-  if (!s.includes(':')) return undefined;
-  let text = s.toLowerCase();
-  // An embedded IPv4 tail (`::ffff:1.2.3.4`) becomes two hex groups.
-  const lastColon = text.lastIndexOf(':');
-  const tail = text.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    const v4 = parseV4(tail);
-    if (v4 === undefined) return undefined;
-    text = `${text.slice(0, lastColon + 1)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  const groups = (h: string | undefined) => (h === undefined || h === '' ? [] : h.split(':'));
-  const head = groups(halves[0]);
-  const rest = groups(halves[1]);
-  const missing = 8 - head.length - rest.length;
-  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
-  const all = halves.length === 1 ? head : [...head, ...Array<string>(missing).fill('0'), ...rest];
-  let n = 0n;
-  for (const g of all) {
-    if (!/^[0-9a-f]{1,4}$/.test(g)) return undefined;
-    n = (n << 16n) | BigInt(parseInt(g, 16));
-  }
   return n;
 }
 
@@ -78,9 +39,7 @@ export function parseAddr(s: string, family: 4 | 6): AddrNum | undefined {
   return family === 4 ? parseV4(s) : parseV6(s);
 }
 
-export function formatV4(n: number): string {
-  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
+export const formatV4 = ip.formatV4;
 
 const v4Text = new Map<number, string>();
 
@@ -94,26 +53,7 @@ export function formatV4Memo(n: number): string {
   return s;
 }
 
-/** RFC 5952 text (lower case, longest zero run compressed). */
-export function formatV6(n: bigint): string {
-  const g: number[] = [];
-  for (let i = 7; i >= 0; i--) g.push(Number((n >> BigInt(i * 16)) & 0xffffn));
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
-}
+export const formatV6 = ip.formatV6;
 
 /** The inclusive numeric interval a prefix covers. */
 export function prefixRange(addr: string, len: number | undefined, family: 4 | 6): [AddrNum, AddrNum] | undefined {
