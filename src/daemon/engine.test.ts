@@ -172,3 +172,13 @@ test('changing the netvm of a running qube moves its link live; a halted netvm i
   const fwChains = backend.rulesets.get('sys-firewall')!.tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!.chains.map((c) => c.name);
   assert.ok(!fwChains.includes('qbs-10-137-0-3'), 'sys-firewall no longer carries a chain for work');
 });
+
+test('a netvm whose namespace vanishes just before a converge is reported dead, not silently re-created', async () => {
+  const { backend, engine, model, events } = setup();
+  await start(model, engine, 'work');
+  await backend.tearDown(['sys-firewall']); // between the store's look and the converge
+  await engine.converge(model);
+  assert.equal(model.qubes.get('sys-firewall')!.state, 'Halted');
+  assert.ok(events.some((e) => e.type === 'died' && e.qubes.includes('sys-firewall')));
+  assert.equal((await backend.live()).has('sys-firewall'), false);
+});

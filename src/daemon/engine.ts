@@ -79,9 +79,11 @@ export class Engine {
   // ---- Lifecycle ------------------------------------------------------------------------------
 
   /** Mark running qubes whose namespace is gone as halted (killed, namespace deleted). */
-  async noticeDeaths(model: Model): Promise<string[]> {
-    const live = await this.deps.backend.live();
-    const died = [...model.qubes.values()].filter((q) => q.state === 'Running' && !live.has(q.name));
+  async noticeDeaths(model: Model, live?: ReadonlySet<string>, onlyLoaded = false): Promise<string[]> {
+    live ??= await this.deps.backend.live();
+    const died = [...model.qubes.values()].filter(
+      (q) => q.state === 'Running' && !live.has(q.name) && (!onlyLoaded || this.applied.has(q.name)),
+    );
     for (const q of died) {
       q.state = 'Halted';
       this.applied.delete(q.name);
@@ -120,6 +122,10 @@ export class Engine {
    */
   async converge(model: Model, opts: ConvergeOptions = {}): Promise<void> {
     const { backend } = this.deps;
+    // One look at the kernel for the whole converge. A qube this engine loaded whose namespace is
+    // gone now died in the meantime: it is reported dead, never silently re-created.
+    const live = await backend.live();
+    await this.noticeDeaths(model, live, true);
     const runningAll = [...model.qubes.values()].filter((q) => q.state === 'Running');
     const runningNames = new Set(runningAll.map((q) => q.name));
     const running = runningAll.filter((q) => qubeIp(model, q) !== null);
@@ -129,7 +135,6 @@ export class Engine {
       if (!plan.nodes.some((n) => n.name === q.name))
         plan.nodes.push({ name: q.name, kind: 'qube', ifaces: [], routes: [], forwarding: false });
     const needWorld = plan.nodes.some((n) => n.name === WORLD_NODE);
-    const live = await backend.live();
 
     // Namespaces: stop what should not run, start what should (netvms before clients).
     const stop = [...live].filter((n) => n !== WORLD_NODE && !runningNames.has(n));
