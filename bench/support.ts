@@ -1,0 +1,218 @@
+// Shared by the live benchmarks (lifecycle, rule-edit, throughput): a realistic rule mix, a state
+// directory seeded with N app qubes, medians, and the machine's load. Not a bench itself
+// (scripts/bench.mjs runs only *.bench.js).
+import { loadavg } from 'node:os';
+import { deleteNamespaces, uniquePrefix } from '../test/kernel/ns.js';
+import { LiveSystem } from '../test/kernel/system.js';
+import { FileStore } from '../src/store/file-store.js';
+import { newQube } from '../src/model/layout.js';
+import type { Label } from '../src/model/qube.js';
+import type { Rule } from '../src/model/rule.js';
+
+/** Names the world's DNS zone answers (src/backend/netns/dns-server.ts DEFAULT_ZONE). */
+export const WORLD_NAMES = ['web.example.com', 'other.example.com', 'dns.example.com'] as const;
+
+const dst4 = (a: string, prefix: number): Rule['dsthost'] => ({ type: 'dst4', text: `${a}/${prefix}`, addr: a, prefix });
+
+/**
+ * `n` rules as users write them: DNS first, then a mix of single hosts with a TCP port, networks,
+ * UDP port ranges, names from the world zone, ICMP, and some drops. Deterministic per seed.
+ * Addresses avoid the world's ranges (203.0.113.0/24, 192.0.2.0/24, 198.51.100.0/24), so a bench
+ * chooses exactly which rule lets its own traffic through.
+ */
+export function realisticRules(n: number, seed: number): Rule[] {
+  let x = seed >>> 0 || 1;
+  const rnd = (k: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0), (x >>> 8) % k);
+  const octet1 = () => {
+    const o = 1 + rnd(190); // 1..190: clear of 192.0.2/24, 198.51.100/24, 203.0.113/24
+    return o === 10 || o === 127 ? o + 1 : o;
+  };
+  const host = () => `${octet1()}.${rnd(256)}.${rnd(256)}.${1 + rnd(254)}`;
+  const out: Rule[] = [];
+  for (let i = 0; out.length < n; i++) {
+    if (i === 0) {
+      out.push({ action: 'accept', specialtarget: 'dns' });
+      continue;
+    }
+    const port = [22, 25, 53, 80, 443, 993, 1194, 3389, 5222, 8080, 8443][rnd(11)]!;
+    switch (i % 10) {
+      case 0:
+      case 1:
+      case 2:
+        out.push({ action: 'accept', dsthost: dst4(host(), 32), proto: 'tcp', dstports: { start: port, end: port } });
+        break;
+      case 3: {
+        const a = `${octet1()}.${rnd(256)}.${rnd(256)}.0`;
+        out.push({ action: 'accept', dsthost: dst4(a, 24) });
+        break;
+      }
+      case 4: {
+        const a = `${octet1()}.${rnd(256)}.0.0`;
+        const lo = 10000 + rnd(20000);
+        out.push({ action: 'accept', dsthost: dst4(a, 16), proto: 'udp', dstports: { start: lo, end: lo + 100 } });
+        break;
+      }
+      case 5:
+        out.push({ action: 'accept', dsthost: dst4(host(), 32), proto: 'udp', dstports: { start: 53, end: 53 } });
+        break;
+      case 6: {
+        const name = WORLD_NAMES[rnd(WORLD_NAMES.length)]!;
+        out.push({ action: 'accept', dsthost: { type: 'dsthost', text: name }, proto: 'tcp', dstports: { start: 8000 + rnd(100), end: 8000 + rnd(100) + 100 } });
+        break;
+      }
+      case 7:
+        out.push({ action: 'accept', dsthost: dst4(host(), 32), proto: 'tcp', dstports: { start: 1024 + rnd(1000), end: 3024 + rnd(1000) } });
+        break;
+      case 8:
+        out.push(i % 20 === 8 ? { action: 'accept', proto: 'icmp', icmptype: 8 } : { action: 'drop', dsthost: dst4(host(), 32) });
+        break;
+      default:
+        out.push({ action: 'drop', dsthost: dst4(`${octet1()}.${rnd(256)}.0.0`, 16), proto: 'tcp' });
+    }
+  }
+  return out;
+}
+
+export interface SeedOptions {
+  /** App qubes q1 … qN, qid 10 … N+9, netvm sys-firewall (the default). */
+  count: number;
+  /** Rules per qube (null: no firewall.xml, i.e. accept everything). */
+  rules: number | null;
+  /** Rules appended to every qube's list, e.g. the accept a bench's own traffic needs. */
+  extra?: (name: string) => Rule[];
+}
+
+export const appName = (i: number) => `q${i}`;
+
+/** Add app qubes q1 … qN to a state directory (after `qnet init`), in one store update. */
+export async function seedQubes(dir: string, o: SeedOptions): Promise<string[]> {
+  const names: string[] = [];
+  const labels: Label[] = ['blue', 'green', 'yellow', 'orange', 'purple', 'gray'];
+  await new FileStore(dir).update((m) => {
+    for (let i = 1; i <= o.count; i++) {
+      const name = appName(i);
+      const q = newQube(9 + i, name, labels[i % labels.length]!);
+      q.rules = o.rules === null ? null : [...realisticRules(o.rules - (o.extra?.(name).length ?? 0), i), ...(o.extra?.(name) ?? [])];
+      m.qubes.set(name, q);
+      names.push(name);
+    }
+  });
+  return names;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+}
+
+export function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
+}
+
+export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+export const load = () => loadavg().map((l) => round(l, 2));
+
+/** A fixed-width text table: the first row is the header. */
+export function table(rows: readonly (readonly (string | number)[])[]): string {
+  const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => String(r[c] ?? '').length)));
+  return rows.map((r) => r.map((x, c) => (c === 0 ? String(x).padEnd(w[c]!) : String(x).padStart(w[c]!))).join('  ')).join('\n');
+}
+
+/** Run `fn` with a deadline: rejects with a message naming `what` after `ms`. */
+export async function within<T>(what: string, ms: number, fn: () => Promise<T>): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([fn(), new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what}: no result within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/**
+ * Time spent in methods, by bucket: wraps `proto[method]` so every call adds its duration (and a
+ * count) to `phases[bucket]`. Used to split an end-to-end time into where it goes without touching
+ * the code under test; `restore()` puts the originals back.
+ */
+export class PhaseTimer {
+  readonly ms = new Map<string, number>();
+  readonly calls = new Map<string, number>();
+  private readonly restores: (() => void)[] = [];
+
+  wrap(proto: object, method: string, bucket = method): this {
+    const p = proto as Record<string, unknown>;
+    const orig = p[method] as (...a: unknown[]) => unknown;
+    if (typeof orig !== 'function') throw new Error(`no method ${method}`);
+    const self = this;
+    p[method] = function (this: unknown, ...args: unknown[]) {
+      const t0 = performance.now();
+      const add = () => {
+        self.ms.set(bucket, (self.ms.get(bucket) ?? 0) + performance.now() - t0);
+        self.calls.set(bucket, (self.calls.get(bucket) ?? 0) + 1);
+      };
+      const r = orig.apply(this, args);
+      if (r instanceof Promise) return r.finally(add);
+      add();
+      return r;
+    };
+    this.restores.push(() => void (p[method] = orig));
+    return this;
+  }
+
+  reset(): void {
+    this.ms.clear();
+    this.calls.clear();
+  }
+
+  get(bucket: string): number {
+    return this.ms.get(bucket) ?? 0;
+  }
+
+  snapshot(): Record<string, number> {
+    return Object.fromEntries([...this.ms].map(([k, v]) => [k, round(v)]));
+  }
+
+  restore(): void {
+    for (const r of this.restores.reverse()) r();
+    this.restores.length = 0;
+  }
+}
+
+// ---- Cleanup that also runs when the bench is interrupted (scripts/bench.mjs's time limit, ^C) ----
+
+const pending = new Set<() => Promise<void> | void>();
+let installed = false;
+
+function onInterrupt(): void {
+  if (installed) return;
+  installed = true;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      console.error(`\n${sig}: removing this bench's namespaces before exiting`);
+      void Promise.allSettled([...pending].map(async (f) => f())).finally(() => process.exit(130));
+    });
+}
+
+async function guarded<T>(cleanup: () => Promise<void> | void, fn: () => Promise<T>): Promise<T> {
+  pending.add(cleanup);
+  onInterrupt();
+  try {
+    return await fn();
+  } finally {
+    pending.delete(cleanup);
+    await cleanup();
+  }
+}
+
+/** test/kernel/system.ts withLiveSystem, plus cleanup on SIGINT/SIGTERM. */
+export function withLive<T>(tag: string, fn: (s: LiveSystem) => Promise<T>): Promise<T> {
+  const s = new LiveSystem(tag);
+  return guarded(() => s.cleanup(), () => fn(s));
+}
+
+/** test/kernel/ns.ts withNamespaces, plus cleanup on SIGINT/SIGTERM. */
+export function withNs<T>(tag: string, fn: (prefix: string) => Promise<T>): Promise<T> {
+  const prefix = uniquePrefix(tag);
+  return guarded(() => deleteNamespaces(prefix), () => fn(prefix));
+}
