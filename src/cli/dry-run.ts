@@ -2,7 +2,8 @@
 // it would do instead of doing it — the nft operations each qube would load, and which probes would
 // change verdict (what the change opens and closes).
 import { diffTransaction } from '../ir/diff.js';
-import type { Model } from '../model/qube.js';
+import type { Model, Qube } from '../model/qube.js';
+import { cloneModel } from '../store/memory-store.js';
 import { describeProbe, probeSet, verdictChanges, type Analysis } from '../sim/questions.js';
 import type { Store } from '../store/store.js';
 import type { Io } from './io.js';
@@ -61,9 +62,13 @@ export class DryRunStore implements Store {
     return this.inner.load();
   }
 
+  loadQube(name: string): Promise<Qube | undefined> {
+    return this.inner.loadQube ? this.inner.loadQube(name) : this.inner.load().then((m) => m.qubes.get(name));
+  }
+
   async update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
     const model = await this.inner.load();
-    const before = structuredClone(model);
+    const before = cloneModel(model);
     const result = await change(model);
     const now = this.io.now();
     const r = await reportChange(await analysisOf(before, this.stateDir, now), await analysisOf(model, this.stateDir, now), now);

@@ -2,7 +2,8 @@
 // lock, the engine converges the kernel to it, and only then is the model written. If converging
 // throws (an infrastructure failure, not a rule failure, which fails closed instead), nothing is
 // written and the next change converges again from what the kernel really has.
-import type { Model } from '../model/qube.js';
+import type { Model, Qube } from '../model/qube.js';
+import { cloneModel } from '../store/memory-store.js';
 import type { Store } from '../store/store.js';
 import type { Engine } from './engine.js';
 
@@ -20,13 +21,18 @@ export class EngineStore implements Store {
     return this.inner.load();
   }
 
+  loadQube(name: string): Promise<Qube | undefined> {
+    return this.inner.loadQube ? this.inner.loadQube(name) : this.inner.load().then((m) => m.qubes.get(name));
+  }
+
   update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
     return this.inner.update(async (model) => {
       const running = (m: Model) => [...m.qubes.values()].some((q) => q.state === 'Running');
       const wasRunning = running(model);
       // A netvm killed behind our back is noticed before the change, so the change sees the truth.
       const died = wasRunning && (await this.enabled()) ? await (await this.engine()).noticeDeaths(model) : [];
-      const before = this.assumeKernelHoldsModel ? structuredClone(model) : undefined;
+      // The model the kernel holds, for the offline path's delta; only needed when something runs.
+      const before = this.assumeKernelHoldsModel && wasRunning ? cloneModel(model) : undefined;
       const props = propsKey(model);
       const rulesBefore = new Map([...model.qubes].map(([n, q]) => [n, q.rules]));
       const result = await change(model);
