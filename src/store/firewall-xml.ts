@@ -311,8 +311,15 @@ function setCanonical(rule: Rule, rank: number, text: string, from: number, to: 
       rule.specialtarget = 'dns';
       return true;
     case Rank.DstPorts: {
-      const dash = text.indexOf('-', from);
-      if (dash < 0 || dash >= to) {
+      // Look for the range dash within the value only: indexOf would scan the rest of a 24 MB file
+      // for every single-port rule (quadratic; 100k rules took 24 s).
+      let dash = -1;
+      for (let i = from; i < to; i++)
+        if (text.charCodeAt(i) === 0x2d) {
+          dash = i;
+          break;
+        }
+      if (dash < 0) {
         const n = canonicalUint(text, from, to, 5);
         if (n < 0 || n > MAX_PORT) return false;
         rule.dstports = { start: n, end: n };
