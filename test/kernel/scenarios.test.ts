@@ -189,6 +189,31 @@ else {
     });
   });
 
+  test('changing the netvm of a running qube moves its link live; its traffic then crosses the new netvm', async () => {
+    await live('qs', async (s) => {
+      await s.ok('init');
+      await s.ok('start work');
+      const inode = statSync(`/run/netns/${s.ns('work')}`).ino;
+      // Only to a running netvm, as Qubes: a halted one is refused and nothing changes.
+      await s.ok('create sys-vpn --provides-network --netvm sys-net --label blue');
+      const refused = await s.q('prefs work netvm sys-vpn');
+      assert.equal(refused.code, 1);
+      assert.match(refused.err, /cannot dynamically attach to stopped qube 'sys-vpn'/);
+      assert.match(await s.fetch('work', `http://${WEB}/`), /^ok:/);
+      // Straight to sys-net: the world now sees sys-net's uplink address, as before, but the path is
+      // one hop shorter and sys-firewall no longer carries work's chain.
+      await s.ok('prefs work netvm sys-net');
+      assert.match(await s.fetch('work', `http://${WEB}/`), /^ok:qnet world: web/);
+      const route = (await s.sh('work', ['ip', 'route', 'show', 'default'])).stdout;
+      assert.match(route, /via 10\.137\.0\.1 /, 'the gateway is sys-net now');
+      const fw = (await s.sh('sys-firewall', ['nft', 'list', 'table', 'ip', 'qubes-firewall'])).stdout;
+      assert.doesNotMatch(fw, /qbs-10-137-0-3/);
+      const net = (await s.sh('sys-net', ['nft', 'list', 'table', 'ip', 'qubes-firewall'])).stdout;
+      assert.match(net, /qbs-10-137-0-3/, "sys-net enforces work's rules now");
+      assert.equal(statSync(`/run/netns/${s.ns('work')}`).ino, inode, 'work itself was not restarted');
+    });
+  });
+
   test('user rules in custom-forward survive every re-apply', async () => {
     await live('qs', async (s) => {
       await s.ok('init');
