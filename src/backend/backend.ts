@@ -48,6 +48,7 @@ export interface Backend {
    */
   apply(node: string, before: Ruleset | null, after: Ruleset): Promise<void>;
   counters(node: string): Promise<RuleCounter[]>;
-  flows(node: string): Promise<Flow[]>;
+  /** Tracked flows in a node, of one family or both. */
+  flows(node: string, family?: 4 | 6): Promise<Flow[]>;
   deleteFlow(node: string, flow: Flow): Promise<void>;
 }

@@ -41,7 +41,7 @@ export class EngineStore implements Store {
       // Only some qubes' rules changed (the arrays were replaced): the engine's fast path.
       if (!died.length && propsKey(model) === props) {
         const edited = [...model.qubes.values()].filter((q) => rulesBefore.get(q.name) !== q.rules).map((q) => q.name);
-        if (edited.length && (await engine.applyRuleEdits(model, edited))) return result;
+        if (edited.length && (await engine.applyRuleEdits(model, edited, rulesBefore))) return result;
       }
       await engine.converge(model, before ? { assume: before } : {});
       return result;

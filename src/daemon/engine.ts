@@ -13,6 +13,8 @@ import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
 import type { NetPlan, UplinkKind } from '../model/netplan.js';
 import type { Model, Qube } from '../model/qube.js';
+import { effectiveRules, type RuleList } from '../model/rule.js';
+import { onlyOpens } from '../model/firewall-ops.js';
 import { clientsOf, netvmChain, planNetwork, vifName, type PlanOptions } from '../model/topology.js';
 import { evalHook } from '../sim/evaluate.js';
 import { PROTO } from '../sim/packet.js';
@@ -182,7 +184,7 @@ export class Engine {
    * chain and its set elements (EXAMPLES.md Example 2). Returns false when the engine does not
    * know what the netvm holds (then converge() does the full work).
    */
-  async applyRuleEdits(model: Model, qubes: readonly string[]): Promise<boolean> {
+  async applyRuleEdits(model: Model, qubes: readonly string[], previous?: ReadonlyMap<string, RuleList>): Promise<boolean> {
     const plan = this.plan;
     if (!plan) return false;
     const now = this.deps.now();
@@ -206,7 +208,13 @@ export class Engine {
         if (!patched) return false;
         after = patched;
       }
-      if (await this.applyNode(model, nv, before, after)) await this.cutForbiddenFlows(model, nv, after, clients);
+      // An edit that only inserts accepts or removes drops cannot forbid an open flow: no need to
+      // list conntrack for it (two processes per edit otherwise).
+      const mayClose = clients.filter((c) => {
+        const old = previous?.get(c);
+        return old === undefined || !onlyOpens(effectiveRules(old, now), effectiveRules(model.qubes.get(c)!.rules, now));
+      });
+      if (await this.applyNode(model, nv, before, after)) await this.cutForbiddenFlows(model, nv, after, mayClose);
     }
     return true;
   }
@@ -331,7 +339,8 @@ export class Engine {
       const q = model.qubes.get(name)!;
       for (const a of [qubeIp(model, q), qubeIp6(model, q)]) if (a) byAddr.set(a, q);
     }
-    const flows = await this.deps.backend.flows(node);
+    const families = new Set([...byAddr.keys()].map((a) => (a.includes(':') ? 6 : 4) as 4 | 6));
+    const flows = (await Promise.all([...families].map((f) => this.deps.backend.flows(node, f)))).flat();
     for (const f of flows) {
       const q = byAddr.get(f.src);
       if (!q) continue;

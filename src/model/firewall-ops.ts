@@ -1,7 +1,7 @@
 // Editing a qube's rule list the way qvm-firewall does (reference §3.2): Get, change, Set the whole
 // list. Pure; shared by the offline CLI and the daemon.
 import { diag, warning, type Diagnostic } from './diagnostics.js';
-import { formatClientRule } from './rule-format.js';
+import { formatApiRule, formatClientRule } from './rule-format.js';
 import { findRuleIndex } from './rule-words.js';
 import { effectiveRules, type Rule } from './rule.js';
 import { QnetError } from './result.js';
@@ -57,3 +57,23 @@ export function deleteMatching(current: Rule[], rule: Rule): Rule[] {
 
 /** What the rule list is for editing: Qubes' Get (no file → [accept]; expired rules gone). */
 export const editableRules = (rules: Rule[] | null, now: number): Rule[] => effectiveRules(rules, now);
+
+/**
+ * True when `after` can only let more through than `before`: it is `before` with accept rules
+ * inserted and drop rules removed. Under first match, no packet `before` accepted is refused after
+ * such a change, so no established flow needs cutting. Conservative: any other difference is false.
+ */
+export function onlyOpens(before: readonly Rule[], after: readonly Rule[]): boolean {
+  const same = (a: Rule, b: Rule) => formatApiRule(a) === formatApiRule(b);
+  let i = 0;
+  let j = 0;
+  while (i < before.length && j < after.length) {
+    if (same(before[i]!, after[j]!)) {
+      i++;
+      j++;
+    } else if (after[j]!.action === 'accept') j++;
+    else if (before[i]!.action === 'drop') i++;
+    else return false;
+  }
+  return before.slice(i).every((r) => r.action === 'drop') && after.slice(j).every((r) => r.action === 'accept');
+}

@@ -8,10 +8,11 @@ import type { NetPlan } from '../../model/netplan.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
 import type { NetnsBackend } from './netns-backend.js';
 import { runChecked, type Runner } from './runner.js';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const ETC_NETNS = '/etc/netns';
+const NETNS_DIR = '/run/netns';
 
 export class NetnsExecutor implements Backend {
   readonly kind = 'netns' as const;
@@ -21,8 +22,17 @@ export class NetnsExecutor implements Backend {
     private readonly runner: Runner,
   ) {}
 
+  /**
+   * Asked before every change, so read /run/netns directly (all `ip netns list` does) instead of
+   * spawning a process each time; fall back to ip where the directory cannot be read.
+   */
   async live(): Promise<Set<string>> {
-    return new Set(await this.netns.listNamespaces());
+    try {
+      const names = await readdir(NETNS_DIR);
+      return new Set(names.map((n) => this.netns.naming.node(n)).filter((n): n is string => n !== undefined));
+    } catch {
+      return new Set(await this.netns.listNamespaces());
+    }
   }
 
   async bringUp(plan: NetPlan, names: readonly string[], rules?: ReadonlyMap<string, Ruleset>): Promise<void> {
@@ -111,8 +121,8 @@ export class NetnsExecutor implements Backend {
     }));
   }
 
-  async flows(node: string): Promise<Flow[]> {
-    return (await this.netns.flows(node)).map((f) => ({
+  async flows(node: string, family?: 4 | 6): Promise<Flow[]> {
+    return (await this.netns.flows(node, family)).map((f) => ({
       family: f.family,
       proto: f.proto,
       src: f.src,

@@ -86,7 +86,7 @@ export class SimBackend implements Backend {
     return out;
   }
 
-  async flows(node: string): Promise<Flow[]> {
+  async flows(node: string, family?: 4 | 6): Promise<Flow[]> {
     const t = this.state.conntrack.get(node);
     if (!t) return [];
     const seen = new Set<object>();
@@ -96,7 +96,8 @@ export class SimBackend implements Backend {
       seen.add(ref.conn);
       const c = ref.conn;
       const proto = c.l4 === 6 ? 'tcp' : c.l4 === 17 ? 'udp' : c.family === 6 ? 'icmpv6' : 'icmp';
-      out.push({ family: c.family, proto, src: c.orig.src, dst: c.orig.dst, sport: c.orig.sport, dport: c.orig.dport });
+      if (family === undefined || c.family === family)
+        out.push({ family: c.family, proto, src: c.orig.src, dst: c.orig.dst, sport: c.orig.sport, dport: c.orig.dport });
     }
     return out;
   }
