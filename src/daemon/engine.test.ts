@@ -182,3 +182,35 @@ test('a netvm whose namespace vanishes just before a converge is reported dead, 
   assert.ok(events.some((e) => e.type === 'died' && e.qubes.includes('sys-firewall')));
   assert.equal((await backend.live()).has('sys-firewall'), false);
 });
+
+test('a DNS refresh changes only the sets of the qubes that name the host, and cuts flows to the old address', async () => {
+  const backend = new SimBackend();
+  const zone: Record<string, { a: string[]; ttl: number }> = { 'flip.example.com': { a: ['203.0.113.10'], ttl: 5 } };
+  let now = 1_800_000_000;
+  const events: EngineEvent[] = [];
+  const engine = new Engine({
+    backend,
+    resolver: new StaticResolver(zone),
+    uplink: 'world',
+    now: () => now,
+    emit: (e) => events.push(e),
+    world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
+  });
+  const model = defaultLayout();
+  model.qubes.get('work')!.rules = [{ action: 'accept', dsthost: { type: 'dsthost', text: 'flip.example.com' }, proto: 'tcp' }];
+  await start(model, engine, 'work', 'personal');
+  const flow = { from: 'work', to: '203.0.113.10', proto: 'tcp' as const, dport: 80, sport: 41000 };
+  assert.equal(backend.probe(flow).verdict, 'accept');
+  const personal = () => backend.rulesets.get('sys-firewall')!.tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!.chains.find((c) => c.name === 'qbs-10-137-0-4');
+  const untouched = personal();
+  assert.equal(engine.nextDnsRefresh(now), 5);
+  zone['flip.example.com'] = { a: ['203.0.113.20'], ttl: 5 };
+  assert.equal(await engine.refreshNames(model), true, 'nothing due yet: nothing asked');
+  assert.equal(backend.probe({ ...flow, sport: 41001 }).verdict, 'accept', 'the old answer still holds before its TTL');
+  now += 6;
+  assert.equal(await engine.refreshNames(model), true);
+  assert.equal(backend.probe({ ...flow, to: '203.0.113.20', sport: 41002 }).verdict, 'accept', 'the new address is allowed');
+  assert.equal(backend.probe(flow).verdict, 'reject', 'the flow to the old address was cut and is refused');
+  assert.ok(events.some((e) => e.type === 'flow-cut' && e.qube === 'work'));
+  assert.equal(personal(), untouched, 'personal was not recompiled');
+});

@@ -151,10 +151,11 @@ export class Engine {
       .filter((q) => runningNames.has(q.name) && !live.has(q.name))
       .sort((a, b) => netvmChain(model, a).length - netvmChain(model, b).length)
       .map((q) => q.name);
+    let early: ReturnType<typeof compile> | undefined;
     if (start.length) {
       // Rules go in with the namespace (names not yet resolved are off until the next step).
-      const early = compile({ model, plan, resolutions: this.resolutions, now: this.deps.now() }).rulesets;
-      const rules = new Map(start.filter((n) => early.has(n)).map((n) => [n, early.get(n)!] as const));
+      early = compile({ model, plan, resolutions: this.resolutions, now: this.deps.now() });
+      const rules = new Map(start.filter((n) => early!.rulesets.has(n)).map((n) => [n, early!.rulesets.get(n)!] as const));
       await backend.bringUp(plan, start, rules);
       for (const [n, rs] of rules) this.applied.set(n, rs);
       this.emit({ type: 'started', qubes: start });
@@ -175,7 +176,7 @@ export class Engine {
     if (reattached.length) this.emit({ type: 'reattached', qubes: reattached });
 
     this.plan = plan;
-    await this.applyRules(model, plan, opts);
+    await this.applyRules(model, plan, opts, early);
   }
 
   /**
@@ -220,10 +221,11 @@ export class Engine {
   }
 
   /** Compile for the running nodes and load each node's delta; then cut forbidden flows. */
-  private async applyRules(model: Model, plan: NetPlan, opts: ConvergeOptions): Promise<void> {
+  private async applyRules(model: Model, plan: NetPlan, opts: ConvergeOptions, early?: ReturnType<typeof compile>): Promise<void> {
     const now = this.deps.now();
-    await this.resolve(model, now);
-    const { rulesets, diagnostics } = compile({ model, plan, resolutions: this.resolutions, now });
+    const answersChanged = await this.resolve(model, now);
+    // A start compiled everything moments ago; compile again only if DNS said something new.
+    const { rulesets, diagnostics } = early && !answersChanged ? early : compile({ model, plan, resolutions: this.resolutions, now });
     this.lastDiagnostics = diagnostics;
     for (const d of diagnostics) if (d.severity === 'warning') this.emit({ type: 'warning', diag: d });
     const assumed = opts.assume ? this.compileAssumed(opts.assume, plan, now) : undefined;
@@ -270,6 +272,29 @@ export class Engine {
     return changed;
   }
   private readonly expiresAt = new Map<string, number>();
+
+  /**
+   * DNS refresh (the daemon's timer): names whose TTL ran out are asked again; only the qubes whose
+   * rules name a changed answer are recompiled, through the fast path — a set's elements change,
+   * nothing else is reloaded. Flows to an address a name no longer has are cut, as any tightening.
+   * False when the engine cannot take the fast path (then converge).
+   */
+  async refreshNames(model: Model): Promise<boolean> {
+    const now = this.deps.now();
+    const before = new Map(this.resolutions);
+    await this.resolve(model, now);
+    const changed = new Set(
+      [...this.resolutions].filter(([n, r]) => {
+        const o = before.get(n);
+        return !o || o.a.join() !== r.a.join() || o.aaaa.join() !== r.aaaa.join() || o.error !== r.error;
+      }).map(([n]) => n),
+    );
+    if (!changed.size) return true;
+    const users = [...model.qubes.values()]
+      .filter((q) => effectiveRules(q.rules, now).some((r) => r.dsthost?.type === 'dsthost' && changed.has(r.dsthost.text)))
+      .map((q) => q.name);
+    return this.applyRuleEdits(model, users);
+  }
 
   /** Seconds until the next DNS answer expires (for the daemon's refresh timer), or undefined. */
   nextDnsRefresh(now: number): number | undefined {

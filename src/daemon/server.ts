@@ -197,7 +197,10 @@ export class Daemon {
         for (const q of m.qubes.values()) if (q.rules?.some((r) => isExpired(r, t))) q.rules = q.rules.filter((r) => !isExpired(r, t));
       }),
     );
-    this.arm('dns', this.wired?.engine.nextDnsRefresh(now), () => this.store!.update(() => undefined));
+    this.arm('dns', this.wired?.engine.nextDnsRefresh(now), async () => {
+      const m = this.model;
+      if (!m || !(await this.wired!.engine.refreshNames(m))) await this.store!.update(() => undefined);
+    });
   }
 
   /** A netvm killed or a namespace deleted behind our back: notice it, detach, carry on. */
