@@ -404,7 +404,10 @@ test('loadQube reads one qube and only its file', async (t) => {
   assert.equal((await store.loadQube('personal'))!.rules, null);
   // no aliasing: a change to what was handed out is not seen by the next read
   work!.rules!.push(drop);
-  work!.rules![0]!.dstports!.start = 1;
+  // rule objects are shared and frozen: changing one in place is refused, loudly
+  assert.throws(() => {
+    work!.rules![0]!.dstports!.start = 1;
+  }, TypeError);
   assert.deepEqual(await store.loadQube('work'), all.qubes.get('work'));
   // another qube's broken file does not matter; its own does, with the file named
   const vault = join(dir, 'appvms/vault/firewall.xml');

@@ -4,7 +4,7 @@
 // Codes: QNET3001 lock busy (lock.ts); QNET3010/3011 qubes.json (qubes-file.ts); a broken
 // firewall.xml keeps the code its parser gave; QNET3022 a change that would write an invalid model;
 // QNET3023 a file that cannot be read or written (permissions, disk full, a directory in the way).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
 import type { Model, Qube, QubeClass } from '../model/qube.js';
@@ -41,8 +41,14 @@ interface DiskState {
 
 export class FileStore implements Store {
   private readonly now: () => number;
-  /** Parsed rules by file path, reused while the file's bytes are unchanged (parsing is the cost). */
-  private readonly parsed = new Map<string, { raw: Buffer; rules: Rule[]; canonical: boolean }>();
+  /**
+   * Parsed rules by file path. An entry is reused without even reading the file while its stat key
+   * (inode, size, mtime and ctime in ns) is unchanged — every write qnet makes is a rename of a new
+   * file, which changes them all — and otherwise while its bytes are. Every model handed out gets
+   * its own lists, but the rule objects in them are frozen and shared: an in-place change of a rule
+   * throws instead of corrupting the cache (editors build new rules, as every one of qnet's does).
+   */
+  private readonly parsed = new Map<string, { key: string; raw: Buffer; rules: Rule[]; canonical: boolean }>();
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -65,9 +71,11 @@ export class FileStore implements Store {
     const q = (await this.readQubes()).model.qubes.get(name);
     if (!q) return undefined;
     const path = firewallFilePath(this.dir, q.name, q.klass);
-    const raw = await readOrNull(path);
-    const rules = raw === null ? null : this.parseRules(path, q.name, raw).rules;
-    return { ...cloneData({ ...q, rules: null }), rules: rules && cloneRules(rules) };
+    const key = await statKey(path);
+    const hit = key === null ? undefined : this.parsed.get(path);
+    const raw = key === null ? null : hit && hit.key === key ? hit.raw : await readOrNull(path);
+    const rules = raw === null ? null : this.parseRules(path, q.name, raw, key!).rules;
+    return { ...cloneData({ ...q, rules: null }), rules: rules && rules.slice() };
   }
 
   update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
@@ -103,8 +111,10 @@ export class FileStore implements Store {
     await Promise.all(
       [...model.qubes.values()].map(async (q) => {
         const path = firewallFilePath(this.dir, q.name, q.klass);
-        const raw = await readOrNull(path);
-        const parsed = raw === null ? null : this.parseRules(path, q.name, raw);
+        const key = await statKey(path);
+        const hit = key === null ? undefined : this.parsed.get(path);
+        const raw = key === null ? null : hit && hit.key === key ? hit.raw : await readOrNull(path);
+        const parsed = raw === null ? null : this.parseRules(path, q.name, raw, key!);
         q.rules = parsed && parsed.rules;
         byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical: !!parsed?.canonical });
       }),
@@ -114,16 +124,19 @@ export class FileStore implements Store {
     return { model, state: { qubesText, byQid } };
   }
 
-  private parseRules(path: string, qube: string, raw: Buffer): { rules: Rule[]; canonical: boolean } {
+  private parseRules(path: string, qube: string, raw: Buffer, key: string): { rules: Rule[]; canonical: boolean } {
     const hit = this.parsed.get(path);
-    if (hit && hit.raw.equals(raw)) return hit;
+    if (hit && (hit.raw === raw || hit.raw.equals(raw))) {
+      hit.key = key;
+      return hit;
+    }
     const r = readFirewallXml(raw.toString('utf8'));
     if (!r.ok) {
       const at = r.error.ruleIndex === undefined ? '' : `rule ${r.error.ruleIndex}: `;
       throw brokenFile([{ ...r.error, file: path, qube, message: `${path}: ${at}${r.error.message}` }]);
     }
     // A version 1 file stays as it is on disk until this qube's rules change (then it is written as 2).
-    const entry = { raw, rules: r.value.rules, canonical: r.value.canonical };
+    const entry = { key, raw, rules: freezeRules(r.value.rules), canonical: r.value.canonical };
     this.parsed.set(path, entry);
     return entry;
   }
@@ -254,23 +267,30 @@ function appendsTo(prev: RulesOnDisk, rules: readonly Rule[], nowSec: number): n
 function cloneRead(model: Model): Model {
   const noRules = { ...model, qubes: new Map([...model.qubes].map(([name, q]) => [name, { ...q, rules: null }])) };
   const copy = cloneModel(noRules); // everything but the rules, as the model defines a copy
-  for (const [name, q] of copy.qubes) {
-    const rules = model.qubes.get(name)!.rules;
-    q.rules = rules && cloneRules(rules);
-  }
+  // Each list is the caller's to edit (push, splice, replace); the rule objects in it are frozen and
+  // shared (see `parsed`): copying 100k rule objects per command was the cost.
+  for (const [name, q] of copy.qubes) q.rules = model.qubes.get(name)!.rules?.slice() ?? null;
   return copy;
 }
 
-function cloneRules(rules: readonly Rule[]): Rule[] {
-  const out: Rule[] = new Array(rules.length);
-  for (let i = 0; i < rules.length; i++) {
-    const r = rules[i]!;
-    const c = { ...r };
-    if (r.dsthost) c.dsthost = { ...r.dsthost };
-    if (r.dstports) c.dstports = { ...r.dstports };
-    out[i] = c;
+function freezeRules(rules: Rule[]): Rule[] {
+  for (const r of rules) {
+    if (r.dsthost) Object.freeze(r.dsthost);
+    if (r.dstports) Object.freeze(r.dstports);
+    Object.freeze(r);
   }
-  return out;
+  return rules;
+}
+
+/** What changes whenever a file is replaced or written; null when there is no file. */
+async function statKey(path: string): Promise<string | null> {
+  try {
+    const st = await stat(path, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return null;
+    throw ioError(path, 'read', e);
+  }
 }
 
 /** Keep the model consistent while renaming (references follow, as qvm-rename does). */

@@ -8,7 +8,8 @@ export interface Store {
   load(): Promise<Model>;
   /**
    * Read-modify-write under the writer lock: loads the model, lets `change` edit it in place
-   * (add/remove/rename qubes, replace `qube.rules`), then writes only the files whose content
+   * (add/remove/rename qubes, replace or edit the `qube.rules` lists — the Rule objects in them
+   * may be frozen and shared: build new ones rather than changing them), then writes only the files whose content
    * changed, each atomically. If `change` throws, nothing is written. Returns what `change` returned.
    */
   update<T>(change: (model: Model) => T | Promise<T>): Promise<T>;
