@@ -128,7 +128,15 @@ export class Daemon {
       if (req.method === 'GET' && req.url === '/v1/status') {
         const e = this.wired!.engine;
         res.writeHead(200, { 'content-type': 'application/json' }).end(
-          JSON.stringify({ pid: process.pid, stateDir: this.o.stateDir, runtime: this.o.runtime, handled: e.handled, status: Object.fromEntries(e.status) }) + '\n',
+          JSON.stringify({
+            pid: process.pid,
+            stateDir: this.o.stateDir,
+            runtime: this.o.runtime,
+            handled: e.handled,
+            status: Object.fromEntries(e.status),
+            // What the last full compile had to say: names that did not resolve, rules that can never match.
+            diagnostics: e.lastDiagnostics,
+          }) + '\n',
         );
         return;
       }

@@ -143,3 +143,18 @@ test('checkModel: what the store refuses to write', () => {
     ],
   );
 });
+
+test('a hand-edited netvm that is missing, provides no network, or loops is a broken file', async () => {
+  const { parseQubesFile } = await import('./qubes-file.js');
+  const q = (qid: number, name: string, extra: object = {}) => ({ qid, name, class: 'AppVM', label: 'red', provides_network: false, state: 'Halted', features: {}, ...extra });
+  const file = (qubes: object[]) => JSON.stringify({ version: 1, default_netvm: null, qubes });
+  const bad = (qubes: object[]) => {
+    const r = parseQubesFile(file(qubes), 'f');
+    assert.equal(r.ok, false);
+    return r.ok ? '' : r.error.map((d) => d.message).join('; ');
+  };
+  assert.match(bad([q(1, 'work', { netvm: 'nosuch' })]), /qubes\[0\]\.netvm: no such qube 'nosuch'/);
+  assert.match(bad([q(1, 'work', { netvm: 'personal' }), q(2, 'personal')]), /'personal' does not provide network/);
+  assert.match(bad([q(1, 'a', { netvm: 'b', provides_network: true }), q(2, 'b', { netvm: 'a', provides_network: true })]), /loops in network/);
+  assert.equal(parseQubesFile(file([q(1, 'net', { netvm: null, provides_network: true }), q(2, 'work', { netvm: 'net' })]), 'f').ok, true);
+});

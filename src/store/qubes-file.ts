@@ -13,7 +13,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
 import { LABELS, QUBE_CLASSES, type Model, type Qube } from '../model/qube.js';
 import { err, ok, type Result } from '../model/result.js';
-import { isUplink, validateQubeName } from '../model/topology.js';
+import { checkTopology, isUplink, validateQubeName } from '../model/topology.js';
 
 export const QUBES_FILE_VERSION = 1;
 export const QUBES_JSON_SYNTAX = 'QNET3010';
@@ -110,6 +110,9 @@ function fromJson(json: unknown, report: Report): Result<Model, Diagnostic[]> {
   });
   if (issues.length > 0) return err(issues);
   qubes.sort((a, b) => a.qid - b.qid);
+  // A hand-edited file can name a netvm that is missing, provides no network, or loops back.
+  const graph = checkTopology({ default_netvm: default_netvm as string | null, qubes: new Map(qubes.map((q) => [q.name, q])) });
+  if (graph.length) return err(graph.map((d) => report(`qubes[${qubes.findIndex((q) => q.name === d.qube)}].netvm`, d.message)));
   return ok({
     default_netvm: default_netvm as string | null,
     ...(typeof uplink === 'string' ? { uplink } : {}),
