@@ -118,28 +118,41 @@ function usersOf(b: Table, name: string): string[] {
 
 function tableDelta(tx: Transaction, b: Table, a: Table): void {
   const r = ref(a);
-  const bChains = new Map(b.chains.map((c) => [c.name, c]));
-  const aChains = new Map(a.chains.map((c) => [c.name, c]));
-  const bSets = new Map(b.sets.map((s) => [s.name, s]));
+  // What differs, found by identity first: the engine shares every unchanged chain and set with
+  // what is loaded, so a rule edit touches a few objects out of thousands, and only those are
+  // looked up by name. (A fresh compile shares nothing; then everything is compared, as before.)
+  const bChainObjs = new Set(b.chains);
+  const aChainObjs = new Set(a.chains);
+  const bSetObjs = new Set(b.sets);
+  const aSetObjs = new Set(a.sets);
+  const newChains = a.chains.filter((c) => !bChainObjs.has(c));
+  const oldChains = b.chains.filter((c) => !aChainObjs.has(c));
+  const newSets = a.sets.filter((x) => !bSetObjs.has(x));
+  const oldSets = b.sets.filter((x) => !aSetObjs.has(x));
+  const bChains = new Map(oldChains.map((c) => [c.name, c]));
+  const bSets = new Map(oldSets.map((x) => [x.name, x]));
+  const aChainNames = new Set(newChains.map((c) => c.name));
+  const aSetNames = new Set(newSets.map((x) => x.name));
 
   // Sets whose declaration changed are recreated; every chain using them must let go first.
-  const replacedSets = a.sets.filter((s) => {
-    const o = bSets.get(s.name);
-    return o !== undefined && !sameDecl(o, s);
+  const replacedSets = newSets.filter((x) => {
+    const o = bSets.get(x.name);
+    return o !== undefined && !sameDecl(o, x);
   });
-  const mustRefill = new Set(replacedSets.flatMap((s) => usersOf(b, s.name)));
+  const mustRefill = new Set(replacedSets.flatMap((x) => usersOf(b, x.name)));
+  // Unchanged chains (shared objects) that use a replaced set are refilled too.
+  const refillShared = mustRefill.size ? a.chains.filter((c) => bChainObjs.has(c) && mustRefill.has(c.name)) : [];
 
   const added: Chain[] = [];
-  const refilled: Chain[] = [];
+  const refilled: Chain[] = [...refillShared];
   const replacedChains: Chain[] = [];
   const policyOnly: Chain[] = [];
-  for (const c of a.chains) {
+  for (const c of newChains) {
     const o = bChains.get(c.name);
     if (!o) {
       added.push(c);
       continue;
     }
-    if (o === c && !mustRefill.has(c.name)) continue;
     if (c.userOwned) continue; // declared by the user's side of the contract; never touched
     if (hookOf(o) !== hookOf(c)) replacedChains.push(c);
     else {
@@ -147,24 +160,22 @@ function tableDelta(tx: Transaction, b: Table, a: Table): void {
       if (mustRefill.has(c.name) || !sameRules(o, c)) refilled.push(c);
     }
   }
-  const removedChains = b.chains.filter((c) => !aChains.has(c.name) && !c.userOwned);
-  const aSetNames = new Set(a.sets.map((s) => s.name));
-  const removedSets = b.sets.filter((s) => !aSetNames.has(s.name));
+  const removedChains = oldChains.filter((c) => !aChainNames.has(c.name) && !c.userOwned);
+  const removedSets = oldSets.filter((x) => !aSetNames.has(x.name));
 
   // 1. declarations the rest needs
   for (const c of [...added, ...policyOnly]) tx.push({ op: 'add-chain', t: r, chain: c });
-  for (const s of a.sets) if (!bSets.has(s.name)) tx.push({ op: 'add-set', t: r, set: s });
+  for (const s of newSets) if (!bSets.has(s.name)) tx.push({ op: 'add-set', t: r, set: s });
   // 2. drop rules that change or go away (this also drops their references)
   for (const c of [...refilled, ...replacedChains, ...removedChains]) tx.push({ op: 'flush-chain', t: r, name: c.name });
   // 3. element mirror: delete the gone and the changed
   const toAdd: { s: NamedSet | NamedMap; e: (SetElement | MapElement)[] }[] = [];
-  for (const s of a.sets) {
+  for (const s of newSets) {
     const o = bSets.get(s.name);
     if (!o || !sameDecl(o, s)) {
       toAdd.push({ s, e: elems(s) });
       continue;
     }
-    if (o === s) continue;
     const want = new Map(elems(s).map((e) => [elementKey(e), e]));
     const have = new Map(elems(o).map((e) => [elementKey(e), e]));
     const del = [...have].filter(([k, e]) => !want.has(k) || elementText(want.get(k)!) !== elementText(e)).map(([, e]) => e);
