@@ -5,8 +5,11 @@
 //
 // Why it is safe: within a run of consecutive atoms with the same verdict, the order does not matter
 // (a packet matching any of them gets that verdict), so the run may be regrouped by shape. Runs are
-// never reordered against each other. packSets runs after lowerRules because first-match order is
-// only known there.
+// first merged where first-match order allows it (regroup.ts): an atom moves up into an earlier run
+// of its verdict only past atoms of the other verdict that no packet can match together with it, so
+// realistic lists that alternate accept/drop give one or two groups, not one set per short run (nft
+// charges per named set in the table on every transaction). packSets runs after lowerRules because
+// first-match order is only known there.
 //
 // What the kernel refuses, and how it is avoided: nft rejects overlapping elements in interval sets
 // ("conflicting intervals specified"; for concatenations "File exists", even when one element lies
@@ -22,8 +25,9 @@ import type { IpFamily } from '../context.js';
 import { packedSet, type PackShape } from '../names.js';
 import { addrValue, atomRule, daddrField, portValue, protoField, protoSym, verdictOf } from './atom-rule.js';
 import type { Atom, L4 } from './lower.js';
+import { regroup } from './regroup.js';
 
-/** A shape with fewer elements than this in a run stays as plain rules: a set would cost more than it saves. */
+/** A shape with fewer elements than this in a group stays as plain rules: a set would cost more than it saves. */
 export const PACK_MIN = 4;
 
 interface El {
@@ -61,10 +65,7 @@ export function packAtoms(f: IpFamily, qube: string, chain: string, atomsIn: Ato
   const rules: IrRule[] = [];
   const sets: NamedSet[] = [];
   let ordinal = 0;
-  for (let i = 0; i < atoms.length; ) {
-    let j = i;
-    while (j < atoms.length && atoms[j]!.verdict === atoms[i]!.verdict) j++;
-    const run = atoms.slice(i, j);
+  for (const { atoms: run } of regroup(atoms)) {
     const byShape = new Map<PackShape, El[]>();
     for (const a of run) {
       const s = shapeOf(a);
@@ -84,11 +85,9 @@ export function packAtoms(f: IpFamily, qube: string, chain: string, atomsIn: Ato
       if (done.has(s)) continue;
       done.add(s);
       const els = byShape.get(s)!;
-      const first = els.reduce((m, e) => Math.min(m, e.rule), Infinity);
-      const last = els.reduce((m, e) => Math.max(m, e.rule), -Infinity);
+      const text = packedText(qube, els.map((e) => e.rule));
       for (const layer of normalise(els, s)) {
         const name = packedSet(chain, s, ordinal++);
-        const text = first === last ? `${qube} rule ${first} packed` : `${qube} rules ${first}-${last} packed`;
         sets.push(makeSet(f, qube, name, s, layer, text));
         rules.push({
           matches: [{ kind: 'in-set', fields: fieldsOf(f, s), op: '==', set: name }],
@@ -98,9 +97,38 @@ export function packAtoms(f: IpFamily, qube: string, chain: string, atomsIn: Ato
         });
       }
     }
-    i = j;
   }
   return { rules, sets };
+}
+
+/** nft cuts comments at 128 bytes (validate.ts MAX_COMMENT_BYTES). */
+const MAX_TEXT = 128;
+
+/**
+ * `work rule 4 packed`, `work rules 0-7 packed`, `work rules 0,3,5-7 packed`: the rule numbers a
+ * packed rule covers, as ranges; a list too long for a comment keeps its head and its last range
+ * (`work rules 0,3,5-7,...,98 packed`).
+ */
+export function packedText(qube: string, ruleNumbers: readonly number[]): string {
+  const ns = [...new Set(ruleNumbers)].sort((a, b) => a - b);
+  if (ns.length === 1) return `${qube} rule ${ns[0]} packed`;
+  const parts: string[] = [];
+  for (let i = 0; i < ns.length; ) {
+    let j = i;
+    while (j + 1 < ns.length && ns[j + 1] === ns[j]! + 1) j++;
+    parts.push(i === j ? `${ns[i]}` : `${ns[i]}-${ns[j]}`);
+    i = j + 1;
+  }
+  const full = `${qube} rules ${parts.join(',')} packed`;
+  if (Buffer.byteLength(full) <= MAX_TEXT) return full;
+  const tail = `,...,${parts.at(-1)} packed`;
+  let head = `${qube} rules ${parts[0]}`;
+  for (let k = 1; k < parts.length - 1; k++) {
+    const next = `${head},${parts[k]}`;
+    if (Buffer.byteLength(next + tail) > MAX_TEXT) break;
+    head = next;
+  }
+  return head + tail;
 }
 
 function fieldsOf(f: IpFamily, s: PackShape): Field[] {
