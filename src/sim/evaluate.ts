@@ -263,7 +263,14 @@ const hookEnv: Env = { counters: undefined, counted: undefined, trace: false, na
  * the one that stopped the packet or set up NAT; pass undefined to record none.
  */
 export function runHook(prep: PreparedRuleset, hook: Hook, p: Pkt, ctx: HookContext, steps: ChainStep[] | undefined, res: HookRun): void {
-  const list: PBase[] = prep.lists[hookIndex(hook) * 2 + (p.family === 6 ? 1 : 0)]!;
+  runBases(prep.lists[hookIndex(hook) * 2 + (p.family === 6 ? 1 : 0)]!, p.family === 4 ? prep.nat4 : prep.nat6, hook, p, ctx, steps, res);
+}
+
+/**
+ * runHook on the hook's base chains for the packet's family (`list`, from PreparedRuleset.lists),
+ * `nat` telling whether that family registers the NAT core (PreparedRuleset.nat4/nat6).
+ */
+export function runBases(list: PBase[], nat: boolean, hook: Hook, p: Pkt, ctx: HookContext, steps: ChainStep[] | undefined, res: HookRun): void {
   res.verdict = 'accept';
   res.reject = undefined;
   res.rule = undefined;
@@ -278,7 +285,7 @@ export function runHook(prep: PreparedRuleset, hook: Hook, p: Pkt, ctx: HookCont
   env.natChain = false;
   env.rules = 0;
   const slot = natSlot(hook);
-  let natPending = hook !== 'forward' && (p.family === 4 ? prep.nat4 : prep.nat6);
+  let natPending = hook !== 'forward' && nat;
   let ctAttached = false;
   p.ct = CT_BIT.invalid;
   p.ctStatus = -1;

@@ -15,6 +15,7 @@ import { planNetwork } from '../model/topology.js';
 import { newSimState, type SimState } from './conntrack.js';
 import type { Probe } from './packet.js';
 import { ConcatIndex } from './setindex.js';
+import { preparePlan, route } from './route.js';
 import { qubesWorld } from './testing/qubes.js';
 import type { Atom, Scalar } from './values.js';
 import { simulate, type SimResult, type World } from './walk.js';
@@ -106,7 +107,34 @@ test('exact numeric set tuples: the hash table answers like a first-match scan',
       for (const xs of [...elems, ...lookups]) {
         const scan = entries.find((e) => e.atoms.every((a, i) => (a as { v: Scalar }).v === xs[i]));
         assert.equal(idx.get(xs), scan?.value, JSON.stringify(xs));
+        // The membership test a set's `==` match uses (the table exists when every key is a u32 tuple).
+        if (idx.table) assert.equal(idx.table.has(xs), scan !== undefined, JSON.stringify(xs));
       }
     }),
   );
+});
+
+test('a flattened node routes like its route levels: local addresses, longest prefix, no route', () => {
+  for (const [name, w] of worlds) {
+    const pp = preparePlan(w.plan);
+    let flat = 0;
+    for (const pn of pp.nodes.values()) {
+      const f = pn.fast4;
+      if (!f) continue;
+      flat++;
+      // Addresses around every local address and route of the node, and some elsewhere.
+      const near = new Set<number>([0, 0x7f000001, 0xcb007105, 0xffffffff, 0x0a8a0101]);
+      for (const r of pn.v4.routes) for (const a of [r.lo as number, r.hi as number]) for (const d of [-1, 0, 1]) near.add((a + d) >>> 0);
+      for (const k of pn.v4.local) for (const d of [-1, 0, 1]) near.add(((k as number) + d) >>> 0);
+      for (const da of near)
+        for (const originated of [true, false]) {
+          const fast = route(pp, pn, da, 4, originated);
+          pn.fast4 = undefined;
+          const slow = route(pp, pn, da, 4, originated);
+          pn.fast4 = f;
+          assert.deepEqual(fast, slow, `${name}: ${pn.name} → ${da}`);
+        }
+    }
+    assert.ok(flat > 0, `${name}: some node is flattened`);
+  }
 });

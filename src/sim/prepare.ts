@@ -118,6 +118,8 @@ export function natSlot(hook: Hook): number {
 }
 
 const HOOKS: Hook[] = ['prerouting', 'input', 'forward', 'output', 'postrouting'];
+/** The list of a hook without base chains, in every PreparedRuleset (never mutated). */
+const NO_BASES: PBase[] = [];
 const cache = new WeakMap<Ruleset, PreparedRuleset>();
 
 export function prepare(rs: Ruleset): PreparedRuleset {
@@ -174,10 +176,11 @@ function build(rs: Ruleset): PreparedRuleset {
     if (hooks[h][4].some((b) => b.nat)) nat[4] = true;
     if (hooks[h][6].some((b) => b.nat)) nat[6] = true;
   }
+  // An empty hook shares one empty list (a walk through many nodes reads hot memory for it).
   const lists: PBase[][] = [];
   for (const h of HOOKS) {
-    lists[hookIndex(h) * 2] = hooks[h][4];
-    lists[hookIndex(h) * 2 + 1] = hooks[h][6];
+    lists[hookIndex(h) * 2] = hooks[h][4].length ? hooks[h][4] : NO_BASES;
+    lists[hookIndex(h) * 2 + 1] = hooks[h][6].length ? hooks[h][6] : NO_BASES;
   }
   return { ir: rs, tables, hooks, nat, lists, nat4: nat[4], nat6: nat[6] };
 }

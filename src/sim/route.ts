@@ -3,7 +3,7 @@
 // are not modelled), and for the world node which uplink leads to which qube.
 import type { Ruleset } from '../ir/types.js';
 import type { Iface, NetNode, NetPlan } from '../model/netplan.js';
-import type { PreparedRuleset } from './prepare.js';
+import type { PBase, PreparedRuleset } from './prepare.js';
 import { type AddrNum, formatV4, formatV6, parseAddr, prefixRange } from './addr.js';
 
 export interface PRoute {
@@ -15,6 +15,12 @@ export interface PRoute {
   text: string;
   /** This route as a routing decision, made once (lookups return it instead of allocating). */
   result: RouteResult;
+  /** Where `dev` leads (pp.links.get(dev)), resolved once with the plan. */
+  link: PLink | undefined;
+  /** `dev`'s first addresses (the node's ifAddrs.get(dev)), resolved once with the plan. */
+  devAddrs: IfAddrs | undefined;
+  /** The first addresses of the node's interface named like `dev` (ifAddrs.get(ifaces.get(dev.name))). */
+  oifAddrs: IfAddrs | undefined;
 }
 
 /** An interface's first address of each family, parsed and in canonical text (for masquerade and source selection). */
@@ -50,6 +56,7 @@ interface RouteLevel {
 }
 
 const FEW = 4;
+const NO_LEVELS: RouteLevel[] = [];
 
 /** One family's addresses and routes at a node. */
 export interface PFamily {
@@ -78,8 +85,25 @@ export interface PNode {
   firstAddr: IfAddrs;
   v4: PFamily;
   v6: PFamily;
-  /** The walk's one-entry cache of this node's prepared ruleset (valid while the ruleset object is the same). */
-  prepared: { rs: Ruleset; prep: PreparedRuleset } | undefined;
+  /**
+   * v4 local addresses and routes in one flat array, when every part of them is a short list (a
+   * qube's few addresses and routes): [nLocal, local..., nLevels, (mask, nNets, net...)...], longest
+   * prefix first, `fast4Results` holding each net's decision in the same order. A lookup reads one
+   * array instead of a chain of small objects.
+   */
+  fast4: Int32Array | undefined;
+  fast4Results: RouteResult[];
+  /**
+   * The walk's one-entry cache of this node's prepared ruleset (valid while `rs` is the ruleset
+   * object the world holds), with what every hook reads copied onto the node: a walk from a random
+   * qube then touches the node, its hook lists and nothing else of the prepared ruleset.
+   */
+  rs: Ruleset | undefined;
+  prep: PreparedRuleset | undefined;
+  /** prep.lists, prep.nat4, prep.nat6. */
+  lists: PBase[][];
+  nat4: boolean;
+  nat6: boolean;
 }
 
 /** Where a veth leads: the peer node and its end of the link (undefined when not in the plan). */
@@ -128,7 +152,7 @@ function build(plan: NetPlan): PPlan {
   for (const n of plan.nodes) {
     const pn: PNode = {
       node: n, name: n.name, world: n.kind === 'world' || n.kind === 'host', ifaces: new Map(), ifAddrs: new Map(), firstAddr: { 4: undefined, 6: undefined },
-      v4: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, v6: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, prepared: undefined,
+      v4: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, v6: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, fast4: undefined, fast4Results: [], rs: undefined, prep: undefined, lists: [], nat4: false, nat6: false,
     };
     for (const i of n.ifaces) {
       pn.ifaces.set(i.name, i);
@@ -175,6 +199,7 @@ function build(plan: NetPlan): PPlan {
       }
       if (pf.local.size <= FEW) pf.fewLocal = [...pf.local];
     }
+    flatten4(pn);
     nodes.set(n.name, pn);
   }
   const world = [...nodes.values()].find((n) => n.world);
@@ -203,7 +228,17 @@ function build(plan: NetPlan): PPlan {
       const next = nodes.get(i.peer.node);
       links.set(i, { node: next, iface: next?.ifaces.get(i.peer.iface) });
     }
-  return { plan, nodes, world, owner, entry, links, towards: { 4: new Map(), 6: new Map() } };
+  const pp: PPlan = { plan, nodes, world, owner, entry, links, towards: { 4: new Map(), 6: new Map() } };
+  for (const pn of nodes.values()) for (const r of [...pn.v4.routes, ...pn.v6.routes]) resolveRoute(pp, pn, r);
+  return pp;
+}
+
+/** Fill in what a walk needs next after taking route `r` at `pn`, so that it needs no map lookups. */
+function resolveRoute(pp: PPlan, pn: PNode, r: PRoute): void {
+  r.link = pp.links.get(r.dev);
+  r.devAddrs = pn.ifAddrs.get(r.dev);
+  const named = pn.ifaces.get(r.dev.name);
+  r.oifAddrs = named ? pn.ifAddrs.get(named) : undefined;
 }
 
 function pushRoute(pn: PNode, fam: 4 | 6, dst: string, dev: Iface, via: string | undefined): void {
@@ -220,9 +255,40 @@ function pushRoute(pn: PNode, fam: 4 | 6, dst: string, dev: Iface, via: string |
     if (!r) return;
     [lo, hi] = r;
   }
-  const r: PRoute = { lo, hi, len, dev, via, text: `${dst}${via ? ` via ${via}` : ''} dev ${dev.name}`, result: NONE };
+  const r: PRoute = { lo, hi, len, dev, via, text: `${dst}${via ? ` via ${via}` : ''} dev ${dev.name}`, result: NONE, link: undefined, devAddrs: undefined, oifAddrs: undefined };
   r.result = { kind: 'out', iface: dev, route: r };
   (fam === 4 ? pn.v4 : pn.v6).routes.push(r);
+}
+
+function flatten4(pn: PNode): void {
+  const pf = pn.v4;
+  if (!pf.fewLocal || !pf.levels.every((l) => l.fewNets)) return;
+  const words: number[] = [pf.fewLocal.length, ...(pf.fewLocal as number[]), pf.levels.length];
+  const results: RouteResult[] = [];
+  for (const l of pf.levels) {
+    words.push(l.mask4, l.fewNets!.length, ...(l.fewNets as number[]));
+    for (const r of l.fewRoutes) results.push(r.result);
+  }
+  pn.fast4 = Int32Array.from(words);
+  pn.fast4Results = results;
+}
+
+/** route() on a flattened node (see PNode.fast4): a decision, or undefined when no route matches. */
+function route4(f: Int32Array, results: RouteResult[], k: number): RouteResult | undefined {
+  const nl = f[0]!;
+  for (let i = 1; i <= nl; i++) if (f[i] === k) return LOCAL;
+  let at = nl + 1;
+  const levels = f[at++]!;
+  let ri = 0;
+  for (let l = 0; l < levels; l++) {
+    const net = k & f[at]!;
+    const n = f[at + 1]!;
+    at += 2;
+    for (let j = 0; j < n; j++) if (f[at + j] === net) return results[ri + j];
+    at += n;
+    ri += n;
+  }
+  return undefined;
 }
 
 /** Is `da` one of the node's own addresses (not counting loopback)? */
@@ -245,8 +311,13 @@ export function route(pp: PPlan, pn: PNode, da: AddrNum, fam: 4 | 6, originated:
   if (fam === 4) {
     // 127.0.0.0/8 is local on every node (the kernel's local table).
     const k = (da as number) | 0;
-    if ((da as number) >>> 24 === 127 || has(pn.v4, k)) return LOCAL;
-    const levels = pn.v4.levels;
+    if ((da as number) >>> 24 === 127) return LOCAL;
+    const f = pn.fast4;
+    if (f !== undefined) {
+      const r = route4(f, pn.fast4Results, k);
+      if (r !== undefined) return r;
+    } else if (has(pn.v4, k)) return LOCAL;
+    const levels = f === undefined ? pn.v4.levels : NO_LEVELS;
     for (let i = 0; i < levels.length; i++) {
       const l = levels[i]!;
       const net = k & l.mask4;
@@ -274,7 +345,8 @@ export function route(pp: PPlan, pn: PNode, da: AddrNum, fam: 4 | 6, originated:
   if (up) {
     let rt = pp.towards[fam].get(da);
     if (!rt) {
-      const r: PRoute = { lo: da, hi: da, len: fam === 4 ? 32 : 128, dev: up, via: undefined, text: `towards ${owner} dev ${up.name}`, result: NONE };
+      const r: PRoute = { lo: da, hi: da, len: fam === 4 ? 32 : 128, dev: up, via: undefined, text: `towards ${owner} dev ${up.name}`, result: NONE, link: undefined, devAddrs: undefined, oifAddrs: undefined };
+      resolveRoute(pp, pn, r);
       pp.towards[fam].set(da, (rt = r.result = { kind: 'out', iface: up, route: r }));
     }
     return rt;

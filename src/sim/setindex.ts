@@ -105,7 +105,7 @@ export class AtomIndex<V> {
 /** Concatenated keys. */
 export class ConcatIndex<V> {
   /** Every element exact and every component an unsigned 32-bit integer: one flat hash table. */
-  private table: U32TupleTable<V> | undefined;
+  readonly table: U32TupleTable<V> | undefined;
   /** Every element exact otherwise: one nested map per component (no key strings to build per lookup). */
   private exact: Map<Scalar, unknown> | undefined;
   private norm = false;
@@ -183,10 +183,13 @@ export class ConcatIndex<V> {
  * table over typed arrays: a lookup hashes the packet's values and compares a few words, with no key
  * to build and no map per component. The first of equal tuples wins, as a first-match scan would.
  */
-class U32TupleTable<V> {
-  private readonly keys: Int32Array;
-  /** Entry number + 1 per slot; 0 = empty. */
-  private readonly slots: Int32Array;
+export class U32TupleTable<V> {
+  /**
+   * Open addressing, one row of `stride` words per slot: entry number + 1 (0 = empty), then the
+   * key's words. A probe finds the slot and its key on the same cache line (no second array to read).
+   */
+  private readonly cells: Int32Array;
+  private readonly stride: number;
   private readonly values: V[] = [];
   private readonly mask: number;
 
@@ -197,18 +200,19 @@ class U32TupleTable<V> {
     let cap = 8;
     while (cap < entries.length * 2) cap *= 2;
     this.mask = cap - 1;
-    this.slots = new Int32Array(cap);
-    this.keys = new Int32Array(entries.length * width);
+    this.stride = width + 1;
+    this.cells = new Int32Array(cap * this.stride);
     const scratch = new Array<number>(width);
     for (const e of entries) {
       for (let i = 0; i < width; i++) scratch[i] = e.key[i]!;
       if (this.find(scratch) >= 0) continue;
       const n = this.values.length;
-      for (let i = 0; i < width; i++) this.keys[n * width + i] = e.key[i]! | 0;
       this.values.push(e.value);
       let h = this.hash(scratch) & this.mask;
-      while (this.slots[h] !== 0) h = (h + 1) & this.mask;
-      this.slots[h] = n + 1;
+      while (this.cells[h * this.stride] !== 0) h = (h + 1) & this.mask;
+      const at = h * this.stride;
+      this.cells[at] = n + 1;
+      for (let i = 0; i < width; i++) this.cells[at + 1 + i] = e.key[i]! | 0;
     }
   }
 
@@ -224,13 +228,15 @@ class U32TupleTable<V> {
   /** The entry number holding `xs`, or -1. Every xs[i] must be an unsigned 32-bit integer. */
   private find(xs: readonly Scalar[]): number {
     const w = this.width;
+    const stride = this.stride;
+    const cells = this.cells;
     let h = this.hash(xs) & this.mask;
     for (;;) {
-      const s = this.slots[h]!;
+      const at = h * stride;
+      const s = cells[at]!;
       if (s === 0) return -1;
-      const at = (s - 1) * w;
       let i = 0;
-      while (i < w && this.keys[at + i] === ((xs[i] as number) | 0)) i++;
+      while (i < w && cells[at + 1 + i] === ((xs[i] as number) | 0)) i++;
       if (i === w) return s - 1;
       h = (h + 1) & this.mask;
     }
@@ -241,5 +247,11 @@ class U32TupleTable<V> {
     for (let i = 0; i < this.width; i++) if (!isU32(xs[i]!)) return undefined;
     const n = this.find(xs);
     return n < 0 ? undefined : this.values[n];
+  }
+
+  /** Is `xs` a key? (get() !== undefined for a set, whose values are all present.) */
+  has(xs: readonly Scalar[]): boolean {
+    for (let i = 0; i < this.width; i++) if (!isU32(xs[i]!)) return false;
+    return this.find(xs) >= 0;
   }
 }

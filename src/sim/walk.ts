@@ -8,10 +8,10 @@ import type { Hook, RejectWith, Ruleset } from '../ir/types.js';
 import type { Iface, NetPlan } from '../model/netplan.js';
 import { type AddrNum, formatV4Memo, formatV6, parseAddr, parseV4, parseV6 } from './addr.js';
 import { bindDnat, bindSnat, type ConnTable, ctConfirm, ctFresh, ctLookup, ctStatus, type CtView, manipDst, manipSrc, newSimState, scratchView, type SimState } from './conntrack.js';
-import { type ChainStep, type Counters, type HookContext, type HookRun, type NatDecision, type NatSlotHandler, newHookRun, type RuleRef, ruleRef, runHook } from './evaluate.js';
+import { type ChainStep, type Counters, type HookContext, type HookRun, type NatDecision, type NatSlotHandler, newHookRun, type RuleRef, ruleRef, runBases } from './evaluate.js';
 import { CT_BIT, isIcmp, type Pkt, type Probe, PROTO, probeL4 } from './packet.js';
-import { prepare, type PreparedRuleset } from './prepare.js';
-import { type IfAddr, isLocal, type PNode, type PPlan, preparePlan, route } from './route.js';
+import { hookIndex, prepare } from './prepare.js';
+import { type IfAddr, isLocal, type PNode, type PPlan, type PRoute, preparePlan, route } from './route.js';
 
 export interface World {
   plan: NetPlan;
@@ -113,6 +113,8 @@ class Walk implements NatSlotHandler {
   private hookName: Hook = 'prerouting';
   private view!: CtView;
   private hop!: Hop;
+  /** The route the packet leaves by (set with p.oif by setOut; undefined for lo): masquerade's addresses without a lookup. */
+  out: PRoute | undefined;
   constructor(
     readonly pp: PPlan,
     readonly rulesets: ReadonlyMap<string, Ruleset>,
@@ -152,18 +154,23 @@ class Walk implements NatSlotHandler {
     this.loop = { node: pn.name, table };
   }
 
-  /** The node's ruleset, prepared (looked up once per visit; prepare() caches per Ruleset object). */
-  prepared(pn: PNode): PreparedRuleset {
+  /**
+   * Bring the node's prepared ruleset up to date with the world's (looked up once per visit;
+   * prepare() caches per Ruleset object): hook() reads it from the node.
+   */
+  prepared(pn: PNode): void {
     const rs = this.rulesets.get(pn.name) ?? EMPTY;
-    const c = pn.prepared;
-    if (c && c.rs === rs) return c.prep;
+    if (pn.rs === rs) return;
     const prep = prepare(rs);
-    pn.prepared = { rs, prep };
-    return prep;
+    pn.rs = rs;
+    pn.prep = prep;
+    pn.lists = prep.lists;
+    pn.nat4 = prep.nat4;
+    pn.nat6 = prep.nat6;
   }
 
-  /** Run one hook at `pn` with conntrack view `v`, recording steps, NAT and counters on `hop` when tracing. */
-  hook(pn: PNode, prep: PreparedRuleset, hook: Hook, p: Pkt, v: CtView, hop: Hop): HookRun {
+  /** Run one hook at `pn` (prepared() first) with conntrack view `v`, recording steps, NAT and counters on `hop` when tracing. */
+  hook(pn: PNode, hook: Hook, p: Pkt, v: CtView, hop: Hop): HookRun {
     const dst = hook === 'prerouting' || hook === 'output';
     const c = v.conn;
     const bound = dst ? c.dstBound : c.srcBound;
@@ -185,7 +192,8 @@ class Walk implements NatSlotHandler {
     ctx.ctStatus = ctStatus(c);
     ctx.natAllowed = v.dir === 0 && !bound;
     const r = HOOK_RUN;
-    runHook(prep, hook, p, ctx, this.trace ? hop.steps : undefined, r);
+    const six = p.family === 6;
+    runBases(pn.lists[hookIndex(hook) * 2 + (six ? 1 : 0)]!, six ? pn.nat6 : pn.nat4, hook, p, ctx, this.trace ? hop.steps : undefined, r);
     if (this.trace) hop.rulesEvaluated += r.rulesEvaluated;
     this.rules += r.rulesEvaluated;
     return r;
@@ -201,9 +209,14 @@ class Walk implements NatSlotHandler {
         const fam = nat.addr.includes(':') ? 6 : 4;
         if (fam === p.family) bindDnat(c, nat.addr, parseNum(nat.addr, fam), nat.port);
       } else if (nat?.kind === 'masquerade' && !dst) {
-        const oif = p.oif === null ? undefined : pn.ifaces.get(p.oif);
         // The outgoing interface's first address of the packet's family.
-        const a = oif ? pn.ifAddrs.get(oif)?.[p.family] : undefined;
+        const out = this.out;
+        let a: IfAddr | undefined;
+        if (out !== undefined && p.oif === out.dev.name) a = out.oifAddrs?.[p.family];
+        else {
+          const oif = p.oif === null ? undefined : pn.ifaces.get(p.oif);
+          a = oif ? pn.ifAddrs.get(oif)?.[p.family] : undefined;
+        }
         if (a) bindSnat(c, a.text, a.num ?? parseNum(a.text, p.family));
       }
       // Without a decision the kernel binds a null mapping: later nat chains never see this flow.
@@ -262,7 +275,9 @@ function drop(hop: Hop, node: string, reason: string): Stop {
   return { verdict: 'drop', node, reason: `dropped at ${node}: ${reason}` };
 }
 
-function setOut(p: Pkt, i: Iface | null): void {
+function setOut(w: Walk, p: Pkt, r: PRoute | null): void {
+  const i = r ? r.dev : null;
+  w.out = r ?? undefined;
   p.oif = i ? i.name : 'lo';
   p.oifgroup = i ? i.group : 0;
 }
@@ -275,22 +290,22 @@ function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
   let rt = route(w.pp, pn, p.da, p.family, true);
   if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
   if (rt.kind === 'outside') return deliver(w, hop, pn, p, ct, v);
-  const prep = w.prepared(pn);
+  w.prepared(pn);
   p.iif = null;
   p.iifgroup = 0;
-  setOut(p, rt.kind === 'out' ? rt.iface : null);
+  setOut(w, p, rt.kind === 'out' ? rt.route : null);
   const daddr = p.daddr;
-  let r = w.hook(pn, prep, 'output', p, v, hop);
+  let r = w.hook(pn, 'output', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'output', r);
   // ip_route_me_harder: a destination changed in output (by NAT) is routed again.
   if (p.daddr !== daddr) {
     rt = route(w.pp, pn, p.da, p.family, true);
     if (rt.kind === 'none') return drop(hop, pn.name, rt.why);
     if (rt.kind === 'outside') return deliver(w, hop, pn, p, ct, v);
-    setOut(p, rt.kind === 'out' ? rt.iface : null);
+    setOut(w, p, rt.kind === 'out' ? rt.route : null);
   }
   if (rt.kind === 'out') hop.route = rt.route.text;
-  r = w.hook(pn, prep, 'postrouting', p, v, hop);
+  r = w.hook(pn, 'postrouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
   if (rt.kind === 'local') w.loopback(pn, v);
   ctConfirm(ct, v, w.keep);
@@ -300,13 +315,14 @@ function sendLocal(w: Walk, pn: PNode, p: Pkt): Stop | Done {
     hop.outcome = 'sent';
     return receive(w, pn, 'lo', 0, p, TTL);
   }
-  return transmit(w, pn, hop, rt.iface, p, TTL);
+  return transmit(w, pn, hop, rt.route, p, TTL);
 }
 
-function transmit(w: Walk, pn: PNode, hop: Hop, iface: Iface, p: Pkt, ttl: number): Stop | Done {
+function transmit(w: Walk, pn: PNode, hop: Hop, r: PRoute, p: Pkt, ttl: number): Stop | Done {
+  const iface = r.dev;
   hop.out = iface.name;
   if (!iface.peer) return drop(hop, pn.name, iface.physical ? `left through ${iface.name}, a physical uplink: the outside beyond it is not simulated` : `${iface.name} has no peer`);
-  const link = w.pp.links.get(iface);
+  const link = r.link;
   const next = link?.node;
   if (!next) return drop(hop, pn.name, `${iface.name}'s peer ${iface.peer.node} is not in the plan`);
   hop.outcome = hop.in === undefined ? 'sent' : 'forwarded';
@@ -321,13 +337,13 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
   p.oifgroup = 0;
   const v = w.lookup(ct, p);
   const hop = w.newHop(pn, p, iifname, v);
-  const prep = w.prepared(pn);
-  let r = w.hook(pn, prep, 'prerouting', p, v, hop);
+  w.prepared(pn);
+  let r = w.hook(pn, 'prerouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'prerouting', r);
   const rt = route(w.pp, pn, p.da, p.family, false);
   if (rt.kind === 'local' || rt.kind === 'outside') {
     hop.route = rt.kind === 'local' ? 'local' : pn.node.kind === 'host' ? 'outside (via the host)' : 'outside (stand-in internet host)';
-    r = w.hook(pn, prep, 'input', p, v, hop);
+    r = w.hook(pn, 'input', p, v, hop);
     if (r.verdict !== 'accept') return stopped(hop, pn, 'input', r);
     return deliver(w, hop, pn, p, ct, v);
   }
@@ -335,13 +351,13 @@ function receive(w: Walk, pn: PNode, iifname: string, iifgroup: number, p: Pkt, 
   hop.route = rt.route.text;
   if (!pn.node.forwarding) return drop(hop, pn.name, `not local and forwarding is off (${rt.route.text})`);
   if (ttl <= 1) return drop(hop, pn.name, 'TTL exceeded (routing loop)');
-  setOut(p, rt.iface);
-  r = w.hook(pn, prep, 'forward', p, v, hop);
+  setOut(w, p, rt.route);
+  r = w.hook(pn, 'forward', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'forward', r);
-  r = w.hook(pn, prep, 'postrouting', p, v, hop);
+  r = w.hook(pn, 'postrouting', p, v, hop);
   if (r.verdict !== 'accept') return stopped(hop, pn, 'postrouting', r);
   ctConfirm(ct, v, w.keep);
-  return transmit(w, pn, hop, rt.iface, p, ttl - 1);
+  return transmit(w, pn, hop, rt.route, p, ttl - 1);
 }
 
 function deliver(w: Walk, hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView): Done {
@@ -355,7 +371,7 @@ function deliver(w: Walk, hop: Hop, pn: PNode, p: Pkt, ct: ConnTable, v: CtView)
 function sourceAddress(pp: PPlan, pn: PNode, da: AddrNum, fam: 4 | 6): IfAddr | 'destination' | undefined {
   const rt = route(pp, pn, da, fam, true);
   if (rt.kind === 'out') {
-    const a = pn.ifAddrs.get(rt.iface)?.[fam];
+    const a = rt.route.devAddrs?.[fam];
     if (a) return a;
   }
   const a = pn.firstAddr[fam];
