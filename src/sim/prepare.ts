@@ -186,7 +186,14 @@ function build(rs: Ruleset): PreparedRuleset {
 }
 
 function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache, code: number[]): PRule {
-  const stmts = r.stmts.map((s) => prepareStmt(s, chain.table, sets));
+  let stmts = r.stmts.map((s) => prepareStmt(s, chain.table, sets));
+  // A list of stateless statements only (`counter accept`) is shared too: one per kind sequence.
+  if (stmts.every((s) => STATELESS.has(s))) {
+    const key = stmts.map((s) => (s.k === 'verdict' ? s.v.k : s.k)).join(' ');
+    const hit = sharedLists.get(key);
+    if (hit) stmts = hit;
+    else sharedLists.set(key, stmts);
+  }
   const pc = code.length;
   code.push(r.matches.length);
   for (const m of r.matches) {
@@ -207,10 +214,24 @@ const mono = <T extends PStmt>(s: T): T =>
   Object.assign({ k: '', prefix: undefined, family: undefined, addr: undefined, port: undefined, decision: undefined, map: undefined, lookup: undefined, v: undefined }, s) as T;
 const monoVerdict = <T extends PVerdict>(v: T): T => Object.assign({ k: '', with: undefined, to: undefined }, v) as T;
 
+// Statements that carry nothing of their rule (`counter`, and the verdicts without an operand) are
+// one object each for the process: rules reached from many chains (one per qube) then read hot
+// memory for them. NAT statements are never shared (they cache their rule's decision).
+const SHARED_COUNTER = mono({ k: 'counter' });
+const SHARED_VERDICT = {
+  accept: mono({ k: 'verdict', v: monoVerdict({ k: 'accept' }) }),
+  drop: mono({ k: 'verdict', v: monoVerdict({ k: 'drop' }) }),
+  return: mono({ k: 'verdict', v: monoVerdict({ k: 'return' }) }),
+  continue: mono({ k: 'verdict', v: monoVerdict({ k: 'continue' }) }),
+};
+const STATELESS = new Set<PStmt>([SHARED_COUNTER, ...Object.values(SHARED_VERDICT)]);
+/** Statement lists made only of shared statements, by their kinds (never mutated). */
+const sharedLists = new Map<string, PStmt[]>();
+
 function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
   switch (s.kind) {
     case 'counter':
-      return mono({ k: 'counter' });
+      return SHARED_COUNTER;
     case 'log':
       return mono({ k: 'log', prefix: s.prefix });
     case 'dnat':
@@ -226,8 +247,11 @@ function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
       });
       return mono({ k: 'vmap', map: s.map, lookup });
     }
-    case 'verdict':
+    case 'verdict': {
+      const k = s.verdict.kind;
+      if (k === 'accept' || k === 'drop' || k === 'return' || k === 'continue') return SHARED_VERDICT[k];
       return mono({ k: 'verdict', v: prepareVerdict(s.verdict, t) });
+    }
     default:
       return assertNever(s, 'statement');
   }
@@ -239,7 +263,7 @@ function prepareVerdict(v: Verdict, t: PTable): PVerdict {
     case 'drop':
     case 'return':
     case 'continue':
-      return monoVerdict({ k: v.kind });
+      return (SHARED_VERDICT[v.kind] as Extract<PStmt, { k: 'verdict' }>).v;
     case 'reject':
       return monoVerdict({ k: 'reject', with: v.with });
     case 'jump':
