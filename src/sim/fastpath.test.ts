@@ -138,3 +138,22 @@ test('a flattened node routes like its route levels: local addresses, longest pr
     assert.ok(flat > 0, `${name}: some node is flattened`);
   }
 });
+
+test('exact tuples with a string component: the nested maps answer like a first-match scan', () => {
+  const str = fc.constantFrom('vif3.0', 'vif4.0', 'eth0', '');
+  const num = fc.constantFrom(0, 1, 6, 2 ** 31, 2 ** 32 - 1);
+  const probe = fc.constantFrom<Scalar>('vif3.0', 'vif4.0', 'eth0', '', 'x', 0, 1, 6, 2 ** 31, 2 ** 32 - 1, 2 ** 32, -1, 0.5);
+  for (const width of [2, 3]) {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(str, num, num), { maxLength: 12 }), fc.array(fc.tuple(probe, probe, probe)), (elems, lookups) => {
+        const keys = elems.map((k) => k.slice(0, width) as Scalar[]);
+        const entries = keys.map((k, i) => ({ atoms: k.map((v): Atom => ({ a: 'point', v })), value: i }));
+        const idx = new ConcatIndex(entries);
+        for (const xs of [...keys, ...lookups.map((l) => l.slice(0, width))]) {
+          const scan = entries.find((e) => e.atoms.every((a, i) => (a as { v: Scalar }).v === xs[i]));
+          assert.equal(idx.get(xs), scan?.value, JSON.stringify(xs));
+        }
+      }),
+    );
+  }
+});
