@@ -268,6 +268,10 @@ if (why) {
       const plan = handPlan(BASE);
       await be.tearDown(['sys-firewall']);
       assert.ok(!(await be.listNamespaces()).includes('sys-firewall'), 'a dead netvm shows as missing');
+      // The kernel removes the dead namespace's veths a few ms after the namespace (bounded wait).
+      const gone = async () => !(await runner.run(['ip', '-n', `${prefix}work`, 'link', 'show', 'eth0'])).stdout.includes('eth0');
+      for (let i = 0; i < 50 && !(await gone()); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(await gone(), "work's uplink went with sys-firewall");
       assert.equal(await ping(be, 'work', '10.137.0.1'), false);
       await be.bringUp(plan, ['sys-firewall'], { rules: new Map([['sys-firewall', MASQUERADE]]) });
       assert.ok(await ping(be, 'work', '10.137.0.1'), 'work reattached');

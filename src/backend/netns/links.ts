@@ -45,7 +45,9 @@ export function classifyCommandError(e: unknown, qube?: string): unknown {
   const extra = qube ? { qube } : {};
   if (e.result.code === 127)
     return new NetnsError(diag(CODES.toolMissing, e.message, { ...extra, hint: 'install iproute2, nftables and conntrack' }), { cause: e });
-  const missing = /Cannot open network namespace "([^"]+)"/.exec(e.result.stderr);
+  // `ip netns exec` and `nsenter --net` (the runner's choice for netlink tools) say it differently.
+  const missing =
+    /Cannot open network namespace "([^"]+)"/.exec(e.result.stderr) ?? /nsenter: cannot open \/run\/netns\/(\S+): No such file/.exec(e.result.stderr);
   if (missing)
     return new NetnsError(diag(CODES.notRunning, `namespace ${missing[1]} does not exist`, { ...extra, hint: 'is the qube running?' }), { cause: e });
   return new NetnsError(diag(CODES.commandFailed, e.message, extra), { cause: e });

@@ -55,9 +55,22 @@ export async function runChecked(runner: Runner, argv: readonly string[], opts: 
   return r.stdout;
 }
 
+/**
+ * Tools that only talk netlink (or /proc/sys/net, which follows the network namespace) need only the
+ * namespace's network stack: `nsenter --net` gives exactly that. `ip netns exec` also builds a new
+ * mount namespace (copying every mount, and each network namespace is a bind mount under /run/netns)
+ * to bind /etc/netns/<ns>/ files and remount /sys — its cost grows with the number of qubes
+ * (≈10–20 ms at 300). Anything else, e.g. a program that reads the qube's resolv.conf, keeps ip netns exec.
+ */
+const NETLINK_ONLY = new Set(['nft', 'conntrack', 'sysctl', 'ip']);
+
+export function netnsArgv(netns: string, argv: readonly string[]): string[] {
+  return NETLINK_ONLY.has(argv[0] ?? '') ? ['nsenter', `--net=/run/netns/${netns}`, '--', ...argv] : ['ip', 'netns', 'exec', netns, ...argv];
+}
+
 export class NodeRunner implements Runner {
   run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    const full = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : [...argv];
+    const full = opts.netns ? netnsArgv(opts.netns, argv) : [...argv];
     const [cmd, ...args] = full;
     return new Promise((resolve) => {
       const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
