@@ -5,7 +5,7 @@ import { diffTransaction } from '../ir/diff.js';
 import type { Model, Qube } from '../model/qube.js';
 import { cloneModel } from '../store/memory-store.js';
 import { describeProbe, probeSet, verdictChanges, type Analysis } from '../sim/questions.js';
-import type { Store } from '../store/store.js';
+import { loadQubeFrom, type Store } from '../store/store.js';
 import type { Io } from './io.js';
 import { analysisOf } from './runtime.js';
 import { json } from './table.js';
@@ -63,7 +63,7 @@ export class DryRunStore implements Store {
   }
 
   loadQube(name: string): Promise<Qube | undefined> {
-    return this.inner.loadQube ? this.inner.loadQube(name) : this.inner.load().then((m) => m.qubes.get(name));
+    return loadQubeFrom(this.inner, name);
   }
 
   async update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {

@@ -4,7 +4,7 @@
 // written and the next change converges again from what the kernel really has.
 import type { Model, Qube } from '../model/qube.js';
 import { cloneModel } from '../store/memory-store.js';
-import type { Store } from '../store/store.js';
+import { loadQubeFrom, type Store } from '../store/store.js';
 import type { Engine } from './engine.js';
 
 export class EngineStore implements Store {
@@ -22,7 +22,7 @@ export class EngineStore implements Store {
   }
 
   loadQube(name: string): Promise<Qube | undefined> {
-    return this.inner.loadQube ? this.inner.loadQube(name) : this.inner.load().then((m) => m.qubes.get(name));
+    return loadQubeFrom(this.inner, name);
   }
 
   update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {

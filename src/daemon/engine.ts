@@ -11,7 +11,7 @@ import type { Chain, Ruleset, Table } from '../ir/types.js';
 import { diffTransaction } from '../ir/diff.js';
 import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
-import type { NetPlan, UplinkKind } from '../model/netplan.js';
+import { WORLD_NODE, type NetPlan, type UplinkKind } from '../model/netplan.js';
 import type { Model, Qube } from '../model/qube.js';
 import { effectiveRules, type RuleList } from '../model/rule.js';
 import { onlyOpens } from '../model/firewall-ops.js';
@@ -58,7 +58,6 @@ export interface ConvergeOptions {
   assume?: Model;
 }
 
-export const WORLD_NODE = 'world';
 
 export class Engine {
   /** What is loaded in each node, as far as this engine knows; deltas are computed against it. */
@@ -66,6 +65,8 @@ export class Engine {
   /** Per client qube: how its rules stand in its netvm; per app qube: its own input rules. */
   readonly status = new Map<string, ApplyStatus>();
   readonly resolutions = new Map<string, Resolution>();
+  /** When each name's answer runs out (now + TTL), for the refresh timer. */
+  private readonly expiresAt = new Map<string, number>();
   /** The plan of the last converge: what is up and linked (for rule-only edits). */
   private plan?: NetPlan;
   /** How many applies were handled, successful or not (Qubes' qubes-firewall-handled counter). */
@@ -271,7 +272,6 @@ export class Engine {
     }
     return changed;
   }
-  private readonly expiresAt = new Map<string, number>();
 
   /**
    * DNS refresh (the daemon's timer): names whose TTL ran out are asked again; only the qubes whose

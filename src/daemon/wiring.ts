@@ -13,13 +13,13 @@ import { deviceOwner, hostUpstreamDns } from '../backend/netns/uplink.js';
 import { SimBackend } from '../backend/sim/sim-backend.js';
 import { StaticResolver, type Resolution, type Resolver } from '../compile/dns.js';
 import { diag } from '../model/diagnostics.js';
-import type { UplinkKind } from '../model/netplan.js';
+import { WORLD_NODE, type UplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { hostLinkTag, type PlanOptions } from '../model/topology.js';
 import { DEFAULT_PREFIX, readRuntime, writeRuntime, type Runtime } from '../store/runtime-file.js';
 import { uplinkKind, worldZone } from '../cli/runtime.js';
-import { Engine, WORLD_NODE, type EngineEvent, type WorldControl } from './engine.js';
+import { Engine, type EngineEvent, type WorldControl } from './engine.js';
 
 /** Why the netns backend cannot run here, or null. */
 export function netnsUnavailable(): string | null {

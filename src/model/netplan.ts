@@ -65,3 +65,5 @@ export const VIRTUAL_DNS = ['10.139.1.1', '10.139.1.2'] as const;
 
 /** The plan node that stands for the host's root namespace. */
 export const HOST_NODE = 'host';
+/** The stand-in outside world's node (uplink `world`): a namespace qnet creates, not a qube. */
+export const WORLD_NODE = 'world';

@@ -3,7 +3,7 @@
 import { gateway, gateway6, netvmName, qubeIp, qubeIp6 } from './addressing.js';
 import { diag, type Diagnostic } from './diagnostics.js';
 import type { Iface, NetNode, NetPlan, Route, UplinkKind } from './netplan.js';
-import { HOST_NODE, VIRTUAL_DNS } from './netplan.js';
+import { HOST_NODE, VIRTUAL_DNS, WORLD_NODE } from './netplan.js';
 import type { Model, Qube } from './qube.js';
 import { err, ok, QnetError, type Result } from './result.js';
 
@@ -13,7 +13,7 @@ const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
  * Names qnet uses itself (the stand-in outside world, the host's namespace in the network plan,
  * `outside` in checks) or Qubes reserves.
  */
-const RESERVED = new Set(['dom0', 'none', 'default', 'world', 'outside', HOST_NODE]);
+const RESERVED = new Set(['dom0', 'none', 'default', 'outside', WORLD_NODE, HOST_NODE]);
 
 export function validateQubeName(name: string): Result<string> {
   if (!NAME_RE.test(name))
@@ -197,10 +197,10 @@ export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
         name: UPLINK_IFACE,
         group: 1,
         addrs: [{ addr: mine, len: 32 }, { addr: mine6, len: 128 }],
-        peer: { node: 'world', iface: worldIfaceName(q) },
+        peer: { node: WORLD_NODE, iface: worldIfaceName(q) },
       });
       me.routes.push(...hostAndDefault(WORLD_LINK.v4.world, 4), ...hostAndDefault(WORLD_LINK.v6.world, 6));
-      const w = node('world', 'world');
+      const w = node(WORLD_NODE, 'world');
       w.forwarding = true;
       w.ifaces.push({
         name: worldIfaceName(q),

@@ -20,3 +20,8 @@ export interface Store {
    */
   loadQube?(name: string): Promise<Qube | undefined>;
 }
+
+/** One qube through `store.loadQube` where the store has it, else through a whole load(). */
+export function loadQubeFrom(store: Store, name: string): Promise<Qube | undefined> {
+  return store.loadQube ? store.loadQube(name) : store.load().then((m) => m.qubes.get(name));
+}

@@ -10,6 +10,7 @@ import { parseRuleWords } from '../../model/rule-words.js';
 import { ACCEPT_ALL, type Rule } from '../../model/rule.js';
 import { QnetError, unwrap } from '../../model/result.js';
 import type { Ctx } from '../context.js';
+import { loadQubeFrom } from '../../store/store.js';
 import type { Io } from '../io.js';
 import { printWarnings, UsageError } from '../errors.js';
 import { json } from '../table.js';
@@ -124,7 +125,7 @@ Examples:
         const fmt = o.json ? 'json' : o.raw ? 'raw' : (o.format ?? 'table');
         // Only this qube's file is read where the store can (a big file of another qube costs nothing).
         const store = ctx.store();
-        const qube = (store.loadQube && (await store.loadQube(vm))) || getQube(await store.load(), vm);
+        const qube = (await loadQubeFrom(store, vm)) ?? getQube(await store.load(), vm); // the load only to name the error
         const rules = editableRules(qube.rules, now);
         if (act === 'get') return writeLines(ctx.io, rules.length, (i) => formatApiRule(rules[i]!) + '\n');
         if (fmt === 'json') return writeRuleJson(ctx.io, rules);
