@@ -78,7 +78,7 @@ test('specialtarget=dns: virtual resolvers in a ProxyVM, the upstream in the top
   assert.match(net, /qbs-10-137-0-2 ip protocol udp ip daddr 192\.0\.2\.53 udp dport 53 counter accept/);
   assert.match(net, /dnat-dns ip daddr 10\.139\.1\.2 tcp dport 53 dnat to 192\.0\.2\.53/);
   // 2 resolvers × tcp/udp = 4 elements: packed into one hash set
-  assert.match(fw, /add element ip qubes-firewall qbs-10-137-0-3-dpt0 \{ 10\.139\.1\.1 \. tcp \. 53 comment "work rule 0", 10\.139\.1\.1 \. udp \. 53 .*10\.139\.1\.2 \. udp \. 53 comment "work rule 0" \}/);
+  assert.match(fw, /add set ip qubes-firewall qbs-10-137-0-3-dpt0 \{ type .* elements = \{ 10\.139\.1\.1 \. tcp \. 53 comment "work rule 0", 10\.139\.1\.1 \. udp \. 53 .*10\.139\.1\.2 \. udp \. 53 comment "work rule 0" \}; \}/);
   assert.match(fw, /dnat-dns ip daddr 10\.139\.1\.1 udp dport 53 dnat to 10\.139\.1\.1/);
 });
 

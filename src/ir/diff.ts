@@ -27,12 +27,13 @@ export function fullTransaction(rs: Ruleset): Transaction {
 export function diffTransaction(before: Ruleset | null, after: Ruleset): Transaction {
   const tx = new Transaction();
   const old = new Map((before?.tables ?? []).map((t) => [tableId(t), t]));
+  let dump: number | undefined;
   for (const t of after.tables) {
     const b = old.get(tableId(t));
     // The engine patches a changed client into the ruleset it keeps: unchanged objects are the
     // same objects, so comparing by reference first keeps a rule edit O(changed), not O(ruleset).
     if (b === t) continue;
-    if (b) tableDelta(tx, b, t);
+    if (b) tableDelta(tx, b, t, () => (dump ??= elementDumpCost(before!)));
     else if (hasUserChains(t)) sharedTableFull(tx, t);
     else ownedTableFull(tx, t, before === null);
   }
@@ -47,7 +48,7 @@ const hasUserChains = (t: Table) => t.chains.some((c) => c.userOwned);
 const isMap = (s: NamedSet | NamedMap) => s.kind === 'map';
 const elems = (s: NamedSet | NamedMap): (SetElement | MapElement)[] => s.elements;
 
-/** Declarations first, then elements (map elements may jump to chains), then rules (they use sets). */
+/** Chains first (map elements may jump to them), then sets with their elements, then rules (they use sets). */
 function ownedTableFull(tx: Transaction, t: Table, mayExist: boolean): void {
   const r = ref(t);
   if (mayExist) {
@@ -56,14 +57,13 @@ function ownedTableFull(tx: Transaction, t: Table, mayExist: boolean): void {
   }
   tx.push({ op: 'add-table', t: r, comment: t.comment });
   for (const c of t.chains) tx.push({ op: 'add-chain', t: r, chain: c });
-  for (const s of t.sets) tx.push({ op: 'add-set', t: r, set: s });
-  for (const s of t.sets) tx.push({ op: 'add-element', t: r, set: s.name, map: isMap(s), elements: elems(s) });
+  for (const s of t.sets) tx.push({ op: 'add-set', t: r, set: s, elements: elems(s) });
   for (const c of t.chains) for (const rule of c.rules) tx.push({ op: 'add-rule', t: r, chain: c.name, rule });
 }
 
 /**
  * A table shared with the user, state unknown: declare everything, flush qnet's chains and sets,
- * refill. Chains qnet generated earlier and no longer wants cannot be known here; the engine keeps
+ * refill (the sets may exist, so their elements come after the flush, as element commands). Chains qnet generated earlier and no longer wants cannot be known here; the engine keeps
  * `before` so that diffs delete them.
  */
 function sharedTableFull(tx: Transaction, t: Table): void {
@@ -87,6 +87,18 @@ function removeTable(tx: Transaction, b: Table): void {
   for (const c of mine) tx.push({ op: 'flush-chain', t: r, name: c.name });
   for (const s of b.sets) tx.push({ op: 'delete-set', t: r, name: s.name, map: isMap(s) });
   for (const c of mine) tx.push({ op: 'delete-chain', t: r, name: c.name });
+}
+
+/**
+ * What nft 1.0.6 reads before it runs any element command (`add/delete element`): every element
+ * of every non-concatenated interval set in the namespace (its cache flag NFT_CACHE_SETELEM_MAYBE;
+ * seen with strace: one dump per such set). With 1,000 clients × 100 rules that is 1,000 dumps and
+ * ~110 ms, against ~25 ms for the rest of a one-client transaction.
+ */
+function elementDumpCost(rs: Ruleset): number {
+  let n = 0;
+  for (const t of rs.tables) for (const s of t.sets) if (s.interval && s.keyType.length === 1) n += s.elements.length;
+  return n;
 }
 
 const sameDecl = (x: NamedSet | NamedMap, y: NamedSet | NamedMap) =>
@@ -116,7 +128,7 @@ function usersOf(b: Table, name: string): string[] {
     .map((c) => c.name);
 }
 
-function tableDelta(tx: Transaction, b: Table, a: Table): void {
+function tableDelta(tx: Transaction, b: Table, a: Table, dumpCost: () => number): void {
   const r = ref(a);
   // What differs, found by identity first: the engine shares every unchanged chain and set with
   // what is loaded, so a rule edit touches a few objects out of thousands, and only those are
@@ -139,6 +151,7 @@ function tableDelta(tx: Transaction, b: Table, a: Table): void {
     const o = bSets.get(x.name);
     return o !== undefined && !sameDecl(o, x);
   });
+  replacedSets.push(...recreateInsteadOfMirror(b, a, newSets, bSets, bChains, dumpCost));
   const mustRefill = new Set(replacedSets.flatMap((x) => usersOf(b, x.name)));
   // Unchanged chains (shared objects) that use a replaced set are refilled too.
   const refillShared = mustRefill.size ? a.chains.filter((c) => bChainObjs.has(c) && mustRefill.has(c.name)) : [];
@@ -165,17 +178,14 @@ function tableDelta(tx: Transaction, b: Table, a: Table): void {
 
   // 1. declarations the rest needs
   for (const c of [...added, ...policyOnly]) tx.push({ op: 'add-chain', t: r, chain: c });
-  for (const s of newSets) if (!bSets.has(s.name)) tx.push({ op: 'add-set', t: r, set: s });
   // 2. drop rules that change or go away (this also drops their references)
   for (const c of [...refilled, ...replacedChains, ...removedChains]) tx.push({ op: 'flush-chain', t: r, name: c.name });
   // 3. element mirror: delete the gone and the changed
   const toAdd: { s: NamedSet | NamedMap; e: (SetElement | MapElement)[] }[] = [];
+  const replaced = new Set(replacedSets);
   for (const s of newSets) {
     const o = bSets.get(s.name);
-    if (!o || !sameDecl(o, s)) {
-      toAdd.push({ s, e: elems(s) });
-      continue;
-    }
+    if (!o || replaced.has(s)) continue; // declared with their elements in step 4
     const want = new Map(elems(s).map((e) => [elementKey(e), e]));
     const have = new Map(elems(o).map((e) => [elementKey(e), e]));
     const del = [...have].filter(([k, e]) => !want.has(k) || elementText(want.get(k)!) !== elementText(e)).map(([, e]) => e);
@@ -183,15 +193,58 @@ function tableDelta(tx: Transaction, b: Table, a: Table): void {
     tx.push({ op: 'delete-element', t: r, set: s.name, map: isMap(s), elements: del });
     toAdd.push({ s, e: add });
   }
-  // 4. recreate what changed shape
+  // 4. recreate what changed shape; declare new sets (after the chains their elements may jump to)
   for (const s of [...removedSets, ...replacedSets]) tx.push({ op: 'delete-set', t: r, name: s.name, map: isMap(s) });
   for (const c of replacedChains) tx.push({ op: 'delete-chain', t: r, name: c.name });
-  for (const s of replacedSets) tx.push({ op: 'add-set', t: r, set: s });
   for (const c of replacedChains) tx.push({ op: 'add-chain', t: r, chain: c });
+  for (const s of [...newSets.filter((x) => !bSets.has(x.name)), ...replacedSets]) tx.push({ op: 'add-set', t: r, set: s, elements: elems(s) });
   // 5. fill
   for (const { s, e } of toAdd) tx.push({ op: 'add-element', t: r, set: s.name, map: isMap(s), elements: e });
   for (const c of [...added.filter((x) => !x.userOwned), ...refilled, ...replacedChains])
     for (const rule of c.rules) tx.push({ op: 'add-rule', t: r, chain: c.name, rule });
   // 6. chains nobody points at any more
   for (const c of removedChains) tx.push({ op: 'delete-chain', t: r, name: c.name });
+}
+
+/**
+ * Sets whose declaration is unchanged but whose elements changed, to be recreated rather than
+ * mirrored with element commands: when nothing in this table needs an element command otherwise,
+ * and recreating them (their elements, plus the rules of the chains using them that are not
+ * refilled anyway) moves fewer objects than nft's element dump (elementDumpCost). Only sets used by
+ * qnet's regular chains qualify: refilling a base chain would reset the counters of a hop every
+ * client crosses; a user chain is never touched.
+ */
+function recreateInsteadOfMirror(
+  b: Table,
+  a: Table,
+  newSets: readonly (NamedSet | NamedMap)[],
+  bSets: ReadonlyMap<string, NamedSet | NamedMap>,
+  bChains: ReadonlyMap<string, Chain>,
+  dumpCost: () => number,
+): (NamedSet | NamedMap)[] {
+  const changed = newSets.filter((x) => {
+    const o = bSets.get(x.name);
+    return o !== undefined && sameDecl(o, x) && !sameElements(o, x);
+  });
+  if (!changed.length) return [];
+  const aChains = new Map(a.chains.map((c) => [c.name, c]));
+  let cost = 0;
+  for (const x of changed) {
+    cost += x.elements.length;
+    for (const name of usersOf(b, x.name)) {
+      const before = b.chains.find((c) => c.name === name)!;
+      const after = aChains.get(name);
+      if (before.base || before.userOwned || !after) return [];
+      // A chain whose rules changed is refilled anyway; an unchanged one costs its rules.
+      const refilledAnyway = bChains.has(name) && !sameRules(before, after);
+      if (!refilledAnyway) cost += after.rules.length;
+    }
+  }
+  return cost < dumpCost() ? changed : [];
+}
+
+function sameElements(x: NamedSet | NamedMap, y: NamedSet | NamedMap): boolean {
+  if (x.elements.length !== y.elements.length) return false;
+  const have = new Set(elems(x).map(elementText));
+  return elems(y).every((e) => have.has(elementText(e)));
 }

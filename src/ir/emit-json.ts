@@ -42,6 +42,7 @@ function opJson(o: Op): Json {
       const body: { [k: string]: Json } = { ...t, name: s.name, type };
       if (s.kind === 'map') body['map'] = s.valueType;
       if (s.interval) body['flags'] = ['interval'];
+      if (o.elements?.length) body['elem'] = o.elements.map((e) => elementJson(e, s.kind === 'map'));
       return { add: { [s.kind]: withComment(body, s.comment) } };
     }
     case 'flush-set':

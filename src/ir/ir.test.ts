@@ -155,6 +155,41 @@ test('changed set elements are mirrored: only the difference is sent (DNS refres
   assert.equal(tx.toString(), 'delete element ip qubes-firewall qbs-10-137-0-3-d0 { 1.1.1.2 }\nadd element ip qubes-firewall qbs-10-137-0-3-d0 { 1.1.1.4 }\n');
 });
 
+/**
+ * A client chain whose packed set holds `addrs`, beside `others` clients that each own a
+ * non-concatenated interval set of `perOther` prefixes (what nft 1.0.6 dumps before any element
+ * command). `base`: the set is used by a base chain instead of the client chain.
+ */
+function packedClients(addrs: string[], others: number, perOther: number, base = false): Ruleset {
+  const t = firewall({ '10.137.0.3': [] });
+  const user = base ? t.chains[0]! : t.chains[1]!;
+  t.sets.push({ kind: 'set', name: 'qbs-10-137-0-3-d0', keyType: ['ipv4_addr'], interval: true, comment: 'work rules 0-2 packed', elements: addrs.map((a) => ({ key: { kind: 'addr', addr: a } })) });
+  user.rules.unshift(r('packed', { matches: [{ kind: 'in-set', fields: ['ip daddr'], op: '==', set: 'qbs-10-137-0-3-d0' }], stmts: [accept] }));
+  for (let i = 0; i < others; i++) {
+    const name = `qbs-10-137-1-${i}`;
+    (t.sets[0] as NamedMap).elements.push({ key: { kind: 'addr', addr: `10.137.1.${i}` }, verdict: { kind: 'jump', chain: name } });
+    t.sets.push({ kind: 'set', name: `${name}-d0`, keyType: ['ipv4_addr'], interval: true, elements: Array.from({ length: perOther }, (_, k) => ({ key: { kind: 'addr', addr: `${20 + k}.${i}.0.0`, len: 16 } })) });
+    t.chains.push({ name, rules: [r('o', { matches: [{ kind: 'in-set', fields: ['ip daddr'], op: '==', set: `${name}-d0` }], stmts: [accept] })] });
+  }
+  return rs(t);
+}
+
+test('nft 1.0.6 dumps interval sets before element commands: a small changed client set is recreated instead', () => {
+  const tx = diffTransaction(packedClients(['1.1.1.1', '1.1.1.2'], 20, 10), packedClients(['1.1.1.1', '1.1.1.4'], 20, 10));
+  const text = tx.toString();
+  assert.doesNotMatch(text, /^(add|delete) element/m, text);
+  assert.match(text, /^flush chain ip qubes-firewall qbs-10-137-0-3\ndelete set ip qubes-firewall qbs-10-137-0-3-d0\nadd set ip qubes-firewall qbs-10-137-0-3-d0 \{ type ipv4_addr; flags interval; comment "work rules 0-2 packed"; elements = \{ 1\.1\.1\.1, 1\.1\.1\.4 \}; \}\nadd rule ip qubes-firewall qbs-10-137-0-3 ip daddr @qbs-10-137-0-3-d0 accept comment "packed"\n$/);
+  assert.doesNotMatch(text, /qbs-10-137-1-/, 'no other client is touched');
+});
+
+test('the element mirror stays where it moves less: few interval elements elsewhere, or a base chain uses the set', () => {
+  const small = diffTransaction(packedClients(['1.1.1.1', '1.1.1.2'], 0, 0), packedClients(['1.1.1.1', '1.1.1.4'], 0, 0)).toString();
+  assert.equal(small, 'delete element ip qubes-firewall qbs-10-137-0-3-d0 { 1.1.1.2 }\nadd element ip qubes-firewall qbs-10-137-0-3-d0 { 1.1.1.4 }\n');
+  const base = diffTransaction(packedClients(['1.1.1.1', '1.1.1.2'], 20, 10, true), packedClients(['1.1.1.1', '1.1.1.4'], 20, 10, true)).toString();
+  assert.match(base, /^delete element .*\nadd element .*1\.1\.1\.4/, 'refilling a base chain would reset every client\'s hop counters');
+  assert.doesNotMatch(base, /flush chain/);
+});
+
 test('removing the shared table keeps the user chains; removing an owned table deletes it', () => {
   const text = diffRulesets(rs(qubesTable(), firewall({})), rs());
   assert.match(text, /^delete table ip qubes-firewall$/m);
@@ -166,12 +201,26 @@ test('removing the shared table keeps the user chains; removing an owned table d
 
 const kernelSkip = kernelUnavailable();
 
+/** A listing with each table's chains and sets sorted: the kernel lists them in creation order, which a recreated set changes. */
+const unordered = (listing: string) =>
+  listing
+    .split(/^(?=table )/m)
+    .map((t) => {
+      const [head, ...blocks] = t.replace(/\n}\n$/, '').split(/\n\n|\n(?=\t(?:chain|set|map) )/);
+      return [head, ...blocks.sort()].join('\n\n');
+    })
+    .join('\n');
+
 test('kernel: full loads are idempotent and diffs land on the same state as a fresh load', { skip: kernelSkip ?? false }, () => {
   const steps: Ruleset[] = [
     rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] })),
     rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1', '3.3.3.3'], '10.137.0.4': ['2.2.2.2'] })),
     rs(qubesTable({ chains: [...qubesTable().chains, { name: 'forward', base: { type: 'filter', hook: 'forward', priority: 0, policy: 'accept' }, rules: [] }] }), firewall({ '10.137.0.4': ['2.2.2.2'] })),
     rs(qubesTable()),
+    // a client set recreated instead of mirrored, then mirrored (nothing else to dump)
+    rs(qubesTable(), ...packedClients(['1.1.1.1', '1.1.1.2'], 20, 10).tables),
+    rs(qubesTable(), ...packedClients(['1.1.1.1', '1.1.1.4'], 20, 10).tables),
+    rs(qubesTable(), ...packedClients(['1.1.1.1', '1.1.1.5'], 0, 0).tables),
   ];
   withScratchNs((ns) => {
     // a user rule in custom-input must survive everything
@@ -180,11 +229,11 @@ test('kernel: full loads are idempotent and diffs land on the same state as a fr
     for (const s of steps) {
       const load = nft(ns, diffRulesets(prev, s), { check: false });
       assert.ok(load.ok, load.stderr);
-      const viaDiff = listRuleset(ns);
+      const viaDiff = unordered(listRuleset(ns));
       assert.match(viaDiff, /tcp dport 22 accept/, 'the user rule survives');
       const again = nft(ns, emitFull(s), { check: false });
       assert.ok(again.ok, `full load on top of the diffed state: ${again.stderr}`);
-      assert.equal(listRuleset(ns), viaDiff, 'a full load changes nothing after the diff');
+      assert.equal(unordered(listRuleset(ns)), viaDiff, 'a full load changes nothing after the diff');
       prev = s;
     }
   });

@@ -136,11 +136,13 @@ export function renderChainSpec(c: Chain): string {
   return parts.length ? ` { ${parts.join(' ')} }` : '';
 }
 
-export function renderSetSpec(s: NamedSet | NamedMap): string {
+/** `{ type …; flags …; comment "…"; elements = { … }; }`: the elements given are declared with the set. */
+export function renderSetSpec(s: NamedSet | NamedMap, elements?: readonly (SetElement | MapElement)[]): string {
   const type = s.keyType.join(' . ') + (s.kind === 'map' ? ` : ${s.valueType}` : '');
   const parts = [`type ${type};`];
   if (s.interval) parts.push('flags interval;');
   if (s.comment !== undefined) parts.push(`comment "${sanitizeComment(s.comment)}";`);
+  if (elements?.length) parts.push(`elements = { ${elements.map((e) => renderElement(e, s.kind === 'map')).join(', ')} };`);
   return ` { ${parts.join(' ')} }`;
 }
 
