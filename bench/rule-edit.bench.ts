@@ -1,8 +1,12 @@
 // One rule edit with 1,000 running app qubes × 100 rules behind sys-firewall: `qnet firewall qN add …`
 // sent through DaemonClient to an in-process Daemon (EngineStore over a FileStore, the engine's
-// fast path: compileClient + diff + one nft -f), timed from the command to the reply (the daemon
-// replies after the kernel took the rule), then checked in the kernel with a TCP probe from the
-// qube through sys-firewall (see allowed()). Target: under 50 ms.
+// fast path: compileClient + an overlay + one nft -f), then checked in the kernel with a TCP probe
+// from the qube through sys-firewall (see allowed()). Two times per edit: `in kernel`, from the
+// command to the end of the nft -f that loaded it (the rule is enforced from then on; the target:
+// under 50 ms), and `reply`, to the daemon's answer (after the store is written and, for a
+// tightening edit, the conntrack table was searched for flows to cut). The overlay's leftovers are
+// removed after the reply (Engine.tidy, off the hot path): its time is reported beside, and
+// whether it ever ran inside an edit's window.
 // Baseline in the same run: the same kind of edit through the offline CLI, which converges in full
 // (compile everything, diff every node: what a restart or the daemon-less path does), and the
 // daemon's own start (adopt + full load of every node).
@@ -51,6 +55,12 @@ interface Edit {
   kind: 'add' | 'del';
   qube: string;
   totalMs: number;
+  /** From the command to the end of the nft -f that loaded the edit. */
+  kernelMs: number;
+  /** Engine.tidy() after this edit (from the reply to the next edit's start). */
+  tidyMs: number;
+  /** Tidying that ran inside this edit's window (a previous edit's, not yet done). */
+  tidyInsideMs: number;
   storeMs: number;
   fastPathMs: number;
   compileMs: number;
@@ -62,18 +72,31 @@ interface Edit {
   inKernel: boolean;
 }
 
-function split(t: PhaseTimer, totalMs: number, kind: Edit['kind'], qube: string, ok: boolean): Edit {
+/** Milliseconds of `bucket` calls that overlap [from, to]. */
+const overlap = (t: PhaseTimer, bucket: string, from: number, to: number) =>
+  (t.spans.get(bucket) ?? []).reduce((n, [a, b]) => n + Math.max(0, Math.min(b, to) - Math.max(a, from)), 0);
+
+function split(t: PhaseTimer, t0: number, totalMs: number, kind: Edit['kind'], qube: string, ok: boolean): Edit {
   const update = t.get('store.update');
+  // The edit's own load: the last nft -f that ended inside applyRuleEdits.
+  const edit = t.spans.get('applyRuleEdits')?.[0];
+  const loads = (t.spans.get('loadRules') ?? []).filter(([a, b]) => edit && a >= edit[0] && b <= edit[1]);
+  const kernelAt = loads.at(-1)?.[1] ?? NaN;
+  const tidyInsideMs = overlap(t, 'tidy', t0, t0 + totalMs);
   const fast = t.get('applyRuleEdits');
   const conv = t.get('converge');
   const deaths = t.get('noticeDeaths');
-  const apply = t.get('apply'); // diff + render + nft -f
-  const nft = t.get('loadRules');
+  // Within the edit's window (tidying after the reply also loads rules).
+  const apply = overlap(t, 'apply', t0, t0 + totalMs) - overlap(t, 'tidy', t0, t0 + totalMs); // diff + render + nft -f
+  const nft = loads.reduce((n, [a, b]) => n + b - a, 0);
   const other = t.get('resolve') + t.get('cutForbiddenFlows');
   return {
     kind,
     qube,
     totalMs,
+    kernelMs: kernelAt - t0,
+    tidyMs: t.get('tidy') - tidyInsideMs,
+    tidyInsideMs,
     // Reading, copying and writing the state dir under the lock (everything in FileStore.update
     // but the engine): what the daemon pays before and after the kernel work.
     storeMs: update - fast - conv - deaths,
@@ -113,7 +136,8 @@ async function main(): Promise<void> {
       .wrap(Engine.prototype, 'resolve')
       .wrap(Engine.prototype as unknown as Record<string, unknown>, 'cutForbiddenFlows')
       .wrap(NetnsExecutor.prototype, 'apply')
-      .wrap(NetnsBackend.prototype, 'loadRules');
+      .wrap(NetnsBackend.prototype, 'loadRules')
+      .wrap(Engine.prototype, 'tidy');
     for (const k of [0, EDITS]) if (await allowed(s, editQube(k), k)) throw new Error(`q${editQube(k)} reaches port ${editPort(k)} before any edit`);
     const runtime = (await readRuntime(s.dir, s.env))!;
     const daemon = new Daemon({ stateDir: s.dir, runtime });
@@ -125,19 +149,24 @@ async function main(): Promise<void> {
       await within('daemon start', 600_000, () => daemon.start());
       daemonStartMs = performance.now() - t0;
       const client = await DaemonClient.connect(s.dir);
+      let finish: (() => void) | undefined;
       if (!client) throw new Error('the daemon does not answer');
       for (const kind of ['add', 'del'] as const)
         for (let k = 0; k < EDITS; k++) {
           const i = editQube(k);
           const argv = ['firewall', appName(i), kind, ...editWords(k)];
+          // The previous edit is written up now, with the tidying that followed its reply.
+          finish?.();
           timer.reset();
           const t = performance.now();
           const r = await within('rule edit', 60_000, () => client.cli(argv));
           const ms = performance.now() - t;
           if (r.code !== 0) throw new Error(`qnet ${argv.join(' ')}: ${r.stderr}`);
           const open = await allowed(s, i, k);
-          edits.push(split(timer, ms, kind, appName(i), kind === 'add' ? open : !open));
+          finish = () => edits.push(split(timer, t, ms, kind, appName(i), kind === 'add' ? open : !open));
         }
+      await new Promise((r) => setTimeout(r, 500)); // the last edit's tidying
+      finish?.();
     } finally {
       await daemon.stop();
     }
@@ -157,12 +186,14 @@ async function main(): Promise<void> {
 
   const { edits, offline } = result;
   const col = (f: (e: Edit) => number, xs = edits) => round(median(xs.map(f)), 1);
-  const rows: (string | number)[][] = [['path', 'n', 'total ms (median)', 'p90', 'max', 'store', 'fast path', '  compile', '  diff+render', '  nft -f', 'dns/conntrack/netns', 'daemon+http+cli']];
+  const rows: (string | number)[][] = [['path', 'n', 'in kernel (median)', 'p90', 'reply', 'p90', 'max', 'store', 'fast path', '  compile', '  diff+render', '  nft -f', 'dns/conntrack/netns', 'daemon+http+cli', 'tidy after']];
   for (const kind of ['add', 'del'] as const) {
     const xs = edits.filter((e) => e.kind === kind);
     rows.push([
       `daemon: firewall qN ${kind}`,
       xs.length,
+      col((e) => e.kernelMs, xs),
+      round(percentile(xs.map((e) => e.kernelMs), 90)),
       col((e) => e.totalMs, xs),
       round(percentile(xs.map((e) => e.totalMs), 90)),
       round(Math.max(...xs.map((e) => e.totalMs))),
@@ -173,27 +204,37 @@ async function main(): Promise<void> {
       col((e) => e.nftMs, xs),
       col((e) => e.otherEngineMs, xs),
       col((e) => e.daemonMs, xs),
+      col((e) => e.tidyMs, xs),
     ]);
   }
   const offMs = median(offline.map((o) => o.ms));
-  rows.push(['baseline: offline CLI edit (full converge)', offline.length, round(offMs), '', round(Math.max(...offline.map((o) => o.ms))), '', '', '', '', '', '', '']);
-  rows.push(['baseline: daemon start (adopt, full load)', 1, round(result.daemonStartMs), '', '', '', '', '', '', '', '', '']);
+  rows.push(['baseline: offline CLI edit (full converge)', offline.length, '', '', round(offMs), '', round(Math.max(...offline.map((o) => o.ms))), '', '', '', '', '', '', '', '']);
+  rows.push(['baseline: daemon start (adopt, full load)', 1, '', '', round(result.daemonStartMs), '', '', '', '', '', '', '', '', '', '']);
   console.log(table(rows));
-  const editMs = median(edits.map((e) => e.totalMs));
+  const editMs = median(edits.map((e) => e.kernelMs));
+  const replyMs = median(edits.map((e) => e.totalMs));
+  const tidyInside = edits.filter((e) => e.tidyInsideMs > 0);
   const allInKernel = edits.every((e) => e.inKernel) && offline.every((o) => o.inKernel);
   const fastOnly = edits.every((e) => e.converges === 0);
   console.log(`\nsetup: qnet start of ${QUBES} qubes × ${RULES} rules (offline CLI) took ${round(result.startAllMs)} ms`);
   console.log(`every edit checked in the kernel (a TCP probe from the qube: refused by sys-firewall before, through after an add, refused again after the del): ${allInKernel}; fast path only (no converge): ${fastOnly}`);
   console.log(`offline edit phases (median run): ${JSON.stringify(offline[Math.floor(offline.length / 2)]?.phases)}`);
+  console.log(`tidying ran inside an edit's window in ${tidyInside.length} of ${edits.length} edits${tidyInside.length ? ` (${tidyInside.map((e) => round(e.tidyInsideMs)).join(', ')} ms)` : ''}`);
   const ok = editMs < TARGET_MS && allInKernel;
-  console.log(`target: one edit in the kernel in < ${TARGET_MS} ms: ${ok ? 'met' : 'MISSED'} (median ${round(editMs)} ms; ${round(offMs / editMs)}× faster than a full converge)`);
+  console.log(
+    `target: one edit in the kernel in < ${TARGET_MS} ms: ${ok ? 'met' : 'MISSED'} (median ${round(editMs)} ms to the kernel, ${round(replyMs)} ms to the reply; ${round(offMs / replyMs)}× faster than a full converge)`,
+  );
   console.log(
     JSON.stringify({
       bench: 'rule-edit',
       qubes: QUBES,
       rulesPerQube: RULES,
       editMs: round(editMs),
-      editP90Ms: round(percentile(edits.map((e) => e.totalMs), 90)),
+      editP90Ms: round(percentile(edits.map((e) => e.kernelMs), 90)),
+      replyMs: round(replyMs),
+      replyP90Ms: round(percentile(edits.map((e) => e.totalMs), 90)),
+      tidyMs: col((e) => e.tidyMs),
+      tidyInsideEdits: tidyInside.length,
       split: {
         storeMs: col((e) => e.storeMs),
         fastPathMs: col((e) => e.fastPathMs),
@@ -203,9 +244,9 @@ async function main(): Promise<void> {
         dnsConntrackNetnsMs: col((e) => e.otherEngineMs),
         daemonHttpCliMs: col((e) => e.daemonMs),
       },
-      samplesMs: edits.map((e) => round(e.totalMs)),
-      // Per edit: total / store / fast path / nft -f / dns+conntrack+netns check / converges (a timer's, if any ran meanwhile).
-      perEdit: edits.map((e) => [e.kind, e.qube, round(e.totalMs), round(e.storeMs), round(e.fastPathMs), round(e.nftMs), round(e.otherEngineMs), e.converges]),
+      samplesMs: edits.map((e) => round(e.kernelMs)),
+      // Per edit: in kernel / reply / store / fast path / nft -f / dns+conntrack+netns check / tidy after / converges (a timer's, if any ran meanwhile).
+      perEdit: edits.map((e) => [e.kind, e.qube, round(e.kernelMs), round(e.totalMs), round(e.storeMs), round(e.fastPathMs), round(e.nftMs), round(e.otherEngineMs), round(e.tidyMs), e.converges]),
       inKernel: allInKernel,
       fastPathOnly: fastOnly,
       baseline: { offlineFullConvergeMs: round(offMs), offlineSamplesMs: offline.map((o) => round(o.ms)), daemonStartMs: round(result.daemonStartMs), startAllMs: round(result.startAllMs) },

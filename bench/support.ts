@@ -138,6 +138,8 @@ export async function within<T>(what: string, ms: number, fn: () => Promise<T>):
 export class PhaseTimer {
   readonly ms = new Map<string, number>();
   readonly calls = new Map<string, number>();
+  /** Each call's [start, end] (performance.now()), per bucket. */
+  readonly spans = new Map<string, [number, number][]>();
   private readonly restores: (() => void)[] = [];
 
   wrap(proto: object, method: string, bucket = method): this {
@@ -148,8 +150,10 @@ export class PhaseTimer {
     p[method] = function (this: unknown, ...args: unknown[]) {
       const t0 = performance.now();
       const add = () => {
-        self.ms.set(bucket, (self.ms.get(bucket) ?? 0) + performance.now() - t0);
+        const t1 = performance.now();
+        self.ms.set(bucket, (self.ms.get(bucket) ?? 0) + t1 - t0);
         self.calls.set(bucket, (self.calls.get(bucket) ?? 0) + 1);
+        self.spans.set(bucket, [...(self.spans.get(bucket) ?? []), [t0, t1]]);
       };
       const r = orig.apply(this, args);
       if (r instanceof Promise) return r.finally(add);
@@ -163,6 +167,7 @@ export class PhaseTimer {
   reset(): void {
     this.ms.clear();
     this.calls.clear();
+    this.spans.clear();
   }
 
   get(bucket: string): number {

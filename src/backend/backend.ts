@@ -44,9 +44,11 @@ export interface Backend {
   links(netvms: readonly string[]): Promise<Map<string, string>>;
   /**
    * Load `after` into a node atomically, as a delta from `before` (null: replace whole). User-owned
-   * chains are never touched. Throws on failure, leaving the node's rules as they were.
+   * chains are never touched. Throws on failure, leaving the node's rules as they were. Returns what
+   * the node holds now: `after`, or with `overlay` (ir/diff.ts overlayTransaction, when the change
+   * allows it) `after` plus rules and sets nothing reaches any more, for a later apply to remove.
    */
-  apply(node: string, before: Ruleset | null, after: Ruleset): Promise<void>;
+  apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }): Promise<Ruleset>;
   counters(node: string): Promise<RuleCounter[]>;
   /** Tracked flows in a node, of one family or both. */
   flows(node: string, family?: 4 | 6): Promise<Flow[]>;

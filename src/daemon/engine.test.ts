@@ -10,8 +10,10 @@ import { emitFull } from '../ir/emit-text.js';
 import { defaultLayout } from '../model/layout.js';
 import type { Model } from '../model/qube.js';
 import { Engine, type EngineEvent } from './engine.js';
+import { compile } from '../compile/compile.js';
+import { planNetwork } from '../model/topology.js';
 
-function setup() {
+function setup(opts: { overlay?: boolean } = {}) {
   const backend = new SimBackend();
   const events: EngineEvent[] = [];
   const engine = new Engine({
@@ -21,6 +23,7 @@ function setup() {
     now: () => 1_800_000_000,
     emit: (e) => events.push(e),
     world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
+    ...opts,
   });
   const model: Model = defaultLayout();
   return { backend, engine, model, events };
@@ -147,6 +150,30 @@ test('a rule edit takes the fast path: one chain recompiled, the same bytes a fu
   assert.ok(events.some((e) => e.type === 'flow-cut' && e.qube === 'work'), 'the flow on port 80 is cut');
   assert.equal(backend.probe(flow).verdict, 'reject');
   assert.equal(backend.probe({ from: 'work', to: '203.0.113.10', proto: 'tcp', dport: 443 }).verdict, 'accept');
+});
+
+test('an overlay engine loads an edit under fresh set names, and tidy() brings back exactly the compiled ruleset', async () => {
+  const { backend, engine, model } = setup({ overlay: true });
+  const tcpTo = (addr: string, port: number) => ({ action: 'accept' as const, dsthost: { type: 'dst4' as const, text: `${addr}/32`, addr, prefix: 32 }, proto: 'tcp' as const, dstports: { start: port, end: port } });
+  const more = [tcpTo('198.51.100.7', 443), tcpTo('198.51.100.8', 443), tcpTo('198.51.100.9', 443)]; // enough to pack into a set
+  model.qubes.get('work')!.rules = [tcpTo('203.0.113.10', 80), ...more];
+  await start(model, engine, 'work');
+  const compiled = () => {
+    const running = new Set([...model.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+    return compile({ model, plan: planNetwork(model, { uplink: 'world', only: running }), resolutions: engine.resolutions, now: 1_800_000_000 }).rulesets.get('sys-firewall')!;
+  };
+  const sets = () => backend.rulesets.get('sys-firewall')!.tables.flatMap((t) => t.sets.map((x) => x.name)).filter((n) => n.startsWith('qbs-10-137-0-3-'));
+  assert.deepEqual(sets(), ['qbs-10-137-0-3-dpt0']);
+  model.qubes.get('work')!.rules = [tcpTo('203.0.113.20', 80), ...more];
+  assert.equal(await engine.applyRuleEdits(model, ['work']), true);
+  assert.ok(engine.needsTidy);
+  assert.deepEqual(sets(), ['qbs-10-137-0-3-dpt0-g1'], 'the set the kernel still has is not replaced in place');
+  assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'reject');
+  assert.equal(backend.probe({ from: 'work', ...web, to: '203.0.113.20' }).verdict, 'accept');
+  await engine.tidy(model);
+  assert.ok(!engine.needsTidy);
+  assert.equal(emitFull(backend.rulesets.get('sys-firewall')!), emitFull(compiled()), 'what a full compile gives, byte for byte');
+  assert.equal(backend.probe({ from: 'work', ...web, to: '203.0.113.20' }).verdict, 'accept');
 });
 
 test('a rule edit for a qube whose netvm the engine has not loaded falls back to the full path', async () => {

@@ -7,8 +7,8 @@ import type { Backend, Flow } from '../backend/backend.js';
 import { compile, compileClient, type ClientFragment } from '../compile/compile.js';
 import type { Resolution, Resolver } from '../compile/dns.js';
 import { clientChain, FIREWALL_TABLE } from '../compile/names.js';
-import type { Chain, Ruleset, Table } from '../ir/types.js';
-import { diffTransaction } from '../ir/diff.js';
+import type { Chain, NamedMap, NamedSet, Ruleset, Table } from '../ir/types.js';
+import { diffTransaction, sameSet } from '../ir/diff.js';
 import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
 import { WORLD_NODE, type NetPlan, type UplinkKind } from '../model/netplan.js';
@@ -51,6 +51,11 @@ export interface EngineDeps {
   now: () => number;
   emit?: (e: EngineEvent) => void;
   world?: WorldControl;
+  /**
+   * Load rule edits additions-only (ir/diff.ts overlayTransaction: no RCU wait in nft) and remove
+   * what they leave behind later, with tidy(). For the daemon, which stays to tidy up.
+   */
+  overlay?: boolean;
 }
 
 export interface ConvergeOptions {
@@ -62,6 +67,12 @@ export interface ConvergeOptions {
 export class Engine {
   /** What is loaded in each node, as far as this engine knows; deltas are computed against it. */
   readonly applied = new Map<string, Ruleset>();
+  /**
+   * Nodes an overlay left untidy. `applied` has what such a node holds (live rules with dead ones
+   * below, sets under `-gN` names beside unused ones); `live` is what it behaves as, and
+   * `canonical` the same under compile()'s names, which tidy() loads.
+   */
+  private readonly untidy = new Map<string, { live: Ruleset; canonical: Ruleset }>();
   /** Per client qube: how its rules stand in its netvm; per app qube: its own input rules. */
   readonly status = new Map<string, ApplyStatus>();
   readonly resolutions = new Map<string, Resolution>();
@@ -202,13 +213,20 @@ export class Engine {
     const input = { model, plan, resolutions: this.resolutions, now };
     for (const [nv, clients] of byNetvm) {
       const before = this.applied.get(nv)!;
-      let after = before;
+      const pending = this.untidy.get(nv);
+      // An overlay keeps the kernel's sets until tidy(): its new sets need names of their own.
+      const taken = this.deps.overlay ? new Set(before.tables.flatMap((t) => t.sets.map((x) => x.name))) : undefined;
+      let after = pending?.live ?? before;
+      let canonical = pending?.canonical ?? before;
       for (const c of clients) {
         const { fragments, diagnostics } = compileClient(input, nv, c);
         for (const d of diagnostics) if (d.severity === 'warning') this.emit({ type: 'warning', diag: d });
-        const patched = patchClient(after, fragments);
-        if (!patched) return false;
-        after = patched;
+        const liveSets = (f: ClientFragment) => new Map((firewallTable(after, f.family)?.sets ?? []).filter((x) => x.name.startsWith(f.chain.name + '-')).map((x) => [x.name, x]));
+        const live = patchClient(after, taken ? fragments.map((f) => renameSetsApart(f, liveSets(f), taken)) : fragments);
+        const named = taken ? patchClient(canonical, fragments) : live;
+        if (!live || !named) return false;
+        after = live;
+        canonical = named;
       }
       // An edit that only inserts accepts or removes drops cannot forbid an open flow: no need to
       // list conntrack for it (two processes per edit otherwise).
@@ -216,7 +234,7 @@ export class Engine {
         const old = previous?.get(c);
         return old === undefined || !onlyOpens(effectiveRules(old, now), effectiveRules(model.qubes.get(c)!.rules, now));
       });
-      if (await this.applyNode(model, nv, before, after)) await this.cutForbiddenFlows(model, nv, after, mayClose);
+      if (await this.applyNode(model, nv, before, after, canonical)) await this.cutForbiddenFlows(model, nv, after, mayClose);
     }
     return true;
   }
@@ -306,17 +324,21 @@ export class Engine {
   /**
    * Load one node (EXAMPLES.md Examples 2 and 12): delta; on failure a full load; on failure again,
    * the clients whose chains changed are blocked (their chain becomes one reject) and everyone else
-   * keeps exactly what they had.
+   * keeps exactly what they had. With `canonical` (a rule edit of an overlay engine: `after` under
+   * compile()'s set names), the delta is an overlay and tidy() loads `canonical` later.
    */
-  private async applyNode(model: Model, node: string, before: Ruleset | null, after: Ruleset): Promise<boolean> {
+  private async applyNode(model: Model, node: string, before: Ruleset | null, after: Ruleset, canonical = after): Promise<boolean> {
     const { backend } = this.deps;
     this.handled++;
     const at = this.deps.now();
     let firstError: unknown;
     for (const b of before ? [before, null] : [null]) {
       try {
-        await backend.apply(node, b, after);
-        this.applied.set(node, after);
+        const want = b === null ? canonical : after;
+        const holds = await backend.apply(node, b, want, { overlay: want !== canonical });
+        this.applied.set(node, holds);
+        if (holds === canonical) this.untidy.delete(node);
+        else this.untidy.set(node, { live: after, canonical });
         this.markApplied(model, node, after, at);
         this.emit({ type: 'applied', node, full: b === null });
         return true;
@@ -331,6 +353,7 @@ export class Engine {
       try {
         await backend.apply(node, null, blocked);
         this.applied.set(node, blocked);
+        this.untidy.delete(node);
         for (const c of suspects) {
           this.status.set(c, { state: 'blocked-fallback', at, diag: { ...d, qube: c } });
           this.emit({ type: 'blocked', qube: c, node, diag: d });
@@ -343,6 +366,31 @@ export class Engine {
     for (const c of suspects.length ? suspects : [node]) this.status.set(c, { state: 'failed', at, diag: d });
     this.emit({ type: 'apply-failed', node, diag: d });
     return false;
+  }
+
+  /** Whether some node holds rules or sets an overlay left behind. */
+  get needsTidy(): boolean {
+    return this.untidy.size > 0;
+  }
+
+  /**
+   * Remove what overlays left in the kernel: the dead rules below each rewritten chain's live ones
+   * and the sets only they used; sets go back to compile()'s names (so the node holds exactly what
+   * a full compile gives, which the offline CLI and converge assume). Behaviour does not change. A
+   * failure goes the usual way (full load, then the affected clients blocked).
+   */
+  async tidy(model: Model): Promise<void> {
+    for (const [node, { canonical }] of [...this.untidy]) {
+      const holds = this.applied.get(node);
+      this.untidy.delete(node);
+      if (!holds) continue;
+      try {
+        await this.deps.backend.apply(node, holds, canonical);
+        this.applied.set(node, canonical);
+      } catch {
+        await this.applyNode(model, node, holds, canonical);
+      }
+    }
   }
 
   private markApplied(model: Model, node: string, rs: Ruleset, at: number): void {
@@ -410,6 +458,40 @@ export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): 
     tables[i] = { ...t, chains, sets: [...t.sets.filter((x) => !mine(x.name)), ...fr.sets] };
   }
   return { tables };
+}
+
+/**
+ * The fragment ready for an overlay, which adds sets but cannot change one: a set the node has
+ * already, the same, is the node's own object (nothing to load); one whose name the kernel uses for
+ * something else is renamed to a free `<name>-g<N>` (still prefixed by the client chain's name),
+ * and the rules point at the new names. `live`: the sets the node's live rules use, by name.
+ */
+export function renameSetsApart(fr: ClientFragment, live: ReadonlyMap<string, NamedSet | NamedMap>, taken: ReadonlySet<string>): ClientFragment {
+  const renamed = new Map<string, string>();
+  const kept = new Map<string, NamedSet | NamedMap>();
+  for (const x of fr.sets) {
+    const have = live.get(x.name);
+    if (have && sameSet(have, x)) kept.set(x.name, have);
+    else if (taken.has(x.name)) {
+      let n = 1;
+      while (taken.has(`${x.name}-g${n}`)) n++;
+      renamed.set(x.name, `${x.name}-g${n}`);
+    }
+  }
+  if (!renamed.size && !kept.size) return fr;
+  const to = (name: string) => renamed.get(name) ?? name;
+  return {
+    family: fr.family,
+    sets: fr.sets.map((x) => (kept.get(x.name) as NamedSet | undefined) ?? (renamed.has(x.name) ? { ...x, name: to(x.name) } : x)),
+    chain: {
+      ...fr.chain,
+      rules: fr.chain.rules.map((r) => ({
+        ...r,
+        matches: r.matches.map((m) => (m.kind === 'in-set' ? { ...m, set: to(m.set) } : m)),
+        stmts: r.stmts.map((st) => (st.kind === 'vmap' ? { ...st, map: to(st.map) } : st)),
+      })),
+    },
+  };
 }
 
 function firewallTable(rs: Ruleset | null, family: 'ip' | 'ip6'): Table | undefined {

@@ -61,7 +61,7 @@ export class Daemon {
   async start(): Promise<void> {
     const files = new FileStore(this.o.stateDir, { now: () => this.now() * 1000 });
     const model = await files.load();
-    this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
+    this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), overlay: true, ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
     // The daemon remembers what it loaded; its first converge loads every node whole (atomically,
     // so established flows of adopted namespaces carry on).
     const engineStore = new EngineStore(files, async () => this.wired!.engine, false);
@@ -154,6 +154,8 @@ export class Daemon {
   }
 
   private async runCommand(argv: string[], stdin?: string) {
+    // A command sees a tidy kernel (counters, listings): what an overlay left goes first.
+    await this.tidy();
     const b = bufferIo({ ...(stdin !== undefined ? { stdin } : {}), env: { QNET_STATE: this.o.stateDir } });
     b.io.now = this.now;
     const code = await main(argv, b.io, { store: this.store!, wired: this.wired! });
@@ -193,8 +195,15 @@ export class Daemon {
     );
   }
 
-  /** Rule expiry (the rule is removed and the change applied) and DNS refresh by TTL. */
+  /** What a rule edit's overlay left in the kernel is removed once the reply is out (Engine.tidy). */
+  private async tidy(): Promise<void> {
+    const e = this.wired?.engine;
+    if (e?.needsTidy && this.model) await e.tidy(this.model);
+  }
+
+  /** Rule expiry (the rule is removed and the change applied), DNS refresh by TTL, tidying up. */
   private armTimers(): void {
+    this.arm('tidy', this.wired?.engine.needsTidy ? 0 : undefined, () => this.tidy());
     const now = this.now();
     let next: number | undefined;
     for (const q of this.model?.qubes.values() ?? [])

@@ -67,6 +67,8 @@ export interface WireOptions {
   sysctls?: Record<string, string>;
   /** Reads the host's resolv.conf files (tests pass fixed text); default: the real files. */
   readHostFile?: (path: string) => string | undefined;
+  /** Rule edits additions-only, tidied later (EngineDeps.overlay): the daemon, which stays to tidy. */
+  overlay?: boolean;
 }
 
 const readText = (path: string): string | undefined => {
@@ -91,11 +93,13 @@ export function uplinkPlanOptions(model: Model, prefix: string, read: (path: str
 export function wire(o: WireOptions): Wired {
   const uplink = uplinkKind(o.model);
   const planOptions = uplinkPlanOptions(o.model, o.runtime.prefix, o.readHostFile);
+  const engineOf = (backend: Backend, resolver: Resolver, world: WorldControl) =>
+    new Engine({ backend, resolver, uplink, planOptions, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}), ...(o.overlay ? { overlay: true } : {}) });
   if (o.runtime.backend === 'sim') {
     const backend = new SimBackend();
     const world: WorldControl = { ensure: (plan) => backend.bringUp(plan, [WORLD_NODE]), destroy: () => backend.tearDown([WORLD_NODE]) };
     const resolver = uplink === 'world' ? new StaticResolver(worldZone(o.stateDir)) : new StaticResolver({});
-    return { engine: new Engine({ backend, resolver, uplink, planOptions, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, runtime: o.runtime };
+    return { engine: engineOf(backend, resolver, world), backend, runtime: o.runtime };
   }
   const runner = o.runner ?? new NodeRunner();
   const netns = new NetnsBackend({ runner, prefix: o.runtime.prefix, uplink, ...(o.sysctls ? { sysctls: o.sysctls } : {}) });
@@ -108,7 +112,7 @@ export function wire(o: WireOptions): Wired {
   };
   const backend = new NetnsExecutor(netns, runner);
   const resolver = resolverFor(uplink, backend, runner, planOptions);
-  return { engine: new Engine({ backend, resolver, uplink, planOptions, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}) }), backend, netns, runtime: o.runtime };
+  return { engine: engineOf(backend, resolver, world), backend, netns, runtime: o.runtime };
 }
 
 /**

@@ -243,8 +243,86 @@ function recreateInsteadOfMirror(
   return cost < dumpCost() ? changed : [];
 }
 
+/** Same declaration and elements: loading one where the other is changes nothing. */
+export const sameSet = (x: NamedSet | NamedMap, y: NamedSet | NamedMap) => x === y || (sameDecl(x, y) && sameElements(x, y));
+
 function sameElements(x: NamedSet | NamedMap, y: NamedSet | NamedMap): boolean {
   if (x.elements.length !== y.elements.length) return false;
   const have = new Set(elems(x).map(elementText));
   return elems(y).every((e) => have.has(elementText(e)));
+}
+
+/**
+ * A transaction that only adds, for when `after` differs from what the kernel holds only in some
+ * regular chains being rewritten whole (a rule edit, a DNS answer) and in sets under new names:
+ * the new sets are added with their elements, and each rewritten chain gets its new rules inserted
+ * in front of the old ones. The new rules end in an unconditional verdict, so the old rules below
+ * are never reached: the kernel behaves as `after` at once. The point is speed: a transaction that
+ * deletes anything (a flush, a set) makes nft wait for an RCU grace period as it closes its socket
+ * (nf_tables flushes its destroy work then: 10–20 ms here), one that only adds does not.
+ *
+ * `holds` is what the kernel then holds: `after`, plus the old rules below each rewritten chain's
+ * new ones and the sets only they used. `diffTransaction(holds, after)` removes those later, off
+ * the hot path. Null when the change is not of this kind (the caller diffs as usual).
+ */
+export function overlayTransaction(kernel: Ruleset, after: Ruleset): { tx: Transaction; holds: Ruleset } | null {
+  const tx = new Transaction();
+  const old = new Map(kernel.tables.map((t) => [tableId(t), t]));
+  if (old.size !== after.tables.length) return null;
+  const tables: Table[] = [];
+  for (const a of after.tables) {
+    const b = old.get(tableId(a));
+    if (!b) return null;
+    if (b === a) {
+      tables.push(a);
+      continue;
+    }
+    if (a.comment !== b.comment) return null;
+    const r = ref(a);
+    const bChains = new Map(b.chains.map((c) => [c.name, c]));
+    const bSets = new Map(b.sets.map((x) => [x.name, x]));
+    const aSetNames = new Set(a.sets.map((x) => x.name));
+    const bChainObjs = new Set(b.chains);
+    const bSetObjs = new Set(b.sets);
+    if (a.chains.length !== b.chains.length) return null; // a chain added or removed
+    const chains: Chain[] = [];
+    for (const c of a.chains) {
+      if (bChainObjs.has(c)) {
+        chains.push(c);
+        continue;
+      }
+      const o = bChains.get(c.name);
+      if (!o || o.base || c.base || o.userOwned || c.userOwned || o.comment !== c.comment || !endsInVerdict(c)) return null;
+      if (liveAlready(o, c)) {
+        chains.push(o); // overlaid earlier, not tidied yet: its live rules are these
+        continue;
+      }
+      for (let i = c.rules.length - 1; i >= 0; i--) tx.push({ op: 'insert-rule', t: r, chain: c.name, rule: c.rules[i]! });
+      chains.push({ ...c, rules: [...c.rules, ...o.rules] });
+    }
+    const sets: (NamedSet | NamedMap)[] = [];
+    for (const x of a.sets) {
+      if (!bSetObjs.has(x)) {
+        if (bSets.has(x.name)) return null; // a set changed in place: the caller renames it apart
+        tx.push({ op: 'add-set', t: r, set: x, elements: elems(x) });
+      }
+      sets.push(x);
+    }
+    // Sets no longer wanted stay until the old rules that use them are gone.
+    for (const x of b.sets) if (!aSetNames.has(x.name)) sets.push(x);
+    tables.push({ ...a, chains, sets });
+  }
+  // Sets first: the inserted rules use them.
+  tx.ops.sort((x, y) => (x.op === 'add-set' ? 0 : 1) - (y.op === 'add-set' ? 0 : 1));
+  return { tx, holds: { tables } };
+}
+
+/** Whether `held` starts with exactly the rules of `want` (the same objects) and `want` ends in a verdict. */
+const liveAlready = (held: Chain, want: Chain) => held.rules.length >= want.rules.length && want.rules.every((r, i) => held.rules[i] === r);
+
+/** Whether the chain's last rule decides for every packet that reaches it (nothing falls through). */
+function endsInVerdict(c: Chain): boolean {
+  const last = c.rules[c.rules.length - 1];
+  if (!last || last.matches.length) return false;
+  return last.stmts.some((s) => s.kind === 'verdict' && ['accept', 'drop', 'reject', 'return', 'goto'].includes(s.verdict.kind));
 }

@@ -57,6 +57,8 @@ function opJson(o: Op): Json {
     }
     case 'add-rule':
       return { add: { rule: ruleJson(o.t.family, o.t.table, o.chain, o.rule) } };
+    case 'insert-rule':
+      return { insert: { rule: ruleJson(o.t.family, o.t.table, o.chain, o.rule) } };
     default:
       return assertNever(o, 'transaction op');
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { kernelUnavailable, listRuleset, nft, withScratchNs } from '../../test/cases/compile/kernel.js';
-import { diffRulesets, diffTransaction, fullTransaction } from './diff.js';
+import { diffRulesets, diffTransaction, fullTransaction, overlayTransaction } from './diff.js';
 import { emitJson } from './emit-json.js';
 import { emitFull } from './emit-text.js';
 import { sanitizeComment } from './render.js';
@@ -188,6 +188,65 @@ test('the element mirror stays where it moves less: few interval elements elsewh
   const base = diffTransaction(packedClients(['1.1.1.1', '1.1.1.2'], 20, 10, true), packedClients(['1.1.1.1', '1.1.1.4'], 20, 10, true)).toString();
   assert.match(base, /^delete element .*\nadd element .*1\.1\.1\.4/, 'refilling a base chain would reset every client\'s hop counters');
   assert.doesNotMatch(base, /flush chain/);
+});
+
+// ---- overlays: additions only, tidied later ---------------------------------------------------
+
+/** work's chain using set `set` (holding `addrs`) and ending in a reject, beside personal's chain. */
+function withSet(set: string, addrs: string[]): Ruleset {
+  const t = firewall({ '10.137.0.3': [], '10.137.0.4': ['2.2.2.2'] });
+  t.sets.push({ kind: 'set', name: set, keyType: ['ipv4_addr'], interval: true, elements: addrs.map((a) => ({ key: { kind: 'addr', addr: a } })) });
+  t.chains[1]!.rules.push(
+    r('packed', { matches: [{ kind: 'in-set', fields: ['ip daddr'], op: '==', set }], stmts: [accept] }),
+    r('policy', { matches: [], stmts: [{ kind: 'verdict', verdict: { kind: 'reject' } }] }),
+  );
+  return rs(t);
+}
+
+/** `after` sharing every object of `before` but work's chain and set (what the engine's patch gives). */
+function patched(before: Ruleset, after: Ruleset): Ruleset {
+  const [b] = before.tables;
+  const [a] = after.tables;
+  return rs({ ...b!, chains: [b!.chains[0]!, a!.chains[1]!, b!.chains[2]!], sets: [b!.sets[0]!, a!.sets.at(-1)!] });
+}
+
+test('overlay: new sets and the rewritten chain\'s rules inserted in front; nothing deleted; holds keeps the old below', () => {
+  const before = withSet('qbs-10-137-0-3-d0', ['1.1.1.1']);
+  const after = patched(before, withSet('qbs-10-137-0-3-d0-g1', ['1.1.1.2']));
+  const o = overlayTransaction(before, after)!;
+  assert.ok(o);
+  assert.equal(
+    o.tx.toString(),
+    'add set ip qubes-firewall qbs-10-137-0-3-d0-g1 { type ipv4_addr; flags interval; elements = { 1.1.1.2 }; }\n' +
+      'insert rule ip qubes-firewall qbs-10-137-0-3 reject comment "policy"\n' +
+      'insert rule ip qubes-firewall qbs-10-137-0-3 ip daddr @qbs-10-137-0-3-d0-g1 accept comment "packed"\n',
+  );
+  const work = o.holds.tables[0]!.chains[1]!;
+  assert.deepEqual(work.rules.map((x) => x.comment), ['packed', 'policy', 'packed', 'policy']);
+  assert.deepEqual(o.holds.tables[0]!.sets.map((x) => x.name), ['dispatch', 'qbs-10-137-0-3-d0-g1', 'qbs-10-137-0-3-d0']);
+  assert.equal(o.holds.tables[0]!.chains[2], after.tables[0]!.chains[2], 'personal is shared, untouched');
+  // Tidying: the old rules and the old set go, nothing else.
+  const tidy = diffTransaction(o.holds, after).toString();
+  assert.match(tidy, /^flush chain ip qubes-firewall qbs-10-137-0-3$/m);
+  assert.match(tidy, /^delete set ip qubes-firewall qbs-10-137-0-3-d0$/m);
+  assert.doesNotMatch(tidy, /10-137-0-4|add set/);
+  // A second overlay before the tidy leaves work's live rules alone.
+  const personal = withSet('qbs-10-137-0-4-d0', ['4.4.4.4']).tables[0]!;
+  const after2 = rs({ ...after.tables[0]!, chains: [after.tables[0]!.chains[0]!, after.tables[0]!.chains[1]!, { ...personal.chains[1]!, name: 'qbs-10-137-0-4' }] });
+  const o2 = overlayTransaction(o.holds, after2)!;
+  assert.doesNotMatch(o2.tx.toString(), /qbs-10-137-0-3/, o2.tx.toString());
+  assert.equal(o2.holds.tables[0]!.chains[1], work, "work's held chain carries on as it is");
+});
+
+test('overlay: refused (null) where inserting cannot give the new behaviour', () => {
+  const before = withSet('qbs-10-137-0-3-d0', ['1.1.1.1']);
+  assert.equal(overlayTransaction(before, patched(before, withSet('qbs-10-137-0-3-d0', ['1.1.1.2']))), null, 'a set changed under its own name');
+  const open = withSet('qbs-10-137-0-3-d0-g1', ['1.1.1.2']);
+  open.tables[0]!.chains[1]!.rules.pop();
+  assert.equal(overlayTransaction(before, patched(before, open)), null, 'no final verdict: packets would fall into the old rules');
+  const base = rs({ ...before.tables[0]!, chains: [{ ...before.tables[0]!.chains[0]!, rules: [] }, ...before.tables[0]!.chains.slice(1)] });
+  assert.equal(overlayTransaction(before, base), null, 'a base chain');
+  assert.equal(overlayTransaction(before, rs(firewall({ '10.137.0.3': [] }))), null, 'a chain removed');
 });
 
 test('removing the shared table keeps the user chains; removing an owned table deletes it', () => {

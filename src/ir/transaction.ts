@@ -39,7 +39,9 @@ export type Op =
   | { op: 'delete-set'; t: TableRef; name: string; map: boolean }
   | { op: 'add-element'; t: TableRef; set: string; map: boolean; elements: (SetElement | MapElement)[] }
   | { op: 'delete-element'; t: TableRef; set: string; map: boolean; elements: (SetElement | MapElement)[] }
-  | { op: 'add-rule'; t: TableRef; chain: string; rule: IrRule };
+  | { op: 'add-rule'; t: TableRef; chain: string; rule: IrRule }
+  /** Puts the rule first in the chain (diff.ts overlayTransaction inserts a chain's rules last to first). */
+  | { op: 'insert-rule'; t: TableRef; chain: string; rule: IrRule };
 
 export type OpKind = Op['op'];
 
@@ -77,6 +79,7 @@ export class Transaction {
       'add-element': 0,
       'delete-element': 0,
       'add-rule': 0,
+      'insert-rule': 0,
     };
     for (const o of this.ops) {
       c[o.op] += o.op === 'add-element' || o.op === 'delete-element' ? o.elements.length : 1;
@@ -122,7 +125,8 @@ export function validateOp(o: Op): Diagnostic | undefined {
     case 'add-element':
     case 'delete-element':
       return checkName(o.map ? 'map' : 'set', o.set);
-    case 'add-rule': {
+    case 'add-rule':
+    case 'insert-rule': {
       const problems = checkRule(o.rule, `${where(o.t)} chain ${o.chain}`);
       return checkName('chain', o.chain) ?? problems[0];
     }
@@ -165,6 +169,8 @@ export function renderOp(o: Op): string[] {
     }
     case 'add-rule':
       return [`add rule ${w} ${o.chain} ${renderRuleBody(o.rule)}`];
+    case 'insert-rule':
+      return [`insert rule ${w} ${o.chain} ${renderRuleBody(o.rule)}`];
     default:
       return assertNever(o, 'transaction op');
   }

@@ -275,10 +275,14 @@ else {
         assert.ok(applied.every((e) => e['full'] === false), 'never a full load');
         const changes = monitor.lines.filter((l) => l.trim() && !l.startsWith('#'));
         assert.ok(changes.length > 0, 'the monitor saw the change');
-        // Only work's chain in sys-firewall (or set elements) changed: no table or chain was replaced.
+        // Only work's chain in sys-firewall and its sets changed: no table or chain was replaced.
         const workChain = 'qbs-10-137-0-3';
-        const outside = changes.filter((l) => !new RegExp(`^(add|delete) (rule ip qubes-firewall ${workChain} |element )`).test(l));
+        const outside = changes.filter((l) => !new RegExp(`^(add|insert|delete) (rule ip qubes-firewall ${workChain} |element |set ip qubes-firewall ${workChain}-)`).test(l));
         assert.deepEqual(outside, [], `only work's rules changed, not a full reload: ${changes.join(' | ')}`);
+        // The daemon overlays (the new rules go in front, nothing is deleted), then tidies up.
+        const firstInsert = changes.findIndex((l) => l.startsWith('insert rule'));
+        const firstDelete = changes.findIndex((l) => l.startsWith('delete '));
+        assert.ok(firstInsert >= 0 && firstInsert < firstDelete, `inserted before anything was deleted: ${changes.join(' | ')}`);
         assert.ok(changes.some((l) => l.includes(OTHER)), `the new address went in: ${changes.join(' | ')}`);
       } finally {
         await ev.close();

@@ -1,7 +1,7 @@
 // The netns backend behind the engine's Backend interface: NetnsBackend does the kernel operations
 // on nft text; this adds what the engine speaks — IR deltas rendered once here, links read back
 // from the kernel (so a restarted daemon adopts what it finds), counters mapped to rule origins.
-import { diffRulesets } from '../../ir/diff.js';
+import { diffRulesets, overlayTransaction } from '../../ir/diff.js';
 import { emitFull } from '../../ir/emit-text.js';
 import type { Ruleset } from '../../ir/types.js';
 import type { NetPlan } from '../../model/netplan.js';
@@ -105,8 +105,10 @@ export class NetnsExecutor implements Backend {
     return out;
   }
 
-  apply(node: string, before: Ruleset | null, after: Ruleset): Promise<void> {
-    return this.netns.loadRules(node, diffRulesets(before, after));
+  async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }): Promise<Ruleset> {
+    const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
+    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after));
+    return o ? o.holds : after;
   }
 
   async counters(node: string): Promise<RuleCounter[]> {

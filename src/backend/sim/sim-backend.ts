@@ -59,7 +59,8 @@ export class SimBackend implements Backend {
     return new Map([...this.linkMap].filter(([, up]) => netvms.includes(up)));
   }
 
-  async apply(node: string, _before: Ruleset | null, after: Ruleset): Promise<void> {
+  /** The simulator holds exactly `after` (nothing to gain from an overlay here). */
+  async apply(node: string, _before: Ruleset | null, after: Ruleset): Promise<Ruleset> {
     if (!this.nodes.has(node)) throw new Error(`no namespace for ${node}`);
     const fails = this.failApplies.get(node) ?? 0;
     if (fails > 0) {
@@ -69,6 +70,7 @@ export class SimBackend implements Backend {
     const problems = validateRuleset(after);
     if (problems.length) throw new Error(problems.map(formatDiagnostic).join('; '));
     this.rulesets.set(node, after);
+    return after;
   }
 
   async counters(node: string): Promise<RuleCounter[]> {
