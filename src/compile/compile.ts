@@ -87,7 +87,7 @@ export function compileClient(input: CompileInput, netvm: string, client: string
   const { ctx, diagnostics } = makeContext(input);
   const nv = input.model.qubes.get(netvm);
   const node = input.plan.nodes.find((n) => n.name === netvm);
-  const c = node && nv ? clientsOfNode(ctx, node).find((x) => x.qube.name === client) : undefined;
+  const c = node && nv ? clientsOfNode(ctx, node, client)[0] : undefined;
   if (!nv || !c) return { fragments: [], diagnostics };
   const { upstream4, upstream6 } = upstreamDns(ctx, nv);
   const fragments: ClientFragment[] = [];

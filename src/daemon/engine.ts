@@ -64,6 +64,9 @@ export interface ConvergeOptions {
 }
 
 
+/** Overlays before an edit tidies up first (a burst of edits leaves this many clients' old rules at most). */
+const MAX_OVERLAYS = 32;
+
 export class Engine {
   /** What is loaded in each node, as far as this engine knows; deltas are computed against it. */
   readonly applied = new Map<string, Ruleset>();
@@ -73,6 +76,8 @@ export class Engine {
    * `canonical` the same under compile()'s names, which tidy() loads.
    */
   private readonly untidy = new Map<string, { live: Ruleset; canonical: Ruleset }>();
+  /** Overlays loaded since the last tidy(): each leaves a client's old rules and sets behind. */
+  private overlays = 0;
   /** Per client qube: how its rules stand in its netvm; per app qube: its own input rules. */
   readonly status = new Map<string, ApplyStatus>();
   readonly resolutions = new Map<string, Resolution>();
@@ -209,21 +214,27 @@ export class Engine {
       if (!this.applied.has(nv)) return false;
       byNetvm.set(nv, [...(byNetvm.get(nv) ?? []), name]);
     }
+    // A long burst of edits is tidied now and then, so what overlays leave stays bounded.
+    if (this.overlays >= MAX_OVERLAYS) await this.tidy(model);
     await this.resolve(model, now, new Set(qubes));
     const input = { model, plan, resolutions: this.resolutions, now };
     for (const [nv, clients] of byNetvm) {
       const before = this.applied.get(nv)!;
       const pending = this.untidy.get(nv);
-      // An overlay keeps the kernel's sets until tidy(): its new sets need names of their own.
-      const taken = this.deps.overlay ? new Set(before.tables.flatMap((t) => t.sets.map((x) => x.name))) : undefined;
       let after = pending?.live ?? before;
       let canonical = pending?.canonical ?? before;
       for (const c of clients) {
         const { fragments, diagnostics } = compileClient(input, nv, c);
         for (const d of diagnostics) if (d.severity === 'warning') this.emit({ type: 'warning', diag: d });
-        const liveSets = (f: ClientFragment) => new Map((firewallTable(after, f.family)?.sets ?? []).filter((x) => x.name.startsWith(f.chain.name + '-')).map((x) => [x.name, x]));
-        const live = patchClient(after, taken ? fragments.map((f) => renameSetsApart(f, liveSets(f), taken)) : fragments);
-        const named = taken ? patchClient(canonical, fragments) : live;
+        // An overlay keeps the kernel's sets until tidy(): new sets need names of their own. A
+        // client's sets are all named after its chain, so only those are looked at.
+        const mine = (rs: Ruleset, f: ClientFragment) => {
+          const prefix = f.chain.name + '-';
+          return (firewallTable(rs, f.family)?.sets ?? []).filter((x) => x.name.startsWith(prefix));
+        };
+        const apart = (f: ClientFragment) => renameSetsApart(f, new Map(mine(after, f).map((x) => [x.name, x])), new Set(mine(before, f).map((x) => x.name)));
+        const live = patchClient(after, this.deps.overlay ? fragments.map(apart) : fragments);
+        const named = this.deps.overlay ? patchClient(canonical, fragments) : live;
         if (!live || !named) return false;
         after = live;
         canonical = named;
@@ -339,6 +350,7 @@ export class Engine {
         this.applied.set(node, holds);
         if (holds === canonical) this.untidy.delete(node);
         else this.untidy.set(node, { live: after, canonical });
+        if (holds !== want) this.overlays++;
         this.markApplied(model, node, after, at);
         this.emit({ type: 'applied', node, full: b === null });
         return true;
@@ -380,6 +392,7 @@ export class Engine {
    * failure goes the usual way (full load, then the affected clients blocked).
    */
   async tidy(model: Model): Promise<void> {
+    this.overlays = 0;
     for (const [node, { canonical }] of [...this.untidy]) {
       const holds = this.applied.get(node);
       this.untidy.delete(node);
@@ -452,7 +465,8 @@ export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): 
     if (!t) return null;
     const at = t.chains.findIndex((c) => c.name === fr.chain.name);
     if (at < 0) return null;
-    const mine = (n: string) => n.startsWith(fr.chain.name + '-');
+    const prefix = fr.chain.name + '-';
+    const mine = (n: string) => n.startsWith(prefix);
     const chains = [...t.chains];
     chains[at] = fr.chain;
     tables[i] = { ...t, chains, sets: [...t.sets.filter((x) => !mine(x.name)), ...fr.sets] };

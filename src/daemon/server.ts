@@ -29,6 +29,9 @@ export interface DaemonOptions {
 
 export type DaemonEvent = EngineEvent | { type: 'hello'; pid: number } | { type: 'command'; argv: string[]; code: number };
 
+/** Quiet time before the daemon tidies what rule edits' overlays left in the kernel (Engine.tidy). */
+const TIDY_AFTER_S = 0.1;
+
 export class Daemon {
   private server?: Server;
   private wired?: Wired;
@@ -101,6 +104,8 @@ export class Daemon {
     this.watcher?.close();
     for (const l of this.listeners) l.end();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    // Leave the kernel as a full compile has it: the offline CLI and the next daemon assume so.
+    await this.serial(() => this.tidy()).catch((e) => this.log(`tidy failed: ${(e as Error).message}`));
     await this.queue.catch(() => {});
     await rm(pidPath(runDir(this.o.stateDir)), { force: true });
   }
@@ -154,8 +159,9 @@ export class Daemon {
   }
 
   private async runCommand(argv: string[], stdin?: string) {
-    // A command sees a tidy kernel (counters, listings): what an overlay left goes first.
-    await this.tidy();
+    // `counters` reads the kernel's rules: what an overlay left there goes first. (Every command
+    // that changes rules copes with it; running it before each would make a burst of edits wait.)
+    if (argv.includes('counters')) await this.tidy();
     const b = bufferIo({ ...(stdin !== undefined ? { stdin } : {}), env: { QNET_STATE: this.o.stateDir } });
     b.io.now = this.now;
     const code = await main(argv, b.io, { store: this.store!, wired: this.wired! });
@@ -201,13 +207,25 @@ export class Daemon {
     if (e?.needsTidy && this.model) await e.tidy(this.model);
   }
 
-  /** Rule expiry (the rule is removed and the change applied), DNS refresh by TTL, tidying up. */
+  /** The earliest rule expiry (epoch seconds) of `this.model`, looked for once per model (100k rules: ms). */
+  private expiryOf?: { model: Model; at: number | undefined };
+
+  /**
+   * Rule expiry (the rule is removed and the change applied), DNS refresh by TTL, tidying up once
+   * TIDY_AFTER_S pass without a command (a burst of edits is tidied once, at its end; the engine
+   * tidies first itself when a burst goes on too long).
+   */
   private armTimers(): void {
-    this.arm('tidy', this.wired?.engine.needsTidy ? 0 : undefined, () => this.tidy());
+    this.arm('tidy', undefined, async () => {});
+    this.arm('tidy', this.wired?.engine.needsTidy ? TIDY_AFTER_S : undefined, () => this.tidy());
     const now = this.now();
-    let next: number | undefined;
-    for (const q of this.model?.qubes.values() ?? [])
-      for (const r of q.rules ?? []) if (r.expire !== undefined) next = Math.min(next ?? Infinity, r.expire + 1 - now);
+    if (this.model && this.expiryOf?.model !== this.model) {
+      let at: number | undefined;
+      for (const q of this.model.qubes.values()) for (const r of q.rules ?? []) if (r.expire !== undefined) at = Math.min(at ?? Infinity, r.expire);
+      this.expiryOf = { model: this.model, at };
+    }
+    const at = this.expiryOf?.at;
+    const next = at === undefined ? undefined : at + 1 - now;
     this.arm('expire', next, () =>
       this.store!.update((m) => {
         const t = this.now();

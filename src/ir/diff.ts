@@ -11,7 +11,7 @@
 //   (delete the gone or changed ones, add the new ones), removed chains are deleted last, after
 //   the rules and map elements that pointed at them are gone.
 import { elementKey, elementText, renderBaseSpec, renderRuleBody } from './render.js';
-import { Transaction, type TableRef } from './transaction.js';
+import { Transaction, type Op, type TableRef } from './transaction.js';
 import type { Chain, MapElement, NamedMap, NamedSet, Ruleset, SetElement, Table } from './types.js';
 
 /** The nft script that takes `before` (null = unknown, e.g. first apply) to `after`. */
@@ -117,15 +117,24 @@ function sameRules(x: Chain, y: Chain): boolean {
   return a.every((s, i) => s === b[i]);
 }
 
-/** Chains (in `b`) whose rules look up set or map `name`. */
-function usersOf(b: Table, name: string): string[] {
-  return b.chains
-    .filter((c) =>
-      c.rules.some(
-        (r) => r.matches.some((m) => m.kind === 'in-set' && m.set === name) || r.stmts.some((s) => s.kind === 'vmap' && s.map === name),
-      ),
-    )
-    .map((c) => c.name);
+/**
+ * The chains (of `t`) whose rules look up each of `names` (sets or maps): one pass over the
+ * table's rules for all of them, keeping only what is asked.
+ */
+function usersOf(t: Table, names: ReadonlySet<string>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  if (!names.size) return out;
+  const add = (set: string, chain: string) => {
+    if (!names.has(set)) return;
+    const l = out.get(set) ?? out.set(set, []).get(set)!;
+    if (l[l.length - 1] !== chain) l.push(chain);
+  };
+  for (const c of t.chains)
+    for (const r of c.rules) {
+      for (const m of r.matches) if (m.kind === 'in-set') add(m.set, c.name);
+      for (const st of r.stmts) if (st.kind === 'vmap') add(st.map, c.name);
+    }
+  return out;
 }
 
 function tableDelta(tx: Transaction, b: Table, a: Table, dumpCost: () => number): void {
@@ -151,8 +160,15 @@ function tableDelta(tx: Transaction, b: Table, a: Table, dumpCost: () => number)
     const o = bSets.get(x.name);
     return o !== undefined && !sameDecl(o, x);
   });
-  replacedSets.push(...recreateInsteadOfMirror(b, a, newSets, bSets, bChains, dumpCost));
-  const mustRefill = new Set(replacedSets.flatMap((x) => usersOf(b, x.name)));
+  // Sets whose elements differ (and a declaration that stays) may be recreated too, see below.
+  const changedElements = newSets.filter((x) => {
+    const o = bSets.get(x.name);
+    return o !== undefined && sameDecl(o, x) && !sameElements(o, x);
+  });
+  const users = usersOf(b, new Set([...replacedSets, ...changedElements].map((x) => x.name)));
+  const usersOfSet = (name: string) => users.get(name) ?? [];
+  replacedSets.push(...recreateInsteadOfMirror(b, a, changedElements, bChains, usersOfSet, dumpCost));
+  const mustRefill = new Set(replacedSets.flatMap((x) => usersOfSet(x.name)));
   // Unchanged chains (shared objects) that use a replaced set are refilled too.
   const refillShared = mustRefill.size ? a.chains.filter((c) => bChainObjs.has(c) && mustRefill.has(c.name)) : [];
 
@@ -217,30 +233,26 @@ function tableDelta(tx: Transaction, b: Table, a: Table, dumpCost: () => number)
 function recreateInsteadOfMirror(
   b: Table,
   a: Table,
-  newSets: readonly (NamedSet | NamedMap)[],
-  bSets: ReadonlyMap<string, NamedSet | NamedMap>,
+  changed: readonly (NamedSet | NamedMap)[],
   bChains: ReadonlyMap<string, Chain>,
+  usersOf: (name: string) => string[],
   dumpCost: () => number,
 ): (NamedSet | NamedMap)[] {
-  const changed = newSets.filter((x) => {
-    const o = bSets.get(x.name);
-    return o !== undefined && sameDecl(o, x) && !sameElements(o, x);
-  });
   if (!changed.length) return [];
-  const aChains = new Map(a.chains.map((c) => [c.name, c]));
   let cost = 0;
   for (const x of changed) {
     cost += x.elements.length;
-    for (const name of usersOf(b, x.name)) {
-      const before = b.chains.find((c) => c.name === name)!;
-      const after = aChains.get(name);
+    for (const name of usersOf(x.name)) {
+      // A set has a user or two: a scan each is cheaper than maps of every chain.
+      const before = bChains.get(name) ?? b.chains.find((c) => c.name === name)!;
+      const after = a.chains.find((c) => c.name === name);
       if (before.base || before.userOwned || !after) return [];
       // A chain whose rules changed is refilled anyway; an unchanged one costs its rules.
       const refilledAnyway = bChains.has(name) && !sameRules(before, after);
       if (!refilledAnyway) cost += after.rules.length;
     }
   }
-  return cost < dumpCost() ? changed : [];
+  return cost < dumpCost() ? [...changed] : [];
 }
 
 /** Same declaration and elements: loading one where the other is changes nothing. */
@@ -270,6 +282,7 @@ export function overlayTransaction(kernel: Ruleset, after: Ruleset): { tx: Trans
   const old = new Map(kernel.tables.map((t) => [tableId(t), t]));
   if (old.size !== after.tables.length) return null;
   const tables: Table[] = [];
+  // Identity first, as in tableDelta: an edit touches one chain and a few sets of thousands.
   for (const a of after.tables) {
     const b = old.get(tableId(a));
     if (!b) return null;
@@ -277,43 +290,37 @@ export function overlayTransaction(kernel: Ruleset, after: Ruleset): { tx: Trans
       tables.push(a);
       continue;
     }
-    if (a.comment !== b.comment) return null;
+    if (a.comment !== b.comment || a.chains.length !== b.chains.length) return null; // a chain added or removed
     const r = ref(a);
-    const bChains = new Map(b.chains.map((c) => [c.name, c]));
-    const bSets = new Map(b.sets.map((x) => [x.name, x]));
-    const aSetNames = new Set(a.sets.map((x) => x.name));
-    const bChainObjs = new Set(b.chains);
-    const bSetObjs = new Set(b.sets);
-    if (a.chains.length !== b.chains.length) return null; // a chain added or removed
     const chains: Chain[] = [];
-    for (const c of a.chains) {
-      if (bChainObjs.has(c)) {
+    const inserts: Op[] = [];
+    for (let i = 0; i < a.chains.length; i++) {
+      const c = a.chains[i]!;
+      const o = b.chains[i]!;
+      if (c === o) {
         chains.push(c);
         continue;
       }
-      const o = bChains.get(c.name);
-      if (!o || o.base || c.base || o.userOwned || c.userOwned || o.comment !== c.comment || !endsInVerdict(c)) return null;
+      if (o.name !== c.name || o.base || c.base || o.userOwned || c.userOwned || o.comment !== c.comment || !endsInVerdict(c)) return null;
       if (liveAlready(o, c)) {
         chains.push(o); // overlaid earlier, not tidied yet: its live rules are these
         continue;
       }
-      for (let i = c.rules.length - 1; i >= 0; i--) tx.push({ op: 'insert-rule', t: r, chain: c.name, rule: c.rules[i]! });
+      for (let j = c.rules.length - 1; j >= 0; j--) inserts.push({ op: 'insert-rule', t: r, chain: c.name, rule: c.rules[j]! });
       chains.push({ ...c, rules: [...c.rules, ...o.rules] });
     }
-    const sets: (NamedSet | NamedMap)[] = [];
+    const bSetObjs = new Set(b.sets);
+    const aSetObjs = new Set(a.sets);
+    const adds: Op[] = [];
     for (const x of a.sets) {
-      if (!bSetObjs.has(x)) {
-        if (bSets.has(x.name)) return null; // a set changed in place: the caller renames it apart
-        tx.push({ op: 'add-set', t: r, set: x, elements: elems(x) });
-      }
-      sets.push(x);
+      if (bSetObjs.has(x)) continue;
+      if (b.sets.some((y) => y.name === x.name && !aSetObjs.has(y))) return null; // changed in place: the caller renames it apart
+      adds.push({ op: 'add-set', t: r, set: x, elements: elems(x) });
     }
+    for (const o of [...adds, ...inserts]) tx.push(o); // sets first: the inserted rules use them
     // Sets no longer wanted stay until the old rules that use them are gone.
-    for (const x of b.sets) if (!aSetNames.has(x.name)) sets.push(x);
-    tables.push({ ...a, chains, sets });
+    tables.push({ ...a, chains, sets: [...a.sets, ...b.sets.filter((y) => !aSetObjs.has(y))] });
   }
-  // Sets first: the inserted rules use them.
-  tx.ops.sort((x, y) => (x.op === 'add-set' ? 0 : 1) - (y.op === 'add-set' ? 0 : 1));
   return { tx, holds: { tables } };
 }
 

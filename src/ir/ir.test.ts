@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kernelUnavailable, listRuleset, nft, withScratchNs } from '../../test/cases/compile/kernel.js';
+import { canonicalListing, kernelUnavailable, listRuleset, nft, withScratchNs } from '../../test/cases/compile/kernel.js';
 import { diffRulesets, diffTransaction, fullTransaction, overlayTransaction } from './diff.js';
 import { emitJson } from './emit-json.js';
 import { emitFull } from './emit-text.js';
@@ -260,16 +260,6 @@ test('removing the shared table keeps the user chains; removing an owned table d
 
 const kernelSkip = kernelUnavailable();
 
-/** A listing with each table's chains and sets sorted: the kernel lists them in creation order, which a recreated set changes. */
-const unordered = (listing: string) =>
-  listing
-    .split(/^(?=table )/m)
-    .map((t) => {
-      const [head, ...blocks] = t.replace(/\n}\n$/, '').split(/\n\n|\n(?=\t(?:chain|set|map) )/);
-      return [head, ...blocks.sort()].join('\n\n');
-    })
-    .join('\n');
-
 test('kernel: full loads are idempotent and diffs land on the same state as a fresh load', { skip: kernelSkip ?? false }, () => {
   const steps: Ruleset[] = [
     rs(qubesTable(), firewall({ '10.137.0.3': ['1.1.1.1'] })),
@@ -288,11 +278,11 @@ test('kernel: full loads are idempotent and diffs land on the same state as a fr
     for (const s of steps) {
       const load = nft(ns, diffRulesets(prev, s), { check: false });
       assert.ok(load.ok, load.stderr);
-      const viaDiff = unordered(listRuleset(ns));
+      const viaDiff = canonicalListing(listRuleset(ns));
       assert.match(viaDiff, /tcp dport 22 accept/, 'the user rule survives');
       const again = nft(ns, emitFull(s), { check: false });
       assert.ok(again.ok, `full load on top of the diffed state: ${again.stderr}`);
-      assert.equal(unordered(listRuleset(ns)), viaDiff, 'a full load changes nothing after the diff');
+      assert.equal(canonicalListing(listRuleset(ns)), viaDiff, 'a full load changes nothing after the diff');
       prev = s;
     }
   });

@@ -44,12 +44,14 @@ export class FileStore implements Store {
   private readonly now: () => number;
   /**
    * Parsed rules by file path. An entry is reused without even reading the file while its stat key
-   * (inode, size, mtime and ctime in ns) is unchanged — every write qnet makes is a rename of a new
+   * (inode, size, mtime and ctime) is unchanged — every write qnet makes is a rename of a new
    * file, which changes them all — and otherwise while its bytes are. Every model handed out gets
    * its own lists, but the rule objects in them are frozen and shared: an in-place change of a rule
    * throws instead of corrupting the cache (editors build new rules, as every one of qnet's does).
    */
   private readonly parsed = new Map<string, { key: string; raw: Buffer; rules: Rule[]; canonical: boolean }>();
+  /** qubes.json as last parsed, reused while its stat key holds (as `parsed`); handed out as copies. */
+  private qubesParsed?: { key: string; text: string; model: Model };
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -71,8 +73,8 @@ export class FileStore implements Store {
   async loadQube(name: string): Promise<Qube | undefined> {
     const q = (await this.readQubes()).model.qubes.get(name);
     if (!q) return undefined;
-    const path = firewallFilePath(this.dir, q.name, q.klass);
-    const key = await statKey(path);
+    const path = this.rulesPath(q.name, q.klass);
+    const key = statKey(path);
     const hit = key === null ? undefined : this.parsed.get(path);
     const raw = key === null ? null : hit && hit.key === key ? hit.raw : await readOrNull(path);
     const rules = raw === null ? null : this.parseRules(path, q.name, raw, key!).rules;
@@ -87,8 +89,11 @@ export class FileStore implements Store {
         const { model: read, state } = await this.read();
         const model = cloneRead(read);
         const result = await change(model);
-        assertValidModel(model);
-        await this.commit(state, read, model);
+        // qubes.json's text as it was read passed every check when it was parsed: the same text
+        // under the same keys needs no second look (a rule edit changes no qube's properties).
+        const text = formatQubesFile(model);
+        if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model);
+        await this.commit(state, read, model, text);
         return result;
       });
     });
@@ -96,30 +101,55 @@ export class FileStore implements Store {
     return run;
   }
 
+  /** qubes.json, parsed; the model is shared with the cache: read-only (callers copy it). */
+  private readonly paths = new Map<string, string>();
+
+  /** firewallFilePath, remembered: an update asks it for every qube, twice. */
+  private rulesPath(name: string, klass: QubeClass): string {
+    const k = `${klass}/${name}`;
+    let p = this.paths.get(k);
+    if (p === undefined) this.paths.set(k, (p = firewallFilePath(this.dir, name, klass)));
+    return p;
+  }
+
   private async readQubes(): Promise<{ model: Model; qubesText: string | null }> {
     const qpath = qubesFilePath(this.dir);
+    const key = statKey(qpath);
+    const hit = this.qubesParsed;
+    if (key !== null && hit?.key === key) return { model: hit.model, qubesText: hit.text };
     const qubesText = await readOrNull(qpath, 'utf8');
     if (qubesText === null) return { model: emptyModel(), qubesText };
     const r = parseQubesFile(qubesText, qpath);
     if (!r.ok) throw brokenFile(r.error);
+    if (key !== null) this.qubesParsed = { key, text: qubesText, model: r.value };
     return { model: r.value, qubesText };
   }
 
-  /** The model with rules shared with the parse cache: callers get a copy of it. */
+  /**
+   * The model with rules shared with the parse cache: callers get a copy of it. Files whose stat key
+   * is unchanged are not even opened; only the others are read, in parallel.
+   */
   private async read(): Promise<{ model: Model; state: DiskState }> {
-    const { model, qubesText } = await this.readQubes();
+    const { model: shared, qubesText } = await this.readQubes();
+    const model: Model = { ...shared, qubes: new Map() };
     const byQid = new Map<number, RulesOnDisk>();
-    await Promise.all(
-      [...model.qubes.values()].map(async (q) => {
-        const path = firewallFilePath(this.dir, q.name, q.klass);
-        const key = await statKey(path);
-        const hit = key === null ? undefined : this.parsed.get(path);
-        const raw = key === null ? null : hit && hit.key === key ? hit.raw : await readOrNull(path);
+    const misses: Promise<void>[] = [];
+    for (const [name, q0] of shared.qubes) {
+      const q: Qube = { ...q0 }; // the cache's qube stays as parsed
+      model.qubes.set(name, q);
+      const path = this.rulesPath(q.name, q.klass);
+      const key = statKey(path);
+      const take = (raw: Buffer | null) => {
         const parsed = raw === null ? null : this.parseRules(path, q.name, raw, key!);
         q.rules = parsed && parsed.rules;
         byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical: !!parsed?.canonical });
-      }),
-    );
+      };
+      const hit = key === null ? undefined : this.parsed.get(path);
+      if (key === null) take(null);
+      else if (hit && hit.key === key) take(hit.raw);
+      else misses.push(readOrNull(path).then(take));
+    }
+    await Promise.all(misses);
     const live = new Set([...byQid.values()].map((d) => d.path));
     for (const p of this.parsed.keys()) if (!live.has(p)) this.parsed.delete(p);
     return { model, state: { qubesText, byQid } };
@@ -149,12 +179,12 @@ export class FileStore implements Store {
    * qubes.json. So that case commits twice: first the old holders move out of the way (removed, or
    * renamed to `qnet-tmp-<qid>`), then the change itself; each commit is crash-safe on its own.
    */
-  private async commit(state: DiskState, read: Model, model: Model): Promise<void> {
+  private async commit(state: DiskState, read: Model, model: Model, text: string): Promise<void> {
     const owners = new Map([...state.byQid.values()].map((d) => [d.path, d.qid]));
     const wanted = new Set([...model.qubes.values()].map((q) => q.qid));
     const blocking = new Set<number>();
     for (const q of model.qubes.values()) {
-      const owner = owners.get(firewallFilePath(this.dir, q.name, q.klass));
+      const owner = owners.get(this.rulesPath(q.name, q.klass));
       if (owner !== undefined && owner !== q.qid) blocking.add(owner);
     }
     if (blocking.size > 0) {
@@ -167,7 +197,7 @@ export class FileStore implements Store {
       }
       state = await this.commitOnce(state, mid);
     }
-    await this.commitOnce(state, model);
+    await this.commitOnce(state, model, text);
   }
 
   /**
@@ -182,13 +212,13 @@ export class FileStore implements Store {
    * (which would read as "no firewall: accept everything"). An orphan left by a crash in 1 or 3 is
    * harmless: before any qubes.json names that path again, step 1 rewrites or removes it.
    */
-  private async commitOnce(state: DiskState, model: Model): Promise<DiskState> {
+  private async commitOnce(state: DiskState, model: Model, text?: string): Promise<DiskState> {
     const nowSec = this.now() / 1000;
     const writes: { path: string; data: Buffer }[] = [];
     const removes: string[] = [];
     const byQid = new Map<number, RulesOnDisk>();
     for (const q of model.qubes.values()) {
-      const path = firewallFilePath(this.dir, q.name, q.klass);
+      const path = this.rulesPath(q.name, q.klass);
       const prev = state.byQid.get(q.qid);
       const moved = prev === undefined || prev.path !== path;
       // Comparing data first spares formatting a big unchanged list; bytes decide in the end.
@@ -219,7 +249,7 @@ export class FileStore implements Store {
     }
     const used = new Set([...byQid.values()].map((d) => d.path));
     const stale = [...state.byQid.values()].filter((d) => !used.has(d.path)).map((d) => d.path);
-    const qubesText = formatQubesFile(model);
+    const qubesText = text ?? formatQubesFile(model);
     const qubesChanged = qubesText !== (state.qubesText ?? formatQubesFile(emptyModel()));
 
     // 1. rule files
@@ -284,12 +314,13 @@ function freezeRules(rules: Rule[]): Rule[] {
 }
 
 /** What changes whenever a file is replaced or written; null when there is no file. */
-async function statKey(path: string): Promise<string | null> {
+function statKey(path: string): string | null {
   try {
     // Synchronous on purpose: an update stats every qube's file, and a thousand async stats spend
-    // more time queueing through libuv's thread pool than the syscalls take (≈2 µs each).
-    const st = statSync(path, { bigint: true });
-    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    // more time queueing through libuv's thread pool than the syscalls take (≈2 µs each). Times as
+    // doubles (a quarter of a µs apart at today's dates): no BigInts to make, a thousand per update.
+    const st = statSync(path, { throwIfNoEntry: false });
+    return st ? `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : null;
   } catch (e) {
     if (isCode(e, 'ENOENT')) return null;
     throw ioError(path, 'read', e);

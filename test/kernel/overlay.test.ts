@@ -5,6 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { kernelUnavailable } from './ns.js';
+import { canonicalListing } from '../cases/compile/kernel.js';
 import { withLiveSystem, type LiveSystem } from './system.js';
 import { NO_ICMP_RATELIMIT, runtimeFor, wire } from '../../src/daemon/wiring.js';
 import { FileStore } from '../../src/store/file-store.js';
@@ -31,12 +32,11 @@ async function reaches(s: LiveSystem, host: string): Promise<boolean> {
   return r === 'ok';
 }
 
-/** sys-firewall's qubes-firewall table: chains and sets in a fixed order (the kernel lists them by age), no counts. */
+/** sys-firewall's qubes-firewall table, in a fixed order and without counts. */
 async function firewallTable(s: LiveSystem): Promise<string> {
   const r = await s.sh('sys-firewall', ['nft', 'list', 'table', 'ip', 'qubes-firewall']);
   assert.equal(r.code, 0, r.stderr);
-  const [head, ...blocks] = r.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter').replace(/\n}\n$/, '').split(/\n\n|\n(?=\t(?:chain|set|map) )/);
-  return [head, ...blocks.sort()].join('\n\n');
+  return canonicalListing(r.stdout, { noCounts: true });
 }
 
 const why = kernelUnavailable();
@@ -65,6 +65,15 @@ test('a rule edit as an overlay: the kernel obeys the new rules at once, and tid
     assert.match(deadSet.stdout, new RegExp(`${WEB.replace(/\./g, '\\.')} \\. tcp \\. 80`), deadSet.stdout);
     assert.ok(await reaches(s, OTHER), 'the new rule lets work through');
     assert.ok(!(await reaches(s, WEB)), 'the old accept below the new rules is dead');
+
+    // A second edit before the tidy: another overlay on top (the sets get yet other names).
+    const second = new Map([['work', work.rules]]);
+    work.rules = [{ action: 'accept', specialtarget: 'dns' }, tcpTo(OTHER), { action: 'drop', proto: 'udp' }];
+    assert.ok(await engine.applyRuleEdits(model, ['work'], second));
+    const twice = (await s.sh('sys-firewall', ['nft', 'list', 'chain', 'ip', 'qubes-firewall', WORK_CHAIN])).stdout;
+    assert.equal(twice.match(/policy: work default drop/g)?.length, 3, twice);
+    assert.ok(await reaches(s, OTHER), 'still through after the second overlay');
+    assert.ok(!(await reaches(s, WEB)));
 
     await engine.tidy(model);
     assert.ok(!engine.needsTidy);

@@ -14,10 +14,11 @@ export interface Client {
   ip6: string | null;
 }
 
-export function clientsOfNode(ctx: CompileContext, node: NetNode): Client[] {
+/** `only`: just that client (a rule edit recompiles one of a thousand). */
+export function clientsOfNode(ctx: CompileContext, node: NetNode, only?: string): Client[] {
   const out: Client[] = [];
   for (const i of node.ifaces) {
-    if (i.group !== 2 || !i.peer) continue;
+    if (i.group !== 2 || !i.peer || (only !== undefined && i.peer.node !== only)) continue;
     const q = ctx.model.qubes.get(i.peer.node);
     if (!q) continue;
     const ip = qubeIp(ctx.model, q);

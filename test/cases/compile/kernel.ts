@@ -45,3 +45,18 @@ export function nft(ns: string, script: string, opts: { json?: boolean; check?: 
 export function listRuleset(ns: string): string {
   return spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'ruleset'], { encoding: 'utf8', maxBuffer: 1 << 28 }).stdout;
 }
+
+/**
+ * An `nft list` output with each table's chains and sets in name order (the kernel lists them in
+ * creation order, which a recreated set changes) and, with `noCounts`, counters without their counts.
+ */
+export function canonicalListing(listing: string, opts: { noCounts?: boolean } = {}): string {
+  const text = opts.noCounts ? listing.replace(/counter packets \d+ bytes \d+/g, 'counter') : listing;
+  return text
+    .split(/^(?=table )/m)
+    .map((t) => {
+      const [head, ...blocks] = t.replace(/\n}\n$/, '').split(/\n\n|\n(?=\t(?:chain|set|map) )/);
+      return [head, ...blocks.sort()].join('\n\n');
+    })
+    .join('\n');
+}
