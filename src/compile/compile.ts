@@ -102,9 +102,9 @@ export function compileClient(input: CompileInput, netvm: string, client: string
 /** The dsthost names used by rules in effect at `now`: sorted, unique. Resolve these before compile(). */
 export function namesToResolve(model: Model, now: number, only?: ReadonlySet<string>): string[] {
   const names = new Set<string>();
-  for (const q of model.qubes.values()) {
-    if (only && !only.has(q.name)) continue;
-    for (const r of effectiveRules(q.rules, now)) if (r.dsthost?.type === 'dsthost') names.add(r.dsthost.text);
+  for (const name of only ?? model.qubes.keys()) {
+    const q = model.qubes.get(name);
+    if (q) for (const r of effectiveRules(q.rules, now)) if (r.dsthost?.type === 'dsthost') names.add(r.dsthost.text);
   }
   return [...names].sort();
 }

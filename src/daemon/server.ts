@@ -107,6 +107,7 @@ export class Daemon {
     // Leave the kernel as a full compile has it: the offline CLI and the next daemon assume so.
     await this.serial(() => this.tidy()).catch((e) => this.log(`tidy failed: ${(e as Error).message}`));
     await this.queue.catch(() => {});
+    this.wired?.netns?.close(); // its nft sessions
     await rm(pidPath(runDir(this.o.stateDir)), { force: true });
   }
 

@@ -102,7 +102,8 @@ export function wire(o: WireOptions): Wired {
     return { engine: engineOf(backend, resolver, world), backend, runtime: o.runtime };
   }
   const runner = o.runner ?? new NodeRunner();
-  const netns = new NetnsBackend({ runner, prefix: o.runtime.prefix, uplink, ...(o.sysctls ? { sysctls: o.sysctls } : {}) });
+  // The daemon (overlay) keeps an nft session per edited netvm; a one-shot CLI run would not gain.
+  const netns = new NetnsBackend({ runner, prefix: o.runtime.prefix, uplink, ...(o.sysctls ? { sysctls: o.sysctls } : {}), ...(o.overlay ? { sessions: true } : {}) });
   const worldNs = netns.ns(WORLD_NODE);
   const world: WorldControl = {
     ensure: async () => {

@@ -222,7 +222,7 @@ export class FileStore implements Store {
       const prev = state.byQid.get(q.qid);
       const moved = prev === undefined || prev.path !== path;
       // Comparing data first spares formatting a big unchanged list; bytes decide in the end.
-      const same = prev !== undefined && sameData(q.rules, prev.rules);
+      const same = prev !== undefined && (sameItems(q.rules, prev.rules) || sameData(q.rules, prev.rules));
       let raw: Buffer | null;
       let canonical = false;
       if (q.rules === null) {
@@ -311,6 +311,13 @@ function freezeRules(rules: Rule[]): Rule[] {
     Object.freeze(r);
   }
   return rules;
+}
+
+/** The same rule objects in the same order: what an untouched qube has (its list is a copy of the cache's). */
+function sameItems(a: readonly Rule[] | null, b: readonly Rule[] | null): boolean {
+  if (a === null || b === null || a.length !== b.length) return a === b;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** What changes whenever a file is replaced or written; null when there is no file. */

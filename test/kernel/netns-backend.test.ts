@@ -17,6 +17,10 @@ import { planNetwork } from '../../src/model/topology.js';
 import { defaultLayout } from '../../src/model/layout.js';
 
 const runner = new NodeRunner();
+
+/** The pid of a node's nft session (tests only: the backend keeps it private). */
+const sessionPid = (be: NetnsBackend, node: string): number =>
+  (be as unknown as { sessions: Map<string, { session: { pid: number } }> }).sessions.get(node)!.session.pid;
 const V6 = 'fd09:24ef:4179::a89:';
 
 /** A hand-made plan: Qubes' /32 links, groups 1 (uplink) and 2 (vif). */
@@ -77,8 +81,8 @@ const MASQUERADE = `table ip qt-nat {
 }
 `;
 
-async function up(prefix: string, plan = handPlan(BASE)): Promise<NetnsBackend> {
-  const be = new NetnsBackend({ runner, prefix, sysctls: NO_ICMP_RATELIMIT });
+async function up(prefix: string, plan = handPlan(BASE), opts: { sessions?: boolean } = {}): Promise<NetnsBackend> {
+  const be = new NetnsBackend({ runner, prefix, sysctls: NO_ICMP_RATELIMIT, ...opts });
   // Loaded before any link exists (BringUpOptions.rules): without NAT, sys-net has no route back.
   await be.bringUp(plan, ALL, { rules: new Map([['sys-firewall', MASQUERADE], ['sys-firewall2', MASQUERADE]]) });
   return be;
@@ -196,6 +200,36 @@ if (why) {
       assert.equal((await be.counters('sys-firewall')).length, 1, 'the flush in the bad text was not applied');
       assert.equal(await ping(be, 'work', '10.137.0.1'), false);
       await assert.rejects(be.counters('vault'), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5204');
+    });
+  });
+
+  test('the daemon\'s nft sessions: loads go through them, refusals read as nft -f\'s, and a namespace that goes takes its session along', async () => {
+    await withNamespaces('qt', async (prefix) => {
+      const be = await up(prefix, handPlan(BASE), { sessions: true });
+      try {
+        await be.loadRules('sys-firewall', FORWARD_DROP_WORK, { keep: true });
+        assert.deepEqual(be.sessionNodes, ['sys-firewall']);
+        assert.equal(await ping(be, 'work', '10.137.0.1'), false, 'the session loaded the drop');
+        await assert.rejects(be.loadRules('sys-firewall', 'add rule inet qt forward bogus\n'), (e: unknown) => e instanceof NftError && e.errors[0]?.line === 1);
+        // The netvm's namespace deleted behind qnet's back: the session must not keep it alive.
+        assert.ok(await ping(be, 'work', '10.137.0.2'), 'sys-firewall itself answers');
+        const pid = sessionPid(be, 'sys-firewall');
+        spawnSync('ip', ['netns', 'del', be.ns('sys-firewall')]);
+        const { NetnsExecutor } = await import('../../src/backend/netns/netns-executor.js');
+        assert.ok(!(await new NetnsExecutor(be, runner).live()).has('sys-firewall'));
+        assert.deepEqual(be.sessionNodes, [], 'live() closed the session of the vanished namespace');
+        assert.ok(await until(async () => spawnSync('kill', ['-0', String(pid)]).status !== 0), 'its nft -i is gone');
+        // The kernel frees a namespace asynchronously once its last process is gone: bounded polling.
+        assert.ok(await until(async () => !(await ping(be, 'work', '10.137.0.2')), 10), 'and with it the namespace and its links: sys-firewall is gone');
+        // tearDown closes sessions first.
+        await be.loadRules('sys-firewall2', FORWARD_DROP_WORK, { keep: true });
+        const pid2 = sessionPid(be, 'sys-firewall2');
+        await be.tearDown(['sys-firewall2']);
+        assert.deepEqual(be.sessionNodes, []);
+        assert.ok(await until(async () => spawnSync('kill', ['-0', String(pid2)]).status !== 0));
+      } finally {
+        be.close();
+      }
     });
   });
 

@@ -46,7 +46,8 @@ test('a rule edit as an overlay: the kernel obeys the new rules at once, and tid
     await s.ok('start work');
     const files = new FileStore(s.dir);
     const model: Model = await files.load();
-    const { engine, backend } = wire({ stateDir: s.dir, runtime: await runtimeFor(s.dir, s.env), model, now: () => Math.floor(Date.now() / 1000), overlay: true, sysctls: NO_ICMP_RATELIMIT });
+    const { engine, backend, netns } = wire({ stateDir: s.dir, runtime: await runtimeFor(s.dir, s.env), model, now: () => Math.floor(Date.now() / 1000), overlay: true, sysctls: NO_ICMP_RATELIMIT });
+    s.onCleanup(() => netns?.close()); // the daemon's nft sessions, which the overlays opened
     const work = model.qubes.get('work')!;
     work.rules = [{ action: 'accept', specialtarget: 'dns' }, tcpTo(WEB)];
     await engine.converge(model);

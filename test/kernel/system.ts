@@ -69,6 +69,12 @@ export class LiveSystem {
   // ---- Additive helpers for scenario and daemon tests (processes are stopped by PID) ----
 
   private readonly procs = new Set<QubeProcess>();
+  private readonly cleanups: (() => void)[] = [];
+
+  /** Run `fn` first when the system is removed (e.g. close a backend the test made). */
+  onCleanup(fn: () => void): void {
+    this.cleanups.push(fn);
+  }
 
   /** Start a long-lived program in a qube's namespace; stopped by PID in cleanup() at the latest. */
   spawnIn(qube: string, argv: string[]): QubeProcess {
@@ -156,6 +162,7 @@ export class LiveSystem {
 
   /** Remove everything, whatever state the test left it in. */
   async cleanup(): Promise<void> {
+    for (const f of this.cleanups.splice(0)) f();
     for (const p of this.procs) await p.stop().catch(() => {});
     await this.q('shutdown --all').catch(() => {});
     await destroyWorld(this.runner, this.ns('world'), { stateDir: runDir(this.dir) }).catch(() => {});

@@ -23,7 +23,11 @@ import {
   type BringUpSteps,
 } from './links.js';
 import { FORWARDING, setSysctls, type Sysctls } from './sysctl.js';
-import { checkRuleset, listCounters, loadRuleset, type RuleCounter } from './nft.js';
+import { checkRuleset, listCounters, loadRuleset, nftRefusal, type RuleCounter } from './nft.js';
+import { NftSession, SessionError } from './nft-session.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { deleteFlows, listFlows, type Flow, type FlowSelector } from './conntrack.js';
 import { execArgv, NodeInteractiveRunner, type InteractiveRunner } from './exec.js';
 import { diag } from '../../model/diagnostics.js';
@@ -35,6 +39,11 @@ export interface NetnsBackendOptions {
   prefix?: string;
   /** For `exec` (inherited stdio). Default: node's spawn. */
   interactive?: InteractiveRunner;
+  /**
+   * Keep an `nft -i` for each node whose rules are edited (nft-session.ts): for the daemon, which
+   * must close() the backend when it stops. Off by default (a one-shot CLI run gains nothing).
+   */
+  sessions?: boolean;
   /** Extra sysctls for every namespace brought up, e.g. NO_ICMP_RATELIMIT in tests. */
   sysctls?: Sysctls;
   /** Processes in flight at once (default 8; the host has few CPUs and spawns are CPU-bound). */
@@ -54,6 +63,9 @@ export interface BringUpOptions {
   rules?: ReadonlyMap<string, string>;
 }
 
+/** A node's `nft -i` session ends after this long unused (it holds a process in the namespace). */
+const SESSION_IDLE_MS = 10 * 60_000;
+
 export class NetnsBackend {
   readonly naming: Naming;
   /** Tags this prefix's host interfaces (`qnh<tag>-<qid>`) and host table (`ip qnet-uplink-<tag>`). */
@@ -63,8 +75,13 @@ export class NetnsBackend {
   private readonly interactive: InteractiveRunner;
   private readonly extraSysctls: Sysctls;
   private readonly limit: number;
+  private readonly useSessions: boolean;
+  /** The sessions' transaction files: a private directory, made on first use. */
+  private sessionDir?: string;
+  private readonly sessions = new Map<string, { session: NftSession; idle: NodeJS.Timeout }>();
 
   constructor(opts: NetnsBackendOptions) {
+    this.useSessions = opts.sessions === true;
     this.runner = opts.runner;
     this.naming = new Naming(opts.prefix);
     this.hostTag = hostLinkTag(this.naming.prefix);
@@ -124,6 +141,7 @@ export class NetnsBackend {
 
   /** Delete the namespaces of `names` (and so their veths); missing ones are not an error. */
   async tearDown(names: readonly string[]): Promise<void> {
+    for (const n of names) this.closeSession(n);
     await this.deleteNamespaces(names.map((n) => this.ns(n)));
   }
 
@@ -155,9 +173,64 @@ export class NetnsBackend {
     await this.linkLevels(steps);
   }
 
-  /** Replace rules in a qube's namespace with one atomic `nft -f`. */
-  loadRules(qube: string, nftText: string): Promise<void> {
+  /**
+   * Replace rules in a qube's namespace with one atomic transaction: with `keep` (and sessions on),
+   * through the node's `nft -i` session, opened if need be; otherwise, or if the session itself
+   * fails, with `nft -f`.
+   */
+  async loadRules(qube: string, nftText: string, opts: { keep?: boolean } = {}): Promise<void> {
+    const session = this.session(qube, opts.keep === true);
+    if (session) {
+      try {
+        await session.load(nftText);
+        return;
+      } catch (e) {
+        if (e instanceof SessionError) throw nftRefusal(e.output, this.ns(qube), qube);
+        this.closeSession(qube); // the session broke, not the rules
+      }
+    }
     return loadRuleset(this.runner, this.ns(qube), nftText, qube);
+  }
+
+  /** The node's open session; with `open`, one is started if there is none. Each use restarts its idle timer. */
+  private session(qube: string, open: boolean): NftSession | undefined {
+    if (!this.useSessions) return undefined;
+    let entry = this.sessions.get(qube);
+    if (entry && !entry.session.alive) {
+      this.closeSession(qube);
+      entry = undefined;
+    }
+    if (!entry) {
+      if (!open) return undefined;
+      validateNodeName(qube);
+      this.sessionDir ??= mkdtempSync(join(tmpdir(), 'qnet-nft-'));
+      entry = { session: new NftSession(`/run/netns/${this.ns(qube)}`, this.sessionDir, this.ns(qube)), idle: setTimeout(() => {}, 0) };
+      this.sessions.set(qube, entry);
+    }
+    clearTimeout(entry.idle);
+    entry.idle = setTimeout(() => this.closeSession(qube), SESSION_IDLE_MS).unref();
+    return entry.session;
+  }
+
+  /** End a node's session (its namespace is going, or it broke, or sat idle). */
+  closeSession(qube: string): void {
+    const entry = this.sessions.get(qube);
+    if (!entry) return;
+    this.sessions.delete(qube);
+    clearTimeout(entry.idle);
+    entry.session.close();
+  }
+
+  /** Nodes with a session now (what live() prunes, tests). */
+  get sessionNodes(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  /** End every session and remove their directory: the daemon stops. */
+  close(): void {
+    for (const n of [...this.sessions.keys()]) this.closeSession(n);
+    if (this.sessionDir !== undefined) rmSync(this.sessionDir, { recursive: true, force: true });
+    this.sessionDir = undefined;
   }
 
   /** `nft -c`: in the qube's namespace if given (its loaded objects resolve), else where we run. */

@@ -29,7 +29,10 @@ export class NetnsExecutor implements Backend {
   async live(): Promise<Set<string>> {
     try {
       const names = await readdir(NETNS_DIR);
-      return new Set(names.map((n) => this.netns.naming.node(n)).filter((n): n is string => n !== undefined));
+      const live = new Set(names.map((n) => this.netns.naming.node(n)).filter((n): n is string => n !== undefined));
+      // A session's process would keep a namespace deleted behind our back alive, links and all.
+      for (const n of this.netns.sessionNodes) if (!live.has(n)) this.netns.closeSession(n);
+      return live;
     } catch {
       return new Set(await this.netns.listNamespaces());
     }
@@ -107,7 +110,8 @@ export class NetnsExecutor implements Backend {
 
   async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }): Promise<Ruleset> {
     const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
-    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after));
+    // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
+    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after), { keep: o !== null });
     return o ? o.holds : after;
   }
 

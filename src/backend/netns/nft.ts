@@ -69,6 +69,11 @@ function classifyNft(e: unknown, qube?: string): unknown {
   return classifyCommandError(e, qube);
 }
 
+/** What nft printed on refusing a transaction in `ns`, as the error loadRuleset would throw. */
+export function nftRefusal(output: string, ns: string, qube?: string): unknown {
+  return classifyNft(new CommandError(['nft', '-f', '-'], { code: 1, stdout: '', stderr: output }, ns), qube);
+}
+
 /** Load nft text into a namespace as one atomic transaction. */
 export async function loadRuleset(runner: Runner, ns: string, text: string, qube?: string): Promise<void> {
   await runChecked(runner, ['nft', '-f', '-'], { netns: ns, stdin: text }).catch((e) => {

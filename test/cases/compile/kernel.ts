@@ -14,16 +14,22 @@ export interface NftOutcome {
   stderr: string;
 }
 
-/** Run `fn` with a fresh namespace `qcmp-<random>`; deleted afterwards whatever happens. */
+/** Run `fn` with a fresh namespace `qcmp-<random>`; deleted afterwards (after its promise, if it returns one) whatever happens. */
 export function withScratchNs<T>(fn: (ns: string) => T): T {
   const ns = `qcmp-${randomBytes(4).toString('hex')}`;
   const add = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' });
   if (add.status !== 0) throw new Error(`ip netns add ${ns}: ${add.stderr}`);
+  const del = () => void spawnSync('ip', ['netns', 'del', ns]);
+  let r: T;
   try {
-    return fn(ns);
-  } finally {
-    spawnSync('ip', ['netns', 'del', ns]);
+    r = fn(ns);
+  } catch (e) {
+    del();
+    throw e;
   }
+  if (r instanceof Promise) return r.finally(del) as T;
+  del();
+  return r;
 }
 
 /** `nft [-j] [-c] -f -` in namespace `ns`. `check: false` loads for real (only in a scratch namespace). */
