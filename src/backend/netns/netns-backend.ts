@@ -75,7 +75,7 @@ export class NetnsBackend {
   private readonly interactive: InteractiveRunner;
   private readonly extraSysctls: Sysctls;
   private readonly limit: number;
-  private readonly useSessions: boolean;
+  private useSessions: boolean;
   /** The sessions' transaction files: a private directory, made on first use. */
   private sessionDir?: string;
   private readonly sessions = new Map<string, { session: NftSession; idle: NodeJS.Timeout }>();
@@ -187,6 +187,7 @@ export class NetnsBackend {
       } catch (e) {
         if (e instanceof SessionError) throw nftRefusal(e.output, this.ns(qube), qube);
         this.closeSession(qube); // the session broke, not the rules
+        if (!session.started) this.useSessions = false; // this nft cannot be driven so: nft -f from now on
       }
     }
     return loadRuleset(this.runner, this.ns(qube), nftText, qube);

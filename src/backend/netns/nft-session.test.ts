@@ -3,7 +3,7 @@
 // ends the process that held the namespace.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -71,4 +71,29 @@ test('nft session: a dead process fails the next load; close() ends the process'
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(alive(pid), false, 'no nft -i is left in the namespace');
   });
+});
+
+test('nft session: one that cannot start, or an nft that answers otherwise, is refused before any load', { skip: skip ?? false }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-nft-test-'));
+  const path = process.env['PATH'];
+  try {
+    const gone = new NftSession('/run/netns/qnet-no-such-namespace', dir, 'gone');
+    await assert.rejects(gone.load('add table ip t\n'), /nft -i exited/);
+    assert.equal(gone.started, false);
+    // An nft that answers every line with something else: the mark never comes.
+    writeFileSync(join(dir, 'nft'), '#!/bin/sh\nwhile read l; do echo "nft v0.0 (other)"; done\n', { mode: 0o755 });
+    process.env['PATH'] = `${dir}:${path}`;
+    await withScratchNs(async (ns) => {
+      const other = new NftSession(`/run/netns/${ns}`, dir, ns);
+      process.env['PATH'] = path;
+      const t = Date.now();
+      await assert.rejects(other.load('add table ip t\n'), /did not answer as expected|did not answer within/);
+      assert.ok(Date.now() - t < 5000, 'refused within the start timeout');
+      assert.equal(other.started, false);
+      other.close();
+    });
+  } finally {
+    process.env['PATH'] = path;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

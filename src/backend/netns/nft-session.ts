@@ -15,6 +15,8 @@ import { join } from 'node:path';
 /** `describe meta length` answers this one line, needs no cache and touches nothing. */
 const MARK_COMMAND = 'describe meta length\n';
 const MARK = 'meta expression, datatype integer (integer), 32 bits\n';
+/** nft -i starts in a few ms; a mark not seen by then will not be. */
+const START_TIMEOUT_MS = 3000;
 
 export class SessionError extends Error {
   constructor(
@@ -32,8 +34,10 @@ export class NftSession {
   private readonly file: string;
   private out = '';
   private waiting?: { resolve: (output: string) => void; reject: (e: Error) => void };
-  private queue: Promise<unknown> = Promise.resolve();
+  private queue: Promise<unknown>;
   private dead?: Error;
+  /** Whether nft -i answered its first exchange as expected (false: this nft cannot be driven so). */
+  started = false;
 
   /** `netnsPath`: the namespace's file (/run/netns/NAME); `dir`: a private directory for the files. */
   constructor(netnsPath: string, dir: string, name: string) {
@@ -46,6 +50,13 @@ export class NftSession {
     this.child.on('error', (e) => this.die(e));
     this.child.on('exit', (code, signal) => this.die(new Error(`nft -i exited (${signal ?? code})`)));
     this.hold(false);
+    // The first exchange proves the mark is what this nft answers; otherwise the session is refused
+    // at once (and the owner goes back to nft -f) rather than waiting out a load's timeout.
+    this.queue = this.exchange(MARK_COMMAND, START_TIMEOUT_MS).then((out) => {
+      if (out.trim()) throw new Error(`nft -i did not answer as expected: ${out.trim().split('\n')[0]}`);
+      this.started = true;
+    });
+    this.queue.catch((e: Error) => this.close(e));
   }
 
   /** An idle session never keeps its owner's process alive; one waiting for nft does. */
@@ -74,24 +85,27 @@ export class NftSession {
   private async loadNow(text: string, timeoutMs: number): Promise<void> {
     if (this.dead) throw this.dead;
     await writeFile(this.file, text, { mode: 0o600 });
-    this.hold(true);
     try {
-      const output = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.close();
-          reject(new Error(`nft -i did not answer within ${timeoutMs} ms`));
-        }, timeoutMs);
-        this.waiting = {
-          resolve: (o) => (clearTimeout(timer), resolve(o)),
-          reject: (e) => (clearTimeout(timer), reject(e)),
-        };
-        this.child.stdin.write(`include "${this.file}"\n${MARK_COMMAND}`);
-      });
+      const output = await this.exchange(`include "${this.file}"\n${MARK_COMMAND}`, timeoutMs);
       if (output.trim()) throw new SessionError(`nft refused the transaction: ${output.trim().split('\n')[0]}`, output);
     } finally {
-      this.hold(false);
       await rm(this.file, { force: true });
     }
+  }
+
+  /** Send `input`; resolve with what nft printed before the mark. */
+  private exchange(input: string, timeoutMs: number): Promise<string> {
+    if (this.dead) return Promise.reject(this.dead);
+    this.hold(true);
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => this.close(new Error(`nft -i did not answer within ${timeoutMs} ms`)), timeoutMs);
+      const done = () => (clearTimeout(timer), this.hold(false));
+      this.waiting = {
+        resolve: (o) => (done(), resolve(o)),
+        reject: (e) => (done(), reject(e)),
+      };
+      this.child.stdin.write(input);
+    });
   }
 
   private read(s: string): void {
@@ -113,8 +127,8 @@ export class NftSession {
   }
 
   /** End the process (its namespace is then free to go). */
-  close(): void {
-    this.die(new Error('nft session closed'));
+  close(why = new Error('nft session closed')): void {
+    this.die(why);
     this.child.stdin.end();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
   }
