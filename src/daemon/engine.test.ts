@@ -11,9 +11,12 @@ import { defaultLayout } from '../model/layout.js';
 import type { Model } from '../model/qube.js';
 import { Engine, type EngineEvent } from './engine.js';
 import { compile } from '../compile/compile.js';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { planNetwork } from '../model/topology.js';
 
-function setup(opts: { overlay?: boolean } = {}) {
+function setup(opts: { overlay?: boolean; untidyFile?: string } = {}) {
   const backend = new SimBackend();
   const events: EngineEvent[] = [];
   const engine = new Engine({
@@ -174,6 +177,40 @@ test('an overlay engine loads an edit under fresh set names, and tidy() brings b
   assert.ok(!engine.needsTidy);
   assert.equal(emitFull(backend.rulesets.get('sys-firewall')!), emitFull(compiled()), 'what a full compile gives, byte for byte');
   assert.equal(backend.probe({ from: 'work', ...web, to: '203.0.113.20' }).verdict, 'accept');
+});
+
+test('a daemon that dies before tidying leaves a note: the next converge loads those nodes whole', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-untidy-'));
+  try {
+    const untidyFile = join(dir, 'run', 'untidy');
+    const { backend, engine, model } = setup({ overlay: true, untidyFile });
+    const tcpTo = (addr: string) => ({ action: 'accept' as const, dsthost: { type: 'dst4' as const, text: `${addr}/32`, addr, prefix: 32 }, proto: 'tcp' as const, dstports: { start: 80, end: 80 } });
+    const more = ['198.51.100.7', '198.51.100.8', '198.51.100.9'].map(tcpTo);
+    model.qubes.get('work')!.rules = [tcpTo('203.0.113.10'), ...more];
+    await start(model, engine, 'work');
+    assert.equal(existsSync(untidyFile), false, 'nothing to note after full loads');
+    model.qubes.get('work')!.rules = [tcpTo('203.0.113.20'), ...more];
+    assert.equal(await engine.applyRuleEdits(model, ['work']), true);
+    assert.equal(readFileSync(untidyFile, 'utf8'), 'sys-firewall\n', 'noted before the overlay loaded');
+    // The daemon dies here. The offline CLI's engine assumes the kernel holds compile(model)...
+    const offline = new Engine({ backend, resolver: new StaticResolver({}), uplink: 'world', now: () => 1_800_000_000, untidyFile });
+    await offline.converge(model, { assume: model });
+    // ...but not for the noted node, which it loaded whole: exactly the compiled ruleset now.
+    const running = new Set([...model.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+    const want = compile({ model, plan: planNetwork(model, { uplink: 'world', only: running }), resolutions: offline.resolutions, now: 1_800_000_000 }).rulesets.get('sys-firewall')!;
+    assert.equal(emitFull(backend.rulesets.get('sys-firewall')!), emitFull(want));
+    assert.equal(existsSync(untidyFile), false, 'the note goes once the node is loaded');
+    // A daemon that lives tidies up, and the note goes then.
+    model.qubes.get('work')!.rules = [tcpTo('203.0.113.30'), ...more];
+    const { engine: again } = setup({ overlay: true, untidyFile });
+    await start(model, again, 'work');
+    assert.equal(await again.applyRuleEdits(model, ['work']), true);
+    assert.ok(existsSync(untidyFile));
+    await again.tidy(model);
+    assert.equal(existsSync(untidyFile), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a rule edit for a qube whose netvm the engine has not loaded falls back to the full path', async () => {

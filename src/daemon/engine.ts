@@ -3,6 +3,8 @@
 // each node's delta, cut flows the new rules forbid. The daemon keeps one Engine for its lifetime
 // (so it remembers what is loaded and sends deltas); the offline CLI makes one per command and
 // tells it which model the kernel already holds.
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Backend, Flow } from '../backend/backend.js';
 import { compile, compileClient, type ClientFragment } from '../compile/compile.js';
 import type { Resolution, Resolver } from '../compile/dns.js';
@@ -56,6 +58,13 @@ export interface EngineDeps {
    * what they leave behind later, with tidy(). For the daemon, which stays to tidy up.
    */
   overlay?: boolean;
+  /**
+   * A file naming the nodes whose kernel holds an overlay's leftovers, one per line: written before
+   * an overlay loads, removed once tidy. If the daemon dies in between, whoever converges next (the
+   * offline CLI) reads it and loads those nodes whole instead of assuming they hold compile()'s
+   * ruleset. Namespaces do not outlive a reboot, so a plain write is enough.
+   */
+  untidyFile?: string;
 }
 
 export interface ConvergeOptions {
@@ -259,6 +268,11 @@ export class Engine {
     this.lastDiagnostics = diagnostics;
     for (const d of diagnostics) if (d.severity === 'warning') this.emit({ type: 'warning', diag: d });
     const assumed = opts.assume ? this.compileAssumed(opts.assume, plan, now) : undefined;
+    // A daemon that died before tidying left nodes that hold more than compile() gives: those are
+    // loaded whole (and the file goes once they are).
+    const leftovers = opts.assume ? await this.readUntidyFile() : new Set<string>();
+    for (const n of leftovers) assumed?.delete(n);
+    const cleaned = new Set<string>();
 
     for (const [node, after] of rulesets) {
       const before = this.applied.get(node) ?? assumed?.get(node) ?? null;
@@ -267,9 +281,27 @@ export class Engine {
         continue;
       }
       const ok = await this.applyNode(model, node, before, after);
+      if (ok) cleaned.add(node);
       // A node loaded from scratch has no flows to judge from before.
       if (ok && before) await this.cutForbiddenFlows(model, node, after, changedClients(model, node, before, after));
     }
+    if (leftovers.size) await this.writeUntidyFile([...leftovers].filter((n) => rulesets.has(n) && !cleaned.has(n)));
+  }
+
+  private async readUntidyFile(): Promise<Set<string>> {
+    if (!this.deps.untidyFile) return new Set();
+    const text = await readFile(this.deps.untidyFile, 'utf8').catch(() => '');
+    return new Set(text.split('\n').filter(Boolean));
+  }
+
+  /** Keep the untidy file in step with `untidy` (plus `also`: about to be untidy, or still). */
+  private async writeUntidyFile(also: Iterable<string> = []): Promise<void> {
+    const f = this.deps.untidyFile;
+    if (!f) return;
+    const nodes = new Set([...this.untidy.keys(), ...also]);
+    if (!nodes.size) return rm(f, { force: true });
+    await mkdir(dirname(f), { recursive: true });
+    await writeFile(f, [...nodes].sort().join('\n') + '\n');
   }
 
   private compileAssumed(assume: Model, plan: NetPlan, now: number): Map<string, Ruleset> {
@@ -343,13 +375,14 @@ export class Engine {
     this.handled++;
     const at = this.deps.now();
     let firstError: unknown;
+    if (canonical !== after && !this.untidy.has(node)) await this.writeUntidyFile([node]);
     for (const b of before ? [before, null] : [null]) {
       try {
         const want = b === null ? canonical : after;
         const holds = await backend.apply(node, b, want, { overlay: want !== canonical });
         this.applied.set(node, holds);
-        if (holds === canonical) this.untidy.delete(node);
-        else this.untidy.set(node, { live: after, canonical });
+        if (holds !== canonical) this.untidy.set(node, { live: after, canonical });
+        else if (this.untidy.delete(node)) await this.writeUntidyFile();
         if (holds !== want) this.overlays++;
         this.markApplied(model, node, after, at);
         this.emit({ type: 'applied', node, full: b === null });
@@ -365,7 +398,7 @@ export class Engine {
       try {
         await backend.apply(node, null, blocked);
         this.applied.set(node, blocked);
-        this.untidy.delete(node);
+        if (this.untidy.delete(node)) await this.writeUntidyFile();
         for (const c of suspects) {
           this.status.set(c, { state: 'blocked-fallback', at, diag: { ...d, qube: c } });
           this.emit({ type: 'blocked', qube: c, node, diag: d });
@@ -404,6 +437,7 @@ export class Engine {
         await this.applyNode(model, node, holds, canonical);
       }
     }
+    await this.writeUntidyFile();
   }
 
   private markApplied(model: Model, node: string, rs: Ruleset, at: number): void {

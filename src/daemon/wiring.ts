@@ -94,7 +94,17 @@ export function wire(o: WireOptions): Wired {
   const uplink = uplinkKind(o.model);
   const planOptions = uplinkPlanOptions(o.model, o.runtime.prefix, o.readHostFile);
   const engineOf = (backend: Backend, resolver: Resolver, world: WorldControl) =>
-    new Engine({ backend, resolver, uplink, planOptions, now: o.now, world, ...(o.emit ? { emit: o.emit } : {}), ...(o.overlay ? { overlay: true } : {}) });
+    new Engine({
+      backend,
+      resolver,
+      uplink,
+      planOptions,
+      now: o.now,
+      world,
+      untidyFile: join(runDir(o.stateDir), 'untidy'),
+      ...(o.emit ? { emit: o.emit } : {}),
+      ...(o.overlay ? { overlay: true } : {}),
+    });
   if (o.runtime.backend === 'sim') {
     const backend = new SimBackend();
     const world: WorldControl = { ensure: (plan) => backend.bringUp(plan, [WORLD_NODE]), destroy: () => backend.tearDown([WORLD_NODE]) };
