@@ -52,6 +52,15 @@ export function packedSet(chain: string, shape: PackShape, ordinal: number): str
   return `${chain}-${shape}${ordinal}`;
 }
 
+/**
+ * Whether a chain or set belongs to client chain `chain`: the chain itself, and every set named
+ * after it (packedSet, and the engine's `-gN` renames of those).
+ */
+export function clientOwns(chain: string): (name: string) => boolean {
+  const prefix = chain + '-';
+  return (name) => name === chain || name.startsWith(prefix);
+}
+
 const CLIENT_RE = /^qbs-[0-9a-f-]+$/;
 const PACKED_RE = /^qbs-[0-9a-f-]+-(d|dp|dpt|pt)[0-9]+$/;
 const FIXED_CHAINS: ReadonlySet<string> = new Set([...Object.values(QUBES_CHAINS), FIREWALL_FORWARD]);

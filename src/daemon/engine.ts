@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import type { Backend, Flow } from '../backend/backend.js';
 import { compile, compileClient, type ClientFragment } from '../compile/compile.js';
 import type { Resolution, Resolver } from '../compile/dns.js';
-import { clientChain, FIREWALL_TABLE } from '../compile/names.js';
+import { clientChain, clientOwns, FIREWALL_TABLE } from '../compile/names.js';
 import type { Chain, NamedMap, NamedSet, Ruleset, Table } from '../ir/types.js';
 import { diffTransaction, sameSet } from '../ir/diff.js';
 import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
@@ -208,8 +208,9 @@ export class Engine {
   /**
    * The fast path for the commonest change: only these qubes' rules changed. Each one's chain and
    * sets are recompiled alone and patched into what its netvm has loaded; the delta is that one
-   * chain and its set elements (EXAMPLES.md Example 2). Returns false when the engine does not
-   * know what the netvm holds (then converge() does the full work).
+   * chain and its sets (EXAMPLES.md Example 2), as an overlay when the engine has one (see
+   * EngineDeps.overlay). Returns false when the engine does not know what the netvm holds (then
+   * converge() does the full work).
    */
   async applyRuleEdits(model: Model, qubes: readonly string[], previous?: ReadonlyMap<string, RuleList>): Promise<boolean> {
     const plan = this.plan;
@@ -238,8 +239,8 @@ export class Engine {
         // An overlay keeps the kernel's sets until tidy(): new sets need names of their own. A
         // client's sets are all named after its chain, so only those are looked at.
         const mine = (rs: Ruleset, f: ClientFragment) => {
-          const prefix = f.chain.name + '-';
-          return (firewallTable(rs, f.family)?.sets ?? []).filter((x) => x.name.startsWith(prefix));
+          const owns = clientOwns(f.chain.name);
+          return (firewallTable(rs, f.family)?.sets ?? []).filter((x) => owns(x.name));
         };
         const apart = (f: ClientFragment) => renameSetsApart(f, new Map(mine(after, f).map((x) => [x.name, x])), new Set(mine(before, f).map((x) => x.name)));
         const live = patchClient(after, this.deps.overlay ? fragments.map(apart) : fragments);
@@ -499,8 +500,7 @@ export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): 
     if (!t) return null;
     const at = t.chains.findIndex((c) => c.name === fr.chain.name);
     if (at < 0) return null;
-    const prefix = fr.chain.name + '-';
-    const mine = (n: string) => n.startsWith(prefix);
+    const mine = clientOwns(fr.chain.name);
     const chains = [...t.chains];
     chains[at] = fr.chain;
     tables[i] = { ...t, chains, sets: [...t.sets.filter((x) => !mine(x.name)), ...fr.sets] };
@@ -548,7 +548,8 @@ function firewallTable(rs: Ruleset | null, family: 'ip' | 'ip6'): Table | undefi
 
 /** Chains of a client in a firewall table: its own chain and the chains it jumps into. */
 function clientChains(t: Table | undefined, chain: string): Chain[] {
-  return t ? t.chains.filter((c) => c.name === chain || c.name.startsWith(chain + '-')) : [];
+  const owns = clientOwns(chain);
+  return t ? t.chains.filter((c) => owns(c.name)) : [];
 }
 
 /** Clients of `node` whose firewall chains differ between two rulesets (all of them for a full load). */
@@ -573,8 +574,8 @@ export function changedClients(model: Model, node: string, before: Ruleset | nul
 }
 
 function setsDiffer(a: Ruleset | null, b: Ruleset, fam: 'ip' | 'ip6', chain: string): boolean {
-  const pick = (rs: Ruleset | null) =>
-    JSON.stringify(firewallTable(rs, fam)?.sets.filter((s) => s.name.startsWith(chain + '-')) ?? []);
+  const owns = clientOwns(chain);
+  const pick = (rs: Ruleset | null) => JSON.stringify(firewallTable(rs, fam)?.sets.filter((s) => owns(s.name)) ?? []);
   return pick(a) !== pick(b);
 }
 
@@ -591,7 +592,8 @@ export function blockClients(rs: Ruleset, model: Model, clients: readonly string
     tables: rs.tables.map((t) => {
       if (t.name !== FIREWALL_TABLE) return t;
       const v6 = t.family === 'ip6';
-      const owned = (n: string) => [...chains].some((c) => n === c || n.startsWith(c + '-'));
+      const owners = [...chains].map(clientOwns);
+      const owned = (n: string) => owners.some((owns) => owns(n));
       return {
         ...t,
         sets: t.sets.filter((s) => !owned(s.name)),

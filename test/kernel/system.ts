@@ -2,13 +2,13 @@
 // namespace prefix, the real CLI run in-process, and a cleanup that always leaves nothing behind
 // (namespaces, the world's processes, /etc/netns entries, the state directory).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeRunner, type RunResult } from '../../src/backend/netns/runner.js';
 import type { Zone } from '../../src/backend/netns/dns-server.js';
-import { destroyWorld, isWorldServicesPid, worldFiles } from '../../src/backend/netns/world.js';
+import { destroyWorld, isWorldServicesPid, setWorldZone, worldFiles } from '../../src/backend/netns/world.js';
 import { bufferIo } from '../../src/cli/io.js';
 import { main } from '../../src/cli/main.js';
 import { runDir } from '../../src/daemon/wiring.js';
@@ -143,37 +143,30 @@ export class LiveSystem {
     return JSON.parse(await this.ok(['counters', qube, ...(all ? ['--all'] : []), '--json'])) as CounterRow[];
   }
 
-  /** Replace the running world's DNS zone (zone file + SIGHUP to its PID) and wait for the reload. */
+  /** Replace the running world's DNS zone and wait for the reload (world.ts setWorldZone). */
   async setWorldZone(zone: Zone, timeoutMs = 5000): Promise<void> {
     const files = worldFiles(runDir(this.dir), this.ns('world'));
     const pid = Number.parseInt(readFileSync(files.pid, 'utf8'), 10);
     if (!isWorldServicesPid(pid)) throw new Error(`world pid ${pid} is not world-services`);
-    const reloads = async () => ((JSON.parse(await readFile(files.status, 'utf8').catch(() => '{}')) as { reloads?: number }).reloads ?? 0);
-    const before = await reloads();
-    await writeFile(files.zone, JSON.stringify(zone, null, 2) + '\n');
-    process.kill(pid, 'SIGHUP');
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if ((await reloads()) > before) return;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error('world zone not reloaded in time');
+    await setWorldZone(files, pid, zone, timeoutMs);
   }
 
   /** Remove everything, whatever state the test left it in. */
   async cleanup(): Promise<void> {
-    for (const f of this.cleanups.splice(0)) f();
+    // Each step on its own: one that fails must not leave the others undone.
+    for (const f of this.cleanups.splice(0))
+      try {
+        f();
+      } catch {
+        // the namespaces go below all the same
+      }
     for (const p of this.procs) await p.stop().catch(() => {});
     await this.q('shutdown --all').catch(() => {});
     await destroyWorld(this.runner, this.ns('world'), { stateDir: runDir(this.dir) }).catch(() => {});
     deleteNamespaces(this.prefix);
     const etc = '/etc/netns';
-    try {
-      const { readdirSync } = await import('node:fs');
-      for (const d of readdirSync(etc)) if (d.startsWith(this.prefix)) await rm(join(etc, d), { recursive: true, force: true });
-    } catch {
-      // no /etc/netns
-    }
+    const entries = existsSync(etc) ? readdirSync(etc) : [];
+    for (const d of entries) if (d.startsWith(this.prefix)) await rm(join(etc, d), { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -211,7 +211,8 @@ async function startServices(ns: string, files: WorldFiles, opts: CreateWorldOpt
   throw new Error(`world ${ns}: ${why}: ${tail(files.log) || 'no output'}`);
 }
 
-async function setWorldZone(files: WorldFiles, pid: number, zone: Zone, timeoutMs = 5000): Promise<void> {
+/** Replace a running world's DNS zone (zone file + SIGHUP to its PID) and wait until it reloaded. */
+export async function setWorldZone(files: WorldFiles, pid: number, zone: Zone, timeoutMs = 5000): Promise<void> {
   const before = (await readStatus(files.status))?.reloads ?? 0;
   await writeFile(files.zone, `${JSON.stringify(zone, null, 2)}\n`);
   process.kill(pid, 'SIGHUP');
