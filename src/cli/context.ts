@@ -42,6 +42,8 @@ export interface GlobalOpts {
 export interface DaemonParts {
   store: Store;
   wired: Wired;
+  /** Leaves the kernel holding exactly what compile() gives (Engine.tidy), for commands that read its rules. */
+  settle?: () => Promise<void>;
 }
 
 export function makeCtx(io: Io, globalOpts: () => GlobalOpts, daemon?: DaemonParts): Ctx {
@@ -88,7 +90,11 @@ export function makeCtx(io: Io, globalOpts: () => GlobalOpts, daemon?: DaemonPar
     store: () => (store ??= make()),
     now: io.now,
     runtime,
-    backend: async () => (await engine(), (await getWired())!.backend),
+    backend: async () => {
+      await engine();
+      await daemon?.settle?.(); // its rules as compiled, not a rule edit's leftovers
+      return (await getWired())!.backend;
+    },
     netns: async () => {
       const w = await getWired();
       if (!w?.netns) throw new QnetError(diag('QNET5103', 'running programs in qubes needs the netns backend', { hint: 'run as root with nftables installed' }));

@@ -6,7 +6,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerDemo } from './commands/demo.js';
 import { DaemonClient } from '../daemon/client.js';
 import { resolveStateDir } from '../store/paths.js';
-import { reportError, UsageError } from './errors.js';
+import { reportError } from './errors.js';
 import { processIo, type Io } from './io.js';
 import { registerAnalyze } from './commands/analyze.js';
 import { registerFirewall } from './commands/firewall.js';
@@ -16,7 +16,7 @@ import { registerQubes } from './commands/qubes.js';
 
 export const VERSION = '0.1.0';
 
-export function buildProgram(io: Io, daemon?: DaemonParts): { program: Command; ctx: Ctx } {
+function buildProgram(io: Io, daemon?: DaemonParts): { program: Command; ctx: Ctx } {
   const program = new Command('qnet');
   program
     .description('Qubes OS networking and firewall on any Linux host: qubes as network namespaces, rules as nftables')
@@ -60,10 +60,10 @@ export function buildProgram(io: Io, daemon?: DaemonParts): { program: Command; 
 /** Commands that always run here: they are the daemon, talk to it themselves, or only read. */
 const LOCAL = new Set(['daemon', 'events', 'demo', 'run', 'diff', 'help']);
 
-/** The command word and the --state value, read before commander so a daemon can be asked first. */
-function peek(argv: readonly string[]): { command?: string; state?: string; dryRun: boolean; help: boolean } {
+/** The words (command first) and the --state value, read before commander so a daemon can be asked first. */
+function peek(argv: readonly string[]): { command?: string; words: string[]; state?: string; dryRun: boolean; help: boolean } {
   let state: string | undefined;
-  let command: string | undefined;
+  const words: string[] = [];
   let dryRun = false;
   let help = false;
   for (let i = 0; i < argv.length; i++) {
@@ -72,9 +72,9 @@ function peek(argv: readonly string[]): { command?: string; state?: string; dryR
     else if (a.startsWith('--state=')) state = a.slice(8);
     else if (a === '--dry-run') dryRun = true;
     else if (a === '-h' || a === '--help' || a === '-V' || a === '--version') help = true;
-    else if (!command && !a.startsWith('-')) command = a;
+    else if (!a.startsWith('-')) words.push(a);
   }
-  return { command, state, dryRun, help };
+  return { command: words[0], words, state, dryRun, help };
 }
 
 /** Send the command to the daemon serving this state dir; null when none runs. */
@@ -83,7 +83,8 @@ async function forward(argv: string[], io: Io): Promise<number | null> {
   if (!p.command || LOCAL.has(p.command) || p.dryRun || p.help || io.env['QNET_NO_DAEMON']) return null;
   const client = await DaemonClient.connect(resolveStateDir(p.state, io.env));
   if (!client) return null;
-  const stdin = p.command === 'firewall' && argv.includes('set') ? await io.readStdin() : undefined;
+  // `qnet firewall VM set` reads the rules from stdin (a qube named `set` does not).
+  const stdin = p.command === 'firewall' && p.words[2] === 'set' ? await io.readStdin() : undefined;
   const r = await client.cli(argv, stdin);
   io.out(r.stdout);
   io.err(r.stderr);
@@ -112,4 +113,3 @@ export async function main(argv: string[], io: Io = processIo(), daemon?: Daemon
   }
 }
 
-export { UsageError };

@@ -4,6 +4,7 @@
 // written and the next change converges again from what the kernel really has.
 import type { Model, Qube } from '../model/qube.js';
 import { cloneModel } from '../store/memory-store.js';
+import { formatQubesFile } from '../store/qubes-file.js';
 import { loadQubeFrom, type Store } from '../store/store.js';
 import type { Engine } from './engine.js';
 
@@ -33,13 +34,16 @@ export class EngineStore implements Store {
       const died = wasRunning && (await this.enabled()) ? await (await this.engine()).noticeDeaths(model) : [];
       // The model the kernel holds, for the offline path's delta; only needed when something runs.
       const before = this.assumeKernelHoldsModel && wasRunning ? cloneModel(model) : undefined;
-      const props = propsKey(model);
-      const rulesBefore = new Map([...model.qubes].map(([n, q]) => [n, q.rules]));
+      // The fast path needs an engine that knows what it loaded (the daemon's); offline it never applies.
+      const fast = !this.assumeKernelHoldsModel;
+      const props = fast ? formatQubesFile(model) : '';
+      const rulesBefore = new Map(fast ? [...model.qubes].map(([n, q]) => [n, q.rules]) : []);
       const result = await change(model);
       if (!(wasRunning || running(model)) || !(await this.enabled())) return result;
       const engine = await this.engine();
-      // Only some qubes' rules changed (the arrays were replaced): the engine's fast path.
-      if (!died.length && propsKey(model) === props) {
+      // Only some qubes' rules changed (the arrays were replaced; everything qubes.json holds, which
+      // is all but the rules, is the same): the engine's fast path.
+      if (fast && !died.length && formatQubesFile(model) === props) {
         const edited = [...model.qubes.values()].filter((q) => rulesBefore.get(q.name) !== q.rules).map((q) => q.name);
         if (edited.length && (await engine.applyRuleEdits(model, edited, rulesBefore))) return result;
       }
@@ -47,9 +51,4 @@ export class EngineStore implements Store {
       return result;
     });
   }
-}
-
-/** Everything but the rules: globals and each qube's properties and state. */
-function propsKey(m: Model): string {
-  return JSON.stringify([m.default_netvm, m.uplink, [...m.qubes.values()].map((q) => ({ ...q, rules: null }))]);
 }

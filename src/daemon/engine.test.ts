@@ -218,6 +218,11 @@ test('a rule edit for a qube whose netvm the engine has not loaded falls back to
   for (const q of Engine.startSet(model, ['work'])) q.state = 'Running';
   model.qubes.get('work')!.rules = [];
   assert.equal(await engine.applyRuleEdits(model, ['work']), false, 'never converged: it cannot know what sys-firewall holds');
+  // Converged, but what sys-firewall holds is unknown (as after a failed load): the full path again.
+  await engine.converge(model);
+  engine.applied.delete('sys-firewall');
+  model.qubes.get('work')!.rules = [{ action: 'accept', proto: 'udp' }];
+  assert.equal(await engine.applyRuleEdits(model, ['work']), false, "sys-firewall's rules unknown");
 });
 
 test('changing the netvm of a running qube moves its link live; a halted netvm is refused', async () => {
@@ -252,9 +257,11 @@ test('a DNS refresh changes only the sets of the qubes that name the host, and c
   const zone: Record<string, { a: string[]; ttl: number }> = { 'flip.example.com': { a: ['203.0.113.10'], ttl: 5 } };
   let now = 1_800_000_000;
   const events: EngineEvent[] = [];
+  const zoneResolver = new StaticResolver(zone);
+  let asked = 0;
   const engine = new Engine({
     backend,
-    resolver: new StaticResolver(zone),
+    resolver: { resolveAll: (names) => (asked++, zoneResolver.resolveAll(names)) },
     uplink: 'world',
     now: () => now,
     emit: (e) => events.push(e),
@@ -269,7 +276,9 @@ test('a DNS refresh changes only the sets of the qubes that name the host, and c
   const untouched = personal();
   assert.equal(engine.nextDnsRefresh(now), 5);
   zone['flip.example.com'] = { a: ['203.0.113.20'], ttl: 5 };
-  assert.equal(await engine.refreshNames(model), true, 'nothing due yet: nothing asked');
+  const askedBefore = asked;
+  assert.equal(await engine.refreshNames(model), true);
+  assert.equal(asked, askedBefore, 'nothing due yet: nothing asked');
   assert.equal(backend.probe({ ...flow, sport: 41001 }).verdict, 'accept', 'the old answer still holds before its TTL');
   now += 6;
   assert.equal(await engine.refreshNames(model), true);

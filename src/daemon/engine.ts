@@ -6,7 +6,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Backend, Flow } from '../backend/backend.js';
-import { compile, compileClient, type ClientFragment } from '../compile/compile.js';
+import { compile, compileClient, namesToResolve, type ClientFragment } from '../compile/compile.js';
 import type { Resolution, Resolver } from '../compile/dns.js';
 import { clientChain, clientOwns, FIREWALL_TABLE } from '../compile/names.js';
 import type { Chain, NamedMap, NamedSet, Ruleset, Table } from '../ir/types.js';
@@ -20,7 +20,6 @@ import { onlyOpens } from '../model/firewall-ops.js';
 import { clientsOf, netvmChain, planNetwork, vifName, type PlanOptions } from '../model/topology.js';
 import { evalHook } from '../sim/evaluate.js';
 import { PROTO } from '../sim/packet.js';
-import { namesToResolve } from '../compile/compile.js';
 
 export type ApplyState = 'applied' | 'blocked-fallback' | 'failed';
 
@@ -263,7 +262,7 @@ export class Engine {
   /** Compile for the running nodes and load each node's delta; then cut forbidden flows. */
   private async applyRules(model: Model, plan: NetPlan, opts: ConvergeOptions, early?: ReturnType<typeof compile>): Promise<void> {
     const now = this.deps.now();
-    const answersChanged = await this.resolve(model, now);
+    const answersChanged = (await this.resolve(model, now)).size > 0;
     // A start compiled everything moments ago; compile again only if DNS said something new.
     const { rulesets, diagnostics } = early && !answersChanged ? early : compile({ model, plan, resolutions: this.resolutions, now });
     this.lastDiagnostics = diagnostics;
@@ -311,19 +310,22 @@ export class Engine {
     return compile({ model: assume, plan: p, resolutions: this.resolutions, now }).rulesets;
   }
 
-  /** Resolve the names rules use: new names now, known names when their TTL has run out. */
-  async resolve(model: Model, now: number, only?: ReadonlySet<string>): Promise<boolean> {
+  /**
+   * Resolve the names rules use: new names now, known names when their TTL has run out. Returns the
+   * names whose answer is new or differs from the one held.
+   */
+  async resolve(model: Model, now: number, only?: ReadonlySet<string>): Promise<Set<string>> {
     const names = namesToResolve(model, now, only);
     const due = names.filter((n) => {
       const r = this.resolutions.get(n);
       return !r || this.expiresAt.get(n)! <= now;
     });
-    if (!due.length) return false;
+    const changed = new Set<string>();
+    if (!due.length) return changed;
     const got = await this.deps.resolver.resolveAll(due);
-    let changed = false;
     for (const [n, r] of got) {
       const old = this.resolutions.get(n);
-      if (!old || old.a.join() !== r.a.join() || old.aaaa.join() !== r.aaaa.join() || old.error !== r.error) changed = true;
+      if (!old || old.a.join() !== r.a.join() || old.aaaa.join() !== r.aaaa.join() || old.error !== r.error) changed.add(n);
       this.resolutions.set(n, r);
       this.expiresAt.set(n, now + r.ttl);
       if (r.error)
@@ -343,14 +345,7 @@ export class Engine {
    */
   async refreshNames(model: Model): Promise<boolean> {
     const now = this.deps.now();
-    const before = new Map(this.resolutions);
-    await this.resolve(model, now);
-    const changed = new Set(
-      [...this.resolutions].filter(([n, r]) => {
-        const o = before.get(n);
-        return !o || o.a.join() !== r.a.join() || o.aaaa.join() !== r.aaaa.join() || o.error !== r.error;
-      }).map(([n]) => n),
-    );
+    const changed = await this.resolve(model, now);
     if (!changed.size) return true;
     const users = [...model.qubes.values()]
       .filter((q) => effectiveRules(q.rules, now).some((r) => r.dsthost?.type === 'dsthost' && changed.has(r.dsthost.text)))
@@ -492,7 +487,7 @@ export class Engine {
  * object is shared with `rs` (the diff then skips it by reference). Null if the client has no chain
  * there yet (a new client: the full path adds it to the dispatch map too).
  */
-export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): Ruleset | null {
+function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): Ruleset | null {
   const tables = [...rs.tables];
   for (const fr of fragments) {
     const i = tables.findIndex((t) => t.name === FIREWALL_TABLE && t.family === fr.family);
@@ -514,7 +509,7 @@ export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): 
  * something else is renamed to a free `<name>-g<N>` (still prefixed by the client chain's name),
  * and the rules point at the new names. `live`: the sets the node's live rules use, by name.
  */
-export function renameSetsApart(fr: ClientFragment, live: ReadonlyMap<string, NamedSet | NamedMap>, taken: ReadonlySet<string>): ClientFragment {
+function renameSetsApart(fr: ClientFragment, live: ReadonlyMap<string, NamedSet | NamedMap>, taken: ReadonlySet<string>): ClientFragment {
   const renamed = new Map<string, string>();
   const kept = new Map<string, NamedSet | NamedMap>();
   for (const x of fr.sets) {
@@ -553,7 +548,7 @@ function clientChains(t: Table | undefined, chain: string): Chain[] {
 }
 
 /** Clients of `node` whose firewall chains differ between two rulesets (all of them for a full load). */
-export function changedClients(model: Model, node: string, before: Ruleset | null, after: Ruleset): string[] {
+function changedClients(model: Model, node: string, before: Ruleset | null, after: Ruleset): string[] {
   const out: string[] = [];
   for (const c of clientsOf(model, node)) {
     if (c.state !== 'Running') continue;
@@ -582,7 +577,7 @@ function setsDiffer(a: Ruleset | null, b: Ruleset, fam: 'ip' | 'ip6', chain: str
 const stripOrigins = (cs: Chain[]) => cs.map((c) => ({ ...c, rules: c.rules.map((r) => ({ m: r.matches, s: r.stmts })) }));
 
 /** The ruleset with these clients' chains reduced to one reject (the blocked fallback). */
-export function blockClients(rs: Ruleset, model: Model, clients: readonly string[]): Ruleset {
+function blockClients(rs: Ruleset, model: Model, clients: readonly string[]): Ruleset {
   const chains = new Set<string>();
   for (const name of clients) {
     const q = model.qubes.get(name)!;

@@ -12,6 +12,7 @@ import type { Model } from '../model/qube.js';
 import { FileStore } from '../store/file-store.js';
 import type { Runtime } from '../store/runtime-file.js';
 import type { Store } from '../store/store.js';
+import type { Sysctls } from '../backend/netns/sysctl.js';
 import { EngineStore } from './engine-store.js';
 import type { EngineEvent } from './engine.js';
 import { pidPath, newToken, socketName } from './socket.js';
@@ -22,7 +23,7 @@ export interface DaemonOptions {
   runtime: Runtime;
   now?: () => number;
   log?: (line: string) => void;
-  sysctls?: Record<string, string>;
+  sysctls?: Sysctls;
   /** How often to look for namespaces that vanished (ms). */
   watchIntervalMs?: number;
 }
@@ -39,8 +40,7 @@ export class Daemon {
   private token = '';
   private queue: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Set<ServerResponse>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly dueAt = new Map<string, number>();
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   private watcher?: FSWatcher;
   private model?: Model;
   private stopped = false;
@@ -73,6 +73,7 @@ export class Daemon {
     // converge that could race a real death (see Engine.noticeDeaths vs converge's own live()).
     this.store = {
       load: () => engineStore.load(),
+      loadQube: (name) => engineStore.loadQube(name), // `qnet firewall VM` reads one qube's file, not all
       update: async (c) => {
         let seen: Model | undefined;
         const r = await engineStore.update(async (m) => {
@@ -100,7 +101,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) clearTimeout(t.timer);
     this.watcher?.close();
     for (const l of this.listeners) l.end();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
@@ -160,12 +161,11 @@ export class Daemon {
   }
 
   private async runCommand(argv: string[], stdin?: string) {
-    // `counters` reads the kernel's rules: what an overlay left there goes first. (Every command
-    // that changes rules copes with it; running it before each would make a burst of edits wait.)
-    if (argv.includes('counters')) await this.tidy();
     const b = bufferIo({ ...(stdin !== undefined ? { stdin } : {}), env: { QNET_STATE: this.o.stateDir } });
     b.io.now = this.now;
-    const code = await main(argv, b.io, { store: this.store!, wired: this.wired! });
+    // Commands that read the kernel's rules settle it first; every other command copes with a rule
+    // edit's leftovers (tidying before each would make a burst of edits wait).
+    const code = await main(argv, b.io, { store: this.store!, wired: this.wired!, settle: () => this.tidy() });
     this.emit({ type: 'command', argv, code });
     return { code, stdout: b.stdout(), stderr: b.stderr() };
   }
@@ -175,31 +175,27 @@ export class Daemon {
   /**
    * Wake up for `name` in `seconds` (undefined: not at all). A wake-up already due no later is kept:
    * timers are re-armed after every command and every watch tick, and restarting them each time
-   * would postpone a due DNS refresh (at least 1 s away) forever when those come more often.
+   * would postpone a due DNS refresh (at least 1 s away) forever when those come more often. With
+   * `restart` the wake-up moves to `seconds` from now whatever was armed (a debounce).
    */
-  private arm(name: string, seconds: number | undefined, fn: () => Promise<void>): void {
+  private arm(name: string, seconds: number | undefined, fn: () => Promise<void>, restart = false): void {
+    const armed = this.timers.get(name);
     if (seconds === undefined || this.stopped) {
-      clearTimeout(this.timers.get(name));
+      if (armed) clearTimeout(armed.timer);
       this.timers.delete(name);
-      this.dueAt.delete(name);
       return;
     }
     const ms = Math.min(Math.max(0, seconds * 1000), 2 ** 31 - 1);
     const at = Date.now() + ms;
-    const pending = this.dueAt.get(name);
-    if (this.timers.has(name) && pending !== undefined && pending <= at) return;
-    clearTimeout(this.timers.get(name));
-    this.dueAt.set(name, at);
-    this.timers.set(
-      name,
-      setTimeout(() => {
-        this.timers.delete(name);
-        this.dueAt.delete(name);
-        this.serial(fn)
-          .catch((e) => this.log(`${name} failed: ${(e as Error).message}`))
-          .finally(() => this.armTimers());
-      }, ms).unref(),
-    );
+    if (armed && armed.at <= at && !restart) return;
+    if (armed) clearTimeout(armed.timer);
+    const timer = setTimeout(() => {
+      this.timers.delete(name);
+      this.serial(fn)
+        .catch((e) => this.log(`${name} failed: ${(e as Error).message}`))
+        .finally(() => this.armTimers());
+    }, ms).unref();
+    this.timers.set(name, { timer, at });
   }
 
   /** What a rule edit's overlay left in the kernel is removed once the reply is out (Engine.tidy). */
@@ -217,8 +213,7 @@ export class Daemon {
    * tidies first itself when a burst goes on too long).
    */
   private armTimers(): void {
-    this.arm('tidy', undefined, async () => {});
-    this.arm('tidy', this.wired?.engine.needsTidy ? TIDY_AFTER_S : undefined, () => this.tidy());
+    this.arm('tidy', this.wired?.engine.needsTidy ? TIDY_AFTER_S : undefined, () => this.tidy(), true);
     const now = this.now();
     if (this.model && this.expiryOf?.model !== this.model) {
       let at: number | undefined;

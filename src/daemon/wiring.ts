@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { NetnsBackend } from '../backend/netns/netns-backend.js';
+import type { Sysctls } from '../backend/netns/sysctl.js';
 import { NetnsExecutor } from '../backend/netns/netns-executor.js';
 import { NodeRunner, type Runner } from '../backend/netns/runner.js';
 import { NetnsResolver, SystemResolver } from '../backend/netns/resolver.js';
@@ -43,8 +44,8 @@ export async function runtimeFor(stateDir: string, env: NodeJS.ProcessEnv, want?
   return r;
 }
 
-/** Sysctls that lift the ICMP rate limit (net.ipv4.icmp_ratelimit): for tests and demos. */
-export const NO_ICMP_RATELIMIT: Record<string, string> = { 'net.ipv4.icmp_ratelimit': '0', 'net.ipv6.icmp.ratelimit': '0' };
+/** Sysctls that lift the ICMP rate limit: for tests and demos (defined with the other sysctls). */
+export { NO_ICMP_RATELIMIT } from '../backend/netns/sysctl.js';
 
 /** Where the daemon and the world keep their run files (PIDs, token, world zone and logs). */
 export const runDir = (stateDir: string) => join(stateDir, 'run');
@@ -64,7 +65,7 @@ export interface WireOptions {
   emit?: (e: EngineEvent) => void;
   runner?: Runner;
   /** Sysctls for every namespace (tests lift the ICMP rate limit). */
-  sysctls?: Record<string, string>;
+  sysctls?: Sysctls;
   /** Reads the host's resolv.conf files (tests pass fixed text); default: the real files. */
   readHostFile?: (path: string) => string | undefined;
   /** Rule edits additions-only, tidied later (EngineDeps.overlay): the daemon, which stays to tidy. */

@@ -14,7 +14,7 @@ import { UsageError } from '../errors.js';
 import { formatTable, json, wantsJson } from '../table.js';
 
 /** Names to stop, refusing a netvm with running clients (that are not stopping too) unless forced. */
-export function shutdownSet(model: Model, names: readonly string[], force: boolean): string[] {
+function shutdownSet(model: Model, names: readonly string[], force: boolean): string[] {
   for (const n of names) getQube(model, n);
   const stopping = new Set(names);
   if (!force)

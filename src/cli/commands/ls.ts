@@ -30,13 +30,13 @@ function cell(m: Model, q: Qube, col: string): string {
 }
 
 /** Running, but its netvm is not: its link is gone until the netvm starts again (then it is reattached). */
-export function isDetached(m: Model, q: Qube): boolean {
+function isDetached(m: Model, q: Qube): boolean {
   const nv = netvmName(m, q);
   return q.state === 'Running' && nv !== null && m.qubes.get(nv)?.state !== 'Running';
 }
 
 /** One qube as a JSON object: every field of both formats, with null for none. */
-export function qubeJson(m: Model, q: Qube, status?: { state: string; diag?: { message: string } }) {
+function qubeJson(m: Model, q: Qube, status?: { state: string; diag?: { message: string } }) {
   return {
     name: q.name,
     qid: q.qid,
