@@ -173,9 +173,10 @@ export function checkRule(rule: Rule): Result<Rule> {
 }
 
 type Key = 'action' | 'proto' | 'dsthost' | 'dstports' | 'icmptype' | 'specialtarget' | 'expire' | 'comment';
+export type { Key as RuleKey };
 
-/** Parse one element value into `rule`; undefined on success. */
-function setElement(rule: Partial<Rule>, key: Key, value: string): Diagnostic | undefined {
+/** Parse one element value into `rule`; undefined on success. Shared with rule-words.ts. */
+export function setElement(rule: Partial<Rule>, key: Key, value: string): Diagnostic | undefined {
   let r: Result<unknown>;
   switch (key) {
     case 'action':

@@ -5,12 +5,12 @@
 import type { DstHost, Rule } from './rule.js';
 import { err, ok, type Result } from './result.js';
 import { RuleCode, q, ruleError } from './rule-codes.js';
-import { checkRule, icmpTypeNeedsIcmp, MAX_EXPIRE, portsNeedTcpUdp, parseAction, parseComment, parseDstHost, parseDstPorts, parseExpire, parseIcmpType, parseProto, parseSpecialTarget } from './rule-parse.js';
+import { checkRule, icmpTypeNeedsIcmp, MAX_EXPIRE, portsNeedTcpUdp, parseDstHost, setElement, type RuleKey } from './rule-parse.js';
 import { formatClientRule } from './rule-format.js';
 import { isIPv4, parseIPv6 } from './rule-host.js';
 import { pyInt } from './rule-python.js';
 
-type WordKey = 'action' | 'dsthost' | 'proto' | 'dstports' | 'icmptype' | 'specialtarget' | 'comment' | 'expire';
+type WordKey = RuleKey;
 const POSITIONAL: readonly WordKey[] = ['action', 'dsthost', 'proto', 'dstports', 'icmptype'];
 const ALLOWED: ReadonlySet<string> = new Set([...POSITIONAL, 'specialtarget', 'comment', 'expire']);
 const ELEMENTS = 'action, dsthost (or dst4, dst6), proto, dstports, icmptype, specialtarget, expire, comment';
@@ -129,58 +129,17 @@ function buildClientRule(values: ReadonlyMap<WordKey, string>): Result<Rule> {
   for (const key of ['action', 'proto', 'dsthost', 'specialtarget', 'dstports', 'icmptype', 'expire', 'comment'] as const) {
     const value = values.get(key);
     if (value === undefined) continue;
-    switch (key) {
-      case 'action': {
-        const r = parseAction(value);
-        if (!r.ok) return r;
-        rule.action = r.value;
-        break;
-      }
-      case 'proto': {
-        const r = parseProto(value);
-        if (!r.ok) return r;
-        rule.proto = r.value;
-        break;
-      }
-      case 'dsthost': {
-        const r = clientHost(value);
-        if (!r.ok) return r;
-        if (r.value) rule.dsthost = r.value;
-        break;
-      }
-      case 'specialtarget': {
-        const r = parseSpecialTarget(value);
-        if (!r.ok) return r;
-        rule.specialtarget = r.value;
-        break;
-      }
-      case 'dstports': {
-        if (rule.proto !== 'tcp' && rule.proto !== 'udp') return err(portsNeedTcpUdp(rule.proto));
-        const r = parseDstPorts(value);
-        if (!r.ok) return r;
-        rule.dstports = r.value;
-        break;
-      }
-      case 'icmptype': {
-        if (rule.proto !== 'icmp') return err(icmpTypeNeedsIcmp());
-        const r = parseIcmpType(value);
-        if (!r.ok) return r;
-        rule.icmptype = r.value;
-        break;
-      }
-      case 'expire': {
-        const r = parseExpire(value);
-        if (!r.ok) return r;
-        rule.expire = r.value;
-        break;
-      }
-      case 'comment': {
-        const r = parseComment(value);
-        if (!r.ok) return r;
-        rule.comment = r.value;
-        break;
-      }
+    // The proto checks come before the value is read: `accept dstports=junk` is a proto error.
+    if (key === 'dstports' && rule.proto !== 'tcp' && rule.proto !== 'udp') return err(portsNeedTcpUdp(rule.proto));
+    if (key === 'icmptype' && rule.proto !== 'icmp') return err(icmpTypeNeedsIcmp());
+    if (key === 'dsthost') {
+      const r = clientHost(value);
+      if (!r.ok) return r;
+      if (r.value) rule.dsthost = r.value;
+      continue;
     }
+    const e = setElement(rule, key, value);
+    if (e) return err(e);
   }
   return checkRule(rule as Rule);
 }
