@@ -35,8 +35,7 @@ export const RuleCode = {
   /** qvm-firewall words: unknown key (argparse "Invalid rule element"). */
   UnknownWordKey: 'QNET1022',
   EmptyRule: 'QNET1023',
-  /** `del RULE…` found no equal rule (Qubes: unhandled ValueError). */
-  RuleNotFound: 'QNET1024',
+  // QNET1024 retired unused: `del RULE…` with no equal rule is QNET1903 (firewall-ops deleteMatching).
   // firewall.xml (the file form of the rule language)
   XmlMalformed: 'QNET1101',
   XmlVersion: 'QNET1102',

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { findRuleIndex, parseRuleWords, removeRuleByWords, sameRuleClient } from './rule-words.js';
+import { findRuleIndex, parseRuleWords } from './rule-words.js';
+import { deleteMatching } from './firewall-ops.js';
+import { QnetError } from './result.js';
 import { RuleCode, parseApiRule } from './rule-parse.js';
 import { formatApiRule, formatClientRule } from './rule-format.js';
 import type { Rule } from './rule.js';
@@ -111,18 +113,25 @@ test('del RULE: first rule equal in client canonical form', () => {
     rule('action=accept dst4=0.0.0.0/0 proto=tcp dstports=443-443'),
     rule('action=accept dsthost=qubes-os.org proto=tcp dstports=443-443'),
   ];
-  const r = removeRuleByWords(rules, ['accept', 'qubes-os.org', 'tcp', '443'], NOW);
-  assert.ok(r.ok);
-  assert.equal(r.value.index, 1);
-  assert.deepEqual(r.value.rules.map(formatApiRule), [
+  // the CLI's `del RULE…`: words → rule → deleteMatching
+  const words = (...w: string[]): Rule => {
+    const r = parseRuleWords(w, NOW);
+    if (!r.ok) assert.fail(r.error.message);
+    return r.value;
+  };
+  const target = words('accept', 'qubes-os.org', 'tcp', '443');
+  assert.equal(findRuleIndex(rules, target), 1);
+  assert.deepEqual(deleteMatching(rules, target).map(formatApiRule), [
     'action=accept proto=icmp',
     'action=accept dst4=0.0.0.0/0 proto=tcp dstports=443-443',
     'action=accept dsthost=qubes-os.org proto=tcp dstports=443-443',
   ]);
   // 0.0.0.0/0 is dropped by the client on both sides, so `accept tcp port` finds it
   assert.equal(findRuleIndex(rules, rule('action=accept proto=tcp dstports=443')), 2);
-  assert.ok(sameRuleClient(rules[2]!, rule('action=accept dst6=::/0 proto=tcp dstports=443')));
-  const none = removeRuleByWords(rules, ['drop'], NOW);
-  assert.ok(!none.ok && none.error.code === RuleCode.RuleNotFound && none.error.message === "no rule is equal to 'action=drop'");
+  assert.equal(findRuleIndex(rules, rule('action=accept dst6=::/0 proto=tcp dstports=443')), 2);
+  assert.throws(
+    () => deleteMatching(rules, words('drop')),
+    (e: unknown) => e instanceof QnetError && e.diag.code === 'QNET1903' && e.diag.message === "no rule matches 'action=drop'",
+  );
   assert.equal(rules.length, 4, 'input list untouched');
 });

@@ -153,39 +153,8 @@ function clientHost(value: string): Result<DstHost | undefined> {
   return parseDstHost(value);
 }
 
-/** Qubes' `del RULE…` equality: two rules are the same if their client canonical forms are. */
-export function sameRuleClient(a: Rule, b: Rule): boolean {
-  return formatClientRule(a) === formatClientRule(b);
-}
-
 /** Index of the first rule equal to `target` in client canonical form, or -1. */
 export function findRuleIndex(rules: readonly Rule[], target: Rule): number {
   const want = formatClientRule(target);
   return rules.findIndex((r) => formatClientRule(r) === want);
-}
-
-/**
- * `qvm-firewall VM del RULE…`: remove the first rule equal to the words' rule. Qubes raises an
- * unhandled ValueError when nothing matches; qnet says which rule it looked for.
- */
-export function removeRuleByWords(
-  rules: readonly Rule[],
-  words: readonly string[],
-  nowSeconds: number,
-): Result<{ rules: Rule[]; index: number; removed: Rule }> {
-  const target = parseRuleWords(words, nowSeconds);
-  if (!target.ok) return target;
-  const index = findRuleIndex(rules, target.value);
-  if (index < 0) {
-    return err(
-      ruleError(
-        RuleCode.RuleNotFound,
-        `no rule is equal to '${formatClientRule(target.value)}'`,
-        'compare with the raw rule list, or delete by rule number',
-      ),
-    );
-  }
-  const rest = rules.slice();
-  const [removed] = rest.splice(index, 1);
-  return ok({ rules: rest, index, removed: removed! });
 }
