@@ -64,7 +64,8 @@ export const editableRules = (rules: Rule[] | null, now: number): Rule[] => effe
  * such a change, so no established flow needs cutting. Conservative: any other difference is false.
  */
 export function onlyOpens(before: readonly Rule[], after: readonly Rule[]): boolean {
-  const same = (a: Rule, b: Rule) => formatApiRule(a) === formatApiRule(b);
+  // Rules an edit left alone are the same frozen objects, so identity settles most comparisons.
+  const same = (a: Rule, b: Rule) => a === b || formatApiRule(a) === formatApiRule(b);
   let i = 0;
   let j = 0;
   while (i < before.length && j < after.length) {
