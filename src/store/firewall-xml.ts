@@ -6,7 +6,8 @@ import type { Action, DstHost, Rule } from '../model/rule.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import { err, ok, type Result } from '../model/result.js';
 import { RuleCode, q, ruleError } from '../model/rule-codes.js';
-import { MAX_EXPIRE, MAX_PORT, checkRule, parseComment, parseDstPorts, parseExpire, parseProto, parseRuleProperties } from '../model/rule-parse.js';
+import { MAX_EXPIRE, MAX_PORT, RULE_PROPERTY_NAMES, checkRule, parseComment, parseDstPorts, parseExpire, parseProto, parseRuleProperties } from '../model/rule-parse.js';
+import { portsText } from '../model/rule-format.js';
 import { parseHost } from '../model/rule-host.js';
 import { pyInt } from '../model/rule-python.js';
 import { scanXml, type XmlElement } from './firewall-xml-scan.js';
@@ -57,10 +58,7 @@ function ruleXml(rule: Rule): string {
   if (rule.dsthost) s += P_DSTHOST + text(rule.dsthost.text) + PROP_CLOSE;
   if (rule.proto) s += P_PROTO + text(rule.proto) + PROP_CLOSE;
   if (rule.specialtarget) s += P_SPECIALTARGET + text(rule.specialtarget) + PROP_CLOSE;
-  if (rule.dstports) {
-    const p = rule.dstports;
-    s += P_DSTPORTS + text(p.start === p.end ? `${p.start}` : `${p.start}-${p.end}`) + PROP_CLOSE;
-  }
+  if (rule.dstports) s += P_DSTPORTS + text(portsText(rule.dstports)) + PROP_CLOSE;
   if (rule.icmptype !== undefined) s += P_ICMPTYPE + text(`${rule.icmptype}`) + PROP_CLOSE;
   return s + RULE_CLOSE;
 }
@@ -184,7 +182,8 @@ const P_SPECIALTARGET = `${PROP_OPEN}specialtarget">`;
 const P_DSTPORTS = `${PROP_OPEN}dstports">`;
 const P_ICMPTYPE = `${PROP_OPEN}icmptype">`;
 // The names after `<property name="`, with the `">` that closes the start tag, by rank.
-const NAME_TOKENS = ['action', 'comment', 'expire', 'dsthost', 'proto', 'specialtarget', 'dstports', 'icmptype'].map((n) => `${n}">`);
+const NAME_TOKENS = RULE_PROPERTY_NAMES.map((n) => `${n}">`);
+/** Index into RULE_PROPERTY_NAMES (Qubes' write order). */
 const enum Rank {
   Action,
   Comment,
