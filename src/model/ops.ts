@@ -74,11 +74,23 @@ export function renameQube(model: Model, oldName: string, newName: string): void
   if (model.qubes.has(newName)) throw new QnetError(diag('QNET2006', `a qube named '${newName}' already exists`));
   if (q.state === 'Running')
     throw new QnetError(diag('QNET2009', `cannot rename running qube '${oldName}'`, { hint: `qnet shutdown ${oldName}` }));
-  const entries = [...model.qubes.entries()].map(([k, v]) => (k === oldName ? ([newName, v] as const) : ([k, v] as const)));
-  q.name = newName;
-  for (const other of model.qubes.values()) if (other.netvm === oldName) other.netvm = newName;
-  if (model.default_netvm === oldName) model.default_netvm = newName;
-  model.qubes = new Map(entries);
+  rekeyQube(model, oldName, newName);
+}
+
+/**
+ * The rename itself: `from` becomes `to` in place (map order kept) and references follow (other
+ * qubes' netvm, default_netvm). No checks: the store also uses it for temporary names mid-commit.
+ */
+export function rekeyQube(model: Model, from: string, to: string): void {
+  model.qubes = new Map(
+    [...model.qubes].map(([name, q]) => {
+      if (q.netvm === from) q.netvm = to;
+      if (name !== from) return [name, q];
+      q.name = to;
+      return [to, q];
+    }),
+  );
+  if (model.default_netvm === from) model.default_netvm = to;
 }
 
 /** Clone: properties, features and rules; a new qid (and derived addresses, so no ip clash). */

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { defaultLayout, newQube } from '../model/layout.js';
+import { rekeyQube } from '../model/ops.js';
 import type { Model } from '../model/qube.js';
 import { QnetError, unwrap } from '../model/result.js';
 import type { Rule } from '../model/rule.js';
@@ -305,7 +306,7 @@ test('a failed rule-file write stops before qubes.json: the old state stays whol
   const t0 = await tree(dir);
   await assert.rejects(
     store.update(async (m) => {
-      renameInTest(m, 'work', 'job');
+      rekeyQube(m, 'work', 'job');
       // Something in the way of the new file (a non-empty directory named firewall.xml).
       await mkdir(join(dir, 'appvms/job/firewall.xml'), { recursive: true });
       await writeFile(join(dir, 'appvms/job/firewall.xml/x'), '');
@@ -316,7 +317,7 @@ test('a failed rule-file write stops before qubes.json: the old state stays whol
   const { 'appvms/job/firewall.xml/x': _, ...after } = await tree(dir);
   assert.deepEqual(after, t0);
   await rm(join(dir, 'appvms/job'), { recursive: true });
-  await store.update((m) => renameInTest(m, 'work', 'job'));
+  await store.update((m) => rekeyQube(m, 'work', 'job'));
   assert.deepEqual((await store.load()).qubes.get('job')!.rules, canon([https, dns, drop]));
 });
 
@@ -325,7 +326,7 @@ test('order: new rule files are in place before qubes.json, old ones are removed
   const old = await readFile(join(dir, 'appvms/work/firewall.xml'));
   await assert.rejects(
     store.update(async (m) => {
-      renameInTest(m, 'work', 'job');
+      rekeyQube(m, 'work', 'job');
       m.qubes.delete('vault');
       // Make the switch itself fail: qubes.json replaced by a non-empty directory after the read.
       await rm(join(dir, 'qubes.json'));
@@ -337,11 +338,6 @@ test('order: new rule files are in place before qubes.json, old ones are removed
   assert.deepEqual(await readFile(join(dir, 'appvms/work/firewall.xml')), old); // step 3 not reached
   assert.ok((await readdir(join(dir, 'appvms'))).includes('vault'));
 });
-
-function renameInTest(m: Model, from: string, to: string): void {
-  m.qubes.get(from)!.name = to;
-  m.qubes = new Map([...m.qubes].map(([k, v]) => [k === from ? to : k, v]));
-}
 
 test('adding rules at the end writes exactly the bytes formatFirewallXml writes, from every kind of file', async (t) => {
   const added: Rule[] = [{ action: 'drop', proto: 'udp', dstports: { start: 1, end: 1024 } }, { action: 'accept', comment: 'z' }];

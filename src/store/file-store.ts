@@ -9,6 +9,7 @@ import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
 import type { Model, Qube, QubeClass } from '../model/qube.js';
+import { rekeyQube } from '../model/ops.js';
 import { QnetError } from '../model/result.js';
 import { isExpired, type Rule } from '../model/rule.js';
 import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
@@ -193,7 +194,8 @@ export class FileStore implements Store {
       for (const q of read.qubes.values()) {
         if (!blocking.has(q.qid)) continue;
         if (!wanted.has(q.qid)) mid.qubes.delete(q.name);
-        else renameIn(mid, q.name, freeName(`qnet-tmp-${q.qid}`, taken));
+        // rekeyQube, not renameQube: a temporary name must not fail on renameQube's checks (running qube).
+        else rekeyQube(mid, q.name, freeName(`qnet-tmp-${q.qid}`, taken));
       }
       state = await this.commitOnce(state, mid);
     }
@@ -332,19 +334,6 @@ function statKey(path: string): string | null {
     if (isCode(e, 'ENOENT')) return null;
     throw ioError(path, 'read', e);
   }
-}
-
-/** Keep the model consistent while renaming (references follow, as qvm-rename does). */
-function renameIn(model: Model, from: string, to: string): void {
-  model.qubes = new Map(
-    [...model.qubes].map(([name, q]) => {
-      if (q.netvm === from) q.netvm = to;
-      if (name !== from) return [name, q];
-      q.name = to;
-      return [to, q];
-    }),
-  );
-  if (model.default_netvm === from) model.default_netvm = to;
 }
 
 function freeName(base: string, taken: Set<string>): string {
