@@ -93,7 +93,7 @@ export class FileStore implements Store {
         // qubes.json's text as it was read passed every check when it was parsed: the same text
         // under the same keys needs no second look (a rule edit changes no qube's properties).
         const text = formatQubesFile(model);
-        if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model);
+        if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
         await this.commit(state, read, model, text);
         return result;
       });

@@ -51,8 +51,8 @@ export class MemoryStore implements Store {
 export const emptyModel = (): Model => ({ default_netvm: null, qubes: new Map() });
 
 /** Refuse a model qubes.json could not hold (bad names, duplicate qids, unknown labels, …). */
-export function assertValidModel(model: Model): void {
-  const issues = checkModel(model);
+export function assertValidModel(model: Model, text?: string): void {
+  const issues = checkModel(model, text);
   if (issues.length === 0) return;
   const lines = issues.slice(0, 10).map((d) => d.message);
   if (issues.length > 10) lines.push(`… and ${issues.length - 10} more`);

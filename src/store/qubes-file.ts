@@ -49,14 +49,15 @@ export function parseQubesFile(text: string, file = 'qubes.json'): Result<Model,
 
 /**
  * What is wrong with `model` as qubes.json would hold it (the same checks as parsing, plus map keys
- * that must equal the qube's name). The store refuses to write a model with any of these.
+ * that must equal the qube's name). The store refuses to write a model with any of these. `text`
+ * must be `formatQubesFile(model)`; a caller that already has it saves formatting it again.
  */
-export function checkModel(model: Model): Diagnostic[] {
+export function checkModel(model: Model, text = formatQubesFile(model)): Diagnostic[] {
   const issues: Diagnostic[] = [];
   for (const [key, q] of model.qubes)
     if (key !== q.name)
       issues.push(diag(QUBES_JSON_INVALID, `qube '${q.name}' is stored under the name '${key}' (rename must re-key the map)`));
-  const r = fromJson(JSON.parse(formatQubesFile(model)), (path, msg) =>
+  const r = fromJson(JSON.parse(text), (path, msg) =>
     diag(QUBES_JSON_INVALID, `invalid model: ${path}: ${msg}`),
   );
   return r.ok ? issues : [...issues, ...r.error];
