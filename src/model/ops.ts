@@ -104,7 +104,8 @@ export function cloneQube(model: Model, src: string, dst: string): Qube {
     ...(s.netvm !== undefined ? { netvm: s.netvm } : {}),
   });
   q.features = { ...s.features };
-  q.rules = s.rules === null ? null : s.rules.map((r) => ({ ...r, ...(r.dstports ? { dstports: { ...r.dstports } } : {}) }));
+  // A list of its own; the rule objects are shared, as the store shares them (frozen, never edited in place).
+  q.rules = s.rules?.slice() ?? null;
   return q;
 }
 
