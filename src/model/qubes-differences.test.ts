@@ -6,7 +6,8 @@ import { RuleCode, parseApiRule, parseDstPorts, parseRuleProperties } from './ru
 import { parseRuleWords } from './rule-words.js';
 import { formatApiRule } from './rule-format.js';
 import { parseFirewallXml } from '../store/firewall-xml.js';
-import type { Result } from './result.js';
+import { QnetError, type Result } from './result.js';
+import { deleteMatching } from './firewall-ops.js';
 
 function refused(r: Result<unknown>, code: string): { message: string; hint?: string } {
   if (r.ok) assert.fail(`qnet should refuse, got ${JSON.stringify(r.value)}`);
@@ -84,6 +85,10 @@ test('differs from Qubes: qvm-firewall tracebacks become diagnostics (empty word
   refused(parseRuleWords(['accept', 'icmptype=8', 'proto=udp'], 0), RuleCode.IcmpTypeNeedsIcmp); // list.remove ValueError
   refused(parseRuleWords(['accept', 'expire=+1h'], 0), RuleCode.BadExpire); // int() ValueError
   refused(parseRuleWords(['accept', 'x.org', 'tcp', 'http'], 0), RuleCode.BadPorts); // ValueError in argparse
+  assert.throws(
+    () => deleteMatching([{ action: 'accept' }], { action: 'drop' }), // list.remove ValueError
+    (e: unknown) => e instanceof QnetError && e.diag.code === 'QNET1903' && !!e.diag.hint,
+  );
 });
 
 test('differs from Qubes: v1 netmask="0" keeps /0 (Qubes turns it into /32 via `prefixlen or 32`)', () => {

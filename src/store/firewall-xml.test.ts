@@ -331,7 +331,7 @@ test('dsthost values on the fast path are judged exactly as parseHost judges the
 
 test('a bad value in a file in the exact layout is reported with its rule number', () => {
   const good = formatFirewallXml(rules('action=accept proto=tcp dstports=443', 'action=drop dst4=10.0.0.0/8 proto=udp dstports=1-1024'));
-  assert.equal(readFirewallXml(good).ok && readFirewallXml(good).ok && unwrapOk(readFirewallXml(good)).canonical, true);
+  assert.equal(unwrapOk(readFirewallXml(good)).canonical, true);
   fails(parseFirewallXml(good.replace('>1-1024<', '>1-65536<')), RuleCode.BadPorts, 1);
   fails(parseFirewallXml(good.replace('>10.0.0.0/8<', '>10.0.0.0/40<')), RuleCode.BadPrefix, 1);
   fails(parseFirewallXml(good.replace('>10.0.0.0/8<', '>10.0.0.300/8<')), RuleCode.BadAddress, 1);
