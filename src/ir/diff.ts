@@ -303,7 +303,7 @@ export function overlayTransaction(kernel: Ruleset, after: Ruleset): { tx: Trans
       }
       if (o.name !== c.name || o.base || c.base || o.userOwned || c.userOwned || o.comment !== c.comment || !endsInVerdict(c)) return null;
       if (liveAlready(o, c)) {
-        chains.push(o); // overlaid earlier, not tidied yet: its live rules are these
+        chains.push(o); // the kernel already runs these rules: keep what it holds, below them too
         continue;
       }
       for (let j = c.rules.length - 1; j >= 0; j--) inserts.push({ op: 'insert-rule', t: r, chain: c.name, rule: c.rules[j]! });
@@ -324,8 +324,15 @@ export function overlayTransaction(kernel: Ruleset, after: Ruleset): { tx: Trans
   return { tx, holds: { tables } };
 }
 
-/** Whether `held` starts with exactly the rules of `want` (the same objects) and `want` ends in a verdict. */
-const liveAlready = (held: Chain, want: Chain) => held.rules.length >= want.rules.length && want.rules.every((r, i) => held.rules[i] === r);
+/**
+ * Whether `held` starts with the rules of `want`: the same objects (overlaid earlier, not tidied
+ * yet) or the same text (a chain rebuilt unchanged, e.g. the other family's chain of an edited
+ * client: patchClient replaces every family's chain). The caller has checked that `want` ends in a
+ * verdict, so rules below it in `held` are never reached. Text suffices: a set changed under its
+ * own name makes the overlay refuse, so equal text looks up equal sets.
+ */
+const liveAlready = (held: Chain, want: Chain) =>
+  held.rules.length >= want.rules.length && want.rules.every((r, i) => held.rules[i] === r || renderRuleBody(held.rules[i]!) === renderRuleBody(r));
 
 /** Whether the chain's last rule decides for every packet that reaches it (nothing falls through). */
 function endsInVerdict(c: Chain): boolean {

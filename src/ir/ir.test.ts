@@ -238,6 +238,21 @@ test('overlay: new sets and the rewritten chain\'s rules inserted in front; noth
   assert.equal(o2.holds.tables[0]!.chains[1], work, "work's held chain carries on as it is");
 });
 
+test('overlay: a chain rebuilt with the same rules (new objects) inserts nothing and stays as held', () => {
+  const before = withSet('qbs-10-137-0-3-d0', ['1.1.1.1']);
+  const [b] = before.tables;
+  const work = b!.chains[1]!;
+  // What patchClient gives for an edit of personal's rules: work unchanged, but its chain rebuilt.
+  const rebuilt: Chain = { ...work, rules: work.rules.map((x) => ({ ...x })) };
+  const personal: Chain = { ...b!.chains[2]!, rules: [r('p', { matches: [], stmts: [{ kind: 'verdict', verdict: { kind: 'reject' } }] })] };
+  const after = rs({ ...b!, chains: [b!.chains[0]!, rebuilt, personal] });
+  const o = overlayTransaction(before, after)!;
+  assert.ok(o);
+  assert.equal(o.tx.toString(), 'insert rule ip qubes-firewall qbs-10-137-0-4 reject comment "p"\n');
+  assert.equal(o.holds.tables[0]!.chains[1], work, 'the held chain is kept');
+  assert.doesNotMatch(diffTransaction(o.holds, after).toString(), /qbs-10-137-0-3/, 'and the tidy leaves it alone');
+});
+
 test('overlay: refused (null) where inserting cannot give the new behaviour', () => {
   const before = withSet('qbs-10-137-0-3-d0', ['1.1.1.1']);
   assert.equal(overlayTransaction(before, patched(before, withSet('qbs-10-137-0-3-d0', ['1.1.1.2']))), null, 'a set changed under its own name');
