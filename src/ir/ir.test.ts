@@ -7,6 +7,7 @@ import { emitFull } from './emit-text.js';
 import { sanitizeComment } from './render.js';
 import type { Chain, IrRule, NamedMap, NamedSet, Ruleset, Table } from './types.js';
 import { validateRuleset } from './validate.js';
+import { evalChain, PROTO, type Packet } from '../sim/index.js';
 
 const r = (text: string, rule: Omit<IrRule, 'origin'>): IrRule => ({ ...rule, origin: { text }, comment: text });
 const accept = { kind: 'verdict', verdict: { kind: 'accept' } } as const;
@@ -232,11 +233,28 @@ test('overlay: new sets and the rewritten chain\'s rules inserted in front; noth
   assert.doesNotMatch(tidy, /10-137-0-4|add set/);
   // A second overlay before the tidy leaves work's live rules alone.
   const personal = withSet('qbs-10-137-0-4-d0', ['4.4.4.4']).tables[0]!;
-  const after2 = rs({ ...after.tables[0]!, chains: [after.tables[0]!.chains[0]!, after.tables[0]!.chains[1]!, { ...personal.chains[1]!, name: 'qbs-10-137-0-4' }] });
+  const after2 = rs({
+    ...after.tables[0]!,
+    chains: [after.tables[0]!.chains[0]!, after.tables[0]!.chains[1]!, { ...personal.chains[1]!, name: 'qbs-10-137-0-4' }],
+    sets: [...after.tables[0]!.sets, personal.sets.at(-1)!], // the set personal's new rules use
+  });
   const o2 = overlayTransaction(o.holds, after2)!;
   assert.doesNotMatch(o2.tx.toString(), /qbs-10-137-0-3/, o2.tx.toString());
   assert.equal(o2.holds.tables[0]!.chains[1], work, "work's held chain carries on as it is");
+  // What the kernel then holds decides every packet as `after` does.
+  sameVerdicts(o.holds, after, 'qbs-10-137-0-3');
+  sameVerdicts(o2.holds, after2, 'qbs-10-137-0-4');
 });
+
+/** The client chain `chain` gives the same verdict in `held` as in `want`, for a few probe packets. */
+function sameVerdicts(held: Ruleset, want: Ruleset, chain: string): void {
+  const saddr = chain.replace('qbs-', '').replace(/-/g, '.');
+  for (const daddr of ['1.1.1.1', '1.1.1.2', '2.2.2.2', '4.4.4.4', '9.9.9.9']) {
+    const p: Packet = { family: 4, saddr, daddr, l4proto: PROTO.tcp, sport: 40000, dport: 443, iifname: 'vif3.0', iifgroup: 2, ct: 'new' };
+    const v = (x: Ruleset) => evalChain(x.tables[0]!, chain, p).verdict;
+    assert.equal(v(held), v(want), `${chain} to ${daddr}`);
+  }
+}
 
 test('overlay: a chain rebuilt with the same rules (new objects) inserts nothing and stays as held', () => {
   const before = withSet('qbs-10-137-0-3-d0', ['1.1.1.1']);
