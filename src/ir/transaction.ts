@@ -4,7 +4,6 @@
 // visible before it reaches a kernel. size counts operations the way tests pin them (Example 7):
 // every element is one operation, as kube-proxy counts them.
 import type { Diagnostic } from '../model/diagnostics.js';
-import { diag } from '../model/diagnostics.js';
 import { assertNever } from '../model/result.js';
 import {
   renderChainSpec,
@@ -60,8 +59,9 @@ export class Transaction {
 
   /** Operations as tests count them: each element is one operation. */
   get size(): number {
+    // The sum of counts(): one weighting of operations, not two that could drift apart.
     let n = 0;
-    for (const o of this.ops) n += o.op === 'add-element' || o.op === 'delete-element' ? o.elements.length : o.op === 'add-set' ? 1 + (o.elements?.length ?? 0) : 1;
+    for (const k of Object.values(this.counts())) n += k;
     return n;
   }
 
@@ -128,7 +128,8 @@ export function validateOp(o: Op): Diagnostic | undefined {
     case 'add-rule':
     case 'insert-rule': {
       const problems = checkRule(o.rule, `${where(o.t)} chain ${o.chain}`);
-      return checkName('chain', o.chain) ?? problems[0];
+      // A warning (a comment that nft will cut) is no reason to print `# ERROR`.
+      return checkName('chain', o.chain) ?? problems.find((d) => d.severity !== 'warning');
     }
     default:
       return assertNever(o, 'transaction op');
@@ -175,5 +176,3 @@ export function renderOp(o: Op): string[] {
       return assertNever(o, 'transaction op');
   }
 }
-
-export const opError = (message: string): Diagnostic => diag('QNET4100', message);
