@@ -29,7 +29,7 @@ export function checkRule(r: IrRule, where: string): Diagnostic[] {
     if ((s.kind === 'verdict' || s.kind === 'vmap') && i !== r.stmts.length - 1)
       out.push(diag('QNET4107', `${where}: a verdict (${s.kind === 'vmap' ? 'vmap' : s.verdict.kind}) must be the last statement`));
   });
-  if (r.comment !== undefined && new TextEncoder().encode(r.comment).length > MAX_COMMENT_BYTES)
+  if (r.comment !== undefined && Buffer.byteLength(r.comment) > MAX_COMMENT_BYTES)
     out.push(diag('QNET4111', `${where}: comment longer than ${MAX_COMMENT_BYTES} bytes (it would be cut)`, { severity: 'warning' }));
   return out;
 }
