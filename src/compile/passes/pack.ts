@@ -19,6 +19,7 @@
 // 85-100) goes into a second set, a "layer". A set gets `flags interval` only when one of its
 // elements is a prefix or a range: hash sets are cheaper to update (3.5 ms vs ~1 s per element at
 // 100k, kernel notes).
+import { MAX_COMMENT_BYTES } from '../../ir/render.js';
 import type { IrRule, Key, NamedSet, SetElement, SetKeyType, Field } from '../../ir/types.js';
 import { comparePrefix, isHost, maskOf, type Prefix } from '../addr.js';
 import type { IpFamily } from '../context.js';
@@ -28,7 +29,7 @@ import type { Atom, L4 } from './lower.js';
 import { regroup } from './regroup.js';
 
 /** A shape with fewer elements than this in a group stays as plain rules: a set would cost more than it saves. */
-export const PACK_MIN = 4;
+const PACK_MIN = 4;
 
 interface El {
   p?: Prefix;
@@ -101,8 +102,6 @@ export function packAtoms(f: IpFamily, qube: string, chain: string, atomsIn: Ato
   return { rules, sets };
 }
 
-/** nft cuts comments at 128 bytes (validate.ts MAX_COMMENT_BYTES). */
-const MAX_TEXT = 128;
 
 /**
  * `work rule 4 packed`, `work rules 0-7 packed`, `work rules 0,3,5-7 packed`: the rule numbers a
@@ -120,12 +119,12 @@ export function packedText(qube: string, ruleNumbers: readonly number[]): string
     i = j + 1;
   }
   const full = `${qube} rules ${parts.join(',')} packed`;
-  if (Buffer.byteLength(full) <= MAX_TEXT) return full;
+  if (Buffer.byteLength(full) <= MAX_COMMENT_BYTES) return full;
   const tail = `,...,${parts.at(-1)} packed`;
   let head = `${qube} rules ${parts[0]}`;
   for (let k = 1; k < parts.length - 1; k++) {
     const next = `${head},${parts[k]}`;
-    if (Buffer.byteLength(next + tail) > MAX_TEXT) break;
+    if (Buffer.byteLength(next + tail) > MAX_COMMENT_BYTES) break;
     head = next;
   }
   return head + tail;
@@ -183,7 +182,7 @@ function compareEl(a: El, b: El): number {
 }
 
 /** Union-preserving rewrite of one shape's elements into layers, each free of overlaps. */
-export function normalise(els: El[], s: PackShape): El[][] {
+function normalise(els: El[], s: PackShape): El[][] {
   // 1. merge identical keys, and overlapping ranges of the same (address, proto)
   const groups = new Map<string, El[]>();
   for (const e of els) {
