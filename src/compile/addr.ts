@@ -11,18 +11,6 @@ export interface Prefix {
   len: number;
 }
 
-export function parseV4(s: string): bigint | null {
-  const n = ip.parseV4(s);
-  return n === undefined ? null : BigInt(n);
-}
-
-export function parseV6(s: string): bigint | null {
-  return ip.parseV6(s) ?? null;
-}
-
-export const formatV4 = (n: bigint): string => ip.formatV4(Number(n));
-export const formatV6 = ip.formatV6;
-
 const bits = (v6: boolean) => (v6 ? 128 : 32);
 
 export function maskOf(v6: boolean, len: number): bigint {
@@ -33,15 +21,16 @@ export function maskOf(v6: boolean, len: number): bigint {
 /** `addr` (either family) with prefix `len`; null if it does not parse. */
 export function toPrefix(addr: string, len?: number): Prefix | null {
   const v6 = addr.includes(':');
-  const n = v6 ? parseV6(addr) : parseV4(addr);
-  if (n === null) return null;
+  const parsed = v6 ? ip.parseV6(addr) : ip.parseV4(addr);
+  if (parsed === undefined) return null;
+  const n = BigInt(parsed); // one type for both families: v4 addresses are masked as bigints too
   const l = len ?? bits(v6);
   if (l < 0 || l > bits(v6)) return null;
   return { v6, net: n & maskOf(v6, l), len: l };
 }
 
 export const isHost = (p: Prefix) => p.len === bits(p.v6);
-export const formatAddr = (p: Prefix) => (p.v6 ? formatV6(p.net) : formatV4(p.net));
+export const formatAddr = (p: Prefix) => (p.v6 ? ip.formatV6(p.net) : ip.formatV4(Number(p.net)));
 export const prefixText = (p: Prefix) => (isHost(p) ? formatAddr(p) : `${formatAddr(p)}/${p.len}`);
 
 /** Does `outer` contain `inner` (same family)? Prefixes either nest or are disjoint. */
