@@ -112,7 +112,7 @@ test('namesToResolve: dsthost names of rules in effect, sorted and unique', () =
 // ---- scale: 100,000 rules in one qube, 1,000 qubes ------------------------------------------
 
 /** A realistic long list: hosts with ports, prefixes, a verdict change every 1,000 rules. */
-export function longRules(n: number, seed = 1): Rule[] {
+function longRules(n: number, seed = 1): Rule[] {
   let x = seed;
   const rnd = (k: number) => ((x = (x * 1103515245 + 12345) % 2147483648), x % k);
   const out: Rule[] = [];
@@ -136,7 +136,7 @@ export function longRules(n: number, seed = 1): Rule[] {
   return out;
 }
 
-export function manyQubes(n: number, rulesEach: number): Model {
+function manyQubes(n: number, rulesEach: number): Model {
   const m = defaultLayout();
   for (const name of ['work', 'personal', 'untrusted', 'vault']) m.qubes.delete(name);
   for (let i = 0; i < n; i++) {
