@@ -235,14 +235,14 @@ function recreateInsteadOfMirror(
   a: Table,
   changed: readonly (NamedSet | NamedMap)[],
   bChains: ReadonlyMap<string, Chain>,
-  usersOf: (name: string) => string[],
+  usersOfSet: (name: string) => string[],
   dumpCost: () => number,
 ): (NamedSet | NamedMap)[] {
   if (!changed.length) return [];
   let cost = 0;
   for (const x of changed) {
     cost += x.elements.length;
-    for (const name of usersOf(x.name)) {
+    for (const name of usersOfSet(x.name)) {
       // A set has a user or two: a scan each is cheaper than maps of every chain.
       const before = bChains.get(name) ?? b.chains.find((c) => c.name === name)!;
       const after = a.chains.find((c) => c.name === name);
