@@ -9,6 +9,7 @@ import { defaultLayout, newQube } from '../src/model/layout.js';
 import type { Model } from '../src/model/qube.js';
 import type { Rule } from '../src/model/rule.js';
 import { planNetwork } from '../src/model/topology.js';
+import { median } from './support.js';
 
 const QUBES = 1000;
 const RULES = 100;
@@ -45,11 +46,6 @@ function model(): Model {
 
 const m = model();
 const plan = planNetwork(m, { uplink: 'world' });
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 function time(fn: () => unknown): number {
   const ts: number[] = [];
