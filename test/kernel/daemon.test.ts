@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { kernelUnavailable } from './ns.js';
-import { withLiveSystem, type LiveSystem } from './system.js';
+import { until, withLiveSystem, type LiveSystem } from './system.js';
 import { Daemon } from '../../src/daemon/server.js';
 import { DaemonClient } from '../../src/daemon/client.js';
 import { socketName } from '../../src/daemon/socket.js';
@@ -84,17 +84,6 @@ function live<T>(tag: string, fn: (s: LiveSystem, daemons: Daemon[]) => Promise<
   });
 }
 
-const setRules = (s: LiveSystem, qube: string, lines: string[]) => s.ok(['firewall', qube, 'set'], lines.map((l) => l + '\n').join(''));
-
-async function until(cond: () => Promise<boolean>, timeoutMs: number, stepMs = 200): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return cond();
-}
-
 const why = kernelUnavailable();
 if (why) test('kernel daemon', { skip: why }, () => {});
 else {
@@ -162,7 +151,7 @@ else {
         const held = await s.holdTcp('work', WEB, ECHO_PORT);
         assert.ok(await held.send());
         const mark = ev.all.length;
-        await setRules(s, 'work', [`action=accept dsthost=${OTHER}`]);
+        await s.setRules('work', [`action=accept dsthost=${OTHER}`]);
         const applied = await ev.waitFor((e) => e.type === 'applied' && e['node'] === 'sys-firewall', 3000, mark);
         assert.equal(applied['full'], false, 'a delta, not a full load');
         const cut = await ev.waitFor((e) => e.type === 'flow-cut', 3000, mark);
@@ -230,7 +219,7 @@ else {
       await s.ok('init');
       await s.ok('start work');
       daemons.push(await newDaemon(s));
-      await setRules(s, 'work', ['action=accept specialtarget=dns']);
+      await s.setRules('work', ['action=accept specialtarget=dns']);
       assert.equal((await s.tcpProbe('work', WEB, 80)).result, 'error:EHOSTUNREACH');
       const t0 = Date.now();
       await s.ok(['firewall', 'work', 'add', 'accept', WEB, 'tcp', '80', 'expire=+3']);
@@ -254,7 +243,7 @@ else {
       const ev = new Events();
       await ev.attach(s.dir);
       try {
-        await setRules(s, 'work', ['action=accept dsthost=flip.example.com proto=tcp dstports=80']);
+        await s.setRules('work', ['action=accept dsthost=flip.example.com proto=tcp dstports=80']);
         assert.equal((await s.tcpProbe('work', WEB, 80)).result, 'ok');
         assert.equal((await s.tcpProbe('work', OTHER, 80)).result, 'error:EHOSTUNREACH');
         // Watch what reaches sys-firewall's nftables from now on.

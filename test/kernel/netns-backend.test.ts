@@ -7,6 +7,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { kernelUnavailable, withNamespaces } from './ns.js';
+import { until } from './system.js';
 import { NodeRunner, runChecked } from '../../src/backend/netns/runner.js';
 import { NetnsBackend } from '../../src/backend/netns/netns-backend.js';
 import { NO_ICMP_RATELIMIT } from '../../src/backend/netns/sysctl.js';
@@ -86,15 +87,6 @@ async function up(prefix: string, plan = handPlan(BASE), opts: { sessions?: bool
   // Loaded before any link exists (BringUpOptions.rules): without NAT, sys-net has no route back.
   await be.bringUp(plan, ALL, { rules: new Map([['sys-firewall', MASQUERADE], ['sys-firewall2', MASQUERADE]]) });
   return be;
-}
-
-/** Poll `cond` every 50 ms, at most `tries` times. */
-async function until(cond: () => Promise<boolean>, tries = 40): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
 }
 
 /** Stop a child we started, by its PID: SIGTERM, and SIGKILL if it has not exited within 2 s. */
@@ -218,15 +210,15 @@ if (why) {
         const { NetnsExecutor } = await import('../../src/backend/netns/netns-executor.js');
         assert.ok(!(await new NetnsExecutor(be, runner).live()).has('sys-firewall'));
         assert.deepEqual(be.sessionNodes, [], 'live() closed the session of the vanished namespace');
-        assert.ok(await until(async () => spawnSync('kill', ['-0', String(pid)]).status !== 0), 'its nft -i is gone');
+        assert.ok(await until(async () => spawnSync('kill', ['-0', String(pid)]).status !== 0, 2000, 50), 'its nft -i is gone');
         // The kernel frees a namespace asynchronously once its last process is gone: bounded polling.
-        assert.ok(await until(async () => !(await ping(be, 'work', '10.137.0.2')), 10), 'and with it the namespace and its links: sys-firewall is gone');
+        assert.ok(await until(async () => !(await ping(be, 'work', '10.137.0.2')), 500, 50), 'and with it the namespace and its links: sys-firewall is gone');
         // tearDown closes sessions first.
         await be.loadRules('sys-firewall2', FORWARD_DROP_WORK, { keep: true });
         const pid2 = sessionPid(be, 'sys-firewall2');
         await be.tearDown(['sys-firewall2']);
         assert.deepEqual(be.sessionNodes, []);
-        assert.ok(await until(async () => spawnSync('kill', ['-0', String(pid2)]).status !== 0));
+        assert.ok(await until(async () => spawnSync('kill', ['-0', String(pid2)]).status !== 0, 2000, 50));
       } finally {
         be.close();
       }
@@ -255,7 +247,7 @@ if (why) {
         for (let i = 0; i < 5 && !(await established()); i++) {
           if (conn) await stop(conn);
           conn = start('work', ['socat', '-', 'TCP:10.137.0.1:8080']);
-          await until(async () => (await established()) !== undefined, 10);
+          await until(async () => (await established()) !== undefined, 500, 50);
         }
         const flow = await established();
         assert.ok(flow, 'the connection is tracked in sys-firewall');

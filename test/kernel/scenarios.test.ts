@@ -25,20 +25,7 @@ function live<T>(tag: string, fn: (s: LiveSystem) => Promise<T>): Promise<T> {
   });
 }
 
-/** Set a qube's rules, one Admin API line each (all or nothing, like admin.vm.firewall.Set). */
-const setRules = (s: LiveSystem, qube: string, lines: string[]) => s.ok(['firewall', qube, 'set'], lines.map((l) => l + '\n').join(''));
-
 const conntrack = async (s: LiveSystem, qube: string) => (await s.sh(qube, ['conntrack', '-L', '-p', 'tcp'])).stdout;
-
-/** Poll cond every 100 ms until it holds or timeoutMs passed. */
-async function until(cond: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return cond();
-}
 
 const hasPing = spawnSync('sh', ['-c', 'command -v ping']).status === 0;
 
@@ -66,7 +53,7 @@ else {
     await live('qs', async (s) => {
       await s.ok('init');
       await s.ok('start work');
-      await setRules(s, 'work', ['action=accept specialtarget=dns', `action=drop dsthost=${WEB}`, 'action=accept']);
+      await s.setRules('work', ['action=accept specialtarget=dns', `action=drop dsthost=${WEB}`, 'action=accept']);
       const t0 = Date.now();
       const r = await s.fetch('work', `http://${WEB}/`, 5000);
       const took = Date.now() - t0;
@@ -78,7 +65,7 @@ else {
       // The rule is specific: the other host is still reachable.
       assert.match(await s.fetch('work', `http://${OTHER}/`), /^ok:qnet world: other\.example\.com/);
       // And the default policy (no rule matches) rejects the same way.
-      await setRules(s, 'work', [`action=accept dsthost=${OTHER}`]);
+      await s.setRules('work', [`action=accept dsthost=${OTHER}`]);
       assert.equal((await s.tcpProbe('work', WEB, 80, { timeoutMs: 3000 })).result, 'error:EHOSTUNREACH');
       if (hasPing) {
         const p = await s.sh('work', ['ping', '-n', '-c', '1', '-W', '2', WEB], 8000);
@@ -150,19 +137,19 @@ else {
       await s.ok('init');
       await s.ok('start work');
       await s.echoServer('world', WEB, ECHO_PORT);
-      await setRules(s, 'work', [`action=accept dsthost=${WEB} proto=tcp dstports=${ECHO_PORT}`]);
+      await s.setRules('work', [`action=accept dsthost=${WEB} proto=tcp dstports=${ECHO_PORT}`]);
       const held = await s.holdTcp('work', WEB, ECHO_PORT);
       assert.ok(await held.send(), 'data flows');
       const listed = async () => (await conntrack(s, 'sys-firewall')).split('\n').some((l) => l.includes('src=10.137.0.3') && l.includes(`dport=${ECHO_PORT}`));
       assert.ok(await listed(), 'sys-firewall tracks the flow');
 
       // Loosened, and still allowing the flow: it carries on.
-      await setRules(s, 'work', [`action=accept dsthost=${OTHER}`, `action=accept dsthost=${WEB} proto=tcp dstports=${ECHO_PORT - 10}-${ECHO_PORT + 10}`]);
+      await s.setRules('work', [`action=accept dsthost=${OTHER}`, `action=accept dsthost=${WEB} proto=tcp dstports=${ECHO_PORT - 10}-${ECHO_PORT + 10}`]);
       assert.ok(await held.send(), 'still flows after a change that allows it');
       assert.ok(await listed());
 
       // Tightened: the flow is no longer allowed, so it is cut.
-      await setRules(s, 'work', [`action=accept dsthost=${OTHER}`]);
+      await s.setRules('work', [`action=accept dsthost=${OTHER}`]);
       assert.ok(!(await listed()), 'the flow is gone from sys-firewall\'s conntrack');
       assert.equal(await held.send(2000), false, 'the connection no longer carries data');
       assert.ok(!(await listed()), 'and it is not re-established by the retransmissions');
@@ -246,7 +233,7 @@ else {
     await live('qs', async (s) => {
       await s.ok('init');
       await s.ok('start work');
-      await setRules(s, 'work', [`action=accept dsthost=${OTHER} proto=tcp dstports=80`, `action=accept dsthost=${WEB} proto=tcp dstports=80`]);
+      await s.setRules('work', [`action=accept dsthost=${OTHER} proto=tcp dstports=80`, `action=accept dsthost=${WEB} proto=tcp dstports=80`]);
       assert.match(await s.fetch('work', `http://${WEB}/`), /^ok:/);
       assert.equal((await s.tcpProbe('work', WEB, 81)).result, 'error:EHOSTUNREACH');
       const rows = (await s.counters('work')).filter((r) => r.hop === 'sys-firewall');

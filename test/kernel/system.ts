@@ -138,6 +138,11 @@ export class LiveSystem {
     }
   }
 
+  /** Set a qube's rules, one Admin API line each (all or nothing, like admin.vm.firewall.Set). */
+  setRules(qube: string, lines: readonly string[]): Promise<string> {
+    return this.ok(['firewall', qube, 'set'], lines.map((l) => l + '\n').join(''));
+  }
+
   /** \`qnet counters QUBE [--all] --json\` rows. */
   async counters(qube: string, all = false): Promise<CounterRow[]> {
     return JSON.parse(await this.ok(['counters', qube, ...(all ? ['--all'] : []), '--json'])) as CounterRow[];
@@ -169,6 +174,16 @@ export class LiveSystem {
     for (const d of entries) if (d.startsWith(this.prefix)) await rm(join(etc, d), { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Poll `cond` every `stepMs` until it holds or `timeoutMs` passed (then one last try): bounded. */
+export async function until(cond: () => Promise<boolean>, timeoutMs: number, stepMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  return cond();
 }
 
 /** Create, run, and always clean up. */
