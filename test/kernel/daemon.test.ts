@@ -54,6 +54,17 @@ class Events {
   }
 }
 
+/** Attach to the daemon's event stream for `fn`, and always detach. */
+async function withEvents<T>(s: LiveSystem, fn: (ev: Events) => Promise<T>): Promise<T> {
+  const ev = new Events();
+  await ev.attach(s.dir);
+  try {
+    return await fn(ev);
+  } finally {
+    await ev.close();
+  }
+}
+
 /**
  * An in-process daemon for the live system. The watch ticks every 500 ms, more often than the DNS
  * refresh's 1 s floor: before server.ts kept pending wake-ups, every tick restarted that timer and
@@ -135,9 +146,7 @@ else {
     await live('qd', async (s, daemons) => {
       await s.ok('init');
       daemons.push(await newDaemon(s));
-      const ev = new Events();
-      await ev.attach(s.dir);
-      try {
+      await withEvents(s, async (ev) => {
         await s.ok('start work');
         const cmd = await ev.waitFor((e) => e.type === 'command' && (e['argv'] as string[]).join(' ') === 'start work', 3000);
         assert.equal(cmd['code'], 0, 'the daemon ran the command');
@@ -161,9 +170,7 @@ else {
         assert.equal(await held.send(2000), false, 'the cut connection carries no data');
         const st2 = (await client.status()) as { handled: number };
         assert.ok(st2.handled > st.handled, 'the daemon handled the apply');
-      } finally {
-        await ev.close();
-      }
+      });
     });
   });
 
@@ -189,9 +196,7 @@ else {
     await live('qd', async (s, daemons) => {
       await s.ok('init');
       daemons.push(await newDaemon(s));
-      const ev = new Events();
-      await ev.attach(s.dir);
-      try {
+      await withEvents(s, async (ev) => {
         await s.ok('start work');
         assert.match(await s.fetch('work', `http://${WEB}/`), /^ok:/);
         execFileSync('ip', ['netns', 'del', s.ns('sys-firewall')]);
@@ -208,9 +213,7 @@ else {
         const re = await ev.waitFor((e) => e.type === 'reattached', 3000, mark);
         assert.deepEqual(re['qubes'], ['work']);
         assert.match(await s.fetch('work', `http://${WEB}/`), /^ok:qnet world: web/, 'work reaches the world again');
-      } finally {
-        await ev.close();
-      }
+      });
     });
   });
 
@@ -240,9 +243,7 @@ else {
       writeFileSync(join(s.dir, 'world-zone.json'), JSON.stringify(zone));
       await s.ok('start work');
       daemons.push(await newDaemon(s));
-      const ev = new Events();
-      await ev.attach(s.dir);
-      try {
+      await withEvents(s, async (ev) => {
         await s.setRules('work', ['action=accept dsthost=flip.example.com proto=tcp dstports=80']);
         assert.equal((await s.tcpProbe('work', WEB, 80)).result, 'ok');
         assert.equal((await s.tcpProbe('work', OTHER, 80)).result, 'error:EHOSTUNREACH');
@@ -273,9 +274,7 @@ else {
         const firstDelete = changes.findIndex((l) => l.startsWith('delete '));
         assert.ok(firstInsert >= 0 && firstInsert < firstDelete, `inserted before anything was deleted: ${changes.join(' | ')}`);
         assert.ok(changes.some((l) => l.includes(OTHER)), `the new address went in: ${changes.join(' | ')}`);
-      } finally {
-        await ev.close();
-      }
+      });
     });
   });
 
