@@ -89,14 +89,17 @@ async function up(prefix: string, plan = handPlan(BASE), opts: { sessions?: bool
   return be;
 }
 
-/** Stop a child we started, by its PID: SIGTERM, and SIGKILL if it has not exited within 2 s. */
+/** Stop a child we started, by its PID: SIGTERM, and SIGKILL if it has not exited within 2 s; waits at most 5 s. */
 async function stop(k: ChildProcess): Promise<void> {
   if (k.pid === undefined || k.exitCode !== null || k.signalCode !== null) return;
   const exited = new Promise<void>((r) => k.once('exit', () => r()));
   k.kill('SIGTERM');
   const timer = setTimeout(() => k.kill('SIGKILL'), 2000);
-  await exited;
+  // Bounded as QubeProcess.stop is (the header promises every wait is).
+  let bound: NodeJS.Timeout | undefined;
+  await Promise.race([exited, new Promise<void>((r) => (bound = setTimeout(r, 5000)))]);
   clearTimeout(timer);
+  clearTimeout(bound);
 }
 
 const FORWARD_DROP_WORK = `table inet qt {

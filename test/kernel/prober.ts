@@ -92,7 +92,7 @@ export class NamespaceProber {
     return a;
   }
 
-  /** Close stdin (it exits by itself); SIGTERM then SIGKILL by PID if it lingers. */
+  /** Close stdin (it exits by itself); SIGTERM then SIGKILL by PID if it lingers; gives up waiting after 6 s. */
   async close(): Promise<void> {
     const k = this.k;
     if (this.exited || k.exitCode !== null || k.signalCode !== null) return;
@@ -100,8 +100,11 @@ export class NamespaceProber {
     k.stdin.end();
     const term = setTimeout(() => k.kill('SIGTERM'), 2000);
     const kill = setTimeout(() => k.kill('SIGKILL'), 4000);
-    await gone;
+    // Bounded as QubeProcess.stop is: a process stuck in the kernel may not die even on SIGKILL.
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([gone, new Promise<void>((r) => (bound = setTimeout(r, 6000)))]);
     clearTimeout(term);
     clearTimeout(kill);
+    clearTimeout(bound);
   }
 }

@@ -276,7 +276,9 @@ export class QubeProcess {
     const gone = new Promise<void>((r) => this.child.once('exit', () => r()));
     this.child.kill('SIGTERM');
     const t = setTimeout(() => this.child.kill('SIGKILL'), 2000);
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([gone, new Promise((r) => (bound = setTimeout(r, 5000)))]);
     clearTimeout(t);
+    clearTimeout(bound); // a pending bound would keep the process alive 5 s after every stop
   }
 }
