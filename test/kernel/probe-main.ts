@@ -59,6 +59,12 @@ export interface WireAnswer {
 /** ICMP errors the kernel turns into these errnos: the packet was refused by a hop on the way. */
 const REJECT_CODES = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EACCES', 'EPERM', 'EHOSTDOWN', 'ENONET', 'EPROTO']);
 
+/** A socket error's class: refused by the destination is delivery, an ICMP error from a hop a reject. */
+function classify(code: string): KernelClass {
+  if (code === 'ECONNREFUSED') return 'accept';
+  return REJECT_CODES.has(code) ? 'reject' : 'error';
+}
+
 export function readSnmp(text: string): Snmp {
   const rows = new Map<string, Map<string, number>>();
   const lines = text.split('\n');
@@ -107,9 +113,7 @@ function tcpProbe(p: WireProbe, timeoutMs: number): Promise<Omit<WireResult, 'i'
     s.once('connect', () => finish('accept', 'connected'));
     s.once('error', (e: NodeJS.ErrnoException) => {
       const code = e.code ?? e.message;
-      if (code === 'ECONNREFUSED') finish('accept', code);
-      else if (REJECT_CODES.has(code)) finish('reject', code);
-      else finish('error', code);
+      finish(classify(code), code);
     });
   });
 }
@@ -135,9 +139,8 @@ function udpProbe(p: WireProbe, timeoutMs: number): Promise<Omit<WireResult, 'i'
     s.on('message', (m) => finish('accept', `answer (${m.length} bytes)`));
     s.on('error', (e: NodeJS.ErrnoException) => {
       const code = e.code ?? e.message;
-      if (code === 'ECONNREFUSED') finish('accept', code);
-      else if (REJECT_CODES.has(code)) finish('reject', code);
-      else finish('error', `${e.syscall ?? ''} ${code}`.trim());
+      const outcome = classify(code);
+      finish(outcome, outcome === 'error' ? `${e.syscall ?? ''} ${code}`.trim() : code);
     });
     s.bind(p.sport ?? 0, () => {
       // A connected socket: the kernel reports ICMP errors for this flow as socket errors.
