@@ -9,16 +9,14 @@
 import { performance } from 'node:perf_hooks';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
 import { NetnsExecutor } from '../src/backend/netns/netns-executor.js';
-import { Naming, planBringUp } from '../src/backend/netns/links.js';
-import { NodeRunner, runChecked, type Runner } from '../src/backend/netns/runner.js';
-import { FORWARDING } from '../src/backend/netns/sysctl.js';
+import { NodeRunner, runChecked } from '../src/backend/netns/runner.js';
 import { Engine } from '../src/daemon/engine.js';
 import { FileStore } from '../src/store/file-store.js';
+import { defaultLayout, newQube } from '../src/model/layout.js';
 import type { NetPlan } from '../src/model/netplan.js';
 import { planNetwork } from '../src/model/topology.js';
-import { kernelUnavailable } from '../test/kernel/ns.js';
 import type { LiveSystem } from '../test/kernel/system.js';
-import { appName, load, median, PhaseTimer, round, seedQubes, table, within, withLive, withNs } from './support.js';
+import { appName, load, median, naiveBringUp, PhaseTimer, round, seedQubes, skipWithoutKernel, table, within, withLive, withNs } from './support.js';
 
 const N = 200;
 const RULES = 100;
@@ -85,15 +83,19 @@ async function qnetStart(): Promise<{ samples: StartSample[]; check: Awaited<Ret
   });
 }
 
+/** The baselines' plan: sys-net, sys-firewall and q1 … qN running, no world (uplink 'none'). */
+function appPlan(n: number): NetPlan {
+  const m = defaultLayout();
+  for (const q of ['work', 'personal', 'untrusted', 'vault']) m.qubes.delete(q);
+  for (let i = 1; i <= n; i++) m.qubes.set(appName(i), newQube(9 + i, appName(i), 'blue'));
+  for (const q of m.qubes.values()) q.state = 'Running';
+  return planNetwork(m, { uplink: 'none' });
+}
+
 /** Floor: the netns backend brings up the same plan with no rules (namespaces, sysctls, links). */
 async function bareBringUp(): Promise<number[]> {
   const out: number[] = [];
-  const m = (await import('../src/model/layout.js')).defaultLayout();
-  for (const n of ['work', 'personal', 'untrusted', 'vault']) m.qubes.delete(n);
-  const { newQube } = await import('../src/model/layout.js');
-  for (let i = 1; i <= N; i++) m.qubes.set(appName(i), { ...newQube(9 + i, appName(i), 'blue'), state: 'Running' });
-  for (const q of m.qubes.values()) q.state = 'Running';
-  const plan = planNetwork(m, { uplink: 'none' });
+  const plan = appPlan(N);
   const names = plan.nodes.map((n) => n.name);
   for (let r = 0; r < REPS; r++)
     await withNs('qlb', async (prefix) => {
@@ -106,42 +108,23 @@ async function bareBringUp(): Promise<number[]> {
   return out;
 }
 
-/** The naive way: one process per namespace, per link line, per sysctl (bench/netns-start.bench.ts). */
-async function naiveBringUp(): Promise<number[]> {
-  const m = (await import('../src/model/layout.js')).defaultLayout();
-  for (const n of ['work', 'personal', 'untrusted', 'vault']) m.qubes.delete(n);
-  const { newQube } = await import('../src/model/layout.js');
-  for (let i = 1; i <= NAIVE_N; i++) m.qubes.set(appName(i), { ...newQube(9 + i, appName(i), 'blue'), state: 'Running' });
-  for (const q of m.qubes.values()) q.state = 'Running';
-  const plan: NetPlan = planNetwork(m, { uplink: 'none' });
-  const names = plan.nodes.map((n) => n.name);
+/** The naive way: one process per namespace, per link line, per sysctl (support.ts naiveBringUp). */
+async function naiveBaseline(): Promise<number[]> {
+  const plan = appPlan(NAIVE_N);
   const out: number[] = [];
   for (let r = 0; r < REPS; r++)
     await withNs('qln', async (prefix) => {
-      const runner: Runner = new NodeRunner();
-      const naming = new Naming(prefix);
-      const steps = planBringUp(plan, { fresh: names, live: new Set() }, naming);
       const t0 = performance.now();
-      await within('naive bring-up', 120_000, async () => {
-        for (const ns of steps.create) await runChecked(runner, ['ip', 'netns', 'add', ns]);
-        for (const n of steps.forwarding)
-          for (const [k, v] of Object.entries(FORWARDING)) await runChecked(runner, ['sysctl', '-q', '-w', `${k}=${v}`], { netns: naming.ns(n) });
-        for (const level of steps.levels) for (const b of level) for (const line of b.lines) await runChecked(runner, ['ip', '-n', naming.ns(b.node), ...line.split(' ')]);
-      });
+      await within('naive bring-up', 120_000, () => naiveBringUp(new NodeRunner(), plan, prefix));
       out.push(performance.now() - t0);
     });
   return out;
 }
 
 async function main(): Promise<void> {
-  const why = kernelUnavailable();
-  if (why) {
-    console.log(`lifecycle bench skipped: ${why}`);
-    console.log(JSON.stringify({ bench: 'lifecycle', skipped: why }));
-    return;
-  }
+  if (skipWithoutKernel('lifecycle')) return;
   const loadBefore = load();
-  const naive = await naiveBringUp();
+  const naive = await naiveBaseline();
   const bare = await bareBringUp();
   const { samples, check } = await qnetStart();
   const startMs = median(samples.map((x) => x.startMs));

@@ -2,13 +2,11 @@
 // (one `ip`/`sysctl` process per step), measured in the same run. Target: N = 200 under 5 s.
 // Run: npx tsx bench/netns-start.bench.ts   (root; every namespace is removed, even on failure)
 import { performance } from 'node:perf_hooks';
-import { kernelUnavailable, withNamespaces } from '../test/kernel/ns.js';
 import { NodeRunner, runChecked, type RunOptions, type RunResult, type Runner } from '../src/backend/netns/runner.js';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
-import { Naming, planBringUp } from '../src/backend/netns/links.js';
-import { FORWARDING } from '../src/backend/netns/sysctl.js';
 import { vmidToIpv4 } from '../src/model/addressing.js';
 import type { NetNode, NetPlan } from '../src/model/netplan.js';
+import { naiveBringUp, round, skipWithoutKernel, withNs } from './support.js';
 
 class CountingRunner implements Runner {
   spawns = 0;
@@ -44,17 +42,6 @@ function plan(n: number): NetPlan {
 
 const names = (p: NetPlan) => p.nodes.map((n) => n.name);
 
-/** The naive way: one process per namespace, per link, per address, per route, per sysctl. */
-async function naiveBringUp(runner: Runner, p: NetPlan, prefix: string): Promise<void> {
-  const naming = new Naming(prefix);
-  const steps = planBringUp(p, { fresh: names(p), live: new Set() }, naming);
-  for (const ns of steps.create) await runChecked(runner, ['ip', 'netns', 'add', ns]);
-  for (const n of steps.forwarding)
-    for (const [k, v] of Object.entries(FORWARDING)) await runChecked(runner, ['sysctl', '-q', '-w', `${k}=${v}`], { netns: naming.ns(n) });
-  for (const level of steps.levels)
-    for (const b of level) for (const line of b.lines) await runChecked(runner, ['ip', '-n', b.ns, ...line.split(' ')]);
-}
-
 async function check(runner: Runner, prefix: string, p: NetPlan): Promise<void> {
   // One sample ping proves the result is a working network, not just fast.
   const last = p.nodes[p.nodes.length - 1]!.name;
@@ -73,7 +60,8 @@ interface Row {
 async function measure(n: number, method: Row['method'], runs: number): Promise<Row> {
   const samples: { ms: number; spawns: number; teardownMs: number }[] = [];
   for (let r = 0; r < runs; r++) {
-    await withNamespaces('qb', async (prefix) => {
+    // withNs: scripts/bench.mjs stops a long bench with SIGINT, and its namespaces must go too.
+    await withNs('qb', async (prefix) => {
       const runner = new CountingRunner(new NodeRunner());
       const be = new NetnsBackend({ runner, prefix });
       const p = plan(n);
@@ -93,15 +81,8 @@ async function measure(n: number, method: Row['method'], runs: number): Promise<
   return { n, method, ms: round(med.ms), perQubeMs: round(med.ms / n), spawns: med.spawns, teardownMs: round(med.teardownMs) };
 }
 
-const round = (x: number) => Math.round(x * 10) / 10;
-
 async function main(): Promise<void> {
-  const why = kernelUnavailable();
-  if (why) {
-    console.log(`netns-start bench skipped: ${why}`);
-    console.log(JSON.stringify({ bench: 'netns-start', skipped: why }));
-    return;
-  }
+  if (skipWithoutKernel('netns-start')) return;
   const rows: Row[] = [];
   for (const n of [10, 50]) {
     rows.push(await measure(n, 'naive', 3));

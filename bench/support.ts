@@ -1,8 +1,12 @@
-// Shared by the live benchmarks (lifecycle, rule-edit, throughput): a realistic rule mix, a state
-// directory seeded with N app qubes, medians, and the machine's load. Not a bench itself
-// (scripts/bench.mjs runs only *.bench.js).
+// Shared by the benchmarks: a realistic rule mix, a state directory seeded with N app qubes, the
+// naive bring-up baseline, medians, the machine's load, and the skip and cleanup of the live ones.
+// Not a bench itself (scripts/bench.mjs runs only *.bench.js).
 import { loadavg } from 'node:os';
-import { deleteNamespaces, uniquePrefix } from '../test/kernel/ns.js';
+import { ipIn, Naming, planBringUp } from '../src/backend/netns/links.js';
+import { runChecked, type Runner } from '../src/backend/netns/runner.js';
+import { FORWARDING } from '../src/backend/netns/sysctl.js';
+import type { NetPlan } from '../src/model/netplan.js';
+import { deleteNamespaces, kernelUnavailable, uniquePrefix } from '../test/kernel/ns.js';
 import { LiveSystem } from '../test/kernel/system.js';
 import { FileStore } from '../src/store/file-store.js';
 import { newQube } from '../src/model/layout.js';
@@ -113,6 +117,32 @@ export function percentile(xs: readonly number[], p: number): number {
 export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 export const load = () => loadavg().map((l) => round(l, 2));
+
+/**
+ * The live benches' skip: true (after printing why, and the JSON line scripts/bench.mjs reads)
+ * where namespaces cannot be made here.
+ */
+export function skipWithoutKernel(name: string): boolean {
+  const why = kernelUnavailable();
+  if (!why) return false;
+  console.log(`${name} bench skipped: ${why}`);
+  console.log(JSON.stringify({ bench: name, skipped: why }));
+  return true;
+}
+
+/**
+ * The naive bring-up baseline: the same steps the netns backend batches, but one `ip`/`sysctl`
+ * process per namespace, per link line, per sysctl.
+ */
+export async function naiveBringUp(runner: Runner, plan: NetPlan, prefix: string): Promise<void> {
+  const naming = new Naming(prefix);
+  const steps = planBringUp(plan, { fresh: plan.nodes.map((n) => n.name), live: new Set() }, naming);
+  for (const ns of steps.create) await runChecked(runner, ['ip', 'netns', 'add', ns]);
+  for (const n of steps.forwarding)
+    for (const [k, v] of Object.entries(FORWARDING)) await runChecked(runner, ['sysctl', '-q', '-w', `${k}=${v}`], { netns: naming.ns(n) });
+  for (const level of steps.levels)
+    for (const b of level) for (const line of b.lines) await runChecked(runner, [...ipIn(b), ...line.split(' ')]);
+}
 
 /** A fixed-width text table: the first row is the header. */
 export function table(rows: readonly (readonly (string | number)[])[]): string {
