@@ -21,9 +21,8 @@ import { Engine } from '../src/daemon/engine.js';
 import { Daemon } from '../src/daemon/server.js';
 import { FileStore } from '../src/store/file-store.js';
 import { readRuntime } from '../src/store/runtime-file.js';
-import { kernelUnavailable } from '../test/kernel/ns.js';
 import type { LiveSystem } from '../test/kernel/system.js';
-import { appName, load, median, percentile, PhaseTimer, round, seedQubes, table, within, withLive } from './support.js';
+import { appName, load, median, percentile, PhaseTimer, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
 
 const QUBES = 1000;
 const RULES = 100;
@@ -124,12 +123,7 @@ function split(t: PhaseTimer, t0: number, totalMs: number, mode: Edit['mode'], k
 }
 
 async function main(): Promise<void> {
-  const why = kernelUnavailable();
-  if (why) {
-    console.log(`rule-edit bench skipped: ${why}`);
-    console.log(JSON.stringify({ bench: 'rule-edit', skipped: why }));
-    return;
-  }
+  if (skipWithoutKernel('rule-edit')) return;
   const loadBefore = load();
   const result = await withLive('qre', async (s) => {
     delete (s.env as Record<string, string>)['QNET_NO_ICMP_RATELIMIT'];

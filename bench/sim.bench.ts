@@ -33,6 +33,7 @@ import { planNetwork } from '../src/model/topology.js';
 import { evalHookPkt, type HookContext } from '../src/sim/evaluate.js';
 import { CT_BIT, PROTO, toPkt, type Pkt, type Probe } from '../src/sim/packet.js';
 import { simulate, type SimOptions, type World } from '../src/sim/walk.js';
+import { median, round } from './support.js';
 
 const RULES = 100;
 const TARGET = 200_000;
@@ -118,8 +119,6 @@ function rate(fn: (i: number) => void, ms = MS): { cpu: number; wall: number } {
   return { cpu: (n * 1000) / (c - c0), wall: (n * 1000) / (t - t0) };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 interface Row {
   case: string;
   layout: Layout;
@@ -171,7 +170,7 @@ const BIG = 10_000;
 const bigCases = makeCases(`1 qube × ${BIG.toLocaleString('en-US')} rules`, 10, model(10, RULES, BIG), probes(10, BIG, 2048, true), false);
 cases.push(...bigCases);
 
-for (let round = 0; round < ROUNDS; round++) {
+for (let r = 0; r < ROUNDS; r++) {
   for (const { row, world, ps, pkts } of cases) {
     const n = ps.length - 1; // a power of two minus one
     if (row.qubes === 10 && row.rules === RULES) continue; // rules/pkt only
@@ -199,7 +198,7 @@ const at = (q: number, l: Layout) => cases.find((c) => c.row.qubes === q && c.ro
 const qnet = at(1000, 'qnet');
 const linear = at(1000, 'qubes-linear');
 const big = bigCases.map((c) => c.row);
-const round2 = (x: number) => +x.toFixed(2);
+const round2 = (x: number) => round(x, 2);
 const summary = {
   bench: 'sim',
   verdict: 'simulate() walk, app qube to the outside, trace and reply off',

@@ -26,9 +26,8 @@ import { emitFull } from '../src/ir/emit-text.js';
 import { planNetwork } from '../src/model/topology.js';
 import type { Rule } from '../src/model/rule.js';
 import { FileStore } from '../src/store/file-store.js';
-import { kernelUnavailable } from '../test/kernel/ns.js';
 import type { LiveSystem } from '../test/kernel/system.js';
-import { appName, load, median, round, seedQubes, table, within, withLive } from './support.js';
+import { appName, load, median, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
 
 const QUBES = 1000;
 const RULES = 100;
@@ -95,12 +94,7 @@ async function connectRate(s: LiveSystem): Promise<{ perS: number; errors: numbe
 }
 
 async function main(): Promise<void> {
-  const why = kernelUnavailable();
-  if (why) {
-    console.log(`throughput bench skipped: ${why}`);
-    console.log(JSON.stringify({ bench: 'throughput', skipped: why }));
-    return;
-  }
+  if (skipWithoutKernel('throughput')) return;
   const loadBefore = load();
   const iperf = hasIperf();
   const out = await withLive('qtp', async (s) => {
