@@ -71,7 +71,12 @@ async function qnetStart(): Promise<{ samples: StartSample[]; check: Awaited<Ret
         await within('qnet start', 60_000, () => s.ok(['start', ...names]));
         const startMs = performance.now() - t0;
         const phases = timer.snapshot();
-        if (r === 0) check = await verify(s, names);
+        if (r === 0) {
+          check = await verify(s, names);
+          // A fast start that did not filter (or did not connect) is no result: stop here.
+          if (!check.fetch.startsWith('ok:') || check.dispatch !== names.length)
+            throw new Error(`the start did not make the network it should (want fetch ok: and ${names.length} dispatch elements): ${JSON.stringify(check)}`);
+        }
         const t1 = performance.now();
         await within('qnet shutdown --all', 60_000, () => s.ok('shutdown --all'));
         samples.push({ startMs, shutdownMs: performance.now() - t1, phases });

@@ -132,6 +132,10 @@ async function main(): Promise<void> {
           // Proof the rules bite: q1000 may not reach the other web host (it has no rule for it).
           const probe = await s.tcpProbe(SENDER, WORLD_HOSTS.other.v4, 80);
           checks[config] = { otherHost: probe.result, rules: await nftRules() };
+          // Under qnet's rules the sender's chain ends in its default policy, a reject
+          // (admin-prohibited, seen as EHOSTUNREACH): anything else means the swap did not bite.
+          if (config !== 'empty' && probe.result !== 'error:EHOSTUNREACH')
+            throw new Error(`${config}: ${SENDER} → ${WORLD_HOSTS.other.v4}:80 gave ${probe.result}, want error:EHOSTUNREACH (the rules did not take effect)`);
         }
         const gbps = await within('throughput', (SECONDS + 20) * 1000, () => throughput(s, iperf));
         const c = await within('connect rate', CONNECT_MS + 20_000, () => connectRate(s));
