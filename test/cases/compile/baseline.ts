@@ -1,13 +1,15 @@
 // Golden baselines (EXAMPLES.md Example 13): the emitted text of each case is compared with
 // test/baselines/reference/compile/<case>.nft. On a difference the new text is written to
-// test/baselines/local/compile/<case>.nft for diffing; QNET_ACCEPT_BASELINES=1 writes the reference
-// instead. A missing reference fails, and so does a reference no case produces any more.
+// test/baselines/local/compile/<case>.nft for diffing (scratch, not committed), and removed again
+// once the output matches; QNET_ACCEPT_BASELINES=1 writes the reference instead. A missing
+// reference fails, and so does a reference no case produces any more.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-function repoRoot(): string {
+/** The directory above this file that holds package.json (throws if there is none). */
+export function repoRoot(): string {
   let d = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(d, 'package.json'))) {
     const up = dirname(d);
@@ -25,15 +27,21 @@ const HOW = 'run with QNET_ACCEPT_BASELINES=1 if the new output is correct';
 
 export function assertBaseline(name: string, actual: string): void {
   const ref = join(REFERENCE, `${name}.nft`);
+  const local = join(LOCAL, `${name}.nft`);
   if (accepting) {
     mkdirSync(REFERENCE, { recursive: true });
     writeFileSync(ref, actual);
+    rmSync(local, { force: true });
     return;
   }
   const expected = existsSync(ref) ? readFileSync(ref, 'utf8') : undefined;
-  if (expected === actual) return;
+  if (expected === actual) {
+    // No stale diff lingers from an earlier failing run.
+    rmSync(local, { force: true });
+    return;
+  }
   mkdirSync(LOCAL, { recursive: true });
-  writeFileSync(join(LOCAL, `${name}.nft`), actual);
+  writeFileSync(local, actual);
   if (expected === undefined) assert.fail(`baseline ${name}.nft is missing (new output in ${LOCAL}); ${HOW}`);
   assert.equal(actual, expected, `baseline ${name}.nft differs (new output in ${LOCAL}); ${HOW}`);
 }
