@@ -5,13 +5,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { deleteNamespaces, kernelUnavailable, uniquePrefix } from './ns.js';
+import { repoRoot } from '../cases/compile/baseline.js';
 
-let root = dirname(fileURLToPath(import.meta.url));
-while (!existsSync(join(root, 'package.json'))) root = dirname(root);
+// Guarded: throws at the filesystem root instead of looping for ever without a package.json.
+const root = repoRoot();
 const bin = join(root, 'bin', 'qnet.js');
 const built = existsSync(join(root, 'dist', 'src', 'cli', 'main.js'));
 const why = kernelUnavailable() ?? (built ? null : 'dist/ is not built (npm run build): the demo starts the daemon from bin/qnet.js');

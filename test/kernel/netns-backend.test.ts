@@ -205,6 +205,9 @@ if (why) {
         await be.loadRules('sys-firewall', FORWARD_DROP_WORK, { keep: true });
         assert.deepEqual(be.sessionNodes, ['sys-firewall']);
         assert.equal(await ping(be, 'work', '10.137.0.1'), false, 'the session loaded the drop');
+        // A failed ping alone proves nothing: the drop rule must be what stopped it.
+        const c = (await be.counters('sys-firewall')).find((x) => x.comment === 'work rule 0');
+        assert.ok(c && c.packets >= 1, `the drop counted the ping: ${JSON.stringify(c)}`);
         await assert.rejects(be.loadRules('sys-firewall', 'add rule inet qt forward bogus\n'), (e: unknown) => e instanceof NftError && e.errors[0]?.line === 1);
         // The netvm's namespace deleted behind qnet's back: the session must not keep it alive.
         assert.ok(await ping(be, 'work', '10.137.0.2'), 'sys-firewall itself answers');

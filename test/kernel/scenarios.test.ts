@@ -49,7 +49,7 @@ else {
     });
   });
 
-  test('a qube with drop rules cannot reach the target and is told so at once (admin-prohibited)', async () => {
+  test('a qube with drop rules cannot reach the target and is told so at once (admin-prohibited)', async (t) => {
     await live('qs', async (s) => {
       await s.ok('init');
       await s.ok('start work');
@@ -71,7 +71,7 @@ else {
         const p = await s.sh('work', ['ping', '-n', '-c', '1', '-W', '2', WEB], 8000);
         assert.notEqual(p.code, 0);
         assert.match(p.stdout + p.stderr, /Packet filtered|Destination Host Prohibited|Communication administratively prohibited/i);
-      }
+      } else t.diagnostic('ping is not installed: the ICMP echo check (admin-prohibited answer) was skipped');
     });
   });
 
