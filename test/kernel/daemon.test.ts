@@ -170,6 +170,11 @@ else {
         assert.equal(await held.send(2000), false, 'the cut connection carries no data');
         const st2 = (await client.status()) as { handled: number };
         assert.ok(st2.handled > st.handled, 'the daemon handled the apply');
+        // Right after an edit the kernel still holds the rules the overlay put aside (tidied within
+        // 100 ms); counters, which reads them, settles the kernel first: one policy row, not two.
+        await s.setRules('work', [`action=accept dsthost=${WEB}`]);
+        const policy = (await s.counters('work')).filter((r) => r.hop === 'sys-firewall' && r.rule === 'policy: work default drop');
+        assert.equal(policy.length, 1, JSON.stringify(policy));
       });
     });
   });
