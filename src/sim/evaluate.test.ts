@@ -230,6 +230,17 @@ test('chains before the conntrack hook (-200) see ct state invalid; later ones s
   assert.equal([...counters.values()][0], 1);
 });
 
+test('chains before the conntrack hook see no ct status: neither `ct status dnat` nor its negation matches', () => {
+  const rs: Ruleset = { tables: [table('ip', 't', [
+    chain('raw', [
+      rule('dnat bit', [eq('ct status', sym('dnat'))], DROP),
+      rule('no dnat bit', [ne('ct status', sym('dnat'))], DROP),
+    ], base('filter', 'prerouting', -300)),
+  ])] };
+  const r = evalHook(rs, 'prerouting', 4, tcp('203.0.113.5', 443));
+  assert.equal(r.verdict, 'accept');
+});
+
 const natRs: Ruleset = { tables: [table('ip', 'n', [
   chain('dnat1', [rule('first dnat', [eq('tcp dport', int(8080))], dnat('10.137.0.3', 80))], base('nat', 'prerouting', -100)),
   chain('dnat2', [rule('second dnat', [], dnat('10.137.0.99'))], base('nat', 'prerouting', -90)),

@@ -114,7 +114,8 @@ export function matchesAt(code: Float64Array, pc: number, calls: readonly ((p: P
         if (x === ABSENT || (x >= a && x <= code[pc + 3]!)) return false;
         break;
       case OP.MASK:
-        if ((x & a) === 0) return false;
+        // ABSENT (-1) has every bit set: without the check it would match any mask.
+        if (x === ABSENT || (x & a) === 0) return false;
         break;
       case OP.NOT_MASK:
         if (x === ABSENT || (x & a) !== 0) return false;
