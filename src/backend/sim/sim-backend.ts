@@ -6,7 +6,7 @@ import type { Ruleset } from '../../ir/types.js';
 import { formatDiagnostic } from '../../model/diagnostics.js';
 import type { NetPlan } from '../../model/netplan.js';
 import { forgetFlows, newSimState, simulate, type SimResult, type SimState } from '../../sim/index.js';
-import type { Probe } from '../../sim/packet.js';
+import { PROTO, type Probe } from '../../sim/packet.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
 
 export class SimBackend implements Backend {
@@ -104,8 +104,12 @@ export class SimBackend implements Backend {
     return out;
   }
 
+  /** Matches as `conntrack -D` does in the kernel backend (deleteArgv): protocol always, each port only when given. */
   async deleteFlow(node: string, f: Flow): Promise<void> {
-    forgetFlows(this.state, (c, n) => n === node && c.orig.src === f.src && c.orig.dst === f.dst && c.orig.dport === f.dport);
+    const l4 = (PROTO as Record<string, number>)[f.proto];
+    forgetFlows(this.state, (c, n) =>
+      n === node && c.l4 === l4 && c.orig.src === f.src && c.orig.dst === f.dst &&
+      (f.sport === undefined || c.orig.sport === f.sport) && (f.dport === undefined || c.orig.dport === f.dport));
   }
 
   /** Send a probe through what is loaded now; counters and conntrack persist across probes. */
