@@ -29,12 +29,6 @@ export function parseV6(s: string): bigint | undefined {
   return n;
 }
 
-export function familyOf(s: string): 4 | 6 | undefined {
-  if (parseV4(s) !== undefined) return 4;
-  if (parseV6(s) !== undefined) return 6;
-  return undefined;
-}
-
 export function parseAddr(s: string, family: 4 | 6): AddrNum | undefined {
   return family === 4 ? parseV4(s) : parseV6(s);
 }
@@ -73,15 +67,4 @@ export function prefixRange(addr: string, len: number | undefined, family: 4 | 6
   const host = (1n << (128n - l)) - 1n;
   const lo = a & ~host & ((1n << 128n) - 1n);
   return [lo, lo | host];
-}
-
-/** Does `cidr` (`10.137.0.0/16`, `default`, or a bare address) contain `a`? Returns the prefix length, or -1. */
-export function cidrMatch(cidr: string, a: AddrNum, family: 4 | 6): number {
-  if (cidr === 'default') return 0;
-  const slash = cidr.indexOf('/');
-  const base = slash < 0 ? cidr : cidr.slice(0, slash);
-  const len = slash < 0 ? (family === 4 ? 32 : 128) : Number(cidr.slice(slash + 1));
-  const r = prefixRange(base, len, family);
-  if (!r) return -1;
-  return r[0] <= a && a <= r[1] ? len : -1;
 }

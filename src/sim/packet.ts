@@ -2,7 +2,7 @@
 // the mutable, pre-parsed form the hot loop reads (Pkt). Keeping Pkt flat (numbers, no getters)
 // lets every compiled matcher be one property read and one compare.
 import type { CtState } from '../ir/types.js';
-import { type AddrNum, familyOf, parseAddr } from './addr.js';
+import { type AddrNum, parseAddr } from './addr.js';
 
 /** "Can `from` reach `to` on proto/dport?" */
 export interface Probe {
@@ -104,30 +104,7 @@ export function setDaddr(p: Pkt, s: string): void {
   p.da = parseAddr(s, p.family)!;
 }
 
-export function probeFamily(probe: Probe): 4 | 6 | undefined {
-  const f = familyOf(probe.to);
-  if (f === undefined) return undefined;
-  if (probe.family !== undefined && probe.family !== f) return undefined;
-  return f;
-}
-
 export function probeL4(probe: Probe, family: 4 | 6): number {
   if (probe.proto === 'icmp') return family === 4 ? PROTO.icmp : PROTO.icmpv6;
   return PROTO[probe.proto];
-}
-
-/** `tcp/443`, `udp/53`, `icmp/8`. */
-export function describeService(p: Pick<Pkt, 'l4' | 'dport' | 'icmpType'>): string {
-  switch (p.l4) {
-    case PROTO.tcp:
-      return `tcp/${p.dport}`;
-    case PROTO.udp:
-      return `udp/${p.dport}`;
-    case PROTO.icmp:
-      return `icmp/${p.icmpType}`;
-    case PROTO.icmpv6:
-      return `icmpv6/${p.icmpType}`;
-    default:
-      return `proto ${p.l4}`;
-  }
 }

@@ -2,7 +2,7 @@
 // for this packet, so the rule does not match — nft's implicit protocol dependencies, e.g. `tcp dport`
 // carries `meta l4proto tcp`, `ip saddr` in an inet table carries `meta nfproto ipv4`, and `iifname`
 // in output breaks evaluation), and one Atom per Value, interpreted by the field's kind.
-import type { Field, SetKeyType, Value } from '../ir/types.js';
+import type { Field, Value } from '../ir/types.js';
 import { assertNever } from '../model/result.js';
 import { type AddrNum, parseV4, parseV6, prefixRange } from './addr.js';
 import { CT_BIT, CT_STATUS_BIT, hasPorts, PROTO, type Pkt } from './packet.js';
@@ -56,25 +56,6 @@ export function fieldKind(f: Field): FieldKind {
       return 'ctstatus';
     default:
       return assertNever(f, 'field');
-  }
-}
-
-export function keyTypeKind(t: SetKeyType): FieldKind {
-  switch (t) {
-    case 'ipv4_addr':
-      return 'addr4';
-    case 'ipv6_addr':
-      return 'addr6';
-    case 'inet_service':
-      return 'port';
-    case 'inet_proto':
-      return 'proto';
-    case 'ifname':
-      return 'ifname';
-    case 'mark':
-      return 'int';
-    default:
-      return assertNever(t, 'set key type');
   }
 }
 
