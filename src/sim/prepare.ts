@@ -66,12 +66,9 @@ export interface PBase {
 export interface PreparedRuleset {
   ir: Ruleset;
   tables: PTable[];
-  /** Base chains per hook, per IP family, in run order. */
-  hooks: Record<Hook, { 4: PBase[]; 6: PBase[] }>;
-  /** Does the family register the NAT core (any nat chain of that family, any hook)? */
-  nat: { 4: boolean; 6: boolean };
-  /** `hooks` flattened for the hot path: lists[hookIndex(hook) * 2 + (family === 6 ? 1 : 0)]. */
+  /** Base chains per hook and IP family, in run order: lists[hookIndex(hook) * 2 + (family === 6 ? 1 : 0)]. */
   lists: PBase[][];
+  /** Does the family register the NAT core (any nat chain of that family, any hook)? */
   nat4: boolean;
   nat6: boolean;
 }
@@ -151,7 +148,7 @@ function build(rs: Ruleset): PreparedRuleset {
       }
     }
   }
-  const hooks = Object.fromEntries(HOOKS.map((h) => [h, { 4: [] as PBase[], 6: [] as PBase[] }])) as PreparedRuleset['hooks'];
+  const hooks = Object.fromEntries(HOOKS.map((h) => [h, { 4: [] as PBase[], 6: [] as PBase[] }])) as Record<Hook, { 4: PBase[]; 6: PBase[] }>;
   const all: (PBase & { t: number; c: number })[] = [];
   for (const pt of tables)
     pt.ir.chains.forEach((c: Chain, ci) => {
@@ -182,7 +179,7 @@ function build(rs: Ruleset): PreparedRuleset {
     lists[hookIndex(h) * 2] = hooks[h][4].length ? hooks[h][4] : NO_BASES;
     lists[hookIndex(h) * 2 + 1] = hooks[h][6].length ? hooks[h][6] : NO_BASES;
   }
-  return { ir: rs, tables, hooks, nat, lists, nat4: nat[4], nat6: nat[6] };
+  return { ir: rs, tables, lists, nat4: nat[4], nat6: nat[6] };
 }
 
 function prepareRule(r: IrRule, index: number, chain: PChain, sets: SetCache, code: number[]): PRule {

@@ -3,7 +3,7 @@
 // are not modelled), and for the world node which uplink leads to which qube.
 import type { Ruleset } from '../ir/types.js';
 import type { Iface, NetNode, NetPlan } from '../model/netplan.js';
-import type { PBase, PreparedRuleset } from './prepare.js';
+import type { PBase } from './prepare.js';
 import { type AddrNum, formatV4, formatV6, parseAddr, prefixRange } from './addr.js';
 
 export interface PRoute {
@@ -99,8 +99,7 @@ export interface PNode {
    * qube then touches the node, its hook lists and nothing else of the prepared ruleset.
    */
   rs: Ruleset | undefined;
-  prep: PreparedRuleset | undefined;
-  /** prep.lists, prep.nat4, prep.nat6. */
+  /** Its prepared ruleset's lists, nat4, nat6. */
   lists: PBase[][];
   nat4: boolean;
   nat6: boolean;
@@ -152,7 +151,7 @@ function build(plan: NetPlan): PPlan {
   for (const n of plan.nodes) {
     const pn: PNode = {
       node: n, name: n.name, world: n.kind === 'world' || n.kind === 'host', ifaces: new Map(), ifAddrs: new Map(), firstAddr: { 4: undefined, 6: undefined },
-      v4: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, v6: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, fast4: undefined, fast4Results: [], rs: undefined, prep: undefined, lists: [], nat4: false, nat6: false,
+      v4: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, v6: { local: new Set(), fewLocal: undefined, routes: [], levels: [] }, fast4: undefined, fast4Results: [], rs: undefined, lists: [], nat4: false, nat6: false,
     };
     for (const i of n.ifaces) {
       pn.ifaces.set(i.name, i);

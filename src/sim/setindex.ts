@@ -33,10 +33,8 @@ export class AtomIndex<V> {
   private linear: Entry<V>[] = [];
   private readonly prefixes: { s: string; v: V }[] = [];
   private readonly masks: { m: number; v: V }[] = [];
-  readonly size: number;
 
   constructor(entries: readonly { atom: Atom; value: V }[], isSet: boolean) {
-    this.size = entries.length;
     this.norm = entries.every(({ atom: a }) => a.a !== 'point' || typeof a.v !== 'number' || isU32(a.v));
     const ivs: { lo: AddrNum; hi: AddrNum; v: V }[] = [];
     for (const { atom: a, value } of entries) {
@@ -109,12 +107,10 @@ export class ConcatIndex<V> {
   /** Every element exact otherwise: one nested map per component (no key strings to build per lookup). */
   private exact: Map<Scalar, unknown> | undefined;
   private norm = false;
-  private bucket: { comp: number; map: Map<Scalar, Entry<V>[]>; rest: Entry<V>[] } | undefined;
+  private bucket: { comp: number; map: Map<Scalar, Entry<V>[]> } | undefined;
   private linear: Entry<V>[] = [];
-  readonly size: number;
 
   constructor(entries: readonly Entry<V>[]) {
-    this.size = entries.length;
     const width = entries[0]?.atoms.length ?? 0;
     if (width > 0 && entries.every((e) => e.atoms.every((a) => a.a === 'point' && isU32(a.v)))) {
       this.table = new U32TupleTable(entries.map((e) => ({ key: e.atoms.map((a) => (a as { v: number }).v), value: e.value })), width);
@@ -149,7 +145,7 @@ export class ConcatIndex<V> {
         if (!list) map.set(v, (list = []));
         list.push(e);
       }
-      this.bucket = { comp: c, map, rest: [] };
+      this.bucket = { comp: c, map };
       return;
     }
     this.linear = [...entries];

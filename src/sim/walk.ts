@@ -163,7 +163,6 @@ class Walk implements NatSlotHandler {
     if (pn.rs === rs) return;
     const prep = prepare(rs);
     pn.rs = rs;
-    pn.prep = prep;
     pn.lists = prep.lists;
     pn.nat4 = prep.nat4;
     pn.nat6 = prep.nat6;
