@@ -6,6 +6,7 @@ import type { Resolutions } from '../compile/dns.js';
 import type { Ruleset } from '../ir/types.js';
 import { isNetworked, qubeIp, qubeIp6 } from '../model/addressing.js';
 import type { Diagnostic } from '../model/diagnostics.js';
+import { formatV4, parseV4 } from '../model/ip.js';
 import type { NetPlan, UplinkKind } from '../model/netplan.js';
 import { VIRTUAL_DNS } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
@@ -49,13 +50,12 @@ const V4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 /** The first usable address of a CIDR (network + 1 where there is room), or the address itself. */
 export function representative(cidr: string): string {
   const [addr, lenText] = cidr.split('/');
-  if (lenText === undefined || !V4.test(addr!)) return addr!;
+  const n = lenText === undefined ? undefined : parseV4(addr!);
+  if (n === undefined) return addr!;
   const len = Number(lenText);
-  const n = addr!.split('.').reduce((a, o) => a * 256 + Number(o), 0);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
   const net = (n & mask) >>> 0;
-  const host = len <= 30 ? net + 1 : net;
-  return [24, 16, 8, 0].map((s) => (host >>> s) & 255).join('.');
+  return formatV4(len <= 30 ? net + 1 : net);
 }
 
 /** DST as typed: a qube, `outside`, an address, a CIDR, or a DNS name (looked up in `resolutions`). */
