@@ -216,7 +216,11 @@ class Walk implements NatSlotHandler {
           const oif = p.oif === null ? undefined : pn.ifaces.get(p.oif);
           a = oif ? pn.ifAddrs.get(oif)?.[p.family] : undefined;
         }
-        if (a) bindSnat(c, a.text, a.num ?? parseNum(a.text, p.family));
+        if (a) {
+          // num is undefined exactly when the plan's address does not parse.
+          if (a.num === undefined) throw new Error(`not an IPv${p.family} address: ${a.text}`);
+          bindSnat(c, a.text, a.num);
+        }
       }
       // Without a decision the kernel binds a null mapping: later nat chains never see this flow.
       if (dst) c.dstBound = true;
