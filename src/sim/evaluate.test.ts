@@ -269,6 +269,12 @@ test('a ruleset the kernel would refuse does not load: jump to a missing chain',
   assert.throws(() => evalChain(bad, 'forward', tcp('203.0.113.5', 1)), SimLoadError);
 });
 
+test('a ruleset the kernel would refuse does not load: dnat to something that is not an address', () => {
+  const bad: Ruleset = { tables: [table('ip', 'n', [chain('dnat', [rule('bad dnat', [eq('tcp dport', int(1))], dnat('10.137.0.300'))], base('nat', 'prerouting', -100))])] };
+  // Refused at load, even for a packet that never reaches the rule.
+  assert.throws(() => evalHook(bad, 'prerouting', 4, tcp('203.0.113.5', 443)), SimLoadError);
+});
+
 test('a concatenation of iifname and address (Qubes antispoof) matches only the allowed pair', () => {
   const t = table('ip', 'qubes', [chain('antispoof', [rule('allowed', [inSet(['iifname', 'ip saddr'], 'allowed')], ACCEPT), rule('spoof', [], DROP)])], [
     set('allowed', ['ifname', 'ipv4_addr'], false, [[str('vif3.0'), addr('10.137.0.3')], [str('vif4.0'), addr('10.137.0.4')]]),

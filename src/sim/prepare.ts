@@ -3,6 +3,7 @@
 // them. Cached per Ruleset object: rulesets are treated as immutable (replace, don't mutate).
 import type { BaseChainSpec, Chain, Family, Hook, IrRule, RejectWith, Ruleset, Statement, Table, Verdict } from '../ir/types.js';
 import { assertNever } from '../model/result.js';
+import { parseAddr } from './addr.js';
 import type { NatDecision, RuleRef } from './evaluate.js';
 import { compileMatch, type Matcher, SetCache } from './match.js';
 import { encodeMatch, OP } from './opcodes.js';
@@ -231,8 +232,11 @@ function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
       return SHARED_COUNTER;
     case 'log':
       return mono({ k: 'log', prefix: s.prefix });
-    case 'dnat':
+    case 'dnat': {
+      // nft refuses a dnat to something that is not an address: refuse at load, not on the first packet.
+      if (parseAddr(s.addr, s.addr.includes(':') ? 6 : 4) === undefined) throw new Error(`dnat to '${s.addr}', which is not an IP address`);
       return mono({ k: 'dnat', family: s.family === undefined ? undefined : s.family === 'ip' ? 4 : 6, addr: s.addr, port: s.port, decision: undefined });
+    }
     case 'masquerade':
       return mono({ k: 'masquerade', decision: undefined });
     case 'vmap': {

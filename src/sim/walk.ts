@@ -206,7 +206,8 @@ class Walk implements NatSlotHandler {
     if (v.dir === 0 && !(dst ? c.dstBound : c.srcBound)) {
       if (nat?.kind === 'dnat' && dst) {
         const fam = nat.addr.includes(':') ? 6 : 4;
-        if (fam === p.family) bindDnat(c, nat.addr, parseNum(nat.addr, fam), nat.port);
+        // parseAddr succeeds: prepare() refused a ruleset whose dnat address does not parse.
+        if (fam === p.family) bindDnat(c, nat.addr, parseAddr(nat.addr, fam)!, nat.port);
       } else if (nat?.kind === 'masquerade' && !dst) {
         // The outgoing interface's first address of the packet's family.
         const out = this.out;
@@ -241,12 +242,6 @@ class Walk implements NatSlotHandler {
     this.hops.push(hop);
     return hop;
   }
-}
-
-function parseNum(a: string, fam: 4 | 6): AddrNum {
-  const n = parseAddr(a, fam);
-  if (n === undefined) throw new Error(`not an IPv${fam} address: ${a}`);
-  return n;
 }
 
 function view(p: Pkt): PacketView {
