@@ -8,6 +8,7 @@
 // netvm's namespace with their peer placed directly in the client's. The plan's `host` node is the
 // host's own (root) namespace: its batch runs as `ip -batch -` without `-n`; it is always there and
 // never created or deleted. `ip -batch` cannot switch namespace per line (kernel notes).
+import { readdir } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { CommandError, runChecked, type Runner } from './runner.js';
 import { diag, type Diagnostic } from '../../model/diagnostics.js';
@@ -108,11 +109,23 @@ export function parseNetnsList(stdout: string): string[] {
     .filter((n) => n !== '');
 }
 
-export async function listNodes(runner: Runner, naming: Naming): Promise<string[]> {
-  const out = await runChecked(runner, ['ip', 'netns', 'list']).catch((e) => {
-    throw classifyCommandError(e);
-  });
-  return parseNetnsList(out)
+/** Where named namespaces live: one file each, the directory `ip netns list` reads. */
+export const NETNS_DIR = '/run/netns';
+
+/**
+ * Our nodes with a live namespace, sorted. Asked before every change (and per relinked client), so
+ * with `dir` the directory is read directly rather than spawning `ip netns list` each time; ip is
+ * the fallback where it cannot be read (and, with no `dir`, for scripted runners).
+ */
+export async function listNodes(runner: Runner, naming: Naming, dir?: string): Promise<string[]> {
+  const names =
+    (dir === undefined ? undefined : await readdir(dir).catch(() => undefined)) ??
+    parseNetnsList(
+      await runChecked(runner, ['ip', 'netns', 'list']).catch((e) => {
+        throw classifyCommandError(e);
+      }),
+    );
+  return names
     .map((ns) => naming.node(ns))
     .filter((n): n is string => n !== undefined)
     .sort();

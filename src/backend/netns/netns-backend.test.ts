@@ -7,6 +7,9 @@ import { ScriptedRunner, type ExpectedCommand } from './runner.js';
 import { NO_ICMP_RATELIMIT } from './sysctl.js';
 import type { InteractiveRunner } from './exec.js';
 import type { NetNode, NetPlan } from '../../model/netplan.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 // sys-net 10.137.0.1 ← sys-firewall 10.137.0.2 ← work 10.137.0.3; sys-firewall2 10.137.0.5 ← sys-net
 function plan(workNetvm: 'sys-firewall' | 'sys-firewall2' = 'sys-firewall'): NetPlan {
@@ -26,6 +29,8 @@ function plan(workNetvm: 'sys-firewall' | 'sys-firewall2' = 'sys-firewall'): Net
   return { nodes: Object.values(nodes), virtualDns: [], upstreamDns: [], uplink: 'none' };
 }
 
+/** A directory that is not there: the backend then asks `ip netns list`, which the scripts answer. */
+const NO_DIR = '/nonexistent/qnet-netns';
 const LIST: ExpectedCommand = { argv: ['ip', 'netns', 'list'] };
 const listed = (...nss: string[]): ExpectedCommand => ({ ...LIST, result: { stdout: nss.map((x, i) => `${x} (id: ${i})\n`).join('') } });
 const batch = (ns: string, stdin: string | ((s: string) => boolean)): ExpectedCommand => ({ argv: ['ip', '-n', ns, '-batch', '-'], stdin });
@@ -33,7 +38,19 @@ const FWD = ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.f
 
 test('listNamespaces: only ours, prefix stripped, sorted', async () => {
   const r = new ScriptedRunner([listed('qn-work', 'other', 'qn-sys-net', 'qn-9bad', 'qnet-x')]);
-  assert.deepEqual(await new NetnsBackend({ runner: r, prefix: 'qn-' }).listNamespaces(), ['sys-net', 'work']);
+  assert.deepEqual(await new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR }).listNamespaces(), ['sys-net', 'work']);
+});
+
+test('listNamespaces reads the namespace directory when it can, with no process', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-netns-dir-'));
+  try {
+    for (const f of ['qn-work', 'other', 'qn-sys-net', 'qn-9bad']) writeFileSync(join(dir, f), '');
+    const r = new ScriptedRunner([]);
+    assert.deepEqual(await new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: dir }).listNamespaces(), ['sys-net', 'work']);
+    assert.equal(r.calls.length, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('bringUp spawns: list, one netns batch, sysctls, rules, then one ip batch per namespace', async () => {
@@ -50,7 +67,7 @@ test('bringUp spawns: list, one netns batch, sysctls, rules, then one ip batch p
       'link set dev lo up\nlink set dev eth0 group 0 up\naddress add 10.137.0.3/32 dev eth0\nroute add 10.137.0.2/32 dev eth0\nroute add 0.0.0.0/0 via 10.137.0.2 dev eth0\n',
     ),
   ]);
-  const be = new NetnsBackend({ runner: r, prefix: 'qn-' });
+  const be = new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR });
   await be.bringUp(plan(), ['sys-net', 'sys-firewall', 'work'], { rules: new Map([['sys-firewall', 'table inet t {}\n']]) });
   r.assertDone();
   assert.equal(r.calls.length, 8, '1 list + 1 netns batch + 2 sysctl + 1 nft + 3 namespace batches');
@@ -63,7 +80,7 @@ test('extra sysctls go into the same process as forwarding', async () => {
     { argv: [...FWD, 'net.ipv4.icmp_ratelimit=0', 'net.ipv6.icmp.ratelimit=0'], netns: 'qn-sys-net' },
     batch('qn-sys-net', 'link set dev lo up\n'),
   ]);
-  await new NetnsBackend({ runner: r, prefix: 'qn-', sysctls: NO_ICMP_RATELIMIT }).bringUp(plan(), ['sys-net']);
+  await new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR, sysctls: NO_ICMP_RATELIMIT }).bringUp(plan(), ['sys-net']);
   r.assertDone();
 });
 
@@ -78,7 +95,7 @@ test('a failed bring-up deletes the namespaces it created and rethrows', async (
   ]);
   // work's netvm is sys-firewall, which is not up: work gets lo only; fake its batch failing.
   await assert.rejects(
-    new NetnsBackend({ runner: r, prefix: 'qn-' }).bringUp(plan(), ['sys-net', 'work']),
+    new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR }).bringUp(plan(), ['sys-net', 'work']),
     (e: unknown) => e instanceof NetnsError && e.code === 'QNET5205' && e.diagnostic.qube === 'work',
   );
   r.assertDone();
@@ -92,18 +109,18 @@ test('relink: list, read the veths, delete the uplink, then new netvm side, then
     batch('qn-sys-firewall2', 'link add vif3.0 type veth peer name eth0 netns qn-work\nlink set dev vif3.0 group 2 up\naddress add 10.137.0.5/32 dev vif3.0\nroute add 10.137.0.3/32 dev vif3.0\n'),
     batch('qn-work', 'link set dev eth0 group 0 up\naddress add 10.137.0.3/32 dev eth0\nroute add 10.137.0.5/32 dev eth0\nroute add 0.0.0.0/0 via 10.137.0.5 dev eth0\n'),
   ]);
-  await new NetnsBackend({ runner: r, prefix: 'qn-' }).relink(plan('sys-firewall2'), 'work');
+  await new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR }).relink(plan('sys-firewall2'), 'work');
   r.assertDone();
 });
 
 test('relink of a qube that is not running is QNET5204', async () => {
   const r = new ScriptedRunner([listed('qn-sys-net')]);
-  await assert.rejects(new NetnsBackend({ runner: r, prefix: 'qn-' }).relink(plan(), 'work'), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5204');
+  await assert.rejects(new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR }).relink(plan(), 'work'), (e: unknown) => e instanceof NetnsError && e.code === 'QNET5204');
 });
 
 test('tearDown is one process for any number of namespaces', async () => {
   const r = new ScriptedRunner([{ argv: ['ip', '-force', '-batch', '-'], stdin: 'netns del qn-work\nnetns del qn-sys-firewall\n' }]);
-  await new NetnsBackend({ runner: r, prefix: 'qn-' }).tearDown(['work', 'sys-firewall']);
+  await new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR }).tearDown(['work', 'sys-firewall']);
   r.assertDone();
 });
 
@@ -120,7 +137,7 @@ test('rules, counters, flows and deleteFlow run in the qube namespace', async ()
       result: { stderr: 'conntrack v1.4.7 (conntrack-tools): 1 flow entries have been deleted.\n' },
     },
   ]);
-  const be = new NetnsBackend({ runner: r, prefix: 'qn-' });
+  const be = new NetnsBackend({ runner: r, prefix: 'qn-', netnsDir: NO_DIR });
   await assert.rejects(be.loadRules('sys-firewall', 'x'), (e: unknown) => e instanceof NftError && e.diagnostic.qube === 'sys-firewall');
   await be.checkRules('y');
   assert.deepEqual(await be.counters('sys-firewall'), []);

@@ -13,6 +13,7 @@ import {
   deleteNamespaces,
   listNodes,
   Naming,
+  NETNS_DIR,
   NetnsError,
   parseUplinks,
   planBringUp,
@@ -53,6 +54,11 @@ export interface NetnsBackendOptions {
    * veths, and removes qnet's host table when the last link goes.
    */
   uplink?: UplinkKind;
+  /**
+   * Read for the live namespaces (default /run/netns); where it cannot be read, `ip netns list` is
+   * asked. Unit tests with a ScriptedRunner name a missing one, so their scripts see that command.
+   */
+  netnsDir?: string;
 }
 
 export interface BringUpOptions {
@@ -75,6 +81,7 @@ export class NetnsBackend {
   private readonly interactive: InteractiveRunner;
   private readonly extraSysctls: Sysctls;
   private readonly limit: number;
+  private readonly netnsDir: string;
   private useSessions: boolean;
   /** The sessions' transaction files: a private directory, made on first use. */
   private sessionDir?: string;
@@ -89,6 +96,7 @@ export class NetnsBackend {
     this.interactive = opts.interactive ?? new NodeInteractiveRunner();
     this.extraSysctls = opts.sysctls ?? {};
     this.limit = opts.concurrency ?? 8;
+    this.netnsDir = opts.netnsDir ?? NETNS_DIR;
   }
 
   /** The namespace of a qube. */
@@ -98,7 +106,7 @@ export class NetnsBackend {
 
   /** Qubes (plan nodes) with a live namespace under this prefix, sorted. */
   listNamespaces(): Promise<string[]> {
-    return listNodes(this.runner, this.naming);
+    return listNodes(this.runner, this.naming, this.netnsDir);
   }
 
   /**

@@ -8,11 +8,10 @@ import type { NetPlan } from '../../model/netplan.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
 import type { NetnsBackend } from './netns-backend.js';
 import { runChecked, type Runner } from './runner.js';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const ETC_NETNS = '/etc/netns';
-const NETNS_DIR = '/run/netns';
 
 export class NetnsExecutor implements Backend {
   readonly kind = 'netns' as const;
@@ -22,20 +21,11 @@ export class NetnsExecutor implements Backend {
     private readonly runner: Runner,
   ) {}
 
-  /**
-   * Asked before every change, so read /run/netns directly (all `ip netns list` does) instead of
-   * spawning a process each time; fall back to ip where the directory cannot be read.
-   */
   async live(): Promise<Set<string>> {
-    try {
-      const names = await readdir(NETNS_DIR);
-      const live = new Set(names.map((n) => this.netns.naming.node(n)).filter((n): n is string => n !== undefined));
-      // A session's process would keep a namespace deleted behind our back alive, links and all.
-      for (const n of this.netns.sessionNodes) if (!live.has(n)) this.netns.closeSession(n);
-      return live;
-    } catch {
-      return new Set(await this.netns.listNamespaces());
-    }
+    const live = new Set(await this.netns.listNamespaces());
+    // A session's process would keep a namespace deleted behind our back alive, links and all.
+    for (const n of this.netns.sessionNodes) if (!live.has(n)) this.netns.closeSession(n);
+    return live;
   }
 
   async bringUp(plan: NetPlan, names: readonly string[], rules?: ReadonlyMap<string, Ruleset>): Promise<void> {

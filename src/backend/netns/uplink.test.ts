@@ -29,6 +29,8 @@ const naming = new Naming(PREFIX);
 const vethPlan = (): NetPlan => planNetwork(defaultLayout(), { uplink: 'veth-host', hostTag: TAG, upstreamDns: ['192.168.1.1'] });
 const movePlan = (): NetPlan => planNetwork(defaultLayout(), { uplink: 'move', moveDev: 'enp3s0' });
 
+/** A directory that is not there: the backend then asks `ip netns list`, which the scripts answer. */
+const NO_DIR = '/nonexistent/qnet-netns';
 const LIST: ExpectedCommand = { argv: ['ip', 'netns', 'list'] };
 const listed = (...nss: string[]): ExpectedCommand => ({ ...LIST, result: { stdout: nss.map((x) => `${x}\n`).join('') } });
 const FWD = ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1'];
@@ -105,7 +107,7 @@ test('veth-host bring-up: forwarding and the host table before the first link, t
     { argv: ['ip', '-batch', '-'], stdin: `link add ${HIF} type veth peer name eth0 netns qn-sys-net\nlink set dev ${HIF} group 0 up\naddress add 100.100.1.1/32 dev ${HIF}\nroute add 100.100.1.2/32 dev ${HIF}\n` },
     { argv: ['ip', '-n', 'qn-sys-net', '-batch', '-'], stdin: (s) => s.endsWith('route add 0.0.0.0/0 via 100.100.1.1 dev eth0\n') },
   ]);
-  const be = new NetnsBackend({ runner: r, prefix: PREFIX, uplink: 'veth-host' });
+  const be = new NetnsBackend({ runner: r, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'veth-host' });
   assert.equal(be.hostTag, TAG);
   await be.bringUp(vethPlan(), ['sys-net'], { rules: new Map([['sys-net', 'table inet t {}\n']]) });
   r.assertDone();
@@ -120,7 +122,7 @@ test('veth-host: clients coming up later do not touch the host', async () => {
     { argv: ['ip', '-n', 'qn-sys-net', '-batch', '-'], stdin: (s) => s.startsWith('link add vif2.0') },
     { argv: ['ip', '-n', 'qn-sys-firewall', '-batch', '-'], stdin: () => true },
   ]);
-  await new NetnsBackend({ runner: r, prefix: PREFIX, uplink: 'veth-host' }).bringUp(vethPlan(), ['sys-firewall']);
+  await new NetnsBackend({ runner: r, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'veth-host' }).bringUp(vethPlan(), ['sys-firewall']);
   r.assertDone();
 });
 
@@ -134,7 +136,7 @@ test('veth-host tear-down: the host table goes with the last link to the host, n
   const ids = [{ nsid: 0, name: 'qn-sys-net' }, { nsid: 1, name: 'qn-sys-net2' }, { nsid: 2, name: 'other-sys-net' }, { nsid: 3, name: 'docker' }];
   // sys-net goes while sys-net2 keeps its link: the table stays.
   const keep = new ScriptedRunner([...HOST_VETHS(links, ids), { argv: ['ip', '-force', '-batch', '-'], stdin: 'netns del qn-sys-net\n' }]);
-  await new NetnsBackend({ runner: keep, prefix: PREFIX, uplink: 'veth-host' }).tearDown(['sys-net']);
+  await new NetnsBackend({ runner: keep, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'veth-host' }).tearDown(['sys-net']);
   keep.assertDone();
   // Both go: the table goes after the namespaces.
   const last = new ScriptedRunner([
@@ -142,11 +144,11 @@ test('veth-host tear-down: the host table goes with the last link to the host, n
     { argv: ['ip', '-force', '-batch', '-'], stdin: 'netns del qn-sys-net\nnetns del qn-sys-net2\n' },
     { argv: ['nft', 'delete', 'table', 'ip', `qnet-uplink-${TAG}`] },
   ]);
-  await new NetnsBackend({ runner: last, prefix: PREFIX, uplink: 'veth-host' }).tearDown(['sys-net', 'sys-net2']);
+  await new NetnsBackend({ runner: last, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'veth-host' }).tearDown(['sys-net', 'sys-net2']);
   last.assertDone();
   // A client going never removes it.
   const client = new ScriptedRunner([...HOST_VETHS(links, ids), { argv: ['ip', '-force', '-batch', '-'], stdin: 'netns del qn-work\n' }]);
-  await new NetnsBackend({ runner: client, prefix: PREFIX, uplink: 'veth-host' }).tearDown(['work']);
+  await new NetnsBackend({ runner: client, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'veth-host' }).tearDown(['work']);
   client.assertDone();
   // A table already gone is fine; a host end whose peer has no name any more is on its way out.
   const gone = new ScriptedRunner([
@@ -154,14 +156,14 @@ test('veth-host tear-down: the host table goes with the last link to the host, n
     { argv: ['ip', '-force', '-batch', '-'] },
     { argv: ['nft', 'delete', 'table', 'ip', `qnet-uplink-${TAG}`], result: { code: 1, stderr: 'Error: No such file or directory\n' } },
   ]);
-  await new NetnsBackend({ runner: gone, prefix: PREFIX, uplink: 'veth-host' }).tearDown(['sys-net']);
+  await new NetnsBackend({ runner: gone, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'veth-host' }).tearDown(['sys-net']);
   gone.assertDone();
 });
 
 test('other uplinks never look at the host on tear-down', async () => {
   for (const uplink of [undefined, 'world', 'none', 'move'] as const) {
     const r = new ScriptedRunner([{ argv: ['ip', '-force', '-batch', '-'], stdin: 'netns del qn-sys-net\n' }]);
-    await new NetnsBackend({ runner: r, prefix: PREFIX, ...(uplink ? { uplink } : {}) }).tearDown(['sys-net']);
+    await new NetnsBackend({ runner: r, prefix: PREFIX, netnsDir: NO_DIR, ...(uplink ? { uplink } : {}) }).tearDown(['sys-net']);
     r.assertDone();
   }
 });
@@ -185,7 +187,7 @@ test('move:DEV bring-up: rules first, then the device is moved in and brought up
     { argv: ['ip', 'link', 'set', 'dev', 'enp3s0', 'netns', 'qn-sys-net'] },
     { argv: ['ip', '-n', 'qn-sys-net', '-batch', '-'], stdin: 'link set dev lo up\nlink set dev enp3s0 group 1 up\n' },
   ]);
-  await new NetnsBackend({ runner: r, prefix: PREFIX, uplink: 'move' }).bringUp(plan, ['sys-net'], { rules: new Map([['sys-net', 'table inet t {}\n']]) });
+  await new NetnsBackend({ runner: r, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'move' }).bringUp(plan, ['sys-net'], { rules: new Map([['sys-net', 'table inet t {}\n']]) });
   r.assertDone();
 });
 
@@ -199,7 +201,7 @@ test('move:DEV: a second top netvm is refused, naming the owner; the new namespa
     { argv: ['ip', '-force', '-batch', '-'], stdin: 'netns del qn-sys-net\n' },
   ]);
   await assert.rejects(
-    new NetnsBackend({ runner: r, prefix: PREFIX, uplink: 'move' }).bringUp(movePlan(), ['sys-net']),
+    new NetnsBackend({ runner: r, prefix: PREFIX, netnsDir: NO_DIR, uplink: 'move' }).bringUp(movePlan(), ['sys-net']),
     (e: unknown) => e instanceof NetnsError && e.code === 'QNET5220' && /enp3s0 already belongs to sys-net2; only one top netvm can own it/.test(e.message),
   );
   r.assertDone();
@@ -213,7 +215,7 @@ test('move:DEV: a device the host does not have is reported as such', async () =
     { argv: ['ip', 'link', 'set', 'dev', 'enp3s0', 'netns', 'qn-sys-net'], result: { code: 1, stderr: 'Cannot find device "enp3s0"\n' } },
     { argv: ['ip', '-force', '-batch', '-'] },
   ]);
-  await assert.rejects(new NetnsBackend({ runner: r, prefix: PREFIX }).bringUp(movePlan(), ['sys-net']), /the host has no network interface enp3s0/);
+  await assert.rejects(new NetnsBackend({ runner: r, prefix: PREFIX, netnsDir: NO_DIR }).bringUp(movePlan(), ['sys-net']), /the host has no network interface enp3s0/);
   r.assertDone();
   const none = new ScriptedRunner([{ argv: ['ip', '-n', 'qn-a', 'link', 'show', 'dev', 'x'], result: { code: 1, stderr: 'Device "x" does not exist.\n' } }]);
   assert.equal(await deviceOwner(none, naming, 'x', ['a']), undefined);
