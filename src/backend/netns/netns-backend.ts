@@ -85,7 +85,7 @@ export class NetnsBackend {
   private useSessions: boolean;
   /** The sessions' transaction files: a private directory, made on first use. */
   private sessionDir?: string;
-  private readonly sessions = new Map<string, { session: NftSession; idle: NodeJS.Timeout }>();
+  private readonly sessions = new Map<string, { session: NftSession; idle?: NodeJS.Timeout }>();
 
   constructor(opts: NetnsBackendOptions) {
     this.useSessions = opts.sessions === true;
@@ -195,7 +195,9 @@ export class NetnsBackend {
       } catch (e) {
         if (e instanceof SessionError) throw nftRefusal(e.output, this.ns(qube), qube);
         this.closeSession(qube); // the session broke, not the rules
-        if (!session.started) this.useSessions = false; // this nft cannot be driven so: nft -f from now on
+        // Only an nft that answers otherwise ends sessions for good; a start that failed (namespace
+        // gone, timeout on a busy host) costs this load its session, not the next ones.
+        if (session.refused) this.useSessions = false;
       }
     }
     return loadRuleset(this.runner, this.ns(qube), nftText, qube);
@@ -211,9 +213,9 @@ export class NetnsBackend {
     }
     if (!entry) {
       if (!open) return undefined;
-      validateNodeName(qube);
+      const ns = this.ns(qube); // validates the name, before any directory is made
       this.sessionDir ??= mkdtempSync(join(tmpdir(), 'qnet-nft-'));
-      entry = { session: new NftSession(`/run/netns/${this.ns(qube)}`, this.sessionDir, this.ns(qube)), idle: setTimeout(() => {}, 0) };
+      entry = { session: new NftSession(`/run/netns/${ns}`, this.sessionDir, ns) };
       this.sessions.set(qube, entry);
     }
     clearTimeout(entry.idle);

@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { kernelUnavailable, withScratchNs } from '../../../test/cases/compile/kernel.js';
 import { nftRefusal, NftError } from './nft.js';
+import { NetnsBackend } from './netns-backend.js';
+import { NodeRunner } from './runner.js';
+import { randomBytes } from 'node:crypto';
 import { NftSession, SessionError } from './nft-session.js';
 
 const skip = kernelUnavailable();
@@ -80,6 +83,7 @@ test('nft session: one that cannot start, or an nft that answers otherwise, is r
     const gone = new NftSession('/run/netns/qnet-no-such-namespace', dir, 'gone');
     await assert.rejects(gone.load('add table ip t\n'), /nft -i exited/);
     assert.equal(gone.started, false);
+    assert.equal(gone.refused, false, 'nothing answered: not a refusal');
     // An nft that answers every line with something else: the mark never comes.
     writeFileSync(join(dir, 'nft'), '#!/bin/sh\nwhile read l; do echo "nft v0.0 (other)"; done\n', { mode: 0o755 });
     process.env['PATH'] = `${dir}:${path}`;
@@ -90,10 +94,69 @@ test('nft session: one that cannot start, or an nft that answers otherwise, is r
       await assert.rejects(other.load('add table ip t\n'), /did not answer as expected|did not answer within/);
       assert.ok(Date.now() - t < 5000, 'refused within the start timeout');
       assert.equal(other.started, false);
+      assert.equal(other.refused, true, 'it answered, but not with the mark');
       other.close();
     });
   } finally {
     process.env['PATH'] = path;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/**
+ * A backend with sessions on, over one scratch namespace `<prefix>fw`, and a directory for fake
+ * programs. `withFake(name, script, fn)` puts one on PATH only while fn starts the session (spawn
+ * reads PATH then), so nft -f afterwards is the real one.
+ */
+async function withBackend(fn: (be: NetnsBackend, ns: string, withFake: (prog: string, script: string, start: () => Promise<void>) => Promise<void>) => Promise<void>): Promise<void> {
+  const prefix = `qnst-${randomBytes(4).toString('hex')}-`;
+  const ns = `${prefix}fw`;
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-nft-test-'));
+  const path = process.env['PATH'];
+  const add = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' });
+  if (add.status !== 0) throw new Error(`ip netns add ${ns}: ${add.stderr}`);
+  const be = new NetnsBackend({ runner: new NodeRunner(), prefix, sessions: true });
+  const withFake = async (prog: string, script: string, start: () => Promise<void>) => {
+    writeFileSync(join(dir, prog), script, { mode: 0o755 });
+    process.env['PATH'] = `${dir}:${path}`;
+    let run: Promise<void>;
+    try {
+      run = start();
+    } finally {
+      process.env['PATH'] = path;
+    }
+    await run;
+  };
+  try {
+    await fn(be, ns, withFake);
+  } finally {
+    process.env['PATH'] = path;
+    be.close();
+    spawnSync('ip', ['netns', 'del', ns]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('loadRules: a session that cannot start falls back to nft -f, and sessions stay on', { skip: skip ?? false }, async () => {
+  await withBackend(async (be, ns, withFake) => {
+    // nsenter runs `sh -c 'exec nft -i'`: an sh that exits at once, silently, is a start that failed.
+    await withFake('sh', '#!/bin/sh\nexit 1\n', () => be.loadRules('fw', 'add table ip t\n', { keep: true }));
+    assert.match(list(ns), /table ip t/, 'the rules loaded with nft -f');
+    assert.deepEqual(be.sessionNodes, [], 'the broken session is gone');
+    await be.loadRules('fw', 'add table ip u\n', { keep: true });
+    assert.match(list(ns), /table ip u/);
+    assert.deepEqual(be.sessionNodes, ['fw'], 'the next load opens a session again');
+  });
+});
+
+test('loadRules: an nft that answers otherwise falls back to nft -f, and sessions end for good', { skip: skip ?? false }, async () => {
+  await withBackend(async (be, ns, withFake) => {
+    // Something else, then the mark: answered, but not as a usable nft -i would.
+    const other = '#!/bin/sh\nwhile read l; do echo "nft v0.0 (other)"; echo "meta expression, datatype integer (integer), 32 bits"; done\n';
+    await withFake('nft', other, () => be.loadRules('fw', 'add table ip t\n', { keep: true }));
+    assert.match(list(ns), /table ip t/, 'the rules loaded with nft -f');
+    await be.loadRules('fw', 'add table ip u\n', { keep: true });
+    assert.match(list(ns), /table ip u/);
+    assert.deepEqual(be.sessionNodes, [], 'no session is opened again');
+  });
 });

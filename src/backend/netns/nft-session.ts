@@ -36,8 +36,13 @@ export class NftSession {
   private waiting?: { resolve: (output: string) => void; reject: (e: Error) => void };
   private queue: Promise<unknown>;
   private dead?: Error;
-  /** Whether nft -i answered its first exchange as expected (false: this nft cannot be driven so). */
+  /** Whether nft -i answered its first exchange as expected. */
   started = false;
+  /**
+   * Whether nft answered that exchange with something other than the mark: this nft cannot be
+   * driven so. A start that merely failed (namespace gone, a busy host's timeout) leaves it false.
+   */
+  refused = false;
 
   /** `netnsPath`: the namespace's file (/run/netns/NAME); `dir`: a private directory for the files. */
   constructor(netnsPath: string, dir: string, name: string) {
@@ -52,10 +57,20 @@ export class NftSession {
     this.hold(false);
     // The first exchange proves the mark is what this nft answers; otherwise the session is refused
     // at once (and the owner goes back to nft -f) rather than waiting out a load's timeout.
-    this.queue = this.exchange(MARK_COMMAND, START_TIMEOUT_MS).then((out) => {
-      if (out.trim()) throw new Error(`nft -i did not answer as expected: ${out.trim().split('\n')[0]}`);
-      this.started = true;
-    });
+    this.queue = this.exchange(MARK_COMMAND, START_TIMEOUT_MS).then(
+      (out) => {
+        if (out.trim()) {
+          this.refused = true;
+          throw new Error(`nft -i did not answer as expected: ${out.trim().split('\n')[0]}`);
+        }
+        this.started = true;
+      },
+      (e: Error) => {
+        // No mark in time, yet nft said something: it answers otherwise, too.
+        if (this.out.trim()) this.refused = true;
+        throw e;
+      },
+    );
     this.queue.catch((e: Error) => this.close(e));
   }
 
