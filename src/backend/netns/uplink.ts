@@ -13,6 +13,7 @@
 // <tag> is hostLinkTag(namespace prefix): two qnet instances never share an interface or a table.
 import { HOST_LINK } from '../../model/topology.js';
 import { diag } from '../../model/diagnostics.js';
+import { parseV4 } from '../../model/ip.js';
 import { CommandError, isNotFound, runChecked, type Runner } from './runner.js';
 import { classifyCommandError, CODES, NetnsError, type Naming } from './links.js';
 import { sysctlArgv } from './sysctl.js';
@@ -165,10 +166,9 @@ export function parseResolvConf(text: string): string[] {
 
 /** Addresses a top netvm can DNAT to: IPv4 (as Qubes' qubes-setup-dnat-to-ns), not loopback, unique. */
 export function usableUpstream(servers: readonly string[]): string[] {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
   const ok = servers.filter((s) => {
-    const m = v4.exec(s);
-    return m !== null && m.slice(1).every((o) => Number(o) <= 255) && m[1] !== '127' && m[1] !== '0';
+    const n = parseV4(s);
+    return n !== undefined && n >>> 24 !== 127 && n >>> 24 !== 0;
   });
   return [...new Set(ok)];
 }
