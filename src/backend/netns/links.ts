@@ -68,6 +68,9 @@ function invalid(what: string, value: string, hint?: string): never {
   throw new NetnsError(diag(CODES.invalidName, `invalid ${what} ${JSON.stringify(value)}`, hint ? { hint } : {}));
 }
 
+/** Whether `name` follows the qube name rule (world.ts checks its namespace name with it). */
+export const isNodeName = (name: string): boolean => NODE_NAME.test(name);
+
 export function validatePrefix(prefix: string): string {
   return PREFIX.test(prefix) ? prefix : invalid('namespace prefix', prefix, 'letters, digits and _.- only, at most 32');
 }

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_ZONE, type Zone } from './dns-server.js';
 import { nodeScriptArgv } from './resolver.js';
-import { CommandError, isNotFound, runChecked, type Runner } from './runner.js';
+import { CommandError, runChecked, type Runner } from './runner.js';
+import { deleteNamespaces, isNodeName } from './links.js';
+import { FORWARDING, setSysctls } from './sysctl.js';
 import type { WorldServicesConfig, WorldStatus } from './world-services.js';
 
 // ── The world's address plan (fixed) ──
@@ -83,10 +85,8 @@ export function worldFiles(stateDir: string, ns: string): WorldFiles {
 
 // Qubes' name rule (letter first, then letters, digits, `_.-`), which also keeps the name safe as a
 // namespace name and inside file names.
-const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
-
 function checkName(ns: string): void {
-  if (!NAME_RE.test(ns)) throw new Error(`world: '${ns}' is not a valid namespace name (letter first, then letters, digits, _.-; at most 31)`);
+  if (!isNodeName(ns)) throw new Error(`world: '${ns}' is not a valid namespace name (letter first, then letters, digits, _.-; at most 31)`);
 }
 
 /** `ip -batch` lines that give the world its hosts. v6 addresses use nodad: usable at once, not after ~2 s of DAD. */
@@ -151,7 +151,7 @@ export async function createWorld(runner: Runner, ns: string, opts: CreateWorldO
   try {
     await runChecked(runner, ['ip', '-n', ns, '-batch', '-'], { stdin: worldSetupBatch() });
     // The world routes for whatever the backend links to it (port forwards come in through it).
-    await runChecked(runner, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1'], { netns: ns });
+    await setSysctls(runner, ns, FORWARDING);
     await mkdir(stateDir, { recursive: true });
     await writeFile(files.zone, `${JSON.stringify(opts.zone ?? DEFAULT_ZONE, null, 2)}\n`);
     await rm(files.status, { force: true });
@@ -296,8 +296,7 @@ export async function destroyWorld(runner: Runner, ns: string, opts: DestroyWorl
   }
   const stopped = pid === undefined || !isWorldServicesPid(pid) || (await stopPid(pid, opts.timeoutMs ?? 5000));
   // A namespace with a process still in it lives on after `ip netns del`; delete the name anyway.
-  const r = await runner.run(['ip', 'netns', 'del', ns]);
-  if (r.code !== 0 && !isNotFound(r.stderr)) throw new CommandError(['ip', 'netns', 'del', ns], r);
+  await deleteNamespaces(runner, [ns]);
   if (files) await Promise.all(Object.values(files).map((f) => rm(f, { force: true })));
   if (!stopped) throw new Error(`world ${ns}: world-services (pid ${pid}) did not stop`);
 }
