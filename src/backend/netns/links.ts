@@ -369,25 +369,8 @@ function levelize(batches: Map<string, NsBatch>, deps: Map<string, Set<string>>)
 
 // ---- Execution ---------------------------------------------------------------------------------
 
-/** Run tasks with at most `limit` in flight, started in array order (deterministic for fakes). */
-export async function runLimited<T>(tasks: readonly (() => Promise<T>)[], limit: number): Promise<T[]> {
-  const results: T[] = new Array(tasks.length);
-  let next = 0;
-  let failed: unknown;
-  const worker = async () => {
-    while (next < tasks.length && failed === undefined) {
-      const i = next++;
-      try {
-        results[i] = await tasks[i]!();
-      } catch (e) {
-        failed ??= e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
-  if (failed !== undefined) throw failed;
-  return results;
-}
+// runLimited lives in its own module so the resolver's child process can use it without this one.
+export { runLimited } from './limit.js';
 
 export async function runBatch(runner: Runner, b: NsBatch): Promise<void> {
   if (!b.lines.length) return;

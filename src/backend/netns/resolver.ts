@@ -7,6 +7,7 @@ import type { RecordWithTtl } from 'node:dns';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Resolution, Resolver } from '../../compile/dns.js';
+import { runLimited } from './limit.js';
 import type { Runner } from './runner.js';
 
 /** One family's outcome: the records, or node:dns's error code (ENODATA, ENOTFOUND, ETIMEOUT…). */
@@ -83,18 +84,12 @@ export async function queryName(client: DnsClient, name: string): Promise<RawAns
   return { name, a, aaaa };
 }
 
-/** Many names with a bounded number in flight; results in input order. */
-export async function queryNames(client: DnsClient, names: readonly string[], concurrency = 32): Promise<RawAnswer[]> {
-  const out: RawAnswer[] = new Array(names.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < names.length) {
-      const i = next++;
-      out[i] = await queryName(client, names[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, names.length) }, worker));
-  return out;
+/** Many names with a bounded number in flight; results in input order (queryName never throws). */
+export function queryNames(client: DnsClient, names: readonly string[], concurrency = 32): Promise<RawAnswer[]> {
+  return runLimited(
+    names.map((n) => () => queryName(client, n)),
+    concurrency,
+  );
 }
 
 const ERROR_TEXT: Record<string, string> = {
