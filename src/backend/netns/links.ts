@@ -380,12 +380,16 @@ export async function runBatch(runner: Runner, b: NsBatch): Promise<void> {
 }
 
 /** `ip -force -batch`: keep going past missing devices; anything else is a real failure. */
-export async function runSweep(runner: Runner, b: NsBatch): Promise<void> {
-  const argv = [...ipIn(b), '-force', '-batch', '-'];
-  const r = await runner.run(argv, { stdin: b.lines.join('\n') + '\n' });
+export function runSweep(runner: Runner, b: NsBatch): Promise<void> {
+  return forceBatch(runner, [...ipIn(b), '-force', '-batch', '-'], b.lines, /^Cannot find device/, b.node);
+}
+
+/** `ip -force -batch` runs every line; a failure counts unless each stderr line is `gone` (or ip's summary). */
+async function forceBatch(runner: Runner, argv: string[], lines: readonly string[], gone: RegExp, qube?: string): Promise<void> {
+  const r = await runner.run(argv, { stdin: lines.join('\n') + '\n' });
   if (r.code === 0) return;
-  const real = r.stderr.split('\n').filter((l) => l.trim() && !/^Cannot find device|^Command failed/.test(l));
-  if (real.length) throw classifyCommandError(new CommandError(argv, r), b.node);
+  const real = r.stderr.split('\n').filter((l) => l.trim() && !gone.test(l) && !/^Command failed/.test(l));
+  if (real.length) throw classifyCommandError(new CommandError(argv, r), qube);
 }
 
 /** Create namespaces in one `ip -batch -`. */
@@ -402,11 +406,12 @@ export async function createNamespaces(runner: Runner, nss: readonly string[]): 
  */
 export async function deleteNamespaces(runner: Runner, nss: readonly string[]): Promise<void> {
   if (!nss.length) return;
-  const argv = ['ip', '-force', '-batch', '-'];
-  const r = await runner.run(argv, { stdin: nss.map((ns) => `netns del ${ns}`).join('\n') + '\n' });
-  if (r.code === 0) return;
-  const real = r.stderr.split('\n').filter((l) => l.trim() && !/No such file or directory|^Command failed/.test(l));
-  if (real.length) throw classifyCommandError(new CommandError(argv, r));
+  await forceBatch(
+    runner,
+    ['ip', '-force', '-batch', '-'],
+    nss.map((ns) => `netns del ${ns}`),
+    /No such file or directory/,
+  );
 }
 
 /** Names of a namespace's veths that are not downstream vifs (group 2): its uplinks. */
