@@ -75,7 +75,7 @@ export function parseFlowLine(line: string, family: 4 | 6): Flow | undefined {
   return { ...(flow as Flow), ...(orig as Tuple), reply: reply as Tuple };
 }
 
-export function parseFlows(stdout: string, family: 4 | 6): Flow[] {
+function parseFlows(stdout: string, family: 4 | 6): Flow[] {
   return stdout
     .split('\n')
     .map((l) => parseFlowLine(l, family))

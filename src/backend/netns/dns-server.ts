@@ -33,7 +33,7 @@ const CLASSIC_UDP_MAX = 512;
 const TCP_IDLE_MS = 10_000;
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 
-export function normalizeName(name: string): string {
+function normalizeName(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');
 }
 

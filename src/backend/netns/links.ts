@@ -71,13 +71,13 @@ function invalid(what: string, value: string, hint?: string): never {
 /** Whether `name` follows the qube name rule (world.ts checks its namespace name with it). */
 export const isNodeName = (name: string): boolean => NODE_NAME.test(name);
 
-export function validatePrefix(prefix: string): string {
+function validatePrefix(prefix: string): string {
   return PREFIX.test(prefix) ? prefix : invalid('namespace prefix', prefix, 'letters, digits and _.- only, at most 32');
 }
 export function validateNodeName(name: string): string {
   return NODE_NAME.test(name) ? name : invalid('qube name', name, 'letter first, then letters, digits, _.-; at most 31');
 }
-export function validateIfaceName(name: string): string {
+function validateIfaceName(name: string): string {
   return IFACE_NAME.test(name) ? name : invalid('interface name', name, 'at most 15 characters: letters, digits, _.-');
 }
 function validateAddr(addr: string): string {
@@ -179,7 +179,7 @@ function badPlan(message: string): NetnsError {
 // ---- Batch text --------------------------------------------------------------------------------
 
 /** `link add` line for the creator's batch. */
-export function linkAddLine(l: LinkSpec, naming: Naming): string {
+function linkAddLine(l: LinkSpec, naming: Naming): string {
   return `link add ${validateIfaceName(l.creator.iface)} type veth peer name ${validateIfaceName(l.peer.iface)} netns ${naming.ns(l.peer.node)}`;
 }
 
@@ -194,7 +194,7 @@ export function ifaceLines(i: Iface): string[] {
   return lines;
 }
 
-export function routeLine(r: Route): string {
+function routeLine(r: Route): string {
   const dev = validateIfaceName(r.dev);
   let dst: string;
   if (r.dst === 'default') dst = r.family === 6 ? '::/0' : '0.0.0.0/0';
@@ -232,7 +232,7 @@ export interface DeviceMove {
 }
 
 /** `ip` in a batch's namespace: `ip -n NS`, or plain `ip` in the host's own. */
-export const ipIn = (b: Pick<NsBatch, 'ns' | 'host'>): string[] => (b.host ? ['ip'] : ['ip', '-n', b.ns]);
+const ipIn = (b: Pick<NsBatch, 'ns' | 'host'>): string[] => (b.host ? ['ip'] : ['ip', '-n', b.ns]);
 
 export interface BringUpSteps {
   /** Namespaces to create (one `ip -batch -` of `netns add`). */

@@ -28,7 +28,7 @@ export interface ResolutionPolicy {
   errorTtl: number;
 }
 
-export const DEFAULT_POLICY: ResolutionPolicy = { ttlFloor: 5, ttlCeiling: 86_400, errorTtl: 30 };
+const DEFAULT_POLICY: ResolutionPolicy = { ttlFloor: 5, ttlCeiling: 86_400, errorTtl: 30 };
 
 export interface ResolverOptions extends Partial<ResolutionPolicy> {
   /** DNS servers (`192.0.2.53`, `[2001:db8::53]:53`); default: the resolv.conf of where it runs. */
@@ -129,7 +129,7 @@ export function toResolution(raw: RawAnswer, policy: ResolutionPolicy = DEFAULT_
   return { name: raw.name, a, aaaa, ttl };
 }
 
-export function policyOf(opts: Partial<ResolutionPolicy>): ResolutionPolicy {
+function policyOf(opts: Partial<ResolutionPolicy>): ResolutionPolicy {
   return {
     ttlFloor: opts.ttlFloor ?? DEFAULT_POLICY.ttlFloor,
     ttlCeiling: opts.ttlCeiling ?? DEFAULT_POLICY.ttlCeiling,
@@ -147,7 +147,7 @@ const isFamily = (f: unknown): f is FamilyAnswer =>
   (('records' in f && Array.isArray(f.records)) || ('code' in f && typeof f.code === 'string'));
 
 /** The child's output crosses a process boundary: check its shape before trusting it. */
-export function isRawAnswer(x: unknown): x is RawAnswer {
+function isRawAnswer(x: unknown): x is RawAnswer {
   if (typeof x !== 'object' || x === null) return false;
   const r = x as Record<string, unknown>;
   return typeof r.name === 'string' && isFamily(r.a) && isFamily(r.aaaa);
@@ -164,7 +164,7 @@ function collect(names: readonly string[], raws: readonly RawAnswer[], policy: R
 }
 
 /** The node:dns Resolver both sides use, so in-process and in-namespace answers are produced alike. */
-export function makeDnsClient(servers: readonly string[] | undefined, attemptTimeoutMs: number, tries: number): DnsResolver {
+function makeDnsClient(servers: readonly string[] | undefined, attemptTimeoutMs: number, tries: number): DnsResolver {
   const r = new DnsResolver({ timeout: attemptTimeoutMs, tries });
   if (servers && servers.length > 0) r.setServers([...servers]);
   return r;

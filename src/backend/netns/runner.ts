@@ -32,9 +32,6 @@ export class CommandError extends Error {
     super(`${argv.join(' ')}${where} failed (exit ${result.code}): ${firstLines(result.stderr || result.stdout)}`);
     this.name = 'CommandError';
   }
-  get notFound(): boolean {
-    return isNotFound(this.result.stderr);
-  }
   get alreadyExists(): boolean {
     return isAlreadyExists(this.result.stderr);
   }
@@ -42,7 +39,7 @@ export class CommandError extends Error {
 
 export const isNotFound = (stderr: string): boolean =>
   /No such file or directory|does not exist|Cannot find device|No such process|not found/i.test(stderr);
-export const isAlreadyExists = (stderr: string): boolean => /File exists|already exists/i.test(stderr);
+const isAlreadyExists = (stderr: string): boolean => /File exists|already exists/i.test(stderr);
 
 function firstLines(s: string, n = 4): string {
   return s.trim().split('\n').slice(0, n).join(' | ');
@@ -64,7 +61,7 @@ export async function runChecked(runner: Runner, argv: readonly string[], opts: 
  */
 const NETLINK_ONLY = new Set(['nft', 'conntrack', 'sysctl', 'ip']);
 
-export function netnsArgv(netns: string, argv: readonly string[]): string[] {
+function netnsArgv(netns: string, argv: readonly string[]): string[] {
   return NETLINK_ONLY.has(argv[0] ?? '') ? ['nsenter', `--net=/run/netns/${netns}`, '--', ...argv] : ['ip', 'netns', 'exec', netns, ...argv];
 }
 

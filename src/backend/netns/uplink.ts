@@ -22,11 +22,11 @@ import { sysctlArgv } from './sysctl.js';
 export const hostTableName = (tag: string) => `qnet-uplink-${tag}`;
 
 /** The host's interfaces of this prefix's `veth-host` links, as an nft wildcard and as a test. */
-export const hostIfacePattern = (tag: string) => `qnh${tag}-*`;
+const hostIfacePattern = (tag: string) => `qnh${tag}-*`;
 const isHostIface = (tag: string, name: string) => name.startsWith(`qnh${tag}-`);
 
 /** What the host needs for forwarding the links (one process). */
-export const HOST_FORWARDING = { 'net.ipv4.ip_forward': 1 } as const;
+const HOST_FORWARDING = { 'net.ipv4.ip_forward': 1 } as const;
 
 /**
  * The host table as one atomic `nft -f`: create-if-missing, delete, define — so loading it again
@@ -149,7 +149,7 @@ export async function deviceOwner(runner: Runner, naming: Naming, dev: string, n
 // ---- The host's resolvers (the top netvm's DNS upstream for a real uplink) ----------------------
 
 /** systemd-resolved's stub, which only answers on the host's loopback. */
-export const RESOLVED_STUB = '127.0.0.53';
+const RESOLVED_STUB = '127.0.0.53';
 export const RESOLV_CONF = '/etc/resolv.conf';
 /** systemd-resolved's list of the real upstream servers. */
 export const RESOLVED_UPSTREAM_CONF = '/run/systemd/resolve/resolv.conf';

@@ -46,7 +46,7 @@ export function clientAddress(remote: string | undefined): string {
   return (remote ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 }
 
-export function httpHandler(host: HttpHost): http.RequestListener {
+function httpHandler(host: HttpHost): http.RequestListener {
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (code: number, body: string): void => {

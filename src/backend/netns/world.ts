@@ -19,7 +19,7 @@ import type { WorldServicesConfig, WorldStatus } from './world-services.js';
 /** The interface that holds the hosts' addresses. lo rather than a dummy: the dummy driver is a module,
  *  and where modules cannot be loaded (this project's VMs) `ip link add … type dummy` fails. Local
  *  addresses answer on any interface, so traffic arriving over the uplink veth reaches them all the same. */
-export const WORLD_IFACE = 'lo';
+const WORLD_IFACE = 'lo';
 
 export const WORLD_HOSTS = {
   /** The web server: `/` says which host answered, `/ip` echoes the client's source address. */
