@@ -1,6 +1,7 @@
 // nftables in a qube's namespace: one atomic `nft -f -` per change (DESIGN: one change, one
 // transaction), a check-only pass, and counters read back from `nft -j list ruleset`.
-// nft 1.0.6 has no namespace option, so everything runs under `ip netns exec` (kernel notes).
+// nft 1.0.6 has no namespace option, so everything runs under `nsenter --net` (the runner's
+// netnsArgv; kernel notes).
 import { CommandError, runChecked, type Runner } from './runner.js';
 import { classifyCommandError, CODES, NetnsError } from './links.js';
 import { diag } from '../../model/diagnostics.js';

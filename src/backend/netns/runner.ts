@@ -12,7 +12,7 @@ export interface RunResult {
 
 export interface RunOptions {
   stdin?: string;
-  /** Run inside this network namespace (`ip netns exec NS …`). */
+  /** Run inside this network namespace (`nsenter --net` or `ip netns exec`: see netnsArgv). */
   netns?: string;
   /** Kill the process after this many milliseconds (default 30 s). */
   timeoutMs?: number;

@@ -1,4 +1,4 @@
-// Per-namespace sysctls, one process per namespace: `ip netns exec NS sysctl -q -w k=v …`.
+// Per-namespace sysctls, one process per namespace: `nsenter --net=… sysctl -q -w k=v …` (runner.ts).
 // (net.* sysctls are per namespace; /proc/sys reflects the namespace of the writing process.)
 import { runChecked, type Runner } from './runner.js';
 import { classifyCommandError, NetnsError, CODES } from './links.js';
