@@ -262,6 +262,7 @@ export class NetnsBackend {
 
   /** Delete the flows matching `flow` (a Flow works as its own selector); returns the number deleted. */
   deleteFlow(qube: string, flow: FlowSelector): Promise<number> {
+    // Only the selector's fields: a whole Flow (reply tuple, flags…) would clutter an invalid-selector error.
     const { proto, src, dst, sport, dport } = flow;
     return deleteFlows(this.runner, this.ns(qube), { proto, src, dst, sport, dport }, qube);
   }

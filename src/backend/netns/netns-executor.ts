@@ -130,6 +130,7 @@ export class NetnsExecutor implements Backend {
   }
 
   async deleteFlow(node: string, f: Flow): Promise<void> {
-    await this.netns.deleteFlow(node, { proto: f.proto, src: f.src, dst: f.dst, ...(f.sport !== undefined ? { sport: f.sport } : {}), ...(f.dport !== undefined ? { dport: f.dport } : {}) });
+    // A Flow is a FlowSelector; NetnsBackend.deleteFlow keeps only the selector's fields.
+    await this.netns.deleteFlow(node, f);
   }
 }
