@@ -231,8 +231,8 @@ export interface DeviceMove {
   dev: string;
 }
 
-/** `ip` in a batch's namespace: `ip -n NS`, or plain `ip` in the host's own. */
-const ipIn = (b: Pick<NsBatch, 'ns' | 'host'>): string[] => (b.host ? ['ip'] : ['ip', '-n', b.ns]);
+/** `ip` in a batch's namespace: `ip -n NS`, or plain `ip` in the host's own (also the benches' naive bring-up). */
+export const ipIn = (b: Pick<NsBatch, 'ns' | 'host'>): string[] => (b.host ? ['ip'] : ['ip', '-n', b.ns]);
 
 export interface BringUpSteps {
   /** Namespaces to create (one `ip -batch -` of `netns add`). */
