@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
 import { NetnsExecutor } from '../src/backend/netns/netns-executor.js';
 import { NodeRunner, runChecked } from '../src/backend/netns/runner.js';
-import { Engine } from '../src/daemon/engine.js';
+import { Engine } from '../src/engine/engine.js';
 import { FileStore } from '../src/store/file-store.js';
 import { defaultLayout, newQube } from '../src/model/layout.js';
 import type { NetPlan } from '../src/model/netplan.js';

@@ -17,7 +17,7 @@ import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
 import { NetnsExecutor } from '../src/backend/netns/netns-executor.js';
 import { WORLD_HOSTS } from '../src/backend/netns/world.js';
 import { DaemonClient } from '../src/daemon/client.js';
-import { Engine } from '../src/daemon/engine.js';
+import { Engine } from '../src/engine/engine.js';
 import { Daemon } from '../src/daemon/server.js';
 import { FileStore } from '../src/store/file-store.js';
 import { readRuntime } from '../src/store/runtime-file.js';

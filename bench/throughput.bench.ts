@@ -18,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { runChecked } from '../src/backend/netns/runner.js';
 import { WORLD_HOSTS } from '../src/backend/netns/world.js';
-import { worldZone } from '../src/cli/runtime.js';
+import { worldZone } from '../src/backend/netns/world.js';
 import { compile, namesToResolve } from '../src/compile/compile.js';
 import type { Layout } from '../src/compile/context.js';
 import { StaticResolver } from '../src/compile/dns.js';

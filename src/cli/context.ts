@@ -4,9 +4,9 @@
 // when qubes run; in the daemon, the daemon supplies its own store and backend.
 import type { Backend } from '../backend/backend.js';
 import type { NetnsBackend } from '../backend/netns/netns-backend.js';
-import { EngineStore } from '../daemon/engine-store.js';
-import type { Engine } from '../daemon/engine.js';
-import { NO_ICMP_RATELIMIT, runtimeFor, wire, type Wired } from '../daemon/wiring.js';
+import { EngineStore } from '../engine/engine-store.js';
+import type { Engine } from '../engine/engine.js';
+import { NO_ICMP_RATELIMIT, runtimeFor, wire, type Wired } from '../engine/wiring.js';
 import { diag } from '../model/diagnostics.js';
 import { QnetError } from '../model/result.js';
 import { FileStore } from '../store/file-store.js';

@@ -1,29 +1,14 @@
 // What the analysis commands and the engine need besides the model: the uplink and where DNS
 // answers come from. With the `world` uplink the outside is qnet's own stand-in, so its zone is
 // known without asking any server; with a real uplink the host's resolver is asked.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { StaticResolver, type Resolver } from '../compile/dns.js';
-import { DEFAULT_ZONE, parseZone, type Zone } from '../backend/netns/dns-server.js';
+import { worldZone } from '../backend/netns/world.js';
 import { SystemResolver } from '../backend/netns/resolver.js';
-import type { UplinkKind } from '../model/netplan.js';
+import { uplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { namesToResolve } from '../compile/compile.js';
 import { analyse, type Analysis } from '../sim/questions.js';
 
-export function uplinkKind(model: Model): UplinkKind {
-  const u = model.uplink ?? 'world';
-  return u.startsWith('move:') ? 'move' : (u as UplinkKind);
-}
-
-/** The world's zone as the demo serves it (a zone file in the state dir overrides the default). */
-export function worldZone(stateDir: string): Zone {
-  try {
-    return parseZone(JSON.parse(readFileSync(join(stateDir, 'world-zone.json'), 'utf8')));
-  } catch {
-    return DEFAULT_ZONE;
-  }
-}
 
 /** A resolver for offline analysis: no namespace needed. */
 export function offlineResolver(model: Model, stateDir: string): Resolver {

@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { diag } from '../model/diagnostics.js';
 import { QnetError } from '../model/result.js';
 import { readToken, socketName } from './socket.js';
-import { runDir } from './wiring.js';
+import { runDir } from '../store/paths.js';
 
 export interface CliReply {
   code: number;

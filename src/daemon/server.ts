@@ -13,10 +13,11 @@ import { FileStore } from '../store/file-store.js';
 import type { Runtime } from '../store/runtime-file.js';
 import type { Store } from '../store/store.js';
 import type { Sysctls } from '../backend/netns/sysctl.js';
-import { EngineStore } from './engine-store.js';
-import type { EngineEvent } from './engine.js';
+import { EngineStore } from '../engine/engine-store.js';
+import type { EngineEvent } from '../engine/engine.js';
 import { pidPath, newToken, socketName } from './socket.js';
-import { runDir, wire, type Wired } from './wiring.js';
+import { wire, type Wired } from '../engine/wiring.js';
+import { runDir } from '../store/paths.js';
 
 export interface DaemonOptions {
   stateDir: string;

@@ -4,6 +4,12 @@
 
 export type UplinkKind = 'none' | 'world' | 'veth-host' | 'move';
 
+/** The kind of a model's uplink property (`move:DEV` is `move`; unset is `world`). */
+export function uplinkKind(model: { uplink?: string }): UplinkKind {
+  const u = model.uplink ?? 'world';
+  return u.startsWith('move:') ? 'move' : (u as UplinkKind);
+}
+
 export interface Addr {
   addr: string;
   /** Prefix length: /32 and /128 for qube links, as Qubes does. */

@@ -31,6 +31,8 @@ export function resolveStateDirFor(flag: string | undefined, env: NodeJS.Process
 }
 
 export const qubesFilePath = (dir: string): string => join(dir, 'qubes.json');
+/** Where the daemon and the world keep their run files (PIDs, token, world zone and logs). */
+export const runDir = (stateDir: string): string => join(stateDir, 'run');
 export const lockFilePath = (dir: string): string => join(dir, '.lock');
 
 /** Qubes keeps templates apart from every other class. */

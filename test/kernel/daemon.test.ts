@@ -12,7 +12,7 @@ import { until, withLiveSystem, type LiveSystem } from './system.js';
 import { Daemon } from '../../src/daemon/server.js';
 import { DaemonClient } from '../../src/daemon/client.js';
 import { socketName } from '../../src/daemon/socket.js';
-import { NO_ICMP_RATELIMIT, runtimeFor } from '../../src/daemon/wiring.js';
+import { NO_ICMP_RATELIMIT, runtimeFor } from '../../src/engine/wiring.js';
 import { DEFAULT_ZONE } from '../../src/backend/netns/dns-server.js';
 
 const WEB = '203.0.113.10';

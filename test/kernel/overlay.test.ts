@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { kernelUnavailable } from './ns.js';
 import { canonicalListing } from '../cases/compile/kernel.js';
 import { withLiveSystem, type LiveSystem } from './system.js';
-import { NO_ICMP_RATELIMIT, runtimeFor, wire } from '../../src/daemon/wiring.js';
+import { NO_ICMP_RATELIMIT, runtimeFor, wire } from '../../src/engine/wiring.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { compile } from '../../src/compile/compile.js';
 import type { Rule } from '../../src/model/rule.js';

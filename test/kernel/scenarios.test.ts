@@ -9,7 +9,7 @@ import { statSync } from 'node:fs';
 import { kernelUnavailable } from './ns.js';
 import { withLiveSystem, type LiveSystem } from './system.js';
 import { Daemon } from '../../src/daemon/server.js';
-import { NO_ICMP_RATELIMIT, runtimeFor } from '../../src/daemon/wiring.js';
+import { NO_ICMP_RATELIMIT, runtimeFor } from '../../src/engine/wiring.js';
 import { worldUplinkAddresses } from '../../src/backend/netns/world.js';
 
 const WEB = '203.0.113.10';

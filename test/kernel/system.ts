@@ -11,7 +11,7 @@ import type { Zone } from '../../src/backend/netns/dns-server.js';
 import { destroyWorld, isWorldServicesPid, setWorldZone, worldFiles } from '../../src/backend/netns/world.js';
 import { bufferIo } from '../../src/cli/io.js';
 import { main } from '../../src/cli/main.js';
-import { runDir } from '../../src/daemon/wiring.js';
+import { runDir } from '../../src/store/paths.js';
 import { deleteNamespaces, uniquePrefix } from './ns.js';
 
 export interface Run {

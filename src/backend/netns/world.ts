@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_ZONE, type Zone } from './dns-server.js';
+import { DEFAULT_ZONE, parseZone, type Zone } from './dns-server.js';
 import { nodeScriptArgv } from './resolver.js';
 import { CommandError, runChecked, type Runner } from './runner.js';
 import { deleteNamespaces, isNodeName } from './links.js';
@@ -299,4 +299,13 @@ export async function destroyWorld(runner: Runner, ns: string, opts: DestroyWorl
   await deleteNamespaces(runner, [ns]);
   if (files) await Promise.all(Object.values(files).map((f) => rm(f, { force: true })));
   if (!stopped) throw new Error(`world ${ns}: world-services (pid ${pid}) did not stop`);
+}
+
+/** The world's zone as the demo serves it (a zone file in the state dir overrides the default). */
+export function worldZone(stateDir: string): Zone {
+  try {
+    return parseZone(JSON.parse(readFileSync(join(stateDir, 'world-zone.json'), 'utf8')));
+  } catch {
+    return DEFAULT_ZONE;
+  }
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { DaemonClient } from '../../daemon/client.js';
 import { Daemon } from '../../daemon/server.js';
-import { NO_ICMP_RATELIMIT, runtimeFor } from '../../daemon/wiring.js';
+import { NO_ICMP_RATELIMIT, runtimeFor } from '../../engine/wiring.js';
 import { diag } from '../../model/diagnostics.js';
 import { QnetError } from '../../model/result.js';
 import type { Ctx } from '../context.js';

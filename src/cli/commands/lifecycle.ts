@@ -7,7 +7,7 @@ import { getQube } from '../../model/ops.js';
 import type { Model } from '../../model/qube.js';
 import { QnetError } from '../../model/result.js';
 import { netvmChain } from '../../model/topology.js';
-import { Engine } from '../../daemon/engine.js';
+import { Engine } from '../../engine/engine.js';
 import { DaemonClient } from '../../daemon/client.js';
 import type { Ctx } from '../context.js';
 import { UsageError } from '../errors.js';

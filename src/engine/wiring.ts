@@ -9,17 +9,17 @@ import type { Sysctls } from '../backend/netns/sysctl.js';
 import { NetnsExecutor } from '../backend/netns/netns-executor.js';
 import { NodeRunner, type Runner } from '../backend/netns/runner.js';
 import { NetnsResolver, SystemResolver } from '../backend/netns/resolver.js';
-import { createWorld, destroyWorld, WORLD_DNS_SERVERS } from '../backend/netns/world.js';
+import { createWorld, destroyWorld, WORLD_DNS_SERVERS, worldZone } from '../backend/netns/world.js';
 import { deviceOwner, hostUpstreamDns } from '../backend/netns/uplink.js';
 import { SimBackend } from '../backend/sim/sim-backend.js';
 import { StaticResolver, type Resolution, type Resolver } from '../compile/dns.js';
 import { diag } from '../model/diagnostics.js';
-import { WORLD_NODE, type UplinkKind } from '../model/netplan.js';
+import { uplinkKind, WORLD_NODE, type UplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { hostLinkTag, type PlanOptions } from '../model/topology.js';
 import { DEFAULT_PREFIX, readRuntime, writeRuntime, type Runtime } from '../store/runtime-file.js';
-import { uplinkKind, worldZone } from '../cli/runtime.js';
+import { runDir } from '../store/paths.js';
 import { Engine, type EngineEvent, type WorldControl } from './engine.js';
 
 /** Why the netns backend cannot run here, or null. */
@@ -47,8 +47,6 @@ export async function runtimeFor(stateDir: string, env: NodeJS.ProcessEnv, want?
 /** Sysctls that lift the ICMP rate limit: for tests and demos (defined with the other sysctls). */
 export { NO_ICMP_RATELIMIT } from '../backend/netns/sysctl.js';
 
-/** Where the daemon and the world keep their run files (PIDs, token, world zone and logs). */
-export const runDir = (stateDir: string) => join(stateDir, 'run');
 
 export interface Wired {
   engine: Engine;
