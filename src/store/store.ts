@@ -1,6 +1,7 @@
 // The store: where the model lives between commands. FileStore (file-store.ts) is the Qubes-shaped
 // state directory; MemoryStore (memory-store.ts) serves tests and the simulator. Only the store
 // touches the files; everything above it works on a Model.
+import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 
 export interface Store {
@@ -11,8 +12,10 @@ export interface Store {
    * (add/remove/rename qubes, replace or edit the `qube.rules` lists — the Rule objects in them
    * may be frozen and shared: build new ones rather than changing them), then writes only the files whose content
    * changed, each atomically. If `change` throws, nothing is written. Returns what `change` returned.
+   * `effect` says what the change touches (default: anything); stores that drive the kernel use it
+   * to take the smallest path, plain stores ignore it.
    */
-  update<T>(change: (model: Model) => T | Promise<T>): Promise<T>;
+  update<T>(change: (model: Model) => T | Promise<T>, effect?: Effect): Promise<T>;
   /**
    * Optional, for commands that only read one qube: that qube (a copy) with its rules, undefined
    * when there is no such qube. A store may then skip reading other qubes' rules, so a broken file

@@ -1,0 +1,14 @@
+// What a change touches, declared by whoever makes it (an operation), so the layers below take the
+// smallest path without guessing: a rule edit of one qube reloads that qube's client chain and sets,
+// never the whole system. Undeclared means `all` (a full converge), which is always correct.
+export type Effect =
+  /** Only these qubes' rule lists changed (added, removed, replaced rules). */
+  | { kind: 'rules'; qubes: string[] }
+  /** Properties of these qubes changed (netvm, label, features …), or qubes were created or removed. */
+  | { kind: 'props'; qubes: string[] }
+  /** These qubes were started or stopped. */
+  | { kind: 'lifecycle'; qubes: string[] }
+  /** Anything: converge everything. */
+  | { kind: 'all' };
+
+export const ALL: Effect = { kind: 'all' };
