@@ -160,13 +160,14 @@ async function main(): Promise<void> {
       /** One edit; its write-up waits for the next edit (or the end), to include the tidying after it. */
       const edit = async (mode: Edit['mode'], kind: Edit['kind'], k: number) => {
         const i = editQube(k);
-        const argv = ['firewall', appName(i), kind, ...editWords(k)];
+        const [action, host, proto, port] = editWords(k);
+        const input = { qube: appName(i), rule: `action=${action} dsthost=${host} proto=${proto} dstports=${port}` };
         finish?.();
         timer.reset();
         const t = performance.now();
-        const r = await within('rule edit', 60_000, () => client.cli(argv));
+        const r = await within('rule edit', 60_000, () => client.request('POST', `/v1/ops/firewall.${kind}`, input));
         const ms = performance.now() - t;
-        if (r.code !== 0) throw new Error(`qnet ${argv.join(' ')}: ${r.stderr}`);
+        if (r.status !== 200) throw new Error(`firewall.${kind} ${JSON.stringify(input)}: ${JSON.stringify(r.body)}`);
         const probe = { ok: false };
         finish = () => edits.push(split(timer, t, ms, mode, kind, appName(i), probe));
         return async () => {

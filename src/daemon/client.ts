@@ -6,12 +6,6 @@ import { QnetError } from '../model/result.js';
 import { readToken, socketName } from './socket.js';
 import { runDir } from '../store/paths.js';
 
-export interface CliReply {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 export class DaemonClient {
   private constructor(
     private readonly socket: string,
@@ -33,11 +27,15 @@ export class DaemonClient {
     return new DaemonClient(socket, token);
   }
 
-  async cli(argv: readonly string[], stdin?: string): Promise<CliReply> {
-    const body = JSON.stringify({ argv, ...(stdin !== undefined ? { stdin } : {}) });
-    const { status, text } = await this.call('POST', '/v1/cli', body);
-    if (status !== 200) throw new QnetError(diag('QNET6002', `the daemon refused the command (${status}): ${text.trim()}`));
-    return JSON.parse(text) as CliReply;
+  /** One JSON request; the reply body parsed as JSON (null when empty). */
+  async request(method: 'GET' | 'POST' | 'HEAD', path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+    let r: { status: number; text: string };
+    try {
+      r = await this.call(method, path, body === undefined ? undefined : JSON.stringify(body));
+    } catch (e) {
+      throw new QnetError(diag('QNET6006', `the qnet daemon went away during the request (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`));
+    }
+    return { status: r.status, body: r.text.trim() ? (JSON.parse(r.text) as unknown) : null };
   }
 
   async status(): Promise<unknown> {

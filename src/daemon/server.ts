@@ -1,20 +1,20 @@
-// `qnet daemon`: the only writer. It owns the store and the backend, runs clients' commands one at a
-// time through the very same CLI code (so there is one implementation of every command), keeps the
+// `qnet daemon`: the only writer. It owns the store and the backend, serves the operations (ops/)
+// over its socket as HTTP/JSON (routes.ts) — changes one at a time, reads beside them — keeps the
 // kernel converged, and runs the timers Qubes keeps in qubesd: rule expiry, DNS refresh by TTL,
-// and noticing a netvm that died. Events go out as JSON lines to whoever listens (UIs, tests).
+// and noticing a netvm that died. Events say what changed and why, as JSON lines to whoever listens.
 import { watch, type FSWatcher } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { bufferIo } from '../cli/io.js';
-import { main } from '../cli/main.js';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Effect } from '../model/effect.js';
 import { isExpired } from '../model/rule.js';
 import type { Model } from '../model/qube.js';
 import { FileStore } from '../store/file-store.js';
 import type { Runtime } from '../store/runtime-file.js';
-import type { Store } from '../store/store.js';
 import type { Sysctls } from '../backend/netns/sysctl.js';
 import { EngineStore } from '../engine/engine-store.js';
 import type { EngineEvent } from '../engine/engine.js';
+import { DaemonHost } from './daemon-host.js';
+import { handle, type Served } from './routes.js';
 import { pidPath, newToken, socketName } from './socket.js';
 import { wire, type Wired } from '../engine/wiring.js';
 import { runDir } from '../store/paths.js';
@@ -29,7 +29,10 @@ export interface DaemonOptions {
   watchIntervalMs?: number;
 }
 
-export type DaemonEvent = EngineEvent | { type: 'hello'; pid: number } | { type: 'command'; argv: string[]; code: number };
+/** Why a qube's rules or properties changed: an operation, a rule that expired, a DNS refresh. */
+export type ChangeCause = { by: 'op'; op: string } | { by: 'expiry' } | { by: 'dns' } | { by: 'watch' };
+
+export type DaemonEvent = EngineEvent | { type: 'hello'; pid: number } | ({ type: 'changed'; effect: Effect } & ChangeCause);
 
 /** Quiet time before the daemon tidies what rule edits' overlays left in the kernel (Engine.tidy). */
 const TIDY_AFTER_S = 0.1;
@@ -37,10 +40,17 @@ const TIDY_AFTER_S = 0.1;
 export class Daemon {
   private server?: Server;
   private wired?: Wired;
-  private store?: Store;
   private token = '';
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly listeners = new Set<ServerResponse>();
+  readonly listeners = new Set<ServerResponse>();
+  host?: DaemonHost;
+  /** What changes touched since the last event about them. */
+  private effects: Effect[] = [];
+  private takeEffects(): Effect[] {
+    const e = this.effects;
+    this.effects = [];
+    return e;
+  }
   private readonly timers = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   private watcher?: FSWatcher;
   private model?: Model;
@@ -55,10 +65,10 @@ export class Daemon {
     this.o.log?.(`qnet daemon: ${s}`);
   }
 
-  private emit(e: DaemonEvent): void {
+  emit(e: DaemonEvent): void {
     const line = JSON.stringify({ time: new Date().toISOString(), ...e }) + '\n';
     for (const l of this.listeners) l.write(line);
-    if (e.type !== 'command') this.log(line.trim());
+    this.log(line.trim());
   }
 
   /** Adopt what runs, converge, then listen. */
@@ -69,27 +79,53 @@ export class Daemon {
     // The daemon remembers what it loaded; its first converge loads every node whole (atomically,
     // so established flows of adopted namespaces carry on).
     const engineStore = new EngineStore(files, async () => this.wired!.engine, false);
+
     // The watch and the timers read this.model: it is taken once the kernel holds it (after the
     // converge). Taken before, a qube being started looked dead to the watch, which queued a
     // converge that could race a real death (see Engine.noticeDeaths vs converge's own live()).
-    this.store = {
-      load: () => engineStore.load(),
-      loadQube: (name) => engineStore.loadQube(name), // `qnet firewall VM` reads one qube's file, not all
-      update: async (c) => {
-        let seen: Model | undefined;
-        const r = await engineStore.update(async (m) => {
-          const x = await c(m);
-          seen = m;
-          return x;
-        });
-        if (seen) this.model = seen;
-        return r;
+    this.host = new DaemonHost({
+      stateDir: this.o.stateDir,
+      now: this.now,
+      store: engineStore,
+      engine: this.wired.engine,
+      backend: this.wired.backend,
+      runtime: this.o.runtime,
+      settle: () => this.serial(() => this.tidy()),
+      changed: (m, effect) => {
+        this.model = m;
+        this.effects.push(effect);
       },
-    };
-    await this.serial(() => this.store!.update(() => undefined));
+    });
+    await this.serial(() => this.host!.change({ kind: 'all' }, () => undefined));
+    this.takeEffects();
     this.token = await newToken(runDir(this.o.stateDir));
     await writeFile(pidPath(runDir(this.o.stateDir)), `${process.pid}\n`);
-    this.server = createServer((req, res) => void this.handle(req, res));
+    const served: Served = {
+      token: () => this.token,
+      host: this.host,
+      serial: (fn) => this.serial(fn),
+      emit: (e) => this.emit(e),
+      log: (l) => this.log(l),
+      listeners: this.listeners,
+      status: () => {
+        const e = this.wired!.engine;
+        return {
+          pid: process.pid,
+          stateDir: this.o.stateDir,
+          runtime: this.o.runtime,
+          handled: e.handled,
+          status: Object.fromEntries(e.status),
+          // What the last full compile had to say: names that did not resolve, rules that can never match.
+          diagnostics: e.lastDiagnostics,
+        };
+      },
+      afterChange: () => this.armTimers(),
+      takeEffects: () => this.takeEffects(),
+    };
+    this.server = createServer((req, res) => void handle(served, req, res));
+    // Bounded requests: a peer that sends headers or a body too slowly is cut off.
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 60_000;
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(socketName(this.o.stateDir), () => resolve());
@@ -113,62 +149,22 @@ export class Daemon {
     await rm(pidPath(runDir(this.o.stateDir)), { force: true });
   }
 
+  /** Re-resolve every name in every rule now, and load what changed (SIGHUP, systemctl reload). */
+  async reload(): Promise<void> {
+    await this.serial(async () => {
+      const m = this.model;
+      if (!m || !(await this.wired!.engine.refreshNames(m, { all: true }))) await this.host!.change({ kind: 'all' }, () => undefined);
+      this.takeEffects();
+      this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'dns' });
+    });
+    this.armTimers();
+  }
+
   /** One change at a time: the daemon serialises every writer. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => {});
     return run;
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.headers.authorization !== `Bearer ${this.token}`) {
-      res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"not authorised"}\n');
-      return;
-    }
-    try {
-      if (req.method === 'GET' && req.url === '/v1/events') {
-        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-        this.listeners.add(res);
-        req.on('close', () => this.listeners.delete(res));
-        res.write(JSON.stringify({ type: 'hello', pid: process.pid }) + '\n');
-        return;
-      }
-      if (req.method === 'GET' && req.url === '/v1/status') {
-        const e = this.wired!.engine;
-        res.writeHead(200, { 'content-type': 'application/json' }).end(
-          JSON.stringify({
-            pid: process.pid,
-            stateDir: this.o.stateDir,
-            runtime: this.o.runtime,
-            handled: e.handled,
-            status: Object.fromEntries(e.status),
-            // What the last full compile had to say: names that did not resolve, rules that can never match.
-            diagnostics: e.lastDiagnostics,
-          }) + '\n',
-        );
-        return;
-      }
-      if (req.method === 'POST' && req.url === '/v1/cli') {
-        const body = JSON.parse(await readBody(req)) as { argv: string[]; stdin?: string };
-        const out = await this.serial(() => this.runCommand(body.argv, body.stdin));
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out) + '\n');
-        this.armTimers();
-        return;
-      }
-      res.writeHead(404).end();
-    } catch (e) {
-      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (e as Error).message }) + '\n');
-    }
-  }
-
-  private async runCommand(argv: string[], stdin?: string) {
-    const b = bufferIo({ ...(stdin !== undefined ? { stdin } : {}), env: { QNET_STATE: this.o.stateDir } });
-    b.io.now = this.now;
-    // Commands that read the kernel's rules settle it first; every other command copes with a rule
-    // edit's leftovers (tidying before each would make a burst of edits wait).
-    const code = await main(argv, b.io, { store: this.store!, wired: this.wired!, settle: () => this.tidy() });
-    this.emit({ type: 'command', argv, code });
-    return { code, stdout: b.stdout(), stderr: b.stderr() };
   }
 
   // ---- Timers ---------------------------------------------------------------------------------
@@ -223,15 +219,21 @@ export class Daemon {
     }
     const at = this.expiryOf?.at;
     const next = at === undefined ? undefined : at + 1 - now;
-    this.arm('expire', next, () =>
-      this.store!.update((m) => {
-        const t = this.now();
+    this.arm('expire', next, async () => {
+      const t = this.now();
+      const m0 = this.model;
+      const expired = [...(m0?.qubes.values() ?? [])].filter((q) => q.rules?.some((r) => isExpired(r, t))).map((q) => q.name);
+      const effect: Effect = expired.length ? { kind: 'rules', qubes: expired } : { kind: 'all' };
+      await this.host!.change(effect, (m) => {
         for (const q of m.qubes.values()) if (q.rules?.some((r) => isExpired(r, t))) q.rules = q.rules.filter((r) => !isExpired(r, t));
-      }),
-    );
+      });
+      for (const effect of this.takeEffects()) if (expired.length) this.emit({ type: 'changed', effect, by: 'expiry' });
+    });
     this.arm('dns', this.wired?.engine.nextDnsRefresh(now), async () => {
       const m = this.model;
-      if (!m || !(await this.wired!.engine.refreshNames(m))) await this.store!.update(() => undefined);
+      if (!m || !(await this.wired!.engine.refreshNames(m))) await this.host!.change({ kind: 'all' }, () => undefined);
+      this.takeEffects();
+      this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'dns' });
     });
   }
 
@@ -241,7 +243,11 @@ export class Daemon {
       if (this.stopped) return;
       const live = await this.wired!.backend.live();
       const missing = [...(this.model?.qubes.values() ?? [])].some((q) => q.state === 'Running' && !live.has(q.name));
-      if (missing) await this.serial(() => this.store!.update(() => undefined));
+      if (!missing) return;
+      await this.serial(() => this.host!.change({ kind: 'all' }, () => undefined));
+      this.takeEffects();
+      // After `died` and `detached`: the files and a read (`qnet ls`) now say so too.
+      this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'watch' });
     };
     const tick = () =>
       void check()
@@ -254,18 +260,4 @@ export class Daemon {
     }
     tick();
   }
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > 64 * 1024 * 1024) reject(new Error('request too large'));
-      else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }

@@ -314,9 +314,10 @@ export class Engine {
    * Resolve the names rules use: new names now, known names when their TTL has run out. Returns the
    * names whose answer is new or differs from the one held.
    */
-  async resolve(model: Model, now: number, only?: ReadonlySet<string>): Promise<Set<string>> {
+  async resolve(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Set<string>> {
     const names = namesToResolve(model, now, only);
     const due = names.filter((n) => {
+      if (all) return true;
       const r = this.resolutions.get(n);
       return !r || this.expiresAt.get(n)! <= now;
     });
@@ -343,9 +344,9 @@ export class Engine {
    * nothing else is reloaded. Flows to an address a name no longer has are cut, as any tightening.
    * False when the engine cannot take the fast path (then converge).
    */
-  async refreshNames(model: Model): Promise<boolean> {
+  async refreshNames(model: Model, opts: { all?: boolean } = {}): Promise<boolean> {
     const now = this.deps.now();
-    const changed = await this.resolve(model, now);
+    const changed = await this.resolve(model, now, undefined, opts.all);
     if (!changed.size) return true;
     const users = [...model.qubes.values()]
       .filter((q) => effectiveRules(q.rules, now).some((r) => r.dsthost?.type === 'dsthost' && changed.has(r.dsthost.text)))

@@ -159,3 +159,17 @@ function resolverFor(uplink: UplinkKind, netns: NetnsExecutor, runner: Runner, p
     },
   };
 }
+
+/**
+ * Remove whatever is left under a runtime's prefix (after its daemon stopped): the world, its
+ * services stopped by PID, and every namespace of ours. Returns the nodes whose namespaces it removed.
+ */
+export async function teardownLeftovers(stateDir: string, runtime: Runtime): Promise<string[]> {
+  if (runtime.backend !== 'netns' || netnsUnavailable() !== null) return [];
+  const runner = new NodeRunner();
+  const netns = new NetnsBackend({ runner, prefix: runtime.prefix });
+  await destroyWorld(runner, netns.ns(WORLD_NODE), { stateDir: runDir(stateDir) }).catch(() => {});
+  const left = await netns.listNamespaces();
+  if (left.length) await new NetnsExecutor(netns, runner).tearDown(left);
+  return left;
+}

@@ -1,20 +1,19 @@
 // The questions users ask of a policy — can A reach B, who can reach whom, what would this change
 // open or close — answered by compiling the model and running probes through the simulator. Every
 // "would this packet pass" in qnet goes through here and simulate(), never a second evaluator.
-import { compile } from '../compile/compile.js';
 import type { Resolutions } from '../compile/dns.js';
 import type { Ruleset } from '../ir/types.js';
 import { isNetworked, qubeIp, qubeIp6 } from '../model/addressing.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import { formatV4, parseV4 } from '../model/ip.js';
-import type { NetPlan, UplinkKind } from '../model/netplan.js';
+import type { NetPlan } from '../model/netplan.js';
 import { VIRTUAL_DNS } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { effectiveRules } from '../model/rule.js';
-import { planNetwork } from '../model/topology.js';
 import type { Probe } from './packet.js';
 import { OUTSIDE, OUTSIDE_HOST, simulate, type SimOptions, type SimResult } from './walk.js';
 
+/** A compiled policy to ask questions of (ops/analysis.ts makes one: the simulator does not compile). */
 export interface Analysis {
   model: Model;
   plan: NetPlan;
@@ -23,12 +22,6 @@ export interface Analysis {
   resolutions: Resolutions;
 }
 
-/** The whole policy as if every qube were running: what `nft`, `check`, `matrix` and `diff` look at. */
-export function analyse(model: Model, opts: { uplink: UplinkKind; resolutions: Resolutions; now: number }): Analysis {
-  const plan = planNetwork(model, { uplink: opts.uplink });
-  const { rulesets, diagnostics } = compile({ model, plan, resolutions: opts.resolutions, now: opts.now });
-  return { model, plan, rulesets, diagnostics, resolutions: opts.resolutions };
-}
 
 /** One probe through the analysed policy: traced, with the reply leg, unless `opts` say otherwise. */
 export function ask(a: Analysis, probe: Probe, opts?: SimOptions): SimResult {

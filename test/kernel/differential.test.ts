@@ -28,7 +28,7 @@ import { withLiveSystem, type LiveSystem } from './system.js';
 import { NamespaceProber, type KernelClass, type WireProbe, type WireResult } from './prober.js';
 import { readSnmp } from './probe-main.js';
 import { FileStore } from '../../src/store/file-store.js';
-import { analysisOf } from '../../src/cli/runtime.js';
+import { analysisOf } from '../../src/ops/analysis.js';
 import { ask, describeProbe, type Analysis } from '../../src/sim/questions.js';
 import { formatTrace } from '../../src/sim/trace.js';
 import type { Probe } from '../../src/sim/packet.js';

@@ -7,20 +7,16 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { DaemonClient } from '../../daemon/client.js';
 import { pidPath } from '../../daemon/socket.js';
-import { netnsUnavailable, runtimeFor } from '../../engine/wiring.js';
-import { runDir } from '../../store/paths.js';
 import { diag } from '../../model/diagnostics.js';
-import { defaultLayout } from '../../model/layout.js';
-import { parseApiRules } from '../../model/rule-parse.js';
-import { QnetError, unwrap } from '../../model/result.js';
+import { QnetError } from '../../model/result.js';
+import { netnsUnavailable, runtimeFor, teardownLeftovers } from '../../ops/sessions.js';
+import type { QubeView } from '../../ops/views.js';
+import { runDir } from '../../store/paths.js';
 import { readRuntime } from '../../store/runtime-file.js';
-import { NetnsBackend } from '../../backend/netns/netns-backend.js';
-import { NetnsExecutor } from '../../backend/netns/netns-executor.js';
-import { NodeRunner } from '../../backend/netns/runner.js';
-import { destroyWorld } from '../../backend/netns/world.js';
 import type { Ctx } from '../context.js';
+import { daemonTransport, localTransport } from '../transport.js';
+import { lsTable } from './ls.js';
 
 /** The demo's policy: work may use DNS, ping, and web.example.com over http; untrusted may not reach other.example.com. */
 const DEMO_RULES: Record<string, string> = {
@@ -70,16 +66,13 @@ export function registerDemo(program: Command, ctx: Ctx): void {
       if (fresh) {
         await mkdir(dir, { recursive: true });
         await writeFile(join(dir, MARKER), 'qnet demo created this state directory; qnet demo --down removes it\n');
-        await ctx.store().update((m) => {
-          const l = defaultLayout();
-          m.default_netvm = l.default_netvm;
-          m.qubes = l.qubes;
-          for (const [name, text] of Object.entries(DEMO_RULES)) m.qubes.get(name)!.rules = unwrap(parseApiRules(text));
-        });
+        const local = await localTransport(dir, ctx.io);
+        await local.call('qubes.init', {});
+        for (const [qube, text] of Object.entries(DEMO_RULES)) await local.call('firewall.set', { qube, text });
       }
       const runtime = await runtimeFor(dir, ctx.io.env, { backend });
 
-      let client = await DaemonClient.connect(dir);
+      let client = await daemonTransport(dir);
       if (!client) {
         await mkdir(runDir(dir), { recursive: true });
         const log = join(runDir(dir), 'daemon.log');
@@ -90,14 +83,15 @@ export function registerDemo(program: Command, ctx: Ctx): void {
           env: { ...process.env, QNET_STATE: dir },
         });
         child.unref();
-        client = await waitFor('the qnet daemon', () => DaemonClient.connect(dir), 30_000, log);
+        client = await waitFor('the qnet daemon', () => daemonTransport(dir), 30_000, log);
       }
-      const r = await client.cli(['start', 'work', 'personal', 'untrusted', 'vault']);
-      if (r.code !== 0) throw new QnetError(diag('QNET7002', `starting the qubes failed: ${r.stderr.trim()}`));
-      const ls = await client.cli(['ls', '-n']);
+      await client.call('start', { qubes: ['work', 'personal', 'untrusted', 'vault'] }).catch((e: QnetError) => {
+        throw new QnetError(diag('QNET7002', `starting the qubes failed: ${e.message}`));
+      });
+      const { value: qubes } = await client.call<QubeView[]>('qubes.list', {});
       const st = `--state ${dir}`;
       out(`qnet demo is up (${runtime.backend === 'netns' ? `network namespaces ${runtime.prefix}*` : 'simulator'}), state in ${dir}\n`);
-      out(ls.stdout.trimEnd());
+      out(lsTable(qubes, true).trimEnd());
       out('\nTry:');
       if (runtime.backend === 'netns') {
         out(`  npx qnet ${st} run work -- curl -s http://web.example.com/        # allowed by work's rule 2`);
@@ -116,12 +110,9 @@ export function registerDemo(program: Command, ctx: Ctx): void {
 
 async function down(ctx: Ctx, dir: string, out: (s: string) => void): Promise<void> {
   const runtime = existsSync(dir) ? await readRuntime(dir, ctx.io.env).catch(() => null) : null;
-  const client = await DaemonClient.connect(dir).catch(() => null);
-  if (client) {
-    const r = await client.cli(['shutdown', '--all']);
-    if (r.code !== 0) ctx.io.err(`qnet demo: shutting the qubes down: ${r.stderr.trim()} (cleaning up anyway)\n`);
-  } else if (existsSync(join(dir, 'qubes.json')) && runtime?.backend === 'netns')
-    await ctx.store().update((m) => m.qubes.forEach((q) => (q.state = 'Halted'))).catch((e: Error) => ctx.io.err(`qnet demo: ${e.message} (cleaning up anyway)\n`));
+  const client = await daemonTransport(dir).catch(() => null);
+  const stopAll = client ?? (existsSync(join(dir, 'qubes.json')) && runtime?.backend === 'netns' ? await localTransport(dir, ctx.io) : null);
+  await stopAll?.call('shutdown', { all: true }).catch((e: Error) => ctx.io.err(`qnet demo: shutting the qubes down: ${e.message} (cleaning up anyway)\n`));
   // Stop the daemon we started, by its PID, after checking it is one.
   const pidFile = pidPath(runDir(dir));
   if (existsSync(pidFile)) {
@@ -133,16 +124,8 @@ async function down(ctx: Ctx, dir: string, out: (s: string) => void): Promise<vo
     }
   }
   // Whatever is left under the demo's prefix: the world (its services stopped by PID) and namespaces.
-  if (runtime?.backend === 'netns' && netnsUnavailable() === null) {
-    const runner = new NodeRunner();
-    const netns = new NetnsBackend({ runner, prefix: runtime.prefix });
-    await destroyWorld(runner, netns.ns('world'), { stateDir: runDir(dir) }).catch(() => {});
-    const left = await netns.listNamespaces();
-    if (left.length) {
-      await new NetnsExecutor(netns, runner).tearDown(left);
-      out(`qnet demo: removed leftover namespaces: ${left.join(', ')}`);
-    }
-  }
+  const left = runtime ? await teardownLeftovers(dir, runtime) : [];
+  if (left.length) out(`qnet demo: removed leftover namespaces: ${left.join(', ')}`);
   if (existsSync(join(dir, MARKER))) {
     await rm(dir, { recursive: true, force: true });
     out(`qnet demo: removed ${dir}`);

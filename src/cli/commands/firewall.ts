@@ -1,16 +1,13 @@
 // qnet firewall VM [--raw] [list] | add [--before N] RULE… | del [--rule-no N] [RULE…] | reset | get | set
 // qvm-firewall's words, table and --raw output (reference §3.2), plus the Admin API's Get/Set forms.
 import type { Command } from 'commander';
-import { diag } from '../../model/diagnostics.js';
-import { addRule, deleteMatching, deleteRuleNo, editableRules } from '../../model/firewall-ops.js';
-import { getQube } from '../../model/ops.js';
-import { parseApiRules } from '../../model/rule-parse.js';
-import { formatApiRule, formatClientRule, RULE_TABLE_HEADER, ruleTableRow, ruleTableWidths } from '../../model/rule-format.js';
+import { parseApiRule } from '../../model/rule-parse.js';
+import { formatApiRule, RULE_TABLE_HEADER, ruleTableRow, ruleTableWidths } from '../../model/rule-format.js';
 import { parseRuleWords } from '../../model/rule-words.js';
-import { ACCEPT_ALL, type Rule } from '../../model/rule.js';
-import { QnetError, unwrap } from '../../model/result.js';
+import type { Rule } from '../../model/rule.js';
+import { unwrap } from '../../model/result.js';
+import type { RuleView } from '../../ops/views.js';
 import type { Ctx } from '../context.js';
-import { loadQubeFrom } from '../../store/store.js';
 import type { Io } from '../io.js';
 import { printWarnings, UsageError } from '../errors.js';
 import { json } from '../table.js';
@@ -30,19 +27,6 @@ function intOpt(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v)) throw new UsageError(`${name} takes a whole number, not '${v}'`);
   return Number(v);
-}
-
-/** Rule lines for `set`: all parsed before anything changes (admin.vm.firewall.Set is all-or-nothing). */
-function parseSetInput(text: string, qube: string): Rule[] {
-  if (/[^\x00-\x7f]/.test(text))
-    throw new QnetError(diag('QNET1904', 'rules contain non-ASCII characters', { qube }));
-  const r = parseApiRules(text);
-  if (!r.ok) throw new QnetError({ ...r.error, qube, message: `line ${(r.error.ruleIndex ?? 0) + 1}: ${r.error.message}`, ruleIndex: undefined });
-  return r.value;
-}
-
-function ruleJson(r: Rule, no: number) {
-  return { no, ...r, dsthost: r.dsthost?.text, dstports: r.dstports, api: formatApiRule(r), raw: formatClientRule(r) };
 }
 
 // Listings are written as they are made, in chunks of lines, so a list of 100k rules starts at once
@@ -81,10 +65,10 @@ function writeRuleTable(io: Io, rules: readonly Rule[], now: number): void {
   writeLines(io, rules.length, (i) => align(ruleTableRow(rules[i]!, i, now)), align(RULE_TABLE_HEADER));
 }
 
-/** `json(rules.map(ruleJson))`, written in chunks: JSON.stringify's two-space layout, item by item. */
-function writeRuleJson(io: Io, rules: readonly Rule[]): void {
-  if (rules.length === 0) return void io.out(json([]));
-  writeLines(io, rules.length, (i) => (i ? ',\n  ' : '  ') + JSON.stringify(ruleJson(rules[i]!, i), null, 2).replace(/\n/g, '\n  '), '[\n', '\n]\n');
+/** `json(views)`, written in chunks: JSON.stringify's two-space layout, item by item. */
+function writeRuleJson(io: Io, views: readonly RuleView[]): void {
+  if (views.length === 0) return void io.out(json([]));
+  writeLines(io, views.length, (i) => (i ? ',\n  ' : '  ') + JSON.stringify(views[i], null, 2).replace(/\n/g, '\n  '), '[\n', '\n]\n');
 }
 
 export function registerFirewall(program: Command, ctx: Ctx): void {
@@ -120,45 +104,38 @@ Examples:
       if (act !== 'del' && o.ruleNo !== undefined) throw new UsageError('--rule-no goes with del');
       if (!['add', 'del'].includes(act) && words.length) throw new UsageError(`'${act}' takes no rule words`);
       const now = ctx.now();
+      const qube = vm;
 
       if (act === 'list' || act === 'get') {
         const fmt = o.json ? 'json' : o.raw ? 'raw' : (o.format ?? 'table');
-        // Only this qube's file is read where the store can (a big file of another qube costs nothing).
-        const store = ctx.store();
-        const qube = (await loadQubeFrom(store, vm)) ?? getQube(await store.load(), vm); // the load only to name the error
-        const rules = editableRules(qube.rules, now);
-        if (act === 'get') return writeLines(ctx.io, rules.length, (i) => formatApiRule(rules[i]!) + '\n');
-        if (fmt === 'json') return writeRuleJson(ctx.io, rules);
-        if (fmt === 'raw') return writeLines(ctx.io, rules.length, (i) => formatClientRule(rules[i]!) + '\n');
-        if (fmt !== 'table') throw new UsageError(`unknown format '${fmt}'`, 'table, raw, json');
-        return writeRuleTable(ctx.io, rules, now);
+        if (act === 'get') {
+          const { value: lines } = await ctx.call<string[]>('firewall.get', { qube });
+          return writeLines(ctx.io, lines.length, (i) => lines[i]! + '\n');
+        }
+        if (!['json', 'raw', 'table'].includes(fmt)) throw new UsageError(`unknown format '${fmt}'`, 'table, raw, json');
+        const { value: views } = await ctx.call<RuleView[]>('firewall.list', { qube });
+        if (fmt === 'json') return writeRuleJson(ctx.io, views);
+        if (fmt === 'raw') return writeLines(ctx.io, views.length, (i) => views[i]!.raw + '\n');
+        // The API line is lossless: the table is made from the rules it gives back.
+        return writeRuleTable(ctx.io, views.map((v) => unwrap(parseApiRule(v.api))), now);
       }
 
-      let change: (current: Rule[]) => Rule[];
       if (act === 'add') {
         if (!words.length) throw new UsageError('add needs a rule', 'e.g. qnet firewall work add accept example.com tcp 443');
-        const rule = unwrap(parseRuleWords(words, now));
+        const rule = formatApiRule(unwrap(parseRuleWords(words, now)));
         const before = intOpt('--before', o.before);
-        change = (cur) => {
-          const r = addRule(cur, rule, before);
-          printWarnings(ctx.io, r.warnings.map((w) => ({ ...w, qube: vm })));
-          return r.rules;
-        };
+        const r = await ctx.call('firewall.add', { qube, rule, ...(before !== undefined ? { before } : {}) }, 'change');
+        printWarnings(ctx.io, r.warnings);
       } else if (act === 'del') {
         const n = intOpt('--rule-no', o.ruleNo);
         if (n === undefined && !words.length) throw new UsageError('del needs --rule-no N or a rule');
         if (n !== undefined && words.length) throw new UsageError('give either --rule-no or a rule, not both');
-        const rule = words.length ? unwrap(parseRuleWords(words, now)) : undefined;
-        change = (cur) => (rule ? deleteMatching(cur, rule) : deleteRuleNo(cur, n!));
+        const input = words.length ? { qube, rule: formatApiRule(unwrap(parseRuleWords(words, now))) } : { qube, ruleNo: n! };
+        await ctx.call('firewall.del', input, 'change');
       } else if (act === 'reset') {
-        change = () => [{ ...ACCEPT_ALL }];
+        await ctx.call('firewall.reset', { qube }, 'change');
       } else {
-        const rules = parseSetInput(await ctx.io.readStdin(), vm);
-        change = () => rules;
+        await ctx.call('firewall.set', { qube, text: await ctx.io.readStdin() }, 'change');
       }
-      await ctx.store().update((m) => {
-        const q = getQube(m, vm);
-        q.rules = change(editableRules(q.rules, now));
-      });
     });
 }

@@ -1,7 +1,7 @@
 // qnet prefs NAME [PROP [VALUE]] [--default]: qvm-prefs' words and output
 // (`{name:{width}s}  D|-  {value}`, sorted; D marks a default value).
 import type { Command } from 'commander';
-import { getProp, getQube, listProps, PROPERTY_NAMES, propertyHelp, resetProp, setProp } from '../../model/ops.js';
+import { PROPERTY_NAMES, propertyHelp, type PropView } from '../../model/ops.js';
 import type { Ctx } from '../context.js';
 import { UsageError } from '../errors.js';
 import { json, wantsJson } from '../table.js';
@@ -25,22 +25,17 @@ export function registerPrefs(program: Command, ctx: Ctx): void {
       }
       if (o['default'] && value !== undefined) throw new UsageError('give either a value or --default, not both');
       if (prop !== undefined && (value !== undefined || o['default'])) {
-        await ctx.store().update((m) => {
-          const q = getQube(m, name);
-          if (o['default']) resetProp(m, q, prop);
-          else setProp(m, q, prop, value!);
-        });
+        await ctx.call('prefs.set', { qube: name, property: prop, value: o['default'] ? null : value! }, 'change');
         return;
       }
-      const m = await ctx.store().load();
-      const q = getQube(m, name);
       if (prop !== undefined) {
-        const v = getProp(m, q, prop);
+        const { value: v } = await ctx.call<PropView>('prefs.get', { qube: name, property: prop });
         if (wantsJson(o)) ctx.io.out(json(v));
         else if (!(o['hideDefault'] && v.isDefault) && v.value !== '') ctx.io.out(`${v.value}\n`);
         return;
       }
-      const props = listProps(m, q).filter((p) => !(o['hideDefault'] && p.isDefault));
+      const { value: all } = await ctx.call<PropView[]>('prefs.list', { qube: name });
+      const props = all.filter((p) => !(o['hideDefault'] && p.isDefault));
       if (wantsJson(o)) return void ctx.io.out(json(props));
       const w = Math.max(...PROPERTY_NAMES.map((p) => p.length));
       for (const p of props) ctx.io.out(`${p.name.padEnd(w)}  ${p.isDefault ? 'D' : '-'}  ${p.value}`.trimEnd() + '\n');

@@ -1,0 +1,80 @@
+// The host of operations inside the daemon: the daemon's store (every change reaches the kernel
+// through its long-lived Engine, which knows what it loaded), its runtime, and analysis that reuses
+// the names the engine already resolved — `check` explains with the addresses the kernel's sets hold.
+import type { RuleCounter } from '../backend/backend.js';
+import { namesToResolve } from '../compile/compile.js';
+import type { Engine } from '../engine/engine.js';
+import type { Effect } from '../model/effect.js';
+import type { Model, Qube } from '../model/qube.js';
+import { analyse, offlineResolver } from '../ops/analysis.js';
+import type { ApplyStatusView, Host } from '../ops/types.js';
+import type { Analysis } from '../sim/questions.js';
+import type { Runtime } from '../store/runtime-file.js';
+import { loadQubeFrom, type Store } from '../store/store.js';
+import type { Backend } from '../backend/backend.js';
+
+export interface DaemonHostParts {
+  stateDir: string;
+  now: () => number;
+  store: Store;
+  engine: Engine;
+  backend: Backend;
+  runtime: Runtime;
+  /** Leaves the kernel holding exactly what compile() gives (Engine.tidy), queued with the changes. */
+  settle: () => Promise<void>;
+  /** Told of every model a change leaves (the timers and the netns watch read it). */
+  changed: (model: Model, effect: Effect) => void;
+}
+
+export class DaemonHost implements Host {
+  readonly stateDir: string;
+  constructor(private readonly p: DaemonHostParts) {
+    this.stateDir = p.stateDir;
+  }
+
+  now(): number {
+    return this.p.now();
+  }
+
+  read(): Promise<Model> {
+    return this.p.store.load();
+  }
+
+  readQube(name: string): Promise<Qube | undefined> {
+    return loadQubeFrom(this.p.store, name);
+  }
+
+  async change<T>(effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T> {
+    let seen: Model | undefined;
+    const r = await this.p.store.update(async (m) => {
+      const x = await edit(m);
+      seen = m;
+      return x;
+    }, effect);
+    if (seen) this.p.changed(seen, effect);
+    return r;
+  }
+
+  async analysis(model: Model): Promise<Analysis> {
+    const now = this.p.now();
+    const wanted = namesToResolve(model, now);
+    const known = this.p.engine.resolutions;
+    const missing = wanted.filter((n) => !known.has(n));
+    const fresh = missing.length ? await offlineResolver(model, this.stateDir).resolveAll(missing) : new Map();
+    const resolutions = new Map([...wanted.filter((n) => known.has(n)).map((n) => [n, known.get(n)!] as const), ...fresh]);
+    return analyse(model, resolutions, now);
+  }
+
+  async runtime(): Promise<Runtime> {
+    return this.p.runtime;
+  }
+
+  async counters(node: string): Promise<RuleCounter[]> {
+    await this.p.settle(); // its rules as compiled, not a rule edit's leftovers
+    return this.p.backend.counters(node);
+  }
+
+  applyStatus(): ReadonlyMap<string, ApplyStatusView> {
+    return this.p.engine.status;
+  }
+}

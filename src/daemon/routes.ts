@@ -1,0 +1,132 @@
+// The daemon's HTTP/JSON surface on its socket:
+//   HEAD /v1/ping             no token: "a daemon is here" (the client verifies who before sending one)
+//   GET  /v1/ops              every operation with its kind, summary and input JSON Schema
+//   POST /v1/ops/<name>       the input as the body → 200 {value, warnings}, or 4xx {diagnostics}
+//   GET  /v1/events           the event stream, JSON lines
+//   GET  /v1/status           pid, runtime, how each qube's rules stand
+// Change operations are queued one at a time; reads run beside them. Every request is bounded
+// (body size; the server's header and request timeouts) and a peer that sends garbage gets a 4xx
+// while the next request is served as usual.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { diag, type Diagnostic } from '../model/diagnostics.js';
+import { QnetError } from '../model/result.js';
+import { describeOps, findOp, invoke } from '../ops/registry.js';
+import type { Host } from '../ops/types.js';
+import type { Effect } from '../model/effect.js';
+import type { DaemonEvent } from './server.js';
+
+export interface Served {
+  token(): string;
+  host: Host;
+  serial<T>(fn: () => Promise<T>): Promise<T>;
+  emit(e: DaemonEvent): void;
+  log(line: string): void;
+  listeners: Set<ServerResponse>;
+  status(): unknown;
+  /** After every change: re-arm the timers (expiry, DNS, tidy). */
+  afterChange(): void;
+  /** What the changes since the last call touched (each Host.change declares it). */
+  takeEffects(): Effect[];
+}
+
+/** The largest request body (a `firewall.set` of 100k rules is about 6 MiB). */
+export const MAX_BODY = 64 * 1024 * 1024;
+
+class HttpRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly diag: Diagnostic,
+  ) {
+    super(diag.message);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) return void res.end();
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n');
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new HttpRefusal(413, diag('QNET6014', `request body over ${MAX_BODY} bytes`)));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+async function jsonBody(req: IncomingMessage): Promise<unknown> {
+  const text = await readBody(req);
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new HttpRefusal(400, diag('QNET6015', 'the request body is not JSON'));
+  }
+}
+
+/** The HTTP status of an operation's refusal: unknown op 404, refused input 400, a refused change 422. */
+function statusOf(d: Diagnostic): number {
+  if (d.code === 'QNET6010') return 404;
+  if (d.code === 'QNET6011') return 400;
+  return 422;
+}
+
+async function serveOp(s: Served, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const op = findOp(name);
+  const input = await jsonBody(req);
+  const started = Date.now();
+  try {
+    const out =
+      op?.kind === 'change'
+        ? await s.serial(async () => {
+            try {
+              return await invoke(s.host, name, input);
+            } finally {
+              for (const effect of s.takeEffects()) s.emit({ type: 'changed', effect, by: 'op', op: name });
+            }
+          })
+        : await invoke(s.host, name, input);
+    send(res, 200, out);
+    s.log(`op ${name}: ok (${Date.now() - started} ms)`);
+  } catch (e) {
+    const d = e instanceof QnetError ? e.diag : diag('QNET6099', `internal error in ${name}: ${(e as Error)?.message ?? String(e)}`);
+    send(res, e instanceof QnetError ? statusOf(d) : 500, { diagnostics: [d] });
+    s.log(`op ${name}: refused ${d.code} (${Date.now() - started} ms)`);
+  } finally {
+    if (op?.kind === 'change') s.afterChange();
+  }
+}
+
+export async function handle(s: Served, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  try {
+    const url = req.url ?? '';
+    if (req.method === 'HEAD' && url === '/v1/ping') return void res.writeHead(204).end();
+    if (req.headers.authorization !== `Bearer ${s.token()}`) throw new HttpRefusal(401, diag('QNET6016', 'not authorised'));
+    if (req.method === 'GET' && url === '/v1/ops') return send(res, 200, describeOps());
+    const m = /^\/v1\/ops\/([A-Za-z][A-Za-z0-9.-]{0,63})$/.exec(url);
+    if (m) {
+      if (req.method !== 'POST') throw new HttpRefusal(405, diag('QNET6017', `use POST for /v1/ops/${m[1]}`));
+      return await serveOp(s, m[1]!, req, res);
+    }
+    if (req.method === 'GET' && url === '/v1/events') {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      s.listeners.add(res);
+      req.on('close', () => s.listeners.delete(res));
+      res.write(JSON.stringify({ type: 'hello', pid: process.pid }) + '\n');
+      return;
+    }
+    if (req.method === 'GET' && url === '/v1/status') return send(res, 200, s.status());
+    throw new HttpRefusal(404, diag('QNET6010', `no such path: ${req.method} ${url.slice(0, 100)}`, { hint: 'GET /v1/ops lists the operations' }));
+  } catch (e) {
+    const r = e instanceof HttpRefusal ? e : new HttpRefusal(500, diag('QNET6099', `internal error: ${(e as Error)?.message ?? String(e)}`));
+    send(res, r.status, { diagnostics: [r.diag] });
+  }
+}

@@ -1,0 +1,33 @@
+// The `qnet daemon` session: refuse if a daemon already serves the state directory, choose the
+// runtime, start, and run until SIGTERM/SIGINT. SIGHUP re-resolves every name now (`systemctl
+// reload qnet`, as `systemctl reload qubes-firewall` does in Qubes).
+import { NO_ICMP_RATELIMIT, runtimeFor } from '../engine/wiring.js';
+import { diag } from '../model/diagnostics.js';
+import { QnetError } from '../model/result.js';
+import { DaemonClient } from './client.js';
+import { Daemon } from './server.js';
+
+export interface RunDaemonOptions {
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  log: (line: string) => void;
+  backend?: 'netns' | 'sim';
+  liftIcmpRateLimit?: boolean;
+}
+
+export async function runDaemon(o: RunDaemonOptions): Promise<void> {
+  if (await DaemonClient.connect(o.stateDir).catch(() => true)) throw new QnetError(diag('QNET6003', `a qnet daemon already serves ${o.stateDir}`));
+  const runtime = await runtimeFor(o.stateDir, o.env, o.backend ? { backend: o.backend } : {});
+  const d = new Daemon({ stateDir: o.stateDir, runtime, log: o.log, ...(o.liftIcmpRateLimit ? { sysctls: NO_ICMP_RATELIMIT } : {}) });
+  await d.start();
+  await new Promise<void>((resolve) => {
+    const reload = () => void d.reload().catch((e: Error) => o.log(`qnet daemon: reload failed: ${e.message}`));
+    const stop = () => {
+      process.off('SIGHUP', reload);
+      void d.stop().then(resolve);
+    };
+    process.on('SIGHUP', reload);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

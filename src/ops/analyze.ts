@@ -1,0 +1,86 @@
+// Questions of the policy (no privileges needed): the ruleset a qube runs, can SRC reach DST and
+// why (hop by hop), who can reach whom. Answered by the simulator over the compiled model.
+import { z } from 'zod';
+import { emitJson } from '../ir/emit-json.js';
+import { emitFull } from '../ir/emit-text.js';
+import { qubeIp6 } from '../model/addressing.js';
+import { diag } from '../model/diagnostics.js';
+import { getQube } from '../model/ops.js';
+import { QnetError } from '../model/result.js';
+import { ask, reachabilityMatrix, resolveTarget, type Matrix } from '../sim/questions.js';
+import { OUTSIDE, type SimResult } from '../sim/walk.js';
+import { offlineResolver } from './analysis.js';
+import { defineOp, result, type OpResult } from './types.js';
+
+const qube = z.string().min(1).max(64);
+const proto = z.enum(['tcp', 'udp', 'icmp']);
+const port = z.number().int().min(1).max(65535);
+
+export const nftRuleset = defineOp({
+  name: 'nft',
+  kind: 'read',
+  summary: 'the nftables ruleset a qube runs (every qube as if running), as nft text or nft JSON',
+  input: z.object({ qube, format: z.enum(['text', 'json']).default('text') }).strict(),
+  run: async (i, host) => {
+    const m = await host.read();
+    getQube(m, i.qube);
+    const a = await host.analysis(m);
+    const rs = a.rulesets.get(i.qube);
+    if (!rs) throw new QnetError(diag('QNET4201', `'${i.qube}' has no network stack to load rules into`, { hint: 'it has no netvm and provides no network' }));
+    return result(i.format === 'json' ? { json: emitJson(rs) as unknown } : { text: emitFull(rs) }, a.diagnostics);
+  },
+});
+
+export const check = defineOp({
+  name: 'check',
+  kind: 'read',
+  summary: 'can SRC reach DST? the verdict and the rule that decided, hop by hop, and the reply',
+  input: z
+    .object({
+      src: z.string().min(1).max(64).describe(`a qube, or ${OUTSIDE}`),
+      dst: z.string().min(1).max(255).describe('a qube, an address, a CIDR or a DNS name'),
+      proto: proto.optional().describe('default tcp with a port, icmp without'),
+      port: port.optional(),
+      srcAddr: z.string().max(64).optional().describe('send with this source address (anti-spoofing checks)'),
+    })
+    .strict(),
+  run: async (i, host): Promise<OpResult<SimResult[]>> => {
+    const m = await host.read();
+    if (i.src !== OUTSIDE) getQube(m, i.src);
+    const p = i.proto ?? (i.port !== undefined ? 'tcp' : 'icmp');
+    if (p === 'icmp' && i.port !== undefined) throw new QnetError(diag('QNET4204', 'icmp has no ports', { hint: 'give --proto tcp or udp with a port' }));
+    const a = await host.analysis(m);
+    const host_ = i.dst;
+    const isName = !m.qubes.has(host_) && host_ !== OUTSIDE && !/^[\d.]+(\/\d+)?$/.test(host_) && !host_.includes(':');
+    const known = isName ? a.resolutions.get(host_) : undefined;
+    const answers = isName ? (known ? new Map([[host_, known]]) : await offlineResolver(m, host.stateDir).resolveAll([host_])) : new Map();
+    const target = resolveTarget(m, host_, answers);
+    if (!target.addrs.length)
+      throw new QnetError(
+        diag('QNET4202', target.kind === 'name' ? `cannot resolve '${host_}': ${target.error}` : `'${host_}' has no address`, {
+          hint: target.kind === 'qube' ? 'a qube without a netvm has no address' : undefined,
+        }),
+      );
+    // A name with AAAA records: try IPv6 only from a source that has it (the outside always does).
+    const srcQube = m.qubes.get(i.src);
+    const hasV6 = !srcQube || qubeIp6(m, srcQube) !== null;
+    const addrs = target.kind === 'name' && !hasV6 ? target.addrs.filter((x) => !x.includes(':')) : target.addrs;
+    if (!addrs.length) throw new QnetError(diag('QNET4203', `'${host_}' has only IPv6 addresses and ${i.src} has no IPv6`));
+    return result(
+      addrs.map((to) => ask(a, { from: i.src, to, proto: p, ...(i.port !== undefined ? { dport: i.port } : {}), ...(i.srcAddr ? { src: i.srcAddr } : {}) })),
+    );
+  },
+});
+
+export const matrix = defineOp({
+  name: 'matrix',
+  kind: 'read',
+  summary: 'who can reach whom: every qube and the outside, as sources and destinations',
+  input: z.object({ proto: proto.default('icmp'), port: port.optional() }).strict(),
+  run: async (i, host): Promise<OpResult<{ proto: string; port: number | null } & Matrix>> => {
+    if (i.proto === 'icmp' && i.port !== undefined) throw new QnetError(diag('QNET4204', 'icmp has no ports', { hint: 'give --proto tcp or udp with a port' }));
+    const port = i.port ?? (i.proto === 'icmp' ? undefined : 80);
+    const mx = reachabilityMatrix(await host.analysis(await host.read()), { proto: i.proto, ...(port !== undefined ? { port } : {}) });
+    return result({ proto: i.proto, port: port ?? null, ...mx });
+  },
+});

@@ -1,0 +1,117 @@
+// Running qubes: start (with their netvm chains), shutdown (a netvm with running clients refuses
+// unless forced), kill, and the counters of a running qube's rules at every hop (qvm-start,
+// qvm-shutdown, qvm-kill; the guide's `iptables -L -v -n`, done for you).
+import { z } from 'zod';
+import { Engine } from '../engine/engine.js';
+import { netvmName } from '../model/addressing.js';
+import { diag } from '../model/diagnostics.js';
+import { getQube } from '../model/ops.js';
+import type { Model } from '../model/qube.js';
+import { QnetError } from '../model/result.js';
+import { netvmChain } from '../model/topology.js';
+import { defineOp, result, type OpResult } from './types.js';
+
+const names = z.array(z.string().min(1).max(64));
+
+/** Names to stop, refusing a netvm with running clients (that are not stopping too) unless forced. */
+function shutdownSet(model: Model, names: readonly string[], force: boolean): string[] {
+  for (const n of names) getQube(model, n);
+  const stopping = new Set(names);
+  if (!force)
+    for (const n of names) {
+      const users = Engine.runningClients(model, n).filter((c) => !stopping.has(c.name));
+      if (users.length)
+        throw new QnetError(
+          diag('QNET2101', `there are other qubes connected to ${n}: ${users.map((u) => u.name).join(', ')}`, {
+            qube: n,
+            hint: `shut them down first, or use --force (they stay running, detached)`,
+          }),
+        );
+    }
+  return names.filter((n) => model.qubes.get(n)!.state === 'Running');
+}
+
+export const start = defineOp({
+  name: 'start',
+  kind: 'change',
+  summary: 'start qubes, and their netvm chains first (qvm-start)',
+  input: z.object({ qubes: names.min(1) }).strict(),
+  run: async (i, host) => {
+    await host.runtime({ start: true });
+    const started = await host.change({ kind: 'lifecycle', qubes: i.qubes }, (m) => {
+      for (const n of i.qubes) {
+        const q = getQube(m, n);
+        if (q.klass === 'TemplateVM') throw new QnetError(diag('QNET2102', `${n} is a template: templates are not started here`, { qube: n }));
+      }
+      const set = Engine.startSet(m, i.qubes);
+      for (const q of set) q.state = 'Running';
+      return set.map((q) => q.name);
+    });
+    return result({ started });
+  },
+});
+
+export const shutdown = defineOp({
+  name: 'shutdown',
+  kind: 'change',
+  summary: 'stop qubes (qvm-shutdown); a netvm with running clients refuses unless force; all stops every running qube',
+  input: z.object({ qubes: names.default([]), all: z.boolean().default(false), force: z.boolean().default(false) }).strict(),
+  run: async (i, host) => {
+    if (!i.all && !i.qubes.length) throw new QnetError(diag('QNET2107', 'name the qubes to stop, or use --all'));
+    const stopped = await host.change({ kind: 'lifecycle', qubes: i.qubes }, (m) => {
+      const all = i.all ? [...m.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name) : i.qubes;
+      const set = shutdownSet(m, all, i.force || i.all);
+      for (const n of set) m.qubes.get(n)!.state = 'Halted';
+      return set;
+    });
+    return result({ stopped });
+  },
+});
+
+export const kill = defineOp({
+  name: 'kill',
+  kind: 'change',
+  summary: 'stop qubes at once, without the running-clients check (qvm-kill)',
+  input: z.object({ qubes: names.min(1) }).strict(),
+  run: async (i, host) => {
+    const stopped = await host.change({ kind: 'lifecycle', qubes: i.qubes }, (m) => {
+      const was = i.qubes.filter((n) => getQube(m, n).state === 'Running');
+      for (const n of i.qubes) getQube(m, n).state = 'Halted';
+      return was;
+    });
+    return result({ stopped });
+  },
+});
+
+export interface CounterRow {
+  hop: string;
+  chain: string;
+  rule: string;
+  packets: number;
+  bytes: number;
+}
+
+export const counters = defineOp({
+  name: 'counters',
+  kind: 'read',
+  summary: "packets and bytes per rule, per hop of the qube's netvm chain, mapped back to its rules",
+  input: z.object({ qube: z.string().min(1).max(64), all: z.boolean().default(false) }).strict(),
+  run: async (i, host): Promise<OpResult<CounterRow[]>> => {
+    const m = await host.read();
+    const q = getQube(m, i.qube);
+    if (q.state !== 'Running') throw new QnetError(diag('QNET2103', `${i.qube} is not running`, { hint: `qnet start ${i.qube}` }));
+    const hops = [q, ...netvmChain(m, q)].filter((h) => h.state === 'Running');
+    const rows: CounterRow[] = [];
+    for (const hop of hops) {
+      // In its first netvm a qube's traffic meets its own rules; further up it travels as its
+      // netvm's (masqueraded), so there the netvm's rules count it.
+      const whose = hop === q ? i.qube : netvmName(m, q) === hop.name ? i.qube : hops[hops.indexOf(hop) - 1]!.name;
+      for (const c of await host.counters(hop.name)) {
+        const mine = c.origin.startsWith(`${whose} rule`) || c.origin.startsWith(`policy: ${whose} `);
+        if (mine || (i.all && c.origin.startsWith('base:')))
+          rows.push({ hop: hop.name, chain: `${c.family} ${c.table} ${c.chain}`, rule: c.origin, packets: c.packets, bytes: c.bytes });
+      }
+    }
+    return result(rows);
+  },
+});

@@ -1,0 +1,90 @@
+// The host of the CLI without a daemon (like firewall-offline-cmd): the state directory through a
+// FileStore, and — when qubes run on the netns runtime — an Engine made for this one command that
+// brings the kernel to each change before the files are written (EngineStore).
+import type { RuleCounter } from '../backend/backend.js';
+import { EngineStore } from '../engine/engine-store.js';
+import type { Engine } from '../engine/engine.js';
+import { NO_ICMP_RATELIMIT, runtimeFor, wire, type Wired } from '../engine/wiring.js';
+import { diag } from '../model/diagnostics.js';
+import type { Effect } from '../model/effect.js';
+import type { Model, Qube } from '../model/qube.js';
+import { QnetError } from '../model/result.js';
+import type { Analysis } from '../sim/questions.js';
+import { FileStore } from '../store/file-store.js';
+import { readRuntime, type Runtime } from '../store/runtime-file.js';
+import { loadQubeFrom, type Store } from '../store/store.js';
+import { analysisOf } from './analysis.js';
+import type { Host } from './types.js';
+
+export interface OfflineHostOptions {
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Seconds since the epoch. */
+  now: () => number;
+}
+
+export class OfflineHost implements Host {
+  readonly stateDir: string;
+  private files?: FileStore;
+  private store?: Store;
+  private wired?: Promise<Wired | null>;
+
+  constructor(private readonly o: OfflineHostOptions) {
+    this.stateDir = o.stateDir;
+  }
+
+  now(): number {
+    return this.o.now();
+  }
+
+  private fileStore(): FileStore {
+    return (this.files ??= new FileStore(this.stateDir, { now: () => this.o.now() * 1000 }));
+  }
+
+  read(): Promise<Model> {
+    return this.fileStore().load();
+  }
+
+  readQube(name: string): Promise<Qube | undefined> {
+    return loadQubeFrom(this.fileStore(), name);
+  }
+
+  change<T>(effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T> {
+    this.store ??= new EngineStore(this.fileStore(), () => this.engine(), true, async () => (await this.getWired()) !== null);
+    return this.store.update(edit, effect);
+  }
+
+  analysis(model: Model): Promise<Analysis> {
+    return analysisOf(model, this.stateDir, this.o.now());
+  }
+
+  runtime(opts: { start?: boolean } = {}): Promise<Runtime | null> {
+    return opts.start ? runtimeFor(this.stateDir, this.o.env) : readRuntime(this.stateDir, this.o.env);
+  }
+
+  async counters(node: string): Promise<RuleCounter[]> {
+    await this.engine();
+    return (await this.getWired())!.backend.counters(node);
+  }
+
+  applyStatus(): undefined {
+    return undefined;
+  }
+
+  private getWired(): Promise<Wired | null> {
+    return (this.wired ??= (async () => {
+      const rt = await this.runtime();
+      // The simulator keeps no state between commands: offline, only a daemon can hold it.
+      if (!rt || rt.backend === 'sim') return null;
+      // Tests and demos lift the ICMP rate limit, or probes meeting a reject look like drops.
+      const sysctls = this.o.env['QNET_NO_ICMP_RATELIMIT'] ? NO_ICMP_RATELIMIT : undefined;
+      return wire({ stateDir: this.stateDir, runtime: rt, model: await this.read(), now: this.o.now, ...(sysctls ? { sysctls } : {}) });
+    })());
+  }
+
+  private async engine(): Promise<Engine> {
+    const w = await this.getWired();
+    if (!w) throw new QnetError(diag('QNET5102', 'no runtime for running qubes here', { hint: 'qnet start as root, or qnet daemon --backend sim' }));
+    return w.engine;
+  }
+}

@@ -1,0 +1,58 @@
+// The one door (DESIGN.md): every request a user can make of qnet is an Op — a name, a kind, an input
+// schema and a function of (input, host). An op never prints, never reads argv, and refuses with a
+// QnetError carrying a coded Diagnostic. The CLI, the daemon's socket and the web manager all call
+// the same ops; none of them has logic of its own.
+import type { z } from 'zod';
+import type { RuleCounter } from '../backend/backend.js';
+import type { Diagnostic } from '../model/diagnostics.js';
+import type { Effect } from '../model/effect.js';
+import type { Model, Qube } from '../model/qube.js';
+import type { Analysis } from '../sim/questions.js';
+import type { Runtime } from '../store/runtime-file.js';
+
+/** `read` ops run beside changes and are open to viewers; `change` ops are serialised and need an editor. */
+export type OpKind = 'read' | 'change';
+
+export interface OpResult<O> {
+  value: O;
+  warnings: Diagnostic[];
+}
+
+export interface Op<S extends z.ZodType = z.ZodType, O = unknown> {
+  readonly name: string;
+  readonly kind: OpKind;
+  /** One line for `GET /v1/ops` and the OpenAPI document. */
+  readonly summary: string;
+  readonly input: S;
+  run(input: z.output<S>, host: Host): Promise<OpResult<O>>;
+}
+
+/** How a qube's rules stand in the kernel (applied, blocked-fallback, failed), where a host knows. */
+export type ApplyStatusView = { state: string; diag?: Diagnostic };
+
+/** All an operation may touch. OfflineHost (the CLI on the state directory) and DaemonHost implement it. */
+export interface Host {
+  readonly stateDir: string;
+  /** Seconds since the epoch. */
+  now(): number;
+  read(): Promise<Model>;
+  /** One qube with its rules, reading no other qube's rules where the store can; undefined if none. */
+  readQube(name: string): Promise<Qube | undefined>;
+  /** Lock, edit the model, bring the kernel to it (the path `effect` allows), write the files. */
+  change<T>(effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T>;
+  /** The policy of `model` as if every qube ran, with names resolved as this host resolves them. */
+  analysis(model: Model): Promise<Analysis>;
+  /** The runtime of the state directory; `start` chooses and records one the first time. */
+  runtime(opts?: { start?: boolean }): Promise<Runtime | null>;
+  /** Rule counters of a running node, with the kernel holding exactly what compile() gives. */
+  counters(node: string): Promise<RuleCounter[]>;
+  /** Per qube, how its rules stand in the kernel; undefined where the host does not keep it. */
+  applyStatus(): ReadonlyMap<string, ApplyStatusView> | undefined;
+}
+
+/** An op's definition, typed by its schema: `defineOp({...})` infers the input type for `run`. */
+export function defineOp<S extends z.ZodType, O>(op: Op<S, O>): Op<S, O> {
+  return op;
+}
+
+export const result = <O>(value: O, warnings: Diagnostic[] = []): OpResult<O> => ({ value, warnings });
