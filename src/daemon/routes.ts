@@ -80,7 +80,7 @@ function statusOf(d: Diagnostic): number {
 }
 
 async function serveOp(s: Served, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const op = findOp(name);
+  const op = await findOp(name);
   const input = await jsonBody(req);
   const started = Date.now();
   try {
@@ -110,7 +110,7 @@ export async function handle(s: Served, req: IncomingMessage, res: ServerRespons
     const url = req.url ?? '';
     if (req.method === 'HEAD' && url === '/v1/ping') return void res.writeHead(204).end();
     if (req.headers.authorization !== `Bearer ${s.token()}`) throw new HttpRefusal(401, diag('QNET6016', 'not authorised'));
-    if (req.method === 'GET' && url === '/v1/ops') return send(res, 200, describeOps());
+    if (req.method === 'GET' && url === '/v1/ops') return send(res, 200, await describeOps());
     const m = /^\/v1\/ops\/([A-Za-z][A-Za-z0-9.-]{0,63})$/.exec(url);
     if (m) {
       if (req.method !== 'POST') throw new HttpRefusal(405, diag('QNET6017', `use POST for /v1/ops/${m[1]}`));

@@ -1,6 +1,6 @@
 // Questions of the policy (no privileges needed): the ruleset a qube runs, can SRC reach DST and
 // why (hop by hop), who can reach whom. Answered by the simulator over the compiled model.
-import { z } from 'zod';
+import * as v from 'valibot';
 import { emitJson } from '../ir/emit-json.js';
 import { emitFull } from '../ir/emit-text.js';
 import { qubeIp6 } from '../model/addressing.js';
@@ -10,17 +10,16 @@ import { QnetError } from '../model/result.js';
 import { ask, reachabilityMatrix, resolveTarget, type Matrix } from '../sim/questions.js';
 import { OUTSIDE, type SimResult } from '../sim/walk.js';
 import { offlineResolver } from './analysis.js';
+import { port, proto, qubeName } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
 
-const qube = z.string().min(1).max(64);
-const proto = z.enum(['tcp', 'udp', 'icmp']);
-const port = z.number().int().min(1).max(65535);
+const qube = qubeName;
 
 export const nftRuleset = defineOp({
   name: 'nft',
   kind: 'read',
   summary: 'the nftables ruleset a qube runs (every qube as if running), as nft text or nft JSON',
-  input: z.object({ qube, format: z.enum(['text', 'json']).default('text') }).strict(),
+  input: v.strictObject({ qube, format: v.optional(v.picklist(['text', 'json']), 'text') }),
   run: async (i, host) => {
     const m = await host.read();
     getQube(m, i.qube);
@@ -35,15 +34,13 @@ export const check = defineOp({
   name: 'check',
   kind: 'read',
   summary: 'can SRC reach DST? the verdict and the rule that decided, hop by hop, and the reply',
-  input: z
-    .object({
-      src: z.string().min(1).max(64).describe(`a qube, or ${OUTSIDE}`),
-      dst: z.string().min(1).max(255).describe('a qube, an address, a CIDR or a DNS name'),
-      proto: proto.optional().describe('default tcp with a port, icmp without'),
-      port: port.optional(),
-      srcAddr: z.string().max(64).optional().describe('send with this source address (anti-spoofing checks)'),
-    })
-    .strict(),
+  input: v.strictObject({
+    src: v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.description(`a qube, or ${OUTSIDE}`)),
+    dst: v.pipe(v.string(), v.minLength(1), v.maxLength(255), v.description('a qube, an address, a CIDR or a DNS name')),
+    proto: v.optional(v.pipe(proto, v.description('default tcp with a port, icmp without'))),
+    port: v.optional(port),
+    srcAddr: v.optional(v.pipe(v.string(), v.maxLength(64), v.description('send with this source address (anti-spoofing checks)'))),
+  }),
   run: async (i, host): Promise<OpResult<SimResult[]>> => {
     const m = await host.read();
     if (i.src !== OUTSIDE) getQube(m, i.src);
@@ -76,7 +73,7 @@ export const matrix = defineOp({
   name: 'matrix',
   kind: 'read',
   summary: 'who can reach whom: every qube and the outside, as sources and destinations',
-  input: z.object({ proto: proto.default('icmp'), port: port.optional() }).strict(),
+  input: v.strictObject({ proto: v.optional(proto, 'icmp'), port: v.optional(port) }),
   run: async (i, host): Promise<OpResult<{ proto: string; port: number | null } & Matrix>> => {
     if (i.proto === 'icmp' && i.port !== undefined) throw new QnetError(diag('QNET4204', 'icmp has no ports', { hint: 'give --proto tcp or udp with a port' }));
     const port = i.port ?? (i.proto === 'icmp' ? undefined : 80);

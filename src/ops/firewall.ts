@@ -1,7 +1,7 @@
 // A qube's outbound rules (qvm-firewall): list, add, del, reset, set. Rules travel as Admin API lines
 // (`action=accept dsthost=qubes-os.org proto=tcp dstports=443-443`), Qubes' own lossless wire form,
 // and are parsed here by the model's one parser, so every door validates them the same way.
-import { z } from 'zod';
+import * as v from 'valibot';
 import { diag } from '../model/diagnostics.js';
 import { addRule, deleteMatching, deleteRuleNo, editableRules } from '../model/firewall-ops.js';
 import { getQube } from '../model/ops.js';
@@ -9,13 +9,14 @@ import { formatApiRule } from '../model/rule-format.js';
 import { parseApiRule, parseApiRules } from '../model/rule-parse.js';
 import { ACCEPT_ALL, type Rule } from '../model/rule.js';
 import { QnetError } from '../model/result.js';
+import { qubeName } from './schema.js';
 import type { Host } from './types.js';
 import { defineOp, result, type OpResult } from './types.js';
 import { ruleView, withQube, type RuleView } from './views.js';
 
-const qube = z.string().min(1).max(64);
+const qube = qubeName;
 /** One rule in the Admin API form. */
-const apiRule = z.string().min(1).max(4096);
+const apiRule = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 
 async function rulesOf(host: Host, name: string): Promise<Rule[]> {
   // Only this qube's file is read where the store can (a big file of another qube costs nothing).
@@ -33,7 +34,7 @@ export const firewallList = defineOp({
   name: 'firewall.list',
   kind: 'read',
   summary: "a qube's rules in order, each with its number, fields, API and client forms (qvm-firewall VM)",
-  input: z.object({ qube }).strict(),
+  input: v.strictObject({ qube }),
   run: async (i, host): Promise<OpResult<RuleView[]>> => result((await rulesOf(host, i.qube)).map(ruleView)),
 });
 
@@ -42,7 +43,7 @@ export const firewallGet = defineOp({
   name: 'firewall.get',
   kind: 'read',
   summary: "a qube's rules as Admin API lines (admin.vm.firewall.Get)",
-  input: z.object({ qube }).strict(),
+  input: v.strictObject({ qube }),
   run: async (i, host): Promise<OpResult<string[]>> => {
     return result((await rulesOf(host, i.qube)).map(formatApiRule));
   },
@@ -52,7 +53,7 @@ export const firewallAdd = defineOp({
   name: 'firewall.add',
   kind: 'change',
   summary: 'add a rule, at the end or before rule number `before` (qvm-firewall VM add)',
-  input: z.object({ qube, rule: apiRule, before: z.number().int().optional() }).strict(),
+  input: v.strictObject({ qube, rule: apiRule, before: v.optional(v.pipe(v.number(), v.integer())) }),
   run: async (i, host) => {
     const rule = parseRule(i.rule, i.qube);
     const now = host.now();
@@ -70,7 +71,7 @@ export const firewallDel = defineOp({
   name: 'firewall.del',
   kind: 'change',
   summary: 'remove rule number `ruleNo`, or the first rule equal to `rule` (qvm-firewall VM del)',
-  input: z.union([z.object({ qube, ruleNo: z.number().int() }).strict(), z.object({ qube, rule: apiRule }).strict()]),
+  input: v.union([v.strictObject({ qube, ruleNo: v.pipe(v.number(), v.integer()) }), v.strictObject({ qube, rule: apiRule })]),
   run: async (i, host) => {
     const rule = 'rule' in i ? parseRule(i.rule, i.qube) : undefined;
     const now = host.now();
@@ -88,7 +89,7 @@ export const firewallReset = defineOp({
   name: 'firewall.reset',
   kind: 'change',
   summary: 'back to the default: one rule that accepts everything (qvm-firewall VM reset)',
-  input: z.object({ qube }).strict(),
+  input: v.strictObject({ qube }),
   run: async (i, host) => {
     await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => void (getQube(m, i.qube).rules = [{ ...ACCEPT_ALL }]));
     return result({ qube: i.qube, count: 1 });
@@ -99,7 +100,7 @@ export const firewallSet = defineOp({
   name: 'firewall.set',
   kind: 'change',
   summary: "replace a qube's rules, all or nothing (admin.vm.firewall.Set); `text` is the Set payload, one rule per line",
-  input: z.object({ qube, text: z.string().max(64 * 1024 * 1024) }).strict(),
+  input: v.strictObject({ qube, text: v.pipe(v.string(), v.maxLength(64 * 1024 * 1024)) }),
   run: async (i, host) => {
     if (/[^\x00-\x7f]/.test(i.text)) throw new QnetError(diag('QNET1904', 'rules contain non-ASCII characters', { qube: i.qube }));
     const r = parseApiRules(i.text);

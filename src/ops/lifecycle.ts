@@ -1,7 +1,7 @@
 // Running qubes: start (with their netvm chains), shutdown (a netvm with running clients refuses
 // unless forced), kill, and the counters of a running qube's rules at every hop (qvm-start,
 // qvm-shutdown, qvm-kill; the guide's `iptables -L -v -n`, done for you).
-import { z } from 'zod';
+import * as v from 'valibot';
 import { Engine } from '../engine/engine.js';
 import { netvmName } from '../model/addressing.js';
 import { diag } from '../model/diagnostics.js';
@@ -9,9 +9,10 @@ import { getQube } from '../model/ops.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { netvmChain } from '../model/topology.js';
+import { qubeName, qubeNames } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
 
-const names = z.array(z.string().min(1).max(64));
+const names = qubeNames;
 
 /** Names to stop, refusing a netvm with running clients (that are not stopping too) unless forced. */
 function shutdownSet(model: Model, names: readonly string[], force: boolean): string[] {
@@ -35,7 +36,7 @@ export const start = defineOp({
   name: 'start',
   kind: 'change',
   summary: 'start qubes, and their netvm chains first (qvm-start)',
-  input: z.object({ qubes: names.min(1) }).strict(),
+  input: v.strictObject({ qubes: v.pipe(names, v.minLength(1)) }),
   run: async (i, host) => {
     await host.runtime({ start: true });
     const started = await host.change({ kind: 'lifecycle', qubes: i.qubes }, (m) => {
@@ -55,7 +56,7 @@ export const shutdown = defineOp({
   name: 'shutdown',
   kind: 'change',
   summary: 'stop qubes (qvm-shutdown); a netvm with running clients refuses unless force; all stops every running qube',
-  input: z.object({ qubes: names.default([]), all: z.boolean().default(false), force: z.boolean().default(false) }).strict(),
+  input: v.strictObject({ qubes: v.optional(names, []), all: v.optional(v.boolean(), false), force: v.optional(v.boolean(), false) }),
   run: async (i, host) => {
     if (!i.all && !i.qubes.length) throw new QnetError(diag('QNET2107', 'name the qubes to stop, or use --all'));
     const stopped = await host.change({ kind: 'lifecycle', qubes: i.qubes }, (m) => {
@@ -72,7 +73,7 @@ export const kill = defineOp({
   name: 'kill',
   kind: 'change',
   summary: 'stop qubes at once, without the running-clients check (qvm-kill)',
-  input: z.object({ qubes: names.min(1) }).strict(),
+  input: v.strictObject({ qubes: v.pipe(names, v.minLength(1)) }),
   run: async (i, host) => {
     const stopped = await host.change({ kind: 'lifecycle', qubes: i.qubes }, (m) => {
       const was = i.qubes.filter((n) => getQube(m, n).state === 'Running');
@@ -95,7 +96,7 @@ export const counters = defineOp({
   name: 'counters',
   kind: 'read',
   summary: "packets and bytes per rule, per hop of the qube's netvm chain, mapped back to its rules",
-  input: z.object({ qube: z.string().min(1).max(64), all: z.boolean().default(false) }).strict(),
+  input: v.strictObject({ qube: qubeName, all: v.optional(v.boolean(), false) }),
   run: async (i, host): Promise<OpResult<CounterRow[]>> => {
     const m = await host.read();
     const q = getQube(m, i.qube);

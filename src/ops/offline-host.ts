@@ -1,10 +1,10 @@
 // The host of the CLI without a daemon (like firewall-offline-cmd): the state directory through a
 // FileStore, and — when qubes run on the netns runtime — an Engine made for this one command that
 // brings the kernel to each change before the files are written (EngineStore).
+// The engine and its wiring load only when a command changes something or reads the kernel.
 import type { RuleCounter } from '../backend/backend.js';
-import { EngineStore } from '../engine/engine-store.js';
 import type { Engine } from '../engine/engine.js';
-import { NO_ICMP_RATELIMIT, runtimeFor, wire, type Wired } from '../engine/wiring.js';
+import type { Wired } from '../engine/wiring.js';
 import { diag } from '../model/diagnostics.js';
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
@@ -13,7 +13,6 @@ import type { Analysis } from '../sim/questions.js';
 import { FileStore } from '../store/file-store.js';
 import { readRuntime, type Runtime } from '../store/runtime-file.js';
 import { loadQubeFrom, type Store } from '../store/store.js';
-import { analysisOf } from './analysis.js';
 import type { Host } from './types.js';
 
 export interface OfflineHostOptions {
@@ -49,17 +48,23 @@ export class OfflineHost implements Host {
     return loadQubeFrom(this.fileStore(), name);
   }
 
-  change<T>(effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T> {
-    this.store ??= new EngineStore(this.fileStore(), () => this.engine(), true, async () => (await this.getWired()) !== null);
+  async change<T>(effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T> {
+    if (!this.store) {
+      const { EngineStore } = await import('../engine/engine-store.js');
+      this.store = new EngineStore(this.fileStore(), () => this.engine(), true, async () => (await this.getWired()) !== null);
+    }
     return this.store.update(edit, effect);
   }
 
-  analysis(model: Model): Promise<Analysis> {
+  async analysis(model: Model): Promise<Analysis> {
+    const { analysisOf } = await import('./analysis.js');
     return analysisOf(model, this.stateDir, this.o.now());
   }
 
-  runtime(opts: { start?: boolean } = {}): Promise<Runtime | null> {
-    return opts.start ? runtimeFor(this.stateDir, this.o.env) : readRuntime(this.stateDir, this.o.env);
+  async runtime(opts: { start?: boolean } = {}): Promise<Runtime | null> {
+    if (!opts.start) return readRuntime(this.stateDir, this.o.env);
+    const { runtimeFor } = await import('../engine/wiring.js');
+    return runtimeFor(this.stateDir, this.o.env);
   }
 
   async counters(node: string): Promise<RuleCounter[]> {
@@ -76,6 +81,7 @@ export class OfflineHost implements Host {
       const rt = await this.runtime();
       // The simulator keeps no state between commands: offline, only a daemon can hold it.
       if (!rt || rt.backend === 'sim') return null;
+      const { NO_ICMP_RATELIMIT, wire } = await import('../engine/wiring.js');
       // Tests and demos lift the ICMP rate limit, or probes meeting a reject look like drops.
       const sysctls = this.o.env['QNET_NO_ICMP_RATELIMIT'] ? NO_ICMP_RATELIMIT : undefined;
       return wire({ stateDir: this.stateDir, runtime: rt, model: await this.read(), now: this.o.now, ...(sysctls ? { sysctls } : {}) });

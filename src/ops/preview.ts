@@ -1,7 +1,7 @@
 // What changes would do, without doing them (`--dry-run`, `qnet diff CMD…`, the manager's staged
 // edits): the change ops run in order against a copy of the model, then the report says which nft
 // operations each qube would load and which probes change verdict (what opens, what closes).
-import { z } from 'zod';
+import * as v from 'valibot';
 import { diffTransaction } from '../ir/diff.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import { diag } from '../model/diagnostics.js';
@@ -60,13 +60,13 @@ class PreviewHost implements Host {
   applyStatus = () => this.base.applyStatus();
 }
 
-const step = z.object({ name: z.string().min(1).max(64), input: z.unknown() }).strict();
+const step = v.strictObject({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(64)), input: v.unknown() });
 
 export const preview = defineOp({
   name: 'preview',
   kind: 'read',
   summary: 'what a list of change operations would load and which verdicts would change; nothing is changed',
-  input: z.object({ ops: z.array(step).min(1).max(1000) }).strict(),
+  input: v.strictObject({ ops: v.pipe(v.array(step), v.minLength(1), v.maxLength(1000)) }),
   run: async (i, host) => {
     const { invoke, findOp } = await import('./registry.js');
     const before = await host.read();
@@ -74,7 +74,7 @@ export const preview = defineOp({
     const warnings: Diagnostic[] = [];
     const values: unknown[] = [];
     for (const s of i.ops) {
-      const op = findOp(s.name);
+      const op = await findOp(s.name);
       if (op?.kind !== 'change') throw new QnetError(diag('QNET6013', `'${s.name}' is not a change operation: only changes can be previewed`));
       const r = await invoke(p, s.name, s.input);
       values.push(r.value);

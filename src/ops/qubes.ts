@@ -1,19 +1,20 @@
 // Qubes and global properties: init, list, create, remove, rename, clone (qvm-ls, qvm-create,
 // qvm-remove, qvm-clone), per-qube properties (qvm-prefs) and global ones (qubes-prefs).
-import { z } from 'zod';
+import * as v from 'valibot';
 import { diag } from '../model/diagnostics.js';
 import { defaultLayout } from '../model/layout.js';
 import { LABELS, QUBE_CLASSES, type Label, type QubeClass } from '../model/qube.js';
 import { cloneQube, createQube, getProp, getQube, listProps, removeQube, renameQube, resetProp, setDefaultNetvm, setProp, type PropView } from '../model/ops.js';
 import { QnetError } from '../model/result.js';
 import { isUplink } from '../model/topology.js';
+import { noInput, qubeName, qubeNames } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
 import { qubeView, type QubeView } from './views.js';
 
-const name = z.string().min(1).max(64);
-const names = z.array(name).min(1);
+const name = qubeName;
+const names = v.pipe(qubeNames, v.minLength(1));
 /** A netvm reference: a qube name, or null for none; absent = the global default. */
-const netvmRef = z.string().nullable();
+const netvmRef = v.nullable(v.string());
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
@@ -21,7 +22,7 @@ export const qubesInit = defineOp({
   name: 'qubes.init',
   kind: 'change',
   summary: 'create the layout of a fresh Qubes install: sys-net, sys-firewall, work, personal, untrusted, vault',
-  input: z.object({}).strict(),
+  input: noInput,
   run: async (_i, host) => {
     await host.change({ kind: 'all' }, (m) => {
       if (m.qubes.size)
@@ -38,7 +39,7 @@ export const qubesList = defineOp({
   name: 'qubes.list',
   kind: 'read',
   summary: 'list qubes with their state, class, label, netvm and addresses (qvm-ls)',
-  input: z.object({ names: z.array(name).optional() }).strict(),
+  input: v.strictObject({ names: v.optional(qubeNames) }),
   run: async (i, host): Promise<OpResult<QubeView[]>> => {
     const m = await host.read();
     if (i.names?.length) {
@@ -55,15 +56,13 @@ export const qubesCreate = defineOp({
   name: 'qubes.create',
   kind: 'change',
   summary: 'create a new qube (qvm-create)',
-  input: z
-    .object({
-      name,
-      class: z.enum(QUBE_CLASSES as [QubeClass, ...QubeClass[]]).default('AppVM'),
-      label: z.enum(LABELS as [Label, ...Label[]]).default('red'),
-      netvm: netvmRef.optional(),
-      provides_network: z.boolean().default(false),
-    })
-    .strict(),
+  input: v.strictObject({
+    name,
+    class: v.optional(v.picklist(QUBE_CLASSES as QubeClass[]), 'AppVM'),
+    label: v.optional(v.picklist(LABELS as Label[]), 'red'),
+    netvm: v.optional(netvmRef),
+    provides_network: v.optional(v.boolean(), false),
+  }),
   run: async (i, host) => {
     const q = await host.change({ kind: 'props', qubes: [i.name] }, (m) =>
       createQube(m, { name: i.name, klass: i.class, label: i.label, provides_network: i.provides_network, ...(i.netvm !== undefined ? { netvm: i.netvm } : {}) }),
@@ -76,7 +75,7 @@ export const qubesRemove = defineOp({
   name: 'qubes.remove',
   kind: 'change',
   summary: 'remove qubes and their rules (qvm-remove)',
-  input: z.object({ names }).strict(),
+  input: v.strictObject({ names }),
   run: async (i, host) => {
     await host.change({ kind: 'props', qubes: i.names }, (m) => i.names.forEach((n) => removeQube(m, n)));
     return result({ removed: i.names });
@@ -87,7 +86,7 @@ export const qubesRename = defineOp({
   name: 'qubes.rename',
   kind: 'change',
   summary: 'rename a halted qube, keeping its rules and every reference to it',
-  input: z.object({ from: name, to: name }).strict(),
+  input: v.strictObject({ from: name, to: name }),
   run: async (i, host) => {
     await host.change({ kind: 'props', qubes: [i.from, i.to] }, (m) => renameQube(m, i.from, i.to));
     return result({ from: i.from, to: i.to });
@@ -98,7 +97,7 @@ export const qubesClone = defineOp({
   name: 'qubes.clone',
   kind: 'change',
   summary: 'copy a qube with its properties, features and rules (qvm-clone)',
-  input: z.object({ from: name, to: name }).strict(),
+  input: v.strictObject({ from: name, to: name }),
   run: async (i, host) => {
     const q = await host.change({ kind: 'props', qubes: [i.to] }, (m) => cloneQube(m, i.from, i.to));
     return result({ name: q.name, qid: q.qid });
@@ -109,7 +108,7 @@ export const prefsList = defineOp({
   name: 'prefs.list',
   kind: 'read',
   summary: "a qube's properties, with D for those at their default (qvm-prefs VM)",
-  input: z.object({ qube: name }).strict(),
+  input: v.strictObject({ qube: name }),
   run: async (i, host): Promise<OpResult<PropView[]>> => {
     const m = await host.read();
     return result(listProps(m, getQube(m, i.qube)));
@@ -120,7 +119,7 @@ export const prefsGet = defineOp({
   name: 'prefs.get',
   kind: 'read',
   summary: 'one property of a qube (qvm-prefs VM PROP)',
-  input: z.object({ qube: name, property: z.string() }).strict(),
+  input: v.strictObject({ qube: name, property: v.string() }),
   run: async (i, host): Promise<OpResult<PropView>> => {
     const m = await host.read();
     return result(getProp(m, getQube(m, i.qube), i.property));
@@ -131,7 +130,7 @@ export const prefsSet = defineOp({
   name: 'prefs.set',
   kind: 'change',
   summary: 'set a property of a qube, or reset it to its default with value null (qvm-prefs VM PROP VALUE, --default)',
-  input: z.object({ qube: name, property: z.string(), value: z.string().nullable() }).strict(),
+  input: v.strictObject({ qube: name, property: v.string(), value: v.nullable(v.string()) }),
   run: async (i, host) => {
     await host.change({ kind: 'props', qubes: [i.qube] }, (m) => {
       const q = getQube(m, i.qube);
@@ -152,7 +151,7 @@ export const globalGet = defineOp({
   name: 'global.get',
   kind: 'read',
   summary: 'global properties: default_netvm and uplink (qubes-prefs)',
-  input: z.object({}).strict(),
+  input: noInput,
   run: async (_i, host): Promise<OpResult<GlobalPrefsView>> => {
     const m = await host.read();
     return result({ default_netvm: m.default_netvm, uplink: m.uplink ?? 'world', uplink_is_default: m.uplink === undefined });
@@ -163,9 +162,9 @@ export const globalSet = defineOp({
   name: 'global.set',
   kind: 'change',
   summary: 'set a global property: default_netvm (a qube that provides network, or null) or uplink',
-  input: z.discriminatedUnion('property', [
-    z.object({ property: z.literal('default_netvm'), value: z.string().nullable() }).strict(),
-    z.object({ property: z.literal('uplink'), value: z.string() }).strict(),
+  input: v.variant('property', [
+    v.strictObject({ property: v.literal('default_netvm'), value: v.nullable(v.string()) }),
+    v.strictObject({ property: v.literal('uplink'), value: v.string() }),
   ]),
   run: async (i, host) => {
     if (i.property === 'uplink') {

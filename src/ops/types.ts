@@ -2,7 +2,7 @@
 // schema and a function of (input, host). An op never prints, never reads argv, and refuses with a
 // QnetError carrying a coded Diagnostic. The CLI, the daemon's socket and the web manager all call
 // the same ops; none of them has logic of its own.
-import type { z } from 'zod';
+import type * as v from 'valibot';
 import type { RuleCounter } from '../backend/backend.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { Effect } from '../model/effect.js';
@@ -18,13 +18,13 @@ export interface OpResult<O> {
   warnings: Diagnostic[];
 }
 
-export interface Op<S extends z.ZodType = z.ZodType, O = unknown> {
+export interface Op<S extends v.GenericSchema = v.GenericSchema, O = unknown> {
   readonly name: string;
   readonly kind: OpKind;
   /** One line for `GET /v1/ops` and the OpenAPI document. */
   readonly summary: string;
   readonly input: S;
-  run(input: z.output<S>, host: Host): Promise<OpResult<O>>;
+  run(input: v.InferOutput<S>, host: Host): Promise<OpResult<O>>;
 }
 
 /** How a qube's rules stand in the kernel (applied, blocked-fallback, failed), where a host knows. */
@@ -51,7 +51,7 @@ export interface Host {
 }
 
 /** An op's definition, typed by its schema: `defineOp({...})` infers the input type for `run`. */
-export function defineOp<S extends z.ZodType, O>(op: Op<S, O>): Op<S, O> {
+export function defineOp<S extends v.GenericSchema, O>(op: Op<S, O>): Op<S, O> {
   return op;
 }
 

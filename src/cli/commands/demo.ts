@@ -10,7 +10,6 @@ import type { Command } from 'commander';
 import { pidPath } from '../../daemon/socket.js';
 import { diag } from '../../model/diagnostics.js';
 import { QnetError } from '../../model/result.js';
-import { netnsUnavailable, runtimeFor, teardownLeftovers } from '../../ops/sessions.js';
 import type { QubeView } from '../../ops/views.js';
 import { runDir } from '../../store/paths.js';
 import { readRuntime } from '../../store/runtime-file.js';
@@ -55,6 +54,7 @@ export function registerDemo(program: Command, ctx: Ctx): void {
     .action(async (o: { down?: boolean; backend?: string }) => {
       const dir = ctx.stateDir();
       const out = (s: string) => ctx.io.out(s + '\n');
+      const { netnsUnavailable, runtimeFor } = await import('../../ops/sessions.js');
       if (o.down) return down(ctx, dir, out);
 
       if (o.backend && o.backend !== 'netns' && o.backend !== 'sim') throw new QnetError(diag('QNET9002', `unknown backend '${o.backend}'`));
@@ -124,6 +124,7 @@ async function down(ctx: Ctx, dir: string, out: (s: string) => void): Promise<vo
     }
   }
   // Whatever is left under the demo's prefix: the world (its services stopped by PID) and namespaces.
+  const { teardownLeftovers } = await import('../../ops/sessions.js');
   const left = runtime ? await teardownLeftovers(dir, runtime) : [];
   if (left.length) out(`qnet demo: removed leftover namespaces: ${left.join(', ')}`);
   if (existsSync(join(dir, MARKER))) {
