@@ -3,7 +3,6 @@
 // kernel converged, and runs the timers Qubes keeps in qubesd: rule expiry, DNS refresh by TTL,
 // and noticing a netvm that died. Events go out as JSON lines to whoever listens (UIs, tests).
 import { watch, type FSWatcher } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { bufferIo } from '../cli/io.js';
 import { main } from '../cli/main.js';
@@ -15,9 +14,8 @@ import type { Store } from '../store/store.js';
 import type { Sysctls } from '../backend/netns/sysctl.js';
 import { EngineStore } from '../engine/engine-store.js';
 import type { EngineEvent } from '../engine/engine.js';
-import { pidPath, newToken, socketName } from './socket.js';
+import { claimSocket, newToken, publishDaemon, withdrawDaemon } from './socket.js';
 import { wire, type Wired } from '../engine/wiring.js';
-import { runDir } from '../store/paths.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -61,8 +59,11 @@ export class Daemon {
     if (e.type !== 'command') this.log(line.trim());
   }
 
-  /** Adopt what runs, converge, then listen. */
+  /** Claim the socket, adopt what runs, converge, then publish the pid file and token. */
   async start(): Promise<void> {
+    this.token = newToken();
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await claimSocket(this.server, this.o.stateDir); // first: a second daemon stops here, before it touches anything
     const files = new FileStore(this.o.stateDir, { now: () => this.now() * 1000 });
     const model = await files.load();
     this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), overlay: true, ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
@@ -87,13 +88,7 @@ export class Daemon {
       },
     };
     await this.serial(() => this.store!.update(() => undefined));
-    this.token = await newToken(runDir(this.o.stateDir));
-    await writeFile(pidPath(runDir(this.o.stateDir)), `${process.pid}\n`);
-    this.server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(socketName(this.o.stateDir), () => resolve());
-    });
+    await publishDaemon(this.o.stateDir, this.token); // the token, then the pid file: clients can verify us now
     this.watchNamespaces();
     this.armTimers();
     this.log(`running for ${this.o.stateDir} (${this.o.runtime.backend}, prefix ${this.o.runtime.prefix}), pid ${process.pid}`);
@@ -105,12 +100,13 @@ export class Daemon {
     for (const t of this.timers.values()) clearTimeout(t.timer);
     this.watcher?.close();
     for (const l of this.listeners) l.end();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await withdrawDaemon(this.o.stateDir, this.token); // the name is free now: no pid file outlives the socket
+    await closed;
     // Leave the kernel as a full compile has it: the offline CLI and the next daemon assume so.
     await this.serial(() => this.tidy()).catch((e) => this.log(`tidy failed: ${(e as Error).message}`));
     await this.queue.catch(() => {});
     this.wired?.netns?.close(); // its nft sessions
-    await rm(pidPath(runDir(this.o.stateDir)), { force: true });
   }
 
   /** One change at a time: the daemon serialises every writer. */
