@@ -42,17 +42,20 @@ const SO_ACCEPTCON = 0x10000;
 
 /**
  * The inodes of listening sockets bound to the abstract `name` in this process's network namespace.
- * More than one means a forged line: /proc/net/unix prints abstract names raw, so a user can bind
- * a name holding a newline and a made-up line. Callers trust only exactly one.
+ * /proc/net/unix shows the name's NULs as '@', and Node binds abstract names padded with NULs to the
+ * whole sun_path, so trailing '@'s are dropped before comparing; a name that differs from ours only
+ * there counts too, which only errs towards refusing. More than one inode means a forgery: abstract
+ * names are printed raw, so a user can bind one holding a newline and a made-up line. Callers trust
+ * only exactly one.
  */
 export async function listeningInodes(name: string): Promise<number[]> {
-  const shown = '@' + name.slice(1);
+  const shown = '@' + name.slice(1).replace(/\0+$/, '');
   const text = await readFile('/proc/self/net/unix', 'utf8');
   const found = new Set<number>();
   for (const line of text.split('\n').slice(1)) {
     // Num RefCount Protocol Flags Type St Inode Path — Path exactly, never a prefix of something longer.
     const m = /^\s*[0-9A-Fa-f]+: [0-9A-Fa-f]+ [0-9A-Fa-f]+ ([0-9A-Fa-f]+) [0-9A-Fa-f]+ [0-9A-Fa-f]+ +(\d+) (.*)$/.exec(line);
-    if (m && m[3] === shown && (parseInt(m[1]!, 16) & SO_ACCEPTCON) !== 0) found.add(Number(m[2]));
+    if (m && m[3]!.replace(/@+$/, '') === shown && (parseInt(m[1]!, 16) & SO_ACCEPTCON) !== 0) found.add(Number(m[2]));
   }
   return [...found];
 }
