@@ -187,7 +187,7 @@ async function find(stateDir: string, name: string): Promise<Found> {
     // pid file (stopping): no daemon, then. A pid file we may not read is no daemon either.
     const p = await readPidFile(stateDir).catch(() => undefined);
     if (p && (await isLive(p)))
-      return { kind: 'unverified', error: async () => new QnetError(diag('QNET6007', `the qnet daemon for ${stateDir} (pid ${p.pid}) does not listen on its socket (stopping?)`)) };
+      return { kind: 'unverified', error: async () => new QnetError(diag('QNET6011', `the qnet daemon for ${stateDir} (pid ${p.pid}) does not listen on its socket (stopping?): try again`)) };
     return { kind: 'none' };
   }
   const refuse = (why: string) => new QnetError(diag('QNET6005', `${why}: not sending the token`));
@@ -195,12 +195,17 @@ async function find(stateDir: string, name: string): Promise<Found> {
   const inode = held[0]!;
   let p: PidFile | undefined;
   let why = 'no pid file';
+  // Whether the holder may be a daemon of ours that has not written its pid file yet.
+  let maybeStarting = true;
   try {
     p = await readPidFile(stateDir);
   } catch (e) {
     if (isCode(e, 'EACCES') || isCode(e, 'EPERM')) return { kind: 'refused', error: needsRoot(stateDir, e) };
     if (!(e instanceof Untrusted) && !isCode(e, 'ENOENT') && !isCode(e, 'ELOOP') && !isCode(e, 'ENOTDIR')) throw e;
-    if (e instanceof Untrusted) why = e.message;
+    if (e instanceof Untrusted) {
+      why = e.message;
+      maybeStarting = false;
+    }
   }
   if (p && (await owns(p, inode))) {
     try {
@@ -211,14 +216,18 @@ async function find(stateDir: string, name: string): Promise<Found> {
       throw e;
     }
   }
-  if (p) why = (await isLive(p)) ? `its pid file names pid ${p.pid}, which does not hold the socket` : `its pid file names pid ${p.pid}, which is gone (stale)`;
+  if (p && (await isLive(p))) {
+    why = `its pid file names pid ${p.pid}, which does not hold the socket`;
+    maybeStarting = false;
+  } else if (p) why = `its pid file names pid ${p.pid}, which is gone (stale)`;
   return {
     kind: 'unverified',
     error: async () => {
       const h = await holderOf(inode);
-      // A process of the daemon's own user holding the name without a pid file is a daemon that is starting.
-      if (h && (h.uid === 0 || h.uid === process.getuid?.()) && !(p && (await isLive(p))))
-        return new QnetError(diag('QNET6007', `the qnet daemon for ${stateDir} (pid ${h.pid}) is not ready yet: try again`));
+      // Root (or the caller) holding the name with no pid file, or a stale one, is a daemon that is
+      // starting (it claims the name first, publishes when ready). It gets nothing either way.
+      if (h && (h.uid === 0 || h.uid === process.getuid?.()) && maybeStarting)
+        return new QnetError(diag('QNET6011', `the qnet daemon for ${stateDir} (pid ${h.pid}) is not ready yet: try again`));
       return refuse(`something else holds qnet's daemon socket for ${stateDir} (${h ? `pid ${h.pid}, uid ${h.uid}` : 'holder unknown'}; ${why})`);
     },
   };
