@@ -138,6 +138,7 @@ export class DaemonClient {
       req.on('error', done);
       req.on('close', () => signal?.removeEventListener('abort', onAbort));
       req.end();
+      if (signal?.aborted) done(); // aborted while the connection was being checked
     });
   }
 
