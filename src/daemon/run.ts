@@ -1,10 +1,7 @@
-// The `qnet daemon` session: refuse if a daemon already serves the state directory, choose the
-// runtime, start, and run until SIGTERM/SIGINT. SIGHUP re-resolves every name now (`systemctl
+// The `qnet daemon` session: choose the runtime, start (Daemon.start refuses when another daemon or
+// anything else holds the socket), and run until SIGTERM/SIGINT. SIGHUP re-resolves every name now (`systemctl
 // reload qnet`, as `systemctl reload qubes-firewall` does in Qubes).
 import { NO_ICMP_RATELIMIT, runtimeFor } from '../engine/wiring.js';
-import { diag } from '../model/diagnostics.js';
-import { QnetError } from '../model/result.js';
-import { DaemonClient } from './client.js';
 import { Daemon } from './server.js';
 
 export interface RunDaemonOptions {
@@ -16,10 +13,14 @@ export interface RunDaemonOptions {
 }
 
 export async function runDaemon(o: RunDaemonOptions): Promise<void> {
-  if (await DaemonClient.connect(o.stateDir).catch(() => true)) throw new QnetError(diag('QNET6003', `a qnet daemon already serves ${o.stateDir}`));
   const runtime = await runtimeFor(o.stateDir, o.env, o.backend ? { backend: o.backend } : {});
   const d = new Daemon({ stateDir: o.stateDir, runtime, log: o.log, ...(o.liftIcmpRateLimit ? { sysctls: NO_ICMP_RATELIMIT } : {}) });
-  await d.start();
+  try {
+    await d.start();
+  } catch (e) {
+    await d.stop().catch(() => {}); // let go of the socket it claimed
+    throw e;
+  }
   await new Promise<void>((resolve) => {
     const reload = () => void d.reload().catch((e: Error) => o.log(`qnet daemon: reload failed: ${e.message}`));
     const stop = () => {

@@ -3,7 +3,6 @@
 // kernel converged, and runs the timers Qubes keeps in qubesd: rule expiry, DNS refresh by TTL,
 // and noticing a netvm that died. Events say what changed and why, as JSON lines to whoever listens.
 import { watch, type FSWatcher } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Effect } from '../model/effect.js';
 import { isExpired } from '../model/rule.js';
@@ -15,9 +14,8 @@ import { EngineStore } from '../engine/engine-store.js';
 import type { EngineEvent } from '../engine/engine.js';
 import { DaemonHost } from './daemon-host.js';
 import { handle, type Served } from './routes.js';
-import { pidPath, newToken, socketName } from './socket.js';
+import { claimSocket, newToken, publishDaemon, withdrawDaemon } from './socket.js';
 import { wire, type Wired } from '../engine/wiring.js';
-import { runDir } from '../store/paths.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -71,8 +69,40 @@ export class Daemon {
     this.log(line.trim());
   }
 
-  /** Adopt what runs, converge, then listen. */
+  /** Claim the socket, adopt what runs, converge, then publish the pid file and token. */
   async start(): Promise<void> {
+    this.token = newToken();
+    const self = this; // for the getter below
+    const served: Served = {
+      token: () => this.token,
+      // Nobody holds the token before publishDaemon, so no request reaches an op before the host exists.
+      get host() {
+        return self.host!;
+      },
+      serial: (fn) => this.serial(fn),
+      emit: (e) => this.emit(e),
+      log: (l) => this.log(l),
+      listeners: this.listeners,
+      status: () => {
+        const e = this.wired!.engine;
+        return {
+          pid: process.pid,
+          stateDir: this.o.stateDir,
+          runtime: this.o.runtime,
+          handled: e.handled,
+          status: Object.fromEntries(e.status),
+          // What the last full compile had to say: names that did not resolve, rules that can never match.
+          diagnostics: e.lastDiagnostics,
+        };
+      },
+      afterChange: () => this.armTimers(),
+      takeEffects: () => this.takeEffects(),
+    };
+    this.server = createServer((req, res) => void handle(served, req, res));
+    // Bounded requests: a peer that sends headers or a body too slowly is cut off.
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 60_000;
+    await claimSocket(this.server, this.o.stateDir); // first: a second daemon stops here, before it touches anything
     const files = new FileStore(this.o.stateDir, { now: () => this.now() * 1000 });
     const model = await files.load();
     this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), overlay: true, ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
@@ -98,38 +128,7 @@ export class Daemon {
     });
     await this.serial(() => this.host!.change({ kind: 'all' }, () => undefined));
     this.takeEffects();
-    this.token = await newToken(runDir(this.o.stateDir));
-    await writeFile(pidPath(runDir(this.o.stateDir)), `${process.pid}\n`);
-    const served: Served = {
-      token: () => this.token,
-      host: this.host,
-      serial: (fn) => this.serial(fn),
-      emit: (e) => this.emit(e),
-      log: (l) => this.log(l),
-      listeners: this.listeners,
-      status: () => {
-        const e = this.wired!.engine;
-        return {
-          pid: process.pid,
-          stateDir: this.o.stateDir,
-          runtime: this.o.runtime,
-          handled: e.handled,
-          status: Object.fromEntries(e.status),
-          // What the last full compile had to say: names that did not resolve, rules that can never match.
-          diagnostics: e.lastDiagnostics,
-        };
-      },
-      afterChange: () => this.armTimers(),
-      takeEffects: () => this.takeEffects(),
-    };
-    this.server = createServer((req, res) => void handle(served, req, res));
-    // Bounded requests: a peer that sends headers or a body too slowly is cut off.
-    this.server.headersTimeout = 10_000;
-    this.server.requestTimeout = 60_000;
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(socketName(this.o.stateDir), () => resolve());
-    });
+    await publishDaemon(this.o.stateDir, this.token); // the token, then the pid file: clients can verify us now
     this.watchNamespaces();
     this.armTimers();
     this.log(`running for ${this.o.stateDir} (${this.o.runtime.backend}, prefix ${this.o.runtime.prefix}), pid ${process.pid}`);
@@ -141,12 +140,13 @@ export class Daemon {
     for (const t of this.timers.values()) clearTimeout(t.timer);
     this.watcher?.close();
     for (const l of this.listeners) l.end();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await withdrawDaemon(this.o.stateDir, this.token); // the name is free now: no pid file outlives the socket
+    await closed;
     // Leave the kernel as a full compile has it: the offline CLI and the next daemon assume so.
     await this.serial(() => this.tidy()).catch((e) => this.log(`tidy failed: ${(e as Error).message}`));
     await this.queue.catch(() => {});
     this.wired?.netns?.close(); // its nft sessions
-    await rm(pidPath(runDir(this.o.stateDir)), { force: true });
   }
 
   /** Re-resolve every name in every rule now, and load what changed (SIGHUP, systemctl reload). */

@@ -7,7 +7,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { pidPath } from '../../daemon/socket.js';
+import { isLive, readPidFile } from '../../daemon/socket.js';
 import { diag } from '../../model/diagnostics.js';
 import { QnetError } from '../../model/result.js';
 import type { QubeView } from '../../ops/views.js';
@@ -113,12 +113,13 @@ async function down(ctx: Ctx, dir: string, out: (s: string) => void): Promise<vo
   const client = await daemonTransport(dir).catch(() => null);
   const stopAll = client ?? (existsSync(join(dir, 'qubes.json')) && runtime?.backend === 'netns' ? await localTransport(dir, ctx.io) : null);
   await stopAll?.call('shutdown', { all: true }).catch((e: Error) => ctx.io.err(`qnet demo: shutting the qubes down: ${e.message} (cleaning up anyway)\n`));
-  // Stop the daemon we started, by its PID, after checking it is one.
-  const pidFile = pidPath(runDir(dir));
-  if (existsSync(pidFile)) {
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  // Stop the daemon we started, by its PID, after checking it is one: the pid file's process, alive
+  // with the recorded start time (not a reused pid), running qnet's daemon.
+  const pf = await readPidFile(dir).catch(() => undefined);
+  if (pf && (await isLive(pf))) {
+    const pid = pf.pid;
     const cmd = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
-    if (pid > 0 && cmd.includes('qnet') && cmd.includes('daemon')) {
+    if (cmd.includes('qnet') && cmd.includes('daemon')) {
       process.kill(pid, 'SIGTERM');
       await waitFor('the daemon to stop', async () => (existsSync(`/proc/${pid}`) ? null : true), 10_000).catch(() => process.kill(pid, 'SIGKILL'));
     }
