@@ -13,9 +13,18 @@ import { join } from 'node:path';
  */
 export const TOOL_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
+let toolSearchPath = TOOL_PATH;
+/**
+ * Tests put a directory of fake programs first. In-process only, on purpose: an environment
+ * variable would hand the choice back to whoever sets root's environment.
+ */
+export function setToolPathForTest(path: string = TOOL_PATH): void {
+  toolSearchPath = path;
+}
+
 /** The environment for a tool: the caller's, with PATH fixed (nsenter and ip look the next program up in it). */
 export function toolEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return { ...env, PATH: TOOL_PATH };
+  return { ...env, PATH: toolSearchPath };
 }
 
 const toolPaths = new Map<string, string>();
