@@ -1,10 +1,22 @@
 #!/usr/bin/env node
-// Entry point for `npx qnet`: runs the compiled CLI (built by `npm ci` through the prepare script).
+// Entry point of the installed `qnet` (and of `node bin/qnet.js` in a checkout): runs the compiled CLI.
+// A checkout builds it with `npm run build` (scripts/quickstart does); the npm package ships it.
 const argv = process.argv.slice(2);
+
+/** The compiled module, or one line saying how to build it. */
+async function load(path) {
+  try {
+    return await import(path);
+  } catch (e) {
+    if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('dist/src/cli/')) throw e;
+    process.stderr.write('qnet: not built yet: run `npm run build` (or scripts/quickstart demo) in the qnet checkout\n');
+    process.exit(1);
+  }
+}
+
 // `qnet --version` answers before the CLI (commander and every command) is loaded.
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
-  const { VERSION } = await import('../dist/src/cli/version.js');
-  process.stdout.write(`${VERSION}\n`);
+  process.stdout.write(`${(await load('../dist/src/cli/version.js')).VERSION}\n`);
 } else {
   // A reader that stops early (`qnet firewall big | head`) is not an error: end quietly.
   for (const s of [process.stdout, process.stderr])
@@ -12,6 +24,5 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
       if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
       throw e;
     });
-  const { main } = await import('../dist/src/cli/main.js');
-  process.exitCode = await main(argv);
+  process.exitCode = await (await load('../dist/src/cli/main.js')).main(argv);
 }

@@ -7,7 +7,7 @@ import type { Backend } from '../backend/backend.js';
 import { NetnsBackend } from '../backend/netns/netns-backend.js';
 import type { Sysctls } from '../backend/netns/sysctl.js';
 import { NetnsExecutor } from '../backend/netns/netns-executor.js';
-import { NodeRunner, type Runner } from '../backend/netns/runner.js';
+import { NodeRunner, toolEnv, type Runner } from '../backend/netns/runner.js';
 import { NetnsResolver, SystemResolver } from '../backend/netns/resolver.js';
 import { createWorld, destroyWorld, WORLD_DNS_SERVERS, worldZone } from '../backend/netns/world.js';
 import { deviceOwner, hostUpstreamDns } from '../backend/netns/uplink.js';
@@ -26,7 +26,7 @@ import { Engine, type EngineEvent, type WorldControl } from './engine.js';
 export function netnsUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'creating namespaces needs root';
   for (const t of ['ip', 'nft', 'conntrack'])
-    if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) return `${t} is not installed (apt-get install nftables iproute2 conntrack)`;
+    if (spawnSync('sh', ['-c', `command -v ${t}`], { env: toolEnv() }).status !== 0) return `${t} is not installed (apt-get install nftables iproute2 conntrack)`;
   return null;
 }
 

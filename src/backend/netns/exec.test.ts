@@ -2,10 +2,11 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execArgv, NodeInteractiveRunner } from './exec.js';
 import { NetnsError } from './links.js';
+import { toolPath } from './runner.js';
 
 test('exec argv: ip netns exec NS [runuser -u U --] CMD…, never a shell', () => {
-  assert.deepEqual(execArgv('qn-work', ['curl', '-s', 'http://192.0.2.1/']), ['ip', 'netns', 'exec', 'qn-work', 'curl', '-s', 'http://192.0.2.1/']);
-  assert.deepEqual(execArgv('qn-work', ['id'], 'user'), ['ip', 'netns', 'exec', 'qn-work', 'runuser', '-u', 'user', '--', 'id']);
+  assert.deepEqual(execArgv('qn-work', ['curl', '-s', 'http://192.0.2.1/']), [toolPath('ip'), 'netns', 'exec', 'qn-work', 'curl', '-s', 'http://192.0.2.1/']);
+  assert.deepEqual(execArgv('qn-work', ['id'], 'user'), [toolPath('ip'), 'netns', 'exec', 'qn-work', toolPath('runuser'), '-u', 'user', '--', 'id']);
   assert.throws(() => execArgv('qn-work', []), NetnsError);
   assert.throws(() => execArgv('qn-work', ['id'], '-root'), NetnsError);
   assert.throws(() => execArgv('qn-work', ['id'], 'a b'), NetnsError);

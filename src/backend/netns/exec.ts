@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { CODES, NetnsError } from './links.js';
 import { diag } from '../../model/diagnostics.js';
+import { toolPath } from './runner.js';
 
 export interface InteractiveRunner {
   /** Run argv with stdin/stdout/stderr inherited; resolve to its exit code (128+n if killed by signal n). */
@@ -34,5 +35,6 @@ const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 export function execArgv(ns: string, argv: readonly string[], user?: string): string[] {
   if (!argv.length || argv[0] === '') throw new NetnsError(diag(CODES.invalidName, 'no command given', { hint: 'qnet run VM -- CMD…' }));
   if (user !== undefined && !USER.test(user)) throw new NetnsError(diag(CODES.invalidName, `invalid user name ${JSON.stringify(user)}`));
-  return ['ip', 'netns', 'exec', ns, ...(user !== undefined ? ['runuser', '-u', user, '--'] : []), ...argv];
+  // ip and runuser by absolute path: the caller's environment, PATH included, is kept for its own program.
+  return [toolPath('ip'), 'netns', 'exec', ns, ...(user !== undefined ? [toolPath('runuser'), '-u', user, '--'] : []), ...argv];
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { NetnsBackend } from './netns-backend.js';
 import { NetnsError } from './links.js';
 import { NftError } from './nft.js';
-import { ScriptedRunner, type ExpectedCommand } from './runner.js';
+import { ScriptedRunner, toolPath, type ExpectedCommand } from './runner.js';
 import { NO_ICMP_RATELIMIT } from './sysctl.js';
 import type { InteractiveRunner } from './exec.js';
 import type { NetNode, NetPlan } from '../../model/netplan.js';
@@ -152,6 +152,6 @@ test('exec hands the argv to the interactive runner and returns its code', async
   const interactive: InteractiveRunner = { runInteractive: async (argv) => (seen.push(argv), 42) };
   const be = new NetnsBackend({ runner: new ScriptedRunner([]), prefix: 'qn-', interactive });
   assert.equal(await be.exec('work', ['curl', 'x'], { user: 'user' }), 42);
-  assert.deepEqual(seen, [['ip', 'netns', 'exec', 'qn-work', 'runuser', '-u', 'user', '--', 'curl', 'x']]);
+  assert.deepEqual(seen, [[toolPath('ip'), 'netns', 'exec', 'qn-work', toolPath('runuser'), '-u', 'user', '--', 'curl', 'x']]);
   assert.throws(() => be.exec('../etc', ['true']), NetnsError);
 });

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { kernelUnavailable, withScratchNs } from '../../../test/cases/compile/kernel.js';
 import { nftRefusal, NftError } from './nft.js';
 import { NetnsBackend } from './netns-backend.js';
-import { NodeRunner } from './runner.js';
+import { NodeRunner, setToolPathForTest, TOOL_PATH } from './runner.js';
 import { randomBytes } from 'node:crypto';
 import { NftSession, SessionError } from './nft-session.js';
 
@@ -78,7 +78,7 @@ test('nft session: a dead process fails the next load; close() ends the process'
 
 test('nft session: one that cannot start, or an nft that answers otherwise, is refused before any load', { skip: skip ?? false }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qnet-nft-test-'));
-  const path = process.env['PATH'];
+  const path = TOOL_PATH;
   try {
     const gone = new NftSession('/run/netns/qnet-no-such-namespace', dir, 'gone');
     await assert.rejects(gone.load('add table ip t\n'), /nft -i exited/);
@@ -86,10 +86,10 @@ test('nft session: one that cannot start, or an nft that answers otherwise, is r
     assert.equal(gone.refused, false, 'nothing answered: not a refusal');
     // An nft that answers every line with something else: the mark never comes.
     writeFileSync(join(dir, 'nft'), '#!/bin/sh\nwhile read l; do echo "nft v0.0 (other)"; done\n', { mode: 0o755 });
-    process.env['PATH'] = `${dir}:${path}`;
+    setToolPathForTest(`${dir}:${path}`);
     await withScratchNs(async (ns) => {
       const other = new NftSession(`/run/netns/${ns}`, dir, ns);
-      process.env['PATH'] = path;
+      setToolPathForTest();
       const t = Date.now();
       await assert.rejects(other.load('add table ip t\n'), /did not answer as expected|did not answer within/);
       assert.ok(Date.now() - t < 5000, 'refused within the start timeout');
@@ -98,39 +98,39 @@ test('nft session: one that cannot start, or an nft that answers otherwise, is r
       other.close();
     });
   } finally {
-    process.env['PATH'] = path;
+    setToolPathForTest();
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 /**
  * A backend with sessions on, over one scratch namespace `<prefix>fw`, and a directory for fake
- * programs. `withFake(name, script, fn)` puts one on PATH only while fn starts the session (spawn
+ * programs. `withFake(name, script, fn)` puts one on the tools' PATH only while fn starts the session (spawn
  * reads PATH then), so nft -f afterwards is the real one.
  */
 async function withBackend(fn: (be: NetnsBackend, ns: string, withFake: (prog: string, script: string, start: () => Promise<void>) => Promise<void>) => Promise<void>): Promise<void> {
   const prefix = `qnst-${randomBytes(4).toString('hex')}-`;
   const ns = `${prefix}fw`;
   const dir = mkdtempSync(join(tmpdir(), 'qnet-nft-test-'));
-  const path = process.env['PATH'];
+  const path = TOOL_PATH;
   const add = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' });
   if (add.status !== 0) throw new Error(`ip netns add ${ns}: ${add.stderr}`);
   const be = new NetnsBackend({ runner: new NodeRunner(), prefix, sessions: true });
   const withFake = async (prog: string, script: string, start: () => Promise<void>) => {
     writeFileSync(join(dir, prog), script, { mode: 0o755 });
-    process.env['PATH'] = `${dir}:${path}`;
+    setToolPathForTest(`${dir}:${path}`);
     let run: Promise<void>;
     try {
       run = start();
     } finally {
-      process.env['PATH'] = path;
+      setToolPathForTest();
     }
     await run;
   };
   try {
     await fn(be, ns, withFake);
   } finally {
-    process.env['PATH'] = path;
+    setToolPathForTest();
     be.close();
     spawnSync('ip', ['netns', 'del', ns]);
     rmSync(dir, { recursive: true, force: true });

@@ -11,6 +11,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { toolEnv } from './runner.js';
 
 /** `describe meta length` answers this one line, needs no cache and touches nothing. */
 const MARK_COMMAND = 'describe meta length\n';
@@ -48,7 +49,10 @@ export class NftSession {
   constructor(netnsPath: string, dir: string, name: string) {
     this.file = join(dir, `${name}.nft`);
     // sh only to join nft's stderr to its stdout, in order; exec leaves nft alone in the process.
-    this.child = spawn('nsenter', [`--net=${netnsPath}`, '--', 'sh', '-c', 'exec nft -i 2>&1'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn('nsenter', [`--net=${netnsPath}`, '--', 'sh', '-c', 'exec nft -i 2>&1'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: toolEnv(),
+    });
     this.child.stdout.setEncoding('utf8').on('data', (s: string) => this.read(s));
     this.child.stderr.resume();
     this.child.stdin.on('error', () => {});

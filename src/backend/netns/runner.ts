@@ -3,6 +3,55 @@
 // unexpected command (knftables' fakeExec). Failures are classified here, once, so callers never
 // match stderr themselves.
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Where external programs (ip, nft, nsenter, conntrack, sysctl, runuser) are looked up. qnet runs as
+ * root, and an interactive root shell's $PATH may start with ~/.cargo/bin or a pyenv shim: an `nft`
+ * there would run as root. /usr/local is left out too (group `staff` may write it on Debian).
+ */
+export const TOOL_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+let toolSearchPath = TOOL_PATH;
+/**
+ * Tests put a directory of fake programs first. In-process only, on purpose: an environment
+ * variable would hand the choice back to whoever sets root's environment.
+ */
+export function setToolPathForTest(path: string = TOOL_PATH): void {
+  toolSearchPath = path;
+}
+
+/** The environment for a tool: the caller's, with PATH fixed (nsenter and ip look the next program up in it). */
+export function toolEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, PATH: toolSearchPath };
+}
+
+const toolPaths = new Map<string, string>();
+/**
+ * The absolute path of a tool in TOOL_PATH, for spawns that keep the caller's environment (a user's
+ * program in `qnet run`). A name not found there maps to a path that fails with ENOENT, never to a
+ * lookup in the caller's $PATH.
+ */
+export function toolPath(name: string): string {
+  if (name.includes('/')) return name;
+  let p = toolPaths.get(name);
+  if (p === undefined) {
+    const dirs = TOOL_PATH.split(':');
+    p = join(dirs[0]!, name);
+    for (const d of dirs) {
+      try {
+        accessSync(join(d, name), constants.X_OK);
+        p = join(d, name);
+        break;
+      } catch {
+        // not in this directory
+      }
+    }
+    toolPaths.set(name, p);
+  }
+  return p;
+}
 
 export interface RunResult {
   code: number;
@@ -70,7 +119,7 @@ export class NodeRunner implements Runner {
     const full = opts.netns ? netnsArgv(opts.netns, argv) : [...argv];
     const [cmd, ...args] = full;
     return new Promise((resolve) => {
-      const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
       const out: Buffer[] = [];
       const errOut: Buffer[] = [];
       const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_ZONE, parseZone, type Zone } from './dns-server.js';
 import { nodeScriptArgv } from './resolver.js';
-import { CommandError, runChecked, type Runner } from './runner.js';
+import { CommandError, runChecked, toolEnv, type Runner } from './runner.js';
 import { deleteNamespaces, isNodeName } from './links.js';
 import { FORWARDING, setSysctls } from './sysctl.js';
 import type { WorldServicesConfig, WorldStatus } from './world-services.js';
@@ -188,7 +188,7 @@ async function startServices(ns: string, files: WorldFiles, opts: CreateWorldOpt
   const child = (() => {
     try {
       // Attached: stdin is a pipe the services watch, so they end when this process ends.
-      return spawn('ip', argv, { detached: !!opts.detached, stdio: [opts.detached ? 'ignore' : 'pipe', log, log] });
+      return spawn('ip', argv, { detached: !!opts.detached, stdio: [opts.detached ? 'ignore' : 'pipe', log, log], env: toolEnv() });
     } finally {
       closeSync(log);
     }
