@@ -11,17 +11,25 @@ export class UsageError extends QnetError {
   }
 }
 
+/**
+ * One line that is safe on a terminal: words from users and files (a newline, ESC sequences, bytes
+ * of a binary file) are shown as escapes, never passed through.
+ */
+export function oneLine(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}
+
 export function reportError(e: unknown, io: Io): number {
   if (e instanceof QnetError) {
-    io.err(`qnet: ${formatDiagnostic(e.diag)}\n`);
+    io.err(`qnet: ${oneLine(formatDiagnostic(e.diag))}\n`);
     return e instanceof UsageError ? 2 : 1;
   }
   const err = e as Error;
-  io.err(`qnet: internal error: ${err?.message ?? String(e)} (this is a bug in qnet; QNET_DEBUG=1 shows details)\n`);
+  io.err(`qnet: internal error: ${oneLine(err?.message ?? String(e))} (this is a bug in qnet; QNET_DEBUG=1 shows details)\n`);
   if (io.env['QNET_DEBUG']) io.err(`${err?.stack ?? ''}\n`);
   return 1;
 }
 
 export function printWarnings(io: Io, ds: readonly Diagnostic[]): void {
-  for (const d of ds) io.err(`qnet: ${d.severity}: ${formatDiagnostic(d)}\n`);
+  for (const d of ds) io.err(`qnet: ${d.severity}: ${oneLine(formatDiagnostic(d))}\n`);
 }

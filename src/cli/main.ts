@@ -4,7 +4,7 @@ import { makeCtx, type Ctx, type GlobalOpts } from './context.js';
 import { registerLifecycle } from './commands/lifecycle.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerDemo } from './commands/demo.js';
-import { reportError } from './errors.js';
+import { oneLine, reportError } from './errors.js';
 import { processIo, type Io } from './io.js';
 import { registerAnalyze } from './commands/analyze.js';
 import { registerFirewall } from './commands/firewall.js';
@@ -22,12 +22,12 @@ function buildProgram(io: Io): { program: Command; ctx: Ctx } {
     .option('--state <dir>', 'state directory (default: $QNET_STATE, else /var/lib/qnet as root)')
     .option('--dry-run', 'show what a changing command would load and which verdicts it would change; change nothing')
     .option('-v, --verbose', 'with --dry-run: print the nft operations too')
-    .showHelpAfterError('(add --help for usage)')
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.out(s),
       writeErr: (s) => io.err(s),
-      outputError: (s, write) => write(`qnet: ${s.replace(/^error: /, '')}`),
+      // Usage errors are one line with a code, like every other error.
+      outputError: (s, write) => write(`qnet: ${oneLine(s.replace(/^error: /, '').trimEnd())} — see --help (QNET9000)\n`),
     });
   const ctx = makeCtx(io, () => program.opts<GlobalOpts>());
   registerQubes(program, ctx);

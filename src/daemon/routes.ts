@@ -53,7 +53,7 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new HttpRefusal(413, diag('QNET6014', `request body over ${MAX_BODY} bytes`)));
+        reject(new HttpRefusal(413, diag('QNET6105', `request body over ${MAX_BODY} bytes`)));
         req.destroy();
       } else chunks.push(c);
     });
@@ -68,14 +68,14 @@ async function jsonBody(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    throw new HttpRefusal(400, diag('QNET6015', 'the request body is not JSON'));
+    throw new HttpRefusal(400, diag('QNET6106', 'the request body is not JSON'));
   }
 }
 
 /** The HTTP status of an operation's refusal: unknown op 404, refused input 400, a refused change 422. */
 function statusOf(d: Diagnostic): number {
-  if (d.code === 'QNET6010') return 404;
-  if (d.code === 'QNET6011') return 400;
+  if (d.code === 'QNET6101') return 404;
+  if (d.code === 'QNET6102') return 400;
   return 422;
 }
 
@@ -97,7 +97,7 @@ async function serveOp(s: Served, name: string, req: IncomingMessage, res: Serve
     send(res, 200, out);
     s.log(`op ${name}: ok (${Date.now() - started} ms)`);
   } catch (e) {
-    const d = e instanceof QnetError ? e.diag : diag('QNET6099', `internal error in ${name}: ${(e as Error)?.message ?? String(e)}`);
+    const d = e instanceof QnetError ? e.diag : diag('QNET6199', `internal error in ${name}: ${(e as Error)?.message ?? String(e)}`);
     send(res, e instanceof QnetError ? statusOf(d) : 500, { diagnostics: [d] });
     s.log(`op ${name}: refused ${d.code} (${Date.now() - started} ms)`);
   } finally {
@@ -109,11 +109,11 @@ export async function handle(s: Served, req: IncomingMessage, res: ServerRespons
   try {
     const url = req.url ?? '';
     if (req.method === 'HEAD' && url === '/v1/ping') return void res.writeHead(204).end();
-    if (req.headers.authorization !== `Bearer ${s.token()}`) throw new HttpRefusal(401, diag('QNET6016', 'not authorised'));
+    if (req.headers.authorization !== `Bearer ${s.token()}`) throw new HttpRefusal(401, diag('QNET6107', 'not authorised'));
     if (req.method === 'GET' && url === '/v1/ops') return send(res, 200, await describeOps());
     const m = /^\/v1\/ops\/([A-Za-z][A-Za-z0-9.-]{0,63})$/.exec(url);
     if (m) {
-      if (req.method !== 'POST') throw new HttpRefusal(405, diag('QNET6017', `use POST for /v1/ops/${m[1]}`));
+      if (req.method !== 'POST') throw new HttpRefusal(405, diag('QNET6108', `use POST for /v1/ops/${m[1]}`));
       return await serveOp(s, m[1]!, req, res);
     }
     if (req.method === 'GET' && url === '/v1/events') {
@@ -124,9 +124,9 @@ export async function handle(s: Served, req: IncomingMessage, res: ServerRespons
       return;
     }
     if (req.method === 'GET' && url === '/v1/status') return send(res, 200, s.status());
-    throw new HttpRefusal(404, diag('QNET6010', `no such path: ${req.method} ${url.slice(0, 100)}`, { hint: 'GET /v1/ops lists the operations' }));
+    throw new HttpRefusal(404, diag('QNET6109', `no such path: ${req.method} ${url.slice(0, 100)}`, { hint: 'GET /v1/ops lists the operations' }));
   } catch (e) {
-    const r = e instanceof HttpRefusal ? e : new HttpRefusal(500, diag('QNET6099', `internal error: ${(e as Error)?.message ?? String(e)}`));
+    const r = e instanceof HttpRefusal ? e : new HttpRefusal(500, diag('QNET6199', `internal error: ${(e as Error)?.message ?? String(e)}`));
     send(res, r.status, { diagnostics: [r.diag] });
   }
 }

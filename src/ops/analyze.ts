@@ -6,12 +6,14 @@ import { emitFull } from '../ir/emit-text.js';
 import { qubeIp6 } from '../model/addressing.js';
 import { diag } from '../model/diagnostics.js';
 import { getQube } from '../model/ops.js';
+import { parseDstHost } from '../model/rule-parse.js';
 import { QnetError } from '../model/result.js';
 import { ask, reachabilityMatrix, resolveTarget, type Matrix } from '../sim/questions.js';
 import { OUTSIDE, type SimResult } from '../sim/walk.js';
 import { offlineResolver } from './analysis.js';
 import { port, proto, qubeName } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
+import { CheckResultSchema } from './views.js';
 
 const qube = qubeName;
 
@@ -34,6 +36,7 @@ export const check = defineOp({
   name: 'check',
   kind: 'read',
   summary: 'can SRC reach DST? the verdict and the rule that decided, hop by hop, and the reply',
+  output: v.array(CheckResultSchema),
   input: v.strictObject({
     src: v.pipe(v.string(), v.minLength(1), v.maxLength(64), v.description(`a qube, or ${OUTSIDE}`)),
     dst: v.pipe(v.string(), v.minLength(1), v.maxLength(255), v.description('a qube, an address, a CIDR or a DNS name')),
@@ -48,6 +51,8 @@ export const check = defineOp({
     if (p === 'icmp' && i.port !== undefined) throw new QnetError(diag('QNET4204', 'icmp has no ports', { hint: 'give --proto tcp or udp with a port' }));
     const a = await host.analysis(m);
     const host_ = i.dst;
+    if (!m.qubes.has(host_) && host_ !== OUTSIDE && !parseDstHost(host_).ok)
+      throw new QnetError(diag('QNET4205', `'${host_}' is not a qube, an address, a network or a host name`, { hint: 'DST, DST:PORT or [IPv6]:PORT, e.g. work, 192.0.2.1:80, web.example.com:443' }));
     const isName = !m.qubes.has(host_) && host_ !== OUTSIDE && !/^[\d.]+(\/\d+)?$/.test(host_) && !host_.includes(':');
     const known = isName ? a.resolutions.get(host_) : undefined;
     const answers = isName ? (known ? new Map([[host_, known]]) : await offlineResolver(m, host.stateDir).resolveAll([host_])) : new Map();

@@ -12,7 +12,7 @@ import { QnetError } from '../model/result.js';
 import { qubeName } from './schema.js';
 import type { Host } from './types.js';
 import { defineOp, result, type OpResult } from './types.js';
-import { ruleView, withQube, type RuleView } from './views.js';
+import { ruleView, RuleViewSchema, withQube, type RuleView } from './views.js';
 
 const qube = qubeName;
 /** One rule in the Admin API form. */
@@ -34,6 +34,7 @@ export const firewallList = defineOp({
   name: 'firewall.list',
   kind: 'read',
   summary: "a qube's rules in order, each with its number, fields, API and client forms (qvm-firewall VM)",
+  output: v.array(RuleViewSchema),
   input: v.strictObject({ qube }),
   run: async (i, host): Promise<OpResult<RuleView[]>> => result((await rulesOf(host, i.qube)).map(ruleView)),
 });
@@ -43,6 +44,7 @@ export const firewallGet = defineOp({
   name: 'firewall.get',
   kind: 'read',
   summary: "a qube's rules as Admin API lines (admin.vm.firewall.Get)",
+  output: v.array(v.string()),
   input: v.strictObject({ qube }),
   run: async (i, host): Promise<OpResult<string[]>> => {
     return result((await rulesOf(host, i.qube)).map(formatApiRule));

@@ -55,7 +55,7 @@ class PreviewHost implements Host {
   analysis = (m: Model) => this.base.analysis(m);
   runtime = () => this.base.runtime(); // never chooses one: a preview records nothing
   counters = (): never => {
-    throw new QnetError(diag('QNET6012', 'a preview cannot read counters'));
+    throw new QnetError(diag('QNET6103', 'a preview cannot read counters'));
   };
   applyStatus = () => this.base.applyStatus();
 }
@@ -75,7 +75,7 @@ export const preview = defineOp({
     const values: unknown[] = [];
     for (const s of i.ops) {
       const op = await findOp(s.name);
-      if (op?.kind !== 'change') throw new QnetError(diag('QNET6013', `'${s.name}' is not a change operation: only changes can be previewed`));
+      if (op?.kind !== 'change') throw new QnetError(diag('QNET6104', `'${s.name}' is not a change operation: only changes can be previewed`));
       const r = await invoke(p, s.name, s.input);
       values.push(r.value);
       warnings.push(...r.warnings);

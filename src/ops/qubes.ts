@@ -9,7 +9,7 @@ import { QnetError } from '../model/result.js';
 import { isUplink } from '../model/topology.js';
 import { noInput, qubeName, qubeNames } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
-import { qubeView, type QubeView } from './views.js';
+import { qubeView, QubeViewSchema, type QubeView } from './views.js';
 
 const name = qubeName;
 const names = v.pipe(qubeNames, v.minLength(1));
@@ -39,6 +39,7 @@ export const qubesList = defineOp({
   name: 'qubes.list',
   kind: 'read',
   summary: 'list qubes with their state, class, label, netvm and addresses (qvm-ls)',
+  output: v.array(QubeViewSchema),
   input: v.strictObject({ names: v.optional(qubeNames) }),
   run: async (i, host): Promise<OpResult<QubeView[]>> => {
     const m = await host.read();

@@ -55,20 +55,26 @@ function refusal(op: Op, issues: readonly v.BaseIssue<unknown>[]): QnetError {
     const path = v.getDotPath(i);
     return `${path ? path + ': ' : ''}${i.message}`;
   });
-  return new QnetError(diag('QNET6011', `invalid input for ${op.name}: ${parts.join('; ')}`, { hint: "GET /v1/ops lists each operation's JSON Schema" }));
+  return new QnetError(diag('QNET6102', `invalid input for ${op.name}: ${parts.join('; ')}`, { hint: "GET /v1/ops lists each operation's JSON Schema" }));
 }
 
-/** Validate, then run. Unknown names and refused input are QnetErrors (QNET6010, QNET6011). */
+/** Validate, then run. Unknown names and refused input are QnetErrors (QNET6101, QNET6102). */
 export async function invoke(host: Host, name: string, raw: unknown): Promise<OpResult<unknown>> {
   const op = await findOp(name);
-  if (!op) throw new QnetError(diag('QNET6010', `no such operation '${name.slice(0, 64)}'`, { hint: 'GET /v1/ops lists them' }));
+  if (!op) throw new QnetError(diag('QNET6101', `no such operation '${name.slice(0, 64)}'`, { hint: 'GET /v1/ops lists them' }));
   const parsed = v.safeParse(op.input, raw ?? {});
   if (!parsed.success) throw refusal(op, parsed.issues);
   return op.run(parsed.output, host);
 }
 
 /** Each op with its kind and the JSON Schema of its input: `GET /v1/ops`, and the OpenAPI document. */
-export async function describeOps(): Promise<{ name: string; kind: string; summary: string; input: unknown }[]> {
+export async function describeOps(): Promise<{ name: string; kind: string; summary: string; input: unknown; output?: unknown }[]> {
   const { toJsonSchema } = await import('@valibot/to-json-schema');
-  return (await allOps()).map((o) => ({ name: o.name, kind: o.kind, summary: o.summary, input: toJsonSchema(o.input, { errorMode: 'ignore' }) }));
+  return (await allOps()).map((o) => ({
+    name: o.name,
+    kind: o.kind,
+    summary: o.summary,
+    input: toJsonSchema(o.input, { errorMode: 'ignore' }),
+    ...(o.output ? { output: toJsonSchema(o.output, { errorMode: 'ignore' }) } : {}),
+  }));
 }

@@ -24,6 +24,8 @@ export interface Op<S extends v.GenericSchema = v.GenericSchema, O = unknown> {
   /** One line for `GET /v1/ops` and the OpenAPI document. */
   readonly summary: string;
   readonly input: S;
+  /** The shape of `value` (views.ts), for the API's documentation and the tests that hold ops to it. */
+  readonly output?: v.GenericSchema;
   run(input: v.InferOutput<S>, host: Host): Promise<OpResult<O>>;
 }
 

@@ -1,5 +1,6 @@
 // The shapes that leave qnet: what `--json` prints and what the API answers. Plain JSON data (no
 // Maps, no class instances), the same through every door; their JSON Schemas are in schemas/.
+import * as v from 'valibot';
 import { gateway, netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { Model, Qube } from '../model/qube.js';
@@ -7,23 +8,29 @@ import { formatApiRule, formatClientRule } from '../model/rule-format.js';
 import type { Rule } from '../model/rule.js';
 import type { ApplyStatusView } from './types.js';
 
-export interface QubeView {
-  name: string;
-  qid: number;
-  state: string;
-  detached: boolean;
-  rules?: string;
-  rules_problem?: string;
-  class: string;
-  label: string;
-  netvm: string | null;
-  netvm_is_default: boolean;
-  provides_network: boolean;
-  ip: string | null;
-  ip6: string | null;
-  gateway: string | null;
-  features: Record<string, string>;
-}
+const str = v.string();
+const optStr = v.nullable(str);
+
+export const QubeViewSchema = v.strictObject({
+  name: str,
+  qid: v.number(),
+  state: v.picklist(['Running', 'Halted']),
+  /** Running, but its netvm is not. */
+  detached: v.boolean(),
+  /** How its rules stand in the kernel (a daemon knows): applied, blocked-fallback, failed. */
+  rules: v.optional(str),
+  rules_problem: v.optional(str),
+  class: str,
+  label: str,
+  netvm: optStr,
+  netvm_is_default: v.boolean(),
+  provides_network: v.boolean(),
+  ip: optStr,
+  ip6: optStr,
+  gateway: optStr,
+  features: v.record(str, str),
+});
+export type QubeView = v.InferOutput<typeof QubeViewSchema>;
 
 /** Running, but its netvm is not: its link is gone until the netvm starts again (then it is reattached). */
 export function isDetached(m: Model, q: Qube): boolean {
@@ -51,21 +58,40 @@ export function qubeView(m: Model, q: Qube, status?: ApplyStatusView): QubeView 
 }
 
 /** A rule as `qnet firewall VM --json` shows it: its number, its fields, and its API and client forms. */
-export interface RuleView {
-  no: number;
-  action: string;
-  proto?: string;
-  dsthost?: string;
-  dstports?: { start: number; end: number };
-  icmptype?: number;
-  specialtarget?: string;
-  expire?: number;
-  comment?: string;
+export const RuleViewSchema = v.strictObject({
+  no: v.number(),
+  action: v.picklist(['accept', 'drop']),
+  proto: v.optional(v.picklist(['tcp', 'udp', 'icmp'])),
+  dsthost: v.optional(str),
+  dstports: v.optional(v.strictObject({ start: v.number(), end: v.number() })),
+  icmptype: v.optional(v.number()),
+  specialtarget: v.optional(v.literal('dns')),
+  /** Seconds since the epoch. */
+  expire: v.optional(v.number()),
+  comment: v.optional(str),
   /** The Admin API line (lossless: parseApiRule gives the rule back). */
-  api: string;
+  api: str,
   /** qvm-firewall --raw. */
-  raw: string;
-}
+  raw: str,
+});
+export type RuleView = v.InferOutput<typeof RuleViewSchema>;
+
+const ruleRef = v.looseObject({ table: v.optional(str), chain: v.optional(str), index: v.optional(v.number()), origin: v.optional(v.unknown()) });
+
+/** One answer of `check`: the simulator's explanation (sim/walk.ts SimResult), the explain contract. */
+export const CheckResultSchema: v.GenericSchema = v.looseObject({
+  probe: v.looseObject({ from: str, to: str, proto: str }),
+  direction: v.picklist(['original', 'reply']),
+  verdict: v.picklist(['accept', 'drop', 'reject']),
+  node: str,
+  deliveredTo: v.optional(str),
+  reject: v.optional(v.unknown()),
+  by: v.optional(ruleRef),
+  reason: str,
+  hops: v.array(v.looseObject({ node: str, packet: v.looseObject({ saddr: str, daddr: str, proto: str }), outcome: str, rulesEvaluated: v.number() })),
+  rulesEvaluated: v.number(),
+  reply: v.optional(v.lazy(() => CheckResultSchema)),
+});
 
 export function ruleView(r: Rule, no: number): RuleView {
   return { no, ...r, dsthost: r.dsthost?.text, dstports: r.dstports, api: formatApiRule(r), raw: formatClientRule(r) } as RuleView;

@@ -14,7 +14,8 @@ import { socketName } from '../../src/daemon/socket.js';
 import { daemonTransport, localTransport, type Transport } from '../../src/cli/transport.js';
 import { bufferIo } from '../../src/cli/io.js';
 import { QnetError } from '../../src/model/result.js';
-import { OP_INDEX } from '../../src/ops/registry.js';
+import * as v from 'valibot';
+import { findOp, OP_INDEX } from '../../src/ops/registry.js';
 
 const NOW = 1_800_000_000;
 
@@ -67,7 +68,7 @@ test('GET /v1/ops lists every operation with its kind and input JSON Schema; no 
     for (const session of ['run', 'daemon', 'events', 'demo', 'cli']) {
       const s = await c.request('POST', `/v1/ops/${session}`, {});
       assert.equal(s.status, 404, session);
-      assert.equal(code(s.body), 'QNET6010');
+      assert.equal(code(s.body), 'QNET6101');
     }
   });
 });
@@ -76,7 +77,7 @@ test('refusals: schema 400, refused change 422, wrong method 405, no token 401, 
   await withDaemon(async (c, dir) => {
     const bad = await c.request('POST', '/v1/ops/firewall.add', { qube: 5, rule: 'action=accept' });
     assert.equal(bad.status, 400);
-    assert.equal(code(bad.body), 'QNET6011');
+    assert.equal(code(bad.body), 'QNET6102');
     assert.match((bad.body as Diag).diagnostics[0]!.message, /qube/);
     const extra = await c.request('POST', '/v1/ops/qubes.list', { nmaes: ['work'] });
     assert.equal(extra.status, 400, 'unknown keys are refused, not ignored');
@@ -93,7 +94,7 @@ test('refusals: schema 400, refused change 422, wrong method 405, no token 401, 
     const token = (await import('node:fs')).readFileSync(join(dir, 'run', 'daemon.token'), 'utf8').trim();
     const garbage = await raw(dir, '/v1/ops/qubes.list', { body: '\x00\xff{{{not json', token });
     assert.equal(garbage.status, 400);
-    assert.equal(code(JSON.parse(garbage.text)), 'QNET6015');
+    assert.equal(code(JSON.parse(garbage.text)), 'QNET6106');
     const big = await raw(dir, '/v1/ops/firewall.set', { body: Buffer.alloc(65 * 1024 * 1024, 0x20), token }).catch((e: Error) => ({ status: -1, text: e.message }));
     assert.ok(big.status === 413 || big.status === -1, `an oversize body is refused (${big.status})`);
     const after = await c.request('POST', '/v1/ops/qubes.list', {});
@@ -188,6 +189,11 @@ test('every case gives the same answer through the local and the daemon transpor
       for (const [name, input] of cases) {
         const a = await answer(off, name, input);
         const b = await answer(viaDaemon, name, input);
+        const op = (await findOp(name))!;
+        if (op.output && !(a as { refused?: string }).refused) {
+          const check = v.safeParse(op.output, (a as { value: unknown }).value);
+          assert.ok(check.success, `${name}'s value fits its declared output: ${JSON.stringify(check.issues?.slice(0, 2))}`);
+        }
         assert.deepEqual(b, JSON.parse(JSON.stringify(a).replaceAll(offDir, dir)), `${name} ${JSON.stringify(input)}`);
       }
     });

@@ -57,6 +57,17 @@ test('nft session: transactions load one after another; a refused one changes no
   });
 });
 
+test('nft session: many loads add no listeners to its streams (no leak, no MaxListenersExceededWarning)', { skip: skip ?? false }, async () => {
+  await withSession(async (s) => {
+    await s.load('add table ip t\n');
+    const child = (s as unknown as { child: import('node:child_process').ChildProcess }).child;
+    const count = () => [child.stdin, child.stdout, child.stderr].reduce((n, h) => n + (h ? h.listenerCount('connect') : 0), 0);
+    const before = count();
+    for (let i = 0; i < 25; i++) await s.load(`add chain ip t c${i}\n`);
+    assert.equal(count(), before, 'connect listeners after 25 loads');
+  });
+});
+
 test('nft session: a dead process fails the next load; close() ends the process', { skip: skip ?? false }, async () => {
   await withSession(async (s) => {
     await s.load('add table ip t\n');

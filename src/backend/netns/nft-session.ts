@@ -80,7 +80,11 @@ export class NftSession {
 
   /** An idle session never keeps its owner's process alive; one waiting for nft does. */
   private hold(on: boolean): void {
-    for (const h of [this.child, this.child.stdin, this.child.stdout, this.child.stderr] as { ref(): void; unref(): void }[]) on ? h.ref() : h.unref();
+    // A closed stream is skipped: net.Socket.ref()/unref() on a socket without a handle queue a
+    // 'connect' listener that never fires — nft's stderr closes at once (2>&1), so every exchange
+    // leaked two (MaxListenersExceededWarning after a few loads).
+    for (const h of [this.child, this.child.stdin, this.child.stdout, this.child.stderr] as { ref(): void; unref(): void; destroyed?: boolean }[])
+      if (!h.destroyed) on ? h.ref() : h.unref();
   }
 
   get pid(): number | undefined {
