@@ -14,6 +14,7 @@ import { effectiveRules } from '../model/rule.js';
 import { planNetwork } from '../model/topology.js';
 import type { Probe } from './packet.js';
 import { OUTSIDE, OUTSIDE_HOST, simulate, type SimOptions, type SimResult } from './walk.js';
+import { describeOrigin } from '../model/origin.js';
 
 export interface Analysis {
   model: Model;
@@ -160,7 +161,7 @@ export function verdictChanges(before: Analysis, after: Analysis, probes: readon
     }
     const r = ask(after, p, VERDICT_ONLY);
     if ((b === 'accept') !== (r.verdict === 'accept'))
-      out.push({ probe: p, before: b, after: r.verdict, ...(r.by ? { by: r.by.origin.text } : {}) });
+      out.push({ probe: p, before: b, after: r.verdict, ...(r.by ? { by: describeOrigin(r.by.origin) } : {}) });
   }
   return out;
 }

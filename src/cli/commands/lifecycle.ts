@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { netvmName } from '../../model/addressing.js';
 import { diag } from '../../model/diagnostics.js';
 import { getQube } from '../../model/ops.js';
+import { describeOrigin } from '../../model/origin.js';
 import type { Model } from '../../model/qube.js';
 import { QnetError } from '../../model/result.js';
 import { netvmChain } from '../../model/topology.js';
@@ -116,9 +117,10 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
         // netvm's (masqueraded), so there the netvm's rules count it.
         const whose = hop === q ? vm : netvmName(m, q) === hop.name ? vm : hops[hops.indexOf(hop) - 1]!.name;
         for (const c of await backend.counters(hop.name)) {
-          const mine = c.origin.startsWith(`${whose} rule`) || c.origin.startsWith(`policy: ${whose} `);
-          if (mine || (o.all && c.origin.startsWith('base:')))
-            rows.push({ hop: hop.name, chain: `${c.family} ${c.table} ${c.chain}`, rule: c.origin, packets: c.packets, bytes: c.bytes });
+          const src = c.origin;
+          const mine = (src?.kind === 'rule' || src?.kind === 'rules' || src?.kind === 'policy') && src.qube === whose;
+          if (mine || (o.all && src?.kind === 'base'))
+            rows.push({ hop: hop.name, chain: `${c.family} ${c.table} ${c.chain}`, rule: src ? describeOrigin(src) : c.comment, packets: c.packets, bytes: c.bytes });
         }
       }
       if (wantsJson(o)) return void ctx.io.out(json(rows));
