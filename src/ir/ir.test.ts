@@ -4,7 +4,8 @@ import { canonicalListing, kernelUnavailable, listRuleset, nft, withScratchNs } 
 import { diffRulesets, diffTransaction, fullTransaction, overlayTransaction } from './diff.js';
 import { emitJson } from './emit-json.js';
 import { emitFull } from './emit-text.js';
-import { sanitizeComment } from './render.js';
+import { MAX_COMMENT_BYTES, sanitizeComment } from './render.js';
+import { ORIGIN_MAX_BYTES } from '../model/origin.js';
 import type { Chain, IrRule, NamedMap, NamedSet, Ruleset, Table } from './types.js';
 import { assertValidRuleset, validateRuleset } from './validate.js';
 import { BugError } from '../model/result.js';
@@ -89,6 +90,7 @@ test('validateRuleset: a user-owned chain must be empty and regular', () => {
 // ---- emitters --------------------------------------------------------------------------------
 
 test('comments: quotes and newlines replaced, cut to 128 bytes on a character boundary', () => {
+  assert.ok(ORIGIN_MAX_BYTES <= MAX_COMMENT_BYTES, 'origins are never cut');
   assert.equal(sanitizeComment('work "rule"\n3'), "work 'rule' 3");
   const long = sanitizeComment('é'.repeat(100));
   assert.equal(new TextEncoder().encode(long).length, 128);
