@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { diag, DIAGNOSTICS, isCode, RETIRED, warning } from './diagnostics.js';
+import { diag, DIAGNOSTICS, isCode, listDiagnostics, RETIRED, warning } from './diagnostics.js';
 import { RuleCode } from './rule-codes.js';
 
 const HERE = fileURLToPath(import.meta.url);
@@ -66,6 +66,9 @@ test('codes are well-formed, summaries unique, and retired codes are not reused'
     assert.ok(!Object.hasOwn(RETIRED, code), `${code} is retired`);
   }
   for (const code of Object.keys(RETIRED)) assert.match(code, /^QNET[1-9][0-9]{3}$/);
+  const listed = listDiagnostics();
+  assert.equal(listed.length, Object.keys(DIAGNOSTICS).length);
+  assert.deepEqual(listed[0], { code: 'QNET1001', ...DIAGNOSTICS.QNET1001 });
 });
 
 test('the rule codes are catalogue codes', () => {

@@ -138,6 +138,11 @@ export function isCode(s: string): s is Code {
   return Object.hasOwn(DIAGNOSTICS, s);
 }
 
+/** Every code with its meaning, in code order: what an API or `--help` lists. */
+export function listDiagnostics(): { code: Code; severity: Severity; summary: string }[] {
+  return (Object.keys(DIAGNOSTICS) as Code[]).sort().map((code) => ({ code, ...DIAGNOSTICS[code] }));
+}
+
 export interface Diagnostic {
   code: Code;
   severity: Severity;
