@@ -3,6 +3,7 @@
 // reads). The engine never knows which one it drives.
 import type { Ruleset } from '../ir/types.js';
 import type { NetPlan } from '../model/netplan.js';
+import type { Origin } from '../model/origin.js';
 
 /** One rule's counter, mapped back to where the rule came from (its nft comment = IR origin). */
 export interface RuleCounter {
@@ -10,7 +11,10 @@ export interface RuleCounter {
   family: string;
   table: string;
   chain: string;
-  origin: string;
+  /** The rule's comment as the kernel holds it ('' for none). */
+  comment: string;
+  /** parseOrigin(comment): null for a rule qnet did not write (the user's custom-* chains). */
+  origin: Origin | null;
   packets: number;
   bytes: number;
 }

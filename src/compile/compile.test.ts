@@ -78,7 +78,7 @@ test('specialtarget=dns: virtual resolvers in a ProxyVM, the upstream in the top
   assert.match(net, /qbs-10-137-0-2 ip protocol udp ip daddr 192\.0\.2\.53 udp dport 53 counter accept/);
   assert.match(net, /dnat-dns ip daddr 10\.139\.1\.2 tcp dport 53 dnat to 192\.0\.2\.53/);
   // 2 resolvers × tcp/udp = 4 elements: packed into one hash set
-  assert.match(fw, /add set ip qubes-firewall qbs-10-137-0-3-dpt0 \{ type .* elements = \{ 10\.139\.1\.1 \. tcp \. 53 comment "work rule 0", 10\.139\.1\.1 \. udp \. 53 .*10\.139\.1\.2 \. udp \. 53 comment "work rule 0" \}; \}/);
+  assert.match(fw, /add set ip qubes-firewall qbs-10-137-0-3-dpt0 \{ type .* elements = \{ 10\.139\.1\.1 \. tcp \. 53 comment "qube=work rule=0", 10\.139\.1\.1 \. udp \. 53 .*10\.139\.1\.2 \. udp \. 53 comment "qube=work rule=0" \}; \}/);
   assert.match(fw, /dnat-dns ip daddr 10\.139\.1\.1 udp dport 53 dnat to 10\.139\.1\.1/);
 });
 
@@ -91,11 +91,11 @@ test('a name that fails disables only its rule, with a warning naming qube, rule
   assert.equal(d.ruleIndex, 0);
   assert.match(d.message, /gone\.example/);
   const text = emitFull(out.rulesets.get('sys-firewall')!);
-  assert.match(text, /ip daddr \{ 203\.0\.113\.44, 203\.0\.113\.45 } counter accept comment "work rule 1"/, 'the next rule still applies');
-  assert.doesNotMatch(text, /ip6 daddr.*work rule 1/, 'no AAAA: nothing in ip6, and no error');
+  assert.match(text, /ip daddr \{ 203\.0\.113\.44, 203\.0\.113\.45 } counter accept comment "qube=work rule=1"/, 'the next rule still applies');
+  assert.doesNotMatch(text, /ip6 daddr.*qube=work rule=1/, 'no AAAA: nothing in ip6, and no error');
   assert.equal(out.diagnostics.filter((x) => x.code === 'QNET4001').length, 1, 'reported once, not per family');
   assert.doesNotMatch(text, /203\.0\.113\.9 /, 'expired rule is gone');
-  assert.match(text, /203\.0\.113\.10 counter accept comment "work rule 3"/, 'indices count rules in effect, as qvm-firewall does');
+  assert.match(text, /203\.0\.113\.10 counter accept comment "qube=work rule=3"/, 'indices count rules in effect, as qvm-firewall does');
 });
 
 test('namesToResolve: dsthost names of rules in effect, sorted and unique', () => {

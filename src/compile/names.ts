@@ -7,7 +7,13 @@
 //   (`ffff:ffff:…:ffff`): `qbs-` + 39 = 43 bytes. A packed set adds `-` + a shape tag (≤ 3) + an
 //   ordinal (≤ 7 digits for 10^7 sets): 43 + 11 = 54 bytes. Far below 255, so nothing is hashed or
 //   truncated (kube-proxy must hash because its names embed user strings; ours embed addresses only).
-// * Comments are cut to 128 bytes by the emitter (NFT_USERDATA_MAXLEN).
+// * Comments are cut to 128 bytes by the emitter (NFT_USERDATA_MAXLEN). Rule comments are origins
+//   (`qube=work rule=3`), at most 128 bytes by construction: see model/origin.ts for the grammar.
+
+// ---- rule comments: where each kernel rule came from ------------------------------------------
+// The grammar lives in model/origin.ts because the backends parse it back and may not import the
+// compiler; the compiler names comments from here like everything else it names.
+export { describeOrigin, formatOrigin, parseOrigin, rulesOrigin, type Origin } from '../model/origin.js';
 
 // ---- Qubes layout: names users and scripts rely on (reference §4.4, §4.7, §5.2) ----------------
 export const QUBES_TABLE = 'qubes';

@@ -102,7 +102,7 @@ test('a failure to load one qube\'s rules blocks that qube only (fail closed)', 
   assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'reject', 'work is blocked, not open');
   assert.equal(personalChain(), before, "personal's chain is byte-identical");
   assert.equal(backend.probe({ from: 'personal', ...web }).verdict, 'accept');
-  assert.match(emitFull(fw()), /blocked: work/);
+  assert.match(emitFull(fw()), /comment "qube=work base=blocked"/);
 });
 
 test('shutting down a netvm tears down its namespace; running clients stay, detached', async () => {

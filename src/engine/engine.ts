@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import type { Backend, Flow } from '../backend/backend.js';
 import { compile, compileClient, namesToResolve, type ClientFragment } from '../compile/compile.js';
 import type { Resolution, Resolver } from '../compile/dns.js';
-import { clientChain, clientOwns, FIREWALL_TABLE } from '../compile/names.js';
+import { clientChain, clientOwns, FIREWALL_TABLE, formatOrigin } from '../compile/names.js';
 import type { Chain, NamedMap, NamedSet, Ruleset, Table } from '../ir/types.js';
 import { diffTransaction, sameSet } from '../ir/diff.js';
 import { netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
@@ -332,7 +332,7 @@ export class Engine {
       if (r.error)
         this.emit({
           type: 'warning',
-          diag: warning('QNET4101', `cannot resolve '${n}' (${r.error}): the rules that use it are disabled`),
+          diag: warning('QNET4001', `cannot resolve '${n}' (${r.error}): the rules that use it are disabled`),
         });
     }
     return changed;
@@ -579,16 +579,16 @@ const stripOrigins = (cs: Chain[]) => cs.map((c) => ({ ...c, rules: c.rules.map(
 
 /** The ruleset with these clients' chains reduced to one reject (the blocked fallback). */
 function blockClients(rs: Ruleset, model: Model, clients: readonly string[]): Ruleset {
-  const chains = new Set<string>();
+  const chains = new Map<string, string>(); // client chain → its qube
   for (const name of clients) {
     const q = model.qubes.get(name)!;
-    for (const a of [qubeIp(model, q), qubeIp6(model, q)]) if (a) chains.add(clientChain(a));
+    for (const a of [qubeIp(model, q), qubeIp6(model, q)]) if (a) chains.set(clientChain(a), name);
   }
   return {
     tables: rs.tables.map((t) => {
       if (t.name !== FIREWALL_TABLE) return t;
       const v6 = t.family === 'ip6';
-      const owners = [...chains].map(clientOwns);
+      const owners = [...chains.keys()].map(clientOwns);
       const owned = (n: string) => owners.some((owns) => owns(n));
       return {
         ...t,
@@ -608,8 +608,8 @@ function blockClients(rs: Ruleset, model: Model, clients: readonly string[]): Ru
                           verdict: { kind: 'reject' as const, with: v6 ? { type: 'icmpv6' as const, code: 'admin-prohibited' as const } : { type: 'icmp' as const, code: 'admin-prohibited' as const } },
                         },
                       ],
-                      origin: { text: `blocked: ${c.comment ?? c.name} (rules failed to load)` },
-                      comment: `blocked: ${c.comment ?? c.name} (rules failed to load)`,
+                      origin: { kind: 'base' as const, part: 'blocked', qube: chains.get(c.name)! },
+                      comment: formatOrigin({ kind: 'base', part: 'blocked', qube: chains.get(c.name)! }),
                     },
                   ],
                 }

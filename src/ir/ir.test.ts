@@ -4,12 +4,14 @@ import { canonicalListing, kernelUnavailable, listRuleset, nft, withScratchNs } 
 import { diffRulesets, diffTransaction, fullTransaction, overlayTransaction } from './diff.js';
 import { emitJson } from './emit-json.js';
 import { emitFull } from './emit-text.js';
-import { sanitizeComment } from './render.js';
+import { MAX_COMMENT_BYTES, sanitizeComment } from './render.js';
+import { ORIGIN_MAX_BYTES } from '../model/origin.js';
 import type { Chain, IrRule, NamedMap, NamedSet, Ruleset, Table } from './types.js';
-import { validateRuleset } from './validate.js';
+import { assertValidRuleset, validateRuleset } from './validate.js';
+import { BugError } from '../model/result.js';
 import { evalChain, PROTO, type Packet } from '../sim/index.js';
 
-const r = (text: string, rule: Omit<IrRule, 'origin'>): IrRule => ({ ...rule, origin: { text }, comment: text });
+const r = (text: string, rule: Omit<IrRule, 'origin'>): IrRule => ({ ...rule, origin: { kind: 'base', part: text }, comment: text });
 const accept = { kind: 'verdict', verdict: { kind: 'accept' } } as const;
 const jump = (chain: string) => ({ kind: 'verdict', verdict: { kind: 'jump', chain } }) as const;
 
@@ -61,8 +63,8 @@ test('validateRuleset catches dangling jump, @set, vmap @map and map elements', 
   t.chains[1]!.rules.push(r('y', { matches: [{ kind: 'in-set', fields: ['ip daddr'], op: '==', set: 'missing' }], stmts: [accept] }));
   t.chains[0]!.rules.push(r('z', { matches: [], stmts: [{ kind: 'vmap', fields: ['ip saddr'], map: 'nomap' }] }));
   (t.sets[0] as NamedMap).elements.push({ key: { kind: 'addr', addr: '10.137.0.9' }, verdict: { kind: 'goto', chain: 'gone' } });
-  const codes = validateRuleset(rs(t)).map((d) => d.code).sort();
-  assert.deepEqual(codes, ['QNET4103', 'QNET4103', 'QNET4105', 'QNET4106']);
+  const checks = validateRuleset(rs(t)).map((d) => d.check).sort();
+  assert.deepEqual(checks, ['missing-chain', 'missing-chain', 'missing-map', 'missing-set']);
 });
 
 test('validateRuleset catches bad names, verdict not last, jump to a base chain, loops, key mismatch', () => {
@@ -72,19 +74,23 @@ test('validateRuleset catches bad names, verdict not last, jump to a base chain,
   t.chains.push({ name: 'b', rules: [r('j', { matches: [], stmts: [jump('a')] }), r('base', { matches: [], stmts: [jump('input')] })] });
   t.sets.push({ kind: 'set', name: 's', keyType: ['ipv4_addr'], interval: false, elements: [{ key: { kind: 'addr', addr: '10.0.0.0', len: 8 } }] });
   t.chains.push({ name: 'c', rules: [r('k', { matches: [{ kind: 'in-set', fields: ['ip daddr', 'tcp dport'], op: '==', set: 's' }], stmts: [accept] })] });
-  const codes = new Set(validateRuleset(rs(t)).map((d) => d.code));
-  for (const c of ['QNET4101', 'QNET4107', 'QNET4104', 'QNET4113', 'QNET4108', 'QNET4109']) assert.ok(codes.has(c), c);
+  const checks = new Set(validateRuleset(rs(t)).map((d) => d.check));
+  for (const c of ['bad-name', 'verdict-not-last', 'jump-to-base', 'jump-loop', 'key-type', 'interval-without-flag'] as const) assert.ok(checks.has(c), c);
+  // Problems are compiler bugs, not user errors: assertValidRuleset throws a BugError naming them.
+  assert.throws(() => assertValidRuleset(rs(t)), (e: unknown) => e instanceof BugError && /jump-loop/.test(e.message));
+  assert.doesNotThrow(() => assertValidRuleset(rs(qubesTable())));
 });
 
 test('validateRuleset: a user-owned chain must be empty and regular', () => {
   const t = qubesTable();
   t.chains[0]!.rules.push(r('mine', { matches: [], stmts: [accept] }));
-  assert.deepEqual(validateRuleset(rs(t)).map((d) => d.code), ['QNET4112']);
+  assert.deepEqual(validateRuleset(rs(t)).map((d) => d.check), ['user-chain-not-empty']);
 });
 
 // ---- emitters --------------------------------------------------------------------------------
 
 test('comments: quotes and newlines replaced, cut to 128 bytes on a character boundary', () => {
+  assert.ok(ORIGIN_MAX_BYTES <= MAX_COMMENT_BYTES, 'origins are never cut');
   assert.equal(sanitizeComment('work "rule"\n3'), "work 'rule' 3");
   const long = sanitizeComment('é'.repeat(100));
   assert.equal(new TextEncoder().encode(long).length, 128);

@@ -3,7 +3,7 @@
 // added and the first error is kept; toString() then ends with `# ERROR: …` so a bad transaction is
 // visible before it reaches a kernel. size counts operations the way tests pin them (Example 7):
 // every element is one operation, as kube-proxy counts them.
-import type { Diagnostic } from '../model/diagnostics.js';
+import type { IrProblem } from './validate.js';
 import { assertNever } from '../model/result.js';
 import {
   renderChainSpec,
@@ -51,9 +51,9 @@ const where = (t: TableRef) => `${t.family} ${t.table}`;
 
 export class Transaction {
   readonly ops: Op[] = [];
-  private firstError: Diagnostic | undefined;
+  private firstError: IrProblem | undefined;
 
-  get error(): Diagnostic | undefined {
+  get error(): IrProblem | undefined {
     return this.firstError;
   }
 
@@ -105,7 +105,7 @@ export class Transaction {
 }
 
 /** Checks an operation can be rendered at all (names, verdict placement); references are validate.ts's job. */
-export function validateOp(o: Op): Diagnostic | undefined {
+export function validateOp(o: Op): IrProblem | undefined {
   const bad = checkName('table', o.t.table);
   if (bad) return bad;
   switch (o.op) {

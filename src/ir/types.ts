@@ -8,15 +8,12 @@ export type Family = 'ip' | 'ip6' | 'inet';
 export type Hook = 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
 export type ChainType = 'filter' | 'nat';
 
-/** Where a rule came from, so every verdict and every counter maps back to something a user wrote. */
-export interface Origin {
-  /** Human text: "work rule 3", "base: antispoof", "dns dnat". */
-  text: string;
-  /** The client qube whose rule this is, for user rules. */
-  qube?: string;
-  /** Index in that qube's rule list (0-based, as qvm-firewall numbers them). */
-  ruleIndex?: number;
-}
+/**
+ * Where a rule came from, so every verdict and every counter maps back to something a user wrote:
+ * structured (model/origin.ts), and in the kernel as the rule's comment (formatOrigin).
+ */
+export type { Origin } from '../model/origin.js';
+import type { Origin } from '../model/origin.js';
 
 // ---- Values -----------------------------------------------------------------------------------
 
@@ -86,7 +83,7 @@ export interface IrRule {
   /** Executed in order; a verdict statement, if any, is last. */
   stmts: Statement[];
   origin: Origin;
-  /** nft `comment "…"` on the rule (≤ 128 bytes); usually derived from origin. */
+  /** nft `comment "…"` on the rule (≤ 128 bytes): formatOrigin(origin) for compiled rules. */
   comment?: string;
 }
 

@@ -1,12 +1,28 @@
 // Checks a Ruleset before anything reaches a kernel, in the spirit of knftables' validate() and its
 // Fake's checkRuleRefs (EXAMPLES.md Examples 1 and 6): every jump/goto and @set/@map resolves, names
 // are ones nft's scanner accepts, a verdict is the last statement, element keys fit their set.
-// Each problem is a Diagnostic (code QNET41xx) saying table, chain and rule index.
-import type { Diagnostic } from '../model/diagnostics.js';
-import { diag } from '../model/diagnostics.js';
-import { assertNever } from '../model/result.js';
+// Each problem says table, chain and rule index. The compiler is meant to produce none, so a problem
+// is a bug in qnet, not something a user did: it has a check name for tests, not a QNET code, and
+// assertValidRuleset turns problems into a BugError.
+import { assertNever, BugError } from '../model/result.js';
 import { MAX_COMMENT_BYTES } from './render.js';
 import type { Chain, Field, IrRule, Key, MapElement, NamedMap, NamedSet, Ruleset, SetKeyType, Table, Value } from './types.js';
+
+/** What a check found; `check` names the rule broken, so tests need not match the prose. */
+export type IrCheck =
+  | 'bad-name' | 'verdict-not-last' | 'comment-too-long' | 'key-arity' | 'interval-without-flag'
+  | 'declared-twice' | 'user-chain-not-empty' | 'nat-misplaced' | 'map-element-without-verdict'
+  | 'duplicate-key' | 'missing-set' | 'missing-map' | 'set-map-mixup' | 'key-type' | 'missing-chain'
+  | 'jump-to-base' | 'jump-loop';
+
+export interface IrProblem {
+  check: IrCheck;
+  message: string;
+  /** A comment nft will cut is worth knowing, but the ruleset still loads. */
+  severity: 'error' | 'warning';
+}
+
+const problem = (check: IrCheck, message: string, severity: 'error' | 'warning' = 'error'): IrProblem => ({ check, message, severity });
 
 /**
  * nft's scanner (scanner.l `string`): a letter, `_` or `.` first, then letters, digits, `/-_.`.
@@ -15,22 +31,22 @@ import type { Chain, Field, IrRule, Key, MapElement, NamedMap, NamedSet, Ruleset
 const NAME_RE = /^[A-Za-z_.][A-Za-z0-9/_.-]*$/;
 export const MAX_NAME_BYTES = 255;
 
-export function checkName(what: string, name: string): Diagnostic | undefined {
-  if (!NAME_RE.test(name)) return diag('QNET4101', `bad ${what} name '${name}': nft accepts a letter, _ or . first, then letters, digits, / - _ .`);
-  if (name.length > MAX_NAME_BYTES) return diag('QNET4101', `${what} name '${name.slice(0, 40)}…' is longer than ${MAX_NAME_BYTES} bytes`);
+export function checkName(what: string, name: string): IrProblem | undefined {
+  if (!NAME_RE.test(name)) return problem('bad-name', `bad ${what} name '${name}': nft accepts a letter, _ or . first, then letters, digits, / - _ .`);
+  if (name.length > MAX_NAME_BYTES) return problem('bad-name', `${what} name '${name.slice(0, 40)}…' is longer than ${MAX_NAME_BYTES} bytes`);
   return undefined;
 }
 
 /** Problems inside one rule that need no context: verdict placement, comment length. */
-export function checkRule(r: IrRule, where: string): Diagnostic[] {
-  const out: Diagnostic[] = [];
+export function checkRule(r: IrRule, where: string): IrProblem[] {
+  const out: IrProblem[] = [];
   r.stmts.forEach((s, i) => {
     // A verdict ends evaluation of the rule, and so does a verdict-map lookup that hits.
     if ((s.kind === 'verdict' || s.kind === 'vmap') && i !== r.stmts.length - 1)
-      out.push(diag('QNET4107', `${where}: a verdict (${s.kind === 'vmap' ? 'vmap' : s.verdict.kind}) must be the last statement`));
+      out.push(problem('verdict-not-last', `${where}: a verdict (${s.kind === 'vmap' ? 'vmap' : s.verdict.kind}) must be the last statement`));
   });
   if (r.comment !== undefined && Buffer.byteLength(r.comment) > MAX_COMMENT_BYTES)
-    out.push(diag('QNET4111', `${where}: comment longer than ${MAX_COMMENT_BYTES} bytes (it would be cut)`, { severity: 'warning' }));
+    out.push(problem('comment-too-long', `${where}: comment longer than ${MAX_COMMENT_BYTES} bytes (it would be cut)`, 'warning'));
   return out;
 }
 
@@ -65,47 +81,53 @@ const isIntervalValue = (v: Value): boolean =>
   (v.kind === 'addr' && v.len !== undefined && v.len !== (v.addr.includes(':') ? 128 : 32)) ||
   (v.kind === 'range' && v.lo !== v.hi);
 
-function checkKey(key: Key, s: NamedSet | NamedMap, where: string, out: Diagnostic[]): void {
+function checkKey(key: Key, s: NamedSet | NamedMap, where: string, out: IrProblem[]): void {
   const parts = Array.isArray(key) ? key : [key];
   if (parts.length !== s.keyType.length)
-    out.push(diag('QNET4108', `${where}: element has ${parts.length} part(s), the ${s.kind} '${s.name}' has ${s.keyType.length}`));
+    out.push(problem('key-arity', `${where}: element has ${parts.length} part(s), the ${s.kind} '${s.name}' has ${s.keyType.length}`));
   if (!s.interval && parts.some(isIntervalValue))
-    out.push(diag('QNET4109', `${where}: prefix or range element in ${s.kind} '${s.name}', which has no interval flag`));
+    out.push(problem('interval-without-flag', `${where}: prefix or range element in ${s.kind} '${s.name}', which has no interval flag`));
+}
+
+/** Throws a BugError naming every error-level problem: the compiler (or a test) built a bad ruleset. */
+export function assertValidRuleset(rs: Ruleset, what = 'ruleset'): void {
+  const errors = validateRuleset(rs).filter((p) => p.severity === 'error');
+  if (errors.length) throw new BugError(`invalid ${what}: ${errors.map((p) => `${p.message} [${p.check}]`).join('; ')}`);
 }
 
 /** Every problem in a ruleset. An empty list means nft should accept it (modulo overlapping intervals). */
-export function validateRuleset(rs: Ruleset): Diagnostic[] {
-  const out: Diagnostic[] = [];
+export function validateRuleset(rs: Ruleset): IrProblem[] {
+  const out: IrProblem[] = [];
   const tables = new Set<string>();
   for (const t of rs.tables) {
     const tn = `${t.family} ${t.name}`;
     const bad = checkName('table', t.name);
     if (bad) out.push(bad);
-    if (tables.has(tn)) out.push(diag('QNET4102', `table ${tn} is declared twice`));
+    if (tables.has(tn)) out.push(problem('declared-twice', `table ${tn} is declared twice`));
     tables.add(tn);
     validateTable(t, out);
   }
   return out;
 }
 
-function validateTable(t: Table, out: Diagnostic[]): void {
+function validateTable(t: Table, out: IrProblem[]): void {
   const tn = `table ${t.family} ${t.name}`;
   const chains = new Map<string, Chain>();
   const sets = new Map<string, NamedSet | NamedMap>();
   for (const c of t.chains) {
     const bad = checkName('chain', c.name);
     if (bad) out.push({ ...bad, message: `${tn}: ${bad.message}` });
-    if (chains.has(c.name)) out.push(diag('QNET4102', `${tn}: chain '${c.name}' is declared twice`));
+    if (chains.has(c.name)) out.push(problem('declared-twice', `${tn}: chain '${c.name}' is declared twice`));
     chains.set(c.name, c);
     if (c.userOwned && (c.rules.length > 0 || c.base))
-      out.push(diag('QNET4112', `${tn}: user-owned chain '${c.name}' must be declared empty and regular; its rules belong to the user`));
+      out.push(problem('user-chain-not-empty', `${tn}: user-owned chain '${c.name}' must be declared empty and regular; its rules belong to the user`));
     if (c.base && t.family !== 'inet' && c.base.type === 'nat' && !['prerouting', 'postrouting', 'output', 'input'].includes(c.base.hook))
-      out.push(diag('QNET4114', `${tn}: nat chain '${c.name}' on hook ${c.base.hook}`));
+      out.push(problem('nat-misplaced', `${tn}: nat chain '${c.name}' on hook ${c.base.hook}`));
   }
   for (const s of t.sets) {
     const bad = checkName(s.kind, s.name);
     if (bad) out.push({ ...bad, message: `${tn}: ${bad.message}` });
-    if (sets.has(s.name)) out.push(diag('QNET4102', `${tn}: set/map '${s.name}' is declared twice`));
+    if (sets.has(s.name)) out.push(problem('declared-twice', `${tn}: set/map '${s.name}' is declared twice`));
     sets.set(s.name, s);
     const seen = new Set<string>();
     s.elements.forEach((e, i) => {
@@ -113,11 +135,11 @@ function validateTable(t: Table, out: Diagnostic[]): void {
       checkKey(e.key, s, where, out);
       if (s.kind === 'map') {
         const v = (e as MapElement).verdict;
-        if (!v) out.push(diag('QNET4110', `${where}: map element without a verdict`));
+        if (!v) out.push(problem('map-element-without-verdict', `${where}: map element without a verdict`));
         else if (v.kind === 'jump' || v.kind === 'goto') checkTarget(v.chain, chains, t, where, out);
       }
       const k = JSON.stringify(e.key);
-      if (seen.has(k)) out.push(diag('QNET4108', `${where}: duplicate key`));
+      if (seen.has(k)) out.push(problem('duplicate-key', `${where}: duplicate key`));
       seen.add(k);
     });
   }
@@ -132,8 +154,8 @@ function validateTable(t: Table, out: Diagnostic[]): void {
             break;
           case 'in-set': {
             const s = sets.get(m.set);
-            if (!s) out.push(diag('QNET4105', `${where}: @${m.set} does not exist`));
-            else if (s.kind !== 'set') out.push(diag('QNET4115', `${where}: @${m.set} is a map, used as a set`));
+            if (!s) out.push(problem('missing-set', `${where}: @${m.set} does not exist`));
+            else if (s.kind !== 'set') out.push(problem('set-map-mixup', `${where}: @${m.set} is a map, used as a set`));
             else checkFields(m.fields, s, where, out);
             break;
           }
@@ -149,12 +171,12 @@ function validateTable(t: Table, out: Diagnostic[]): void {
           case 'dnat':
           case 'masquerade':
             if (c.base?.type !== 'nat' && !isNatReachable(c, t))
-              out.push(diag('QNET4114', `${where}: ${s.kind} outside a nat chain`));
+              out.push(problem('nat-misplaced', `${where}: ${s.kind} outside a nat chain`));
             break;
           case 'vmap': {
             const mp = sets.get(s.map);
-            if (!mp) out.push(diag('QNET4106', `${where}: verdict map @${s.map} does not exist`));
-            else if (mp.kind !== 'map') out.push(diag('QNET4115', `${where}: @${s.map} is a set, used as a verdict map`));
+            if (!mp) out.push(problem('missing-map', `${where}: verdict map @${s.map} does not exist`));
+            else if (mp.kind !== 'map') out.push(problem('set-map-mixup', `${where}: @${s.map} is a set, used as a verdict map`));
             else checkFields(s.fields, mp, where, out);
             break;
           }
@@ -175,22 +197,22 @@ function isNatReachable(c: Chain, t: Table): boolean {
   return !c.base && t.chains.some((b) => b.base?.type === 'nat');
 }
 
-function checkFields(fields: Field[], s: NamedSet | NamedMap, where: string, out: Diagnostic[]): void {
+function checkFields(fields: Field[], s: NamedSet | NamedMap, where: string, out: IrProblem[]): void {
   const types = fields.map(fieldType);
   if (types.length !== s.keyType.length || types.some((ty, i) => ty !== s.keyType[i]))
     out.push(
-      diag('QNET4108', `${where}: lookup key ${fields.join(' . ')} does not match ${s.kind} '${s.name}' of type ${s.keyType.join(' . ')}`),
+      problem('key-type', `${where}: lookup key ${fields.join(' . ')} does not match ${s.kind} '${s.name}' of type ${s.keyType.join(' . ')}`),
     );
 }
 
-function checkTarget(target: string, chains: Map<string, Chain>, t: Table, where: string, out: Diagnostic[]): void {
+function checkTarget(target: string, chains: Map<string, Chain>, t: Table, where: string, out: IrProblem[]): void {
   const c = chains.get(target);
-  if (!c) out.push(diag('QNET4103', `${where}: jump/goto to chain '${target}', which does not exist in table ${t.family} ${t.name}`));
-  else if (c.base) out.push(diag('QNET4104', `${where}: jump/goto to base chain '${target}' (the kernel refuses it)`));
+  if (!c) out.push(problem('missing-chain', `${where}: jump/goto to chain '${target}', which does not exist in table ${t.family} ${t.name}`));
+  else if (c.base) out.push(problem('jump-to-base', `${where}: jump/goto to base chain '${target}' (the kernel refuses it)`));
 }
 
 /** The kernel refuses a jump graph with a cycle (ELOOP). */
-function checkLoops(t: Table, out: Diagnostic[]): void {
+function checkLoops(t: Table, out: IrProblem[]): void {
   const edges = new Map<string, string[]>();
   const add = (from: string, to: string) => {
     const l = edges.get(from) ?? [];
@@ -212,7 +234,7 @@ function checkLoops(t: Table, out: Diagnostic[]): void {
     const st = state.get(n);
     if (st === 2) return;
     if (st === 1) {
-      out.push(diag('QNET4113', `table ${t.family} ${t.name}: jump loop ${[...path, n].join(' → ')}`));
+      out.push(problem('jump-loop', `table ${t.family} ${t.name}: jump loop ${[...path, n].join(' → ')}`));
       return;
     }
     state.set(n, 1);

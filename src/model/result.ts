@@ -15,13 +15,23 @@ export class QnetError extends Error {
   }
 }
 
-/** Internal invariant broken: a bug in qnet, never a user error. */
+/**
+ * An internal invariant broke: a bug in qnet, never a user error, so it has no QNET code (the CLI
+ * reports it as "internal error … a bug"). Like firewalld's BugError, apart from QnetError.
+ */
+export class BugError extends Error {
+  constructor(message: string) {
+    super(`qnet internal error: ${message}`);
+    this.name = 'BugError';
+  }
+}
+
 export function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(`qnet internal error: ${msg}`);
+  if (!cond) throw new BugError(msg);
 }
 
 export function assertNever(x: never, what = 'value'): never {
-  throw new Error(`qnet internal error: unhandled ${what}: ${JSON.stringify(x)}`);
+  throw new BugError(`unhandled ${what}: ${JSON.stringify(x)}`);
 }
 
 /** Unwrap a Result or throw its diagnostic as a QnetError. */

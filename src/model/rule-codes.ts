@@ -1,6 +1,6 @@
-// Diagnostic codes of the rule language (1xxx, see diagnostics.ts). Codes are stable: scripts and
-// tests match on them, wording may improve. Re-exported from rule-parse.ts.
-import { diag, type Diagnostic } from './diagnostics.js';
+// Names for the rule language's codes (1xxx). What each code means is in the one catalogue,
+// diagnostics.ts; this only lets the parsers say RuleCode.BadPorts. Re-exported from rule-parse.ts.
+import { diag, type Code, type Diagnostic } from './diagnostics.js';
 
 export const RuleCode = {
   /** Token without `=`, empty token (doubled space), empty line. */
@@ -43,7 +43,7 @@ export const RuleCode = {
   XmlUnknownProperty: 'QNET1104',
   XmlDuplicateProperty: 'QNET1105',
   XmlV1: 'QNET1106',
-} as const;
+} as const satisfies Record<string, Code>;
 
 export type RuleCodeValue = (typeof RuleCode)[keyof typeof RuleCode];
 

@@ -8,7 +8,7 @@ import type { Model, Qube } from './qube.js';
 import { err, ok, QnetError, type Result } from './result.js';
 
 /** Qubes' name rule: a letter first, then letters, digits, `_.-`; at most 31 characters. */
-const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
+export const QUBE_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 /**
  * Names qnet uses itself (the stand-in outside world, the host's namespace in the network plan,
  * `outside` in checks) or Qubes reserves.
@@ -16,7 +16,7 @@ const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 const RESERVED = new Set(['dom0', 'none', 'default', 'outside', WORLD_NODE, HOST_NODE]);
 
 export function validateQubeName(name: string): Result<string> {
-  if (!NAME_RE.test(name))
+  if (!QUBE_NAME_RE.test(name))
     return err(
       diag('QNET2001', `invalid qube name '${name}'`, {
         hint: 'a letter first, then letters, digits, _ . -; at most 31 characters',

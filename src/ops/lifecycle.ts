@@ -6,6 +6,7 @@ import { Engine } from '../engine/engine.js';
 import { netvmName } from '../model/addressing.js';
 import { diag } from '../model/diagnostics.js';
 import { getQube } from '../model/ops.js';
+import { describeOrigin, type Origin } from '../model/origin.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { netvmChain } from '../model/topology.js';
@@ -87,7 +88,10 @@ export const kill = defineOp({
 export interface CounterRow {
   hop: string;
   chain: string;
+  /** The origin as people read it (`work rule 3`, `policy: work default drop`). */
   rule: string;
+  /** The same, structured (model/origin.ts): which qube's rule, policy or base part. */
+  origin: Origin;
   packets: number;
   bytes: number;
 }
@@ -108,9 +112,11 @@ export const counters = defineOp({
       // netvm's (masqueraded), so there the netvm's rules count it.
       const whose = hop === q ? i.qube : netvmName(m, q) === hop.name ? i.qube : hops[hops.indexOf(hop) - 1]!.name;
       for (const c of await host.counters(hop.name)) {
-        const mine = c.origin.startsWith(`${whose} rule`) || c.origin.startsWith(`policy: ${whose} `);
-        if (mine || (i.all && c.origin.startsWith('base:')))
-          rows.push({ hop: hop.name, chain: `${c.family} ${c.table} ${c.chain}`, rule: c.origin, packets: c.packets, bytes: c.bytes });
+        // The kernel's comments parse back to structured origins: no matching of prose.
+        const src = c.origin;
+        const mine = (src?.kind === 'rule' || src?.kind === 'rules' || src?.kind === 'policy') && src.qube === whose;
+        if (src && (mine || (i.all && src.kind === 'base')))
+          rows.push({ hop: hop.name, chain: `${c.family} ${c.table} ${c.chain}`, rule: describeOrigin(src), origin: src, packets: c.packets, bytes: c.bytes });
       }
     }
     return result(rows);

@@ -17,6 +17,7 @@ import {
   ACCEPT, addr, base, chain, CONTINUE, COUNTER, ct, dnat, DROP, eq, goto, inAnon, inSet, int, jump, log, ne, range, reject, RETURN, rule, set,
   str, sym, table, vmap, vmapOf, wild, ADMIN_PROHIBITED,
 } from './testing/ir-build.js';
+import { describeOrigin, type Origin } from '../model/origin.js';
 
 const tcp = (daddr: string, dport: number, extra: Partial<Packet> = {}): Packet => ({ family: 4, saddr: '10.137.0.3', daddr, l4proto: 6, dport, ...extra });
 const fwd = (name: string, prio: number, rules: ReturnType<typeof rule>[], policy: 'accept' | 'drop' = 'accept') => chain(name, rules, base('filter', 'forward', prio, policy));
@@ -104,13 +105,13 @@ for (const c of hookCases) {
     const fam = c.family ?? 4;
     const r = evalHook(c.ruleset, 'forward', fam, c.packet);
     assert.equal(r.verdict, c.verdict, explain(r));
-    if (c.by !== undefined) assert.equal(r.steps.at(-1)?.by?.origin.text, c.by, explain(r));
+    if (c.by !== undefined) assert.equal(describeOrigin(r.steps.at(-1)!.by!.origin), c.by, explain(r));
     if (c.ran) assert.deepEqual(r.steps.map((s) => `${s.table}/${s.chain}`), c.ran);
   });
 }
 
-function explain(r: { steps: { table: string; chain: string; verdict: string; by?: { origin: { text: string } } }[] }): string {
-  return `By matching:\n${r.steps.map((s) => `  ${s.table}/${s.chain}: ${s.verdict}${s.by ? ` by ${s.by.origin.text}` : ''}`).join('\n')}`;
+function explain(r: { steps: { table: string; chain: string; verdict: string; by?: { origin: Origin } }[] }): string {
+  return `By matching:\n${r.steps.map((s) => `  ${s.table}/${s.chain}: ${s.verdict}${s.by ? ` by ${describeOrigin(s.by.origin)}` : ''}`).join('\n')}`;
 }
 
 // ---- Chain-level control flow -----------------------------------------------------------------
@@ -149,7 +150,7 @@ for (const c of flowCases) {
   test(c.name, () => {
     const r = evalChain(flow, 'forward', tcp(c.daddr ?? '203.0.113.5', c.dport));
     assert.equal(r.verdict, c.verdict);
-    assert.equal(r.by?.origin.text, c.by);
+    assert.equal(r.by && describeOrigin(r.by.origin), c.by);
     assert.deepEqual(r.path, c.path);
   });
 }
@@ -172,7 +173,7 @@ test('counters count only packets that reach them, and rules evaluated are count
 
 const lookups = table('ip', 'lookups', [
   fwd('forward', 0, [
-    rule('dispatch', [], vmap(['ip saddr'], 'dispatch')),
+    rule('dispatch by source', [], vmap(['ip saddr'], 'dispatch')),
     rule('after dispatch', [eq('ip saddr', addr('10.137.0.9'))], DROP),
     rule('blocked nets', [inSet(['ip daddr'], 'blocked')], reject()),
     rule('allowed pairs', [inSet(['ip daddr', 'tcp dport'], 'pairs')], ACCEPT),
@@ -194,7 +195,7 @@ const lookups = table('ip', 'lookups', [
 const vif = { iifname: 'vif3.0' };
 const lookupCases: { name: string; packet: Packet; verdict: string; by?: string }[] = [
   { name: 'a verdict map hit jumps to the client chain', packet: tcp('203.0.113.5', 443, vif), verdict: 'drop', by: 'a drops 443' },
-  { name: 'a verdict map hit on an interval element applies its verdict', packet: tcp('203.0.113.5', 443, { ...vif, saddr: '10.137.1.77' }), verdict: 'drop', by: 'dispatch' },
+  { name: 'a verdict map hit on an interval element applies its verdict', packet: tcp('203.0.113.5', 443, { ...vif, saddr: '10.137.1.77' }), verdict: 'drop', by: 'dispatch by source' },
   { name: 'a verdict map miss falls through to the next rule', packet: tcp('203.0.113.5', 443, { ...vif, saddr: '10.137.0.9' }), verdict: 'drop', by: 'after dispatch' },
   { name: 'interval sets match inside a prefix (merged halves)', packet: tcp('192.0.2.200', 1, { ...vif, saddr: '10.137.0.4' }), verdict: 'reject', by: 'blocked nets' },
   { name: 'interval sets hold single addresses too', packet: tcp('198.18.0.1', 1, { ...vif, saddr: '10.137.0.4' }), verdict: 'reject', by: 'blocked nets' },
@@ -213,7 +214,7 @@ for (const c of lookupCases) {
   test(c.name, () => {
     const r = evalChain(lookups, 'forward', c.packet);
     assert.equal(r.verdict, c.verdict, JSON.stringify(r));
-    assert.equal(r.by?.origin.text, c.by);
+    assert.equal(r.by && describeOrigin(r.by.origin), c.by);
   });
 }
 
@@ -253,7 +254,7 @@ test('dnat rewrites the destination for later chains, and the first NAT binding 
   assert.equal(r.packet.daddr, '10.137.0.3');
   assert.equal(r.packet.dport, 80);
   assert.deepEqual(r.steps.map((s) => s.verdict), ['accept', 'skipped', 'accept']);
-  assert.equal(r.steps[2]!.by?.origin.text, 'sees the new destination');
+  assert.equal(describeOrigin(r.steps[2]!.by!.origin), 'sees the new destination');
   assert.deepEqual(r.steps[2]!.logs, ['dnat seen']);
 });
 

@@ -12,6 +12,7 @@ import type { Model } from '../model/qube.js';
 import { effectiveRules } from '../model/rule.js';
 import type { Probe } from './packet.js';
 import { OUTSIDE, OUTSIDE_HOST, simulate, type SimOptions, type SimResult } from './walk.js';
+import { describeOrigin } from '../model/origin.js';
 
 /** A compiled policy to ask questions of (ops/analysis.ts makes one: the simulator does not compile). */
 export interface Analysis {
@@ -153,7 +154,7 @@ export function verdictChanges(before: Analysis, after: Analysis, probes: readon
     }
     const r = ask(after, p, VERDICT_ONLY);
     if ((b === 'accept') !== (r.verdict === 'accept'))
-      out.push({ probe: p, before: b, after: r.verdict, ...(r.by ? { by: r.by.origin.text } : {}) });
+      out.push({ probe: p, before: b, after: r.verdict, ...(r.by ? { by: describeOrigin(r.by.origin) } : {}) });
   }
   return out;
 }

@@ -17,6 +17,7 @@ import type { Probe } from './packet.js';
 import { formatTrace } from './trace.js';
 import { qubesWorld, type QubesWorldOptions } from './testing/qubes.js';
 import { simulate, type SimResult } from './walk.js';
+import { describeOrigin } from '../model/origin.js';
 
 const dst4 = (a: string, prefix = 32): Rule['dsthost'] => ({ type: 'dst4', text: `${a}/${prefix}`, addr: a, prefix });
 const ports = (p: number) => ({ start: p, end: p });
@@ -40,12 +41,12 @@ function check(r: SimResult, e: Expect): void {
   const why = `\n${formatTrace(r)}`;
   assert.equal(r.verdict, e.verdict, why);
   assert.equal(r.node, e.at, why);
-  if ('by' in e) assert.equal(r.by?.origin.text, e.by, why);
+  if ('by' in e) assert.equal(r.by && describeOrigin(r.by.origin), e.by, why);
   if (e.deliveredTo !== undefined) assert.equal(r.deliveredTo, e.deliveredTo, why);
 }
 
 const work = (to: string, proto: Probe['proto'], dport?: number, extra: Partial<Probe> = {}): Probe => ({ from: 'work', to, proto, ...(dport !== undefined ? { dport } : {}), ...extra });
-const REJECTED = (qube: string) => ({ verdict: 'reject' as const, at: 'sys-firewall', by: `${qube} policy (drop)` });
+const REJECTED = (qube: string) => ({ verdict: 'reject' as const, at: 'sys-firewall', by: `policy: ${qube} default drop` });
 const DELIVERED = { verdict: 'accept' as const, at: 'world' };
 
 // ---- Scenarios: one rule list for work, several probes -----------------------------------------
@@ -221,7 +222,7 @@ test('an established flow survives a rule change, a new flow does not', () => {
   check(again, { ...DELIVERED, by: undefined });
   const fw = again.hops.find((h) => h.node === 'sys-firewall')!;
   assert.equal(fw.ct, 'established');
-  assert.equal(fw.steps.find((s) => s.table === 'qubes-firewall' && s.hook === 'forward')?.by?.origin.text, 'qubes-firewall: established');
+  assert.deepEqual(fw.steps.find((s) => s.table === 'qubes-firewall' && s.hook === 'forward')?.by?.origin, { kind: 'base', part: 'qubes-firewall: established' });
   check(simulate(blocked, { ...https, sport: 50001 }, state), REJECTED('work'));
 });
 
@@ -261,7 +262,7 @@ test('counters accumulate across probes kept in one state', () => {
   simulate(world, work('10.137.0.4', 'tcp', 22), state);
   const r = simulate(world, work('10.137.0.4', 'tcp', 23), state);
   const fw = r.hops.find((h) => h.node === 'sys-firewall')!;
-  assert.deepEqual(fw.counted.map((c) => [c.rule.origin.text, c.packets]), [['base: new flows to downstream qubes', 2]]);
+  assert.deepEqual(fw.counted.map((c) => [describeOrigin(c.rule.origin), c.packets]), [['base: new flows to downstream qubes', 2]]);
 });
 
 test('the trace explains the verdict hop by hop and names the deciding rule', () => {
@@ -269,7 +270,7 @@ test('the trace explains the verdict hop by hop and names the deciding rule', ()
   assert.match(text, /^work → 203\.0\.113\.5 tcp\/443: REJECT \(icmp admin-prohibited\)/);
   assert.match(text, /By matching/);
   assert.match(text, /sys-firewall \(in vif3\.0\)/);
-  assert.match(text, /forward ip qubes-firewall forward \(filter 0\): reject by work policy \(drop\) \[qbs-10-137-0-3 rule 1\]/);
+  assert.match(text, /forward ip qubes-firewall forward \(filter 0\): reject by policy: work default drop \[qbs-10-137-0-3 rule 1\]/);
 });
 
 test('rules traversed: a verdict map sends a packet to its chain without walking other clients', () => {

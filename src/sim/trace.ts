@@ -2,6 +2,7 @@
 import type { RejectWith } from '../ir/types.js';
 import type { ChainStep } from './evaluate.js';
 import type { Hop, PacketView, SimResult } from './walk.js';
+import { describeOrigin } from '../model/origin.js';
 
 const svc = (v: PacketView) => (v.dport !== undefined ? `${v.proto}/${v.dport}` : v.icmpType !== undefined ? `${v.proto}/${v.icmpType}` : v.proto);
 const ep = (a: string, port: number | undefined) => (port === undefined ? a : a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`);
@@ -15,7 +16,7 @@ export function formatReject(r: RejectWith | undefined): string {
 function step(s: ChainStep): string {
   const head = `${s.hook} ${s.family} ${s.table} ${s.chain} (${s.type} ${s.priority})`;
   if (s.verdict === 'skipped') return `${head}: skipped — ${s.note ?? ''}`;
-  let v = s.policy ? `${s.verdict} (policy)` : `${s.verdict}${s.by ? ` by ${s.by.origin.text} [${s.by.chain} rule ${s.by.index}]` : ''}`;
+  let v = s.policy ? `${s.verdict} (policy)` : `${s.verdict}${s.by ? ` by ${describeOrigin(s.by.origin)} [${s.by.chain} rule ${s.by.index}]` : ''}`;
   if (s.verdict === 'reject') v += ` with ${formatReject(s.reject)}`;
   if (s.nat) v += s.nat.kind === 'dnat' ? ` — dnat to ${s.nat.addr}${s.nat.port !== undefined ? `:${s.nat.port}` : ''}` : ' — masquerade';
   const path = s.path && s.path.length > 1 ? ` via ${s.path.join(' → ')}` : '';
@@ -36,8 +37,8 @@ function hop(h: Hop, out: string[], indent: string): void {
     out.push(`${indent}    ${step(s)}`);
   }
   if (!routed && h.route) out.push(`${indent}    route: ${h.route}`);
-  for (const n of h.nat) out.push(`${indent}    nat (${n.hook}): ${n.field} ${n.from} → ${n.to}${n.by ? ` by ${n.by.origin.text}` : n.kind === 'ct' ? ' (conntrack)' : ''}`);
-  for (const c of h.counted) out.push(`${indent}    counter: ${c.rule.origin.text} [${c.rule.table} ${c.rule.chain} rule ${c.rule.index}] = ${c.packets}`);
+  for (const n of h.nat) out.push(`${indent}    nat (${n.hook}): ${n.field} ${n.from} → ${n.to}${n.by ? ` by ${describeOrigin(n.by.origin)}` : n.kind === 'ct' ? ' (conntrack)' : ''}`);
+  for (const c of h.counted) out.push(`${indent}    counter: ${describeOrigin(c.rule.origin)} [${c.rule.table} ${c.rule.chain} rule ${c.rule.index}] = ${c.packets}`);
 }
 
 export function formatTrace(r: SimResult): string {

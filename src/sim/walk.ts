@@ -12,6 +12,7 @@ import { type ChainStep, type Counters, type HookContext, type HookRun, type Nat
 import { CT_BIT, isIcmp, type Pkt, type Probe, PROTO, probeL4 } from './packet.js';
 import { hookIndex, prepare } from './prepare.js';
 import { type IfAddr, isLocal, type PNode, type PPlan, type PRoute, preparePlan, route } from './route.js';
+import { describeOrigin } from '../model/origin.js';
 
 export interface World {
   plan: NetPlan;
@@ -261,7 +262,7 @@ function stopped(hop: Hop, pn: PNode, hook: Hook, r: HookRun): Stop {
   hop.outcome = rejected ? 'rejected' : 'dropped';
   const b = r.base;
   const where = b ? `${hook} ${b.chain.table.family} ${b.chain.table.name} ${b.chain.name}` : hook;
-  const what = r.rule ? `by ${r.rule.ir.origin.text}` : b && r.policy ? `by the policy (${r.verdict})` : '';
+  const what = r.rule ? `by ${describeOrigin(r.rule.ir.origin)}` : b && r.policy ? `by the policy (${r.verdict})` : '';
   const s: Stop = { verdict: rejected ? 'reject' : 'drop', node: pn.name, reason: `${rejected ? 'rejected' : 'dropped'} at ${pn.name}: ${where} ${what}`.trimEnd() };
   if (r.rule) s.by = ruleRef(r.rule);
   if (r.reject) s.reject = r.reject;

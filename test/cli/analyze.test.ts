@@ -18,7 +18,7 @@ describe('explaining a policy', () => {
     assert.match(out, /add chain ip qubes custom-forward\n/);
     assert.match(out, /add rule ip qubes-firewall forward ip saddr vmap @dispatch/);
     assert.match(out, /10\.137\.0\.3 comment "work" : jump qbs-10-137-0-3/);
-    assert.match(out, /reject with icmp type admin-prohibited comment "policy: work default drop"/);
+    assert.match(out, /reject with icmp type admin-prohibited comment "qube=work policy"/);
     const j = JSON.parse(await s.ok('nft sys-firewall --json'));
     assert.ok(Array.isArray(j.nftables));
   });

@@ -5,6 +5,7 @@ import { diffRulesets, overlayTransaction } from '../../ir/diff.js';
 import { emitFull } from '../../ir/emit-text.js';
 import type { Ruleset } from '../../ir/types.js';
 import type { NetPlan } from '../../model/netplan.js';
+import { parseOrigin } from '../../model/origin.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
 import type { NetnsBackend } from './netns-backend.js';
 import { runChecked, type Runner } from './runner.js';
@@ -111,7 +112,8 @@ export class NetnsExecutor implements Backend {
       family: c.family,
       table: c.table,
       chain: c.chain,
-      origin: c.comment ?? '',
+      comment: c.comment ?? '',
+      origin: c.comment === undefined ? null : parseOrigin(c.comment),
       packets: c.packets,
       bytes: c.bytes,
     }));

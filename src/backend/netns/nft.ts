@@ -99,7 +99,7 @@ export interface RuleCounter {
   handle: number;
   packets: number;
   bytes: number;
-  /** qnet's origin comment ("work rule 3"), when the rule has one. */
+  /** The rule's comment, when it has one: for qnet's rules an origin (`qube=work rule=3`, parseOrigin). */
   comment?: string;
 }
 

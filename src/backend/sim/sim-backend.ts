@@ -1,10 +1,10 @@
 // The sim executor: the Backend operations on in-memory state, which the simulator then runs packets
 // through. Like knftables' Fake (EXAMPLES.md Example 6) it refuses what the kernel would refuse: a
 // transaction whose result does not validate changes nothing, and links need both ends to exist.
-import { validateRuleset } from '../../ir/validate.js';
+import { assertValidRuleset } from '../../ir/validate.js';
 import type { Ruleset } from '../../ir/types.js';
-import { formatDiagnostic } from '../../model/diagnostics.js';
 import type { NetPlan } from '../../model/netplan.js';
+import { parseOrigin } from '../../model/origin.js';
 import { forgetFlows, newSimState, simulate, type SimResult, type SimState } from '../../sim/index.js';
 import { PROTO, type Probe } from '../../sim/packet.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
@@ -67,8 +67,7 @@ export class SimBackend implements Backend {
       this.failApplies.set(node, fails - 1);
       throw new Error(`simulated nft failure in ${node}`);
     }
-    const problems = validateRuleset(after);
-    if (problems.length) throw new Error(problems.map(formatDiagnostic).join('; '));
+    assertValidRuleset(after, `ruleset for ${node}`); // what nft would refuse is a compiler bug
     this.rulesets.set(node, after);
     return after;
   }
@@ -83,7 +82,7 @@ export class SimBackend implements Backend {
         for (const r of c.rules) {
           const packets = counted.get(r);
           if (packets !== undefined)
-            out.push({ node, family: t.family, table: t.name, chain: c.name, origin: r.origin.text, packets, bytes: 0 });
+            out.push({ node, family: t.family, table: t.name, chain: c.name, comment: r.comment ?? '', origin: parseOrigin(r.comment ?? ''), packets, bytes: 0 });
         }
     return out;
   }

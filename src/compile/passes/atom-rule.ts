@@ -4,6 +4,7 @@ import type { Field, IrRule, Match, Value, Verdict } from '../../ir/types.js';
 import { prefixText, type Prefix } from '../addr.js';
 import type { IpFamily } from '../context.js';
 import type { Atom, L4 } from './lower.js';
+import { formatOrigin } from '../names.js';
 
 export const daddrField = (f: IpFamily): Field => (f === 'ip' ? 'ip daddr' : 'ip6 daddr');
 export const protoField = (f: IpFamily): Field => (f === 'ip' ? 'ip protocol' : 'ip6 nexthdr');
@@ -34,6 +35,6 @@ export function atomRule(f: IpFamily, qube: string, a: Atom): IrRule {
   if (a.port && (a.proto === 'tcp' || a.proto === 'udp'))
     m.push({ kind: 'cmp', field: a.proto === 'tcp' ? 'tcp dport' : 'udp dport', op: '==', value: portValue(a.port) });
   if (a.icmpType !== undefined) m.push({ kind: 'cmp', field: f === 'ip' ? 'icmp type' : 'icmpv6 type', op: '==', value: { kind: 'int', n: a.icmpType } });
-  const text = `${qube} rule ${a.ruleIndex}`;
-  return { matches: m, stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, a.verdict) }], origin: { text, qube, ruleIndex: a.ruleIndex }, comment: text };
+  const origin = { kind: 'rule', qube, index: a.ruleIndex } as const;
+  return { matches: m, stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, a.verdict) }], origin, comment: formatOrigin(origin) };
 }

@@ -34,10 +34,10 @@ export function appQubesTable(ctx: CompileContext, q: Qube, f: IpFamily): Table 
     name: C.input,
     base: { type: 'filter', hook: 'input', priority: PRIORITY.filter, policy: 'drop' },
     rules: [
-      rule('base: user input rules', [], jump(CUSTOM_INPUT)),
-      rule('base: drop invalid', [ct('invalid')], drop),
-      rule('base: replies', [ct('established', 'related')], accept),
-      rule('base: loopback', [is('iifname', str('lo'))], accept),
+      rule('custom-input', [], jump(CUSTOM_INPUT)),
+      rule('drop-invalid', [ct('invalid')], drop),
+      rule('replies', [ct('established', 'related')], accept),
+      rule('loopback', [is('iifname', str('lo'))], accept),
       ...neighbourDiscovery(f),
       ...inboundAccepts(ctx, q, f),
     ],
@@ -47,7 +47,7 @@ export function appQubesTable(ctx: CompileContext, q: Qube, f: IpFamily): Table 
 
 /** IPv6 does not work without neighbour discovery, which arrives on every interface (ICMPv6). */
 function neighbourDiscovery(f: IpFamily): IrRule[] {
-  return f === 'ip6' ? [rule('base: icmpv6 (neighbour discovery)', [is('meta l4proto', sym('icmpv6'))], accept)] : [];
+  return f === 'ip6' ? [rule('icmpv6-nd', [is('meta l4proto', sym('icmpv6'))], accept)] : [];
 }
 
 export interface NetvmBase {
@@ -80,17 +80,17 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
       name: C.prerouting,
       base: { type: 'filter', hook: 'prerouting', priority: PRIORITY.raw, policy: 'accept' },
       rules: [
-        rule('base: antispoof', [fromVif], goto(C.antispoof)),
-        rule('base: antispoof', [inSet([saddr], DOWNSTREAM_SET)], counter, drop),
+        rule('antispoof', [fromVif], goto(C.antispoof)),
+        rule('antispoof', [inSet([saddr], DOWNSTREAM_SET)], counter, drop),
       ],
     },
     {
       name: C.antispoof,
       rules: [
-        rule('base: antispoof', [inSet(['iifname', saddr], ALLOWED_SET)], accept),
+        rule('antispoof', [inSet(['iifname', saddr], ALLOWED_SET)], accept),
         // Link-local sources are never forwarded; a client needs them for neighbour discovery.
-        ...(v6 ? [rule('base: antispoof link-local', [is('ip6 saddr', { kind: 'addr', addr: 'fe80::', len: 10 })], accept)] : []),
-        rule('base: antispoof', [], counter, drop),
+        ...(v6 ? [rule('antispoof-link-local', [is('ip6 saddr', { kind: 'addr', addr: 'fe80::', len: 10 })], accept)] : []),
+        rule('antispoof', [], counter, drop),
       ],
     },
   ];
@@ -100,25 +100,25 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
       name: C.postrouting,
       base: { type: 'nat', hook: 'postrouting', priority: PRIORITY.srcnat, policy: 'accept' },
       rules: [
-        rule('base: masquerade', [is('oifgroup', int(2))], accept),
-        rule('base: masquerade', [is('oifname', str('lo'))], accept),
-        rule('base: masquerade', [], { kind: 'masquerade' }),
+        rule('masquerade', [is('oifgroup', int(2))], accept),
+        rule('masquerade', [is('oifname', str('lo'))], accept),
+        rule('masquerade', [], { kind: 'masquerade' }),
       ],
     },
     {
       name: C.input,
       base: { type: 'filter', hook: 'input', priority: PRIORITY.filter, policy: 'drop' },
       rules: [
-        rule('base: user input rules', [], jump(CUSTOM_INPUT)),
-        rule('base: drop invalid', [ct('invalid')], drop),
-        ...(v6 ? [] : [rule('base: no dhcp from clients', [fromVif, is('udp dport', int(68))], drop)]),
-        rule('base: replies', [ct('established', 'related')], accept),
-        rule('base: icmp from clients', [fromVif, v6 ? is('meta l4proto', sym('icmpv6')) : is('ip protocol', sym('icmp'))], accept),
-        rule('base: loopback', [is('iifname', str('lo'))], accept),
+        rule('custom-input', [], jump(CUSTOM_INPUT)),
+        rule('drop-invalid', [ct('invalid')], drop),
+        ...(v6 ? [] : [rule('no-dhcp-from-clients', [fromVif, is('udp dport', int(68))], drop)]),
+        rule('replies', [ct('established', 'related')], accept),
+        rule('icmp-from-clients', [fromVif, v6 ? is('meta l4proto', sym('icmpv6')) : is('ip protocol', sym('icmp'))], accept),
+        rule('loopback', [is('iifname', str('lo'))], accept),
         ...neighbourDiscovery(f),
         ...inboundAccepts(ctx, q, f),
         rule(
-          'base: refuse clients',
+          'refuse-clients',
           [fromVif],
           reject(v6 ? { type: 'icmpv6', code: 'admin-prohibited' } : { type: 'icmp', code: 'host-prohibited' }),
         ),
@@ -130,10 +130,10 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
       name: C.forward,
       base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter, policy: 'accept' },
       rules: [
-        rule('base: user forward rules', [], jump(CUSTOM_FORWARD)),
-        rule('base: drop invalid', [ct('invalid')], drop),
-        rule('base: replies', [ct('established', 'related')], accept),
-        rule('base: no new flows to clients', [is('oifgroup', int(2))], counter, drop),
+        rule('custom-forward', [], jump(CUSTOM_FORWARD)),
+        rule('drop-invalid', [ct('invalid')], drop),
+        rule('replies', [ct('established', 'related')], accept),
+        rule('no-new-flows-to-clients', [is('oifgroup', int(2))], counter, drop),
       ],
     },
   );
@@ -147,7 +147,7 @@ function dnatDns(nb: NetvmBase): Chain {
     const up = nb.dnsUpstream.length ? nb.dnsUpstream[i % nb.dnsUpstream.length]! : null;
     for (const l4 of ['udp', 'tcp'] as const) {
       const m = [is('ip daddr', addr(v)), is(l4 === 'udp' ? 'udp dport' : 'tcp dport', int(DNS_PORT))];
-      rules.push(up === null ? rule('dns dnat: no upstream', m, drop) : rule('dns dnat', m, { kind: 'dnat', addr: up }));
+      rules.push(up === null ? rule('dns-no-upstream', m, drop) : rule('dns-dnat', m, { kind: 'dnat', addr: up }));
     }
   });
   return { name: C.dnatDns, base: { type: 'nat', hook: 'prerouting', priority: PRIORITY.dstnat, policy: 'accept' }, rules };

@@ -1,5 +1,6 @@
 // Small constructors for IR rules, so the base layout reads like the nft files it mirrors.
-import type { CtState, Field, IrRule, Match, RejectWith, Statement, Value } from '../../ir/types.js';
+import type { CtState, Field, IrRule, Match, Origin, RejectWith, Statement, Value } from '../../ir/types.js';
+import { formatOrigin } from '../../model/origin.js';
 
 export const sym = (s: string): Value => ({ kind: 'sym', s });
 export const int = (n: number): Value => ({ kind: 'int', n });
@@ -18,7 +19,11 @@ export const jump = (chain: string): Statement => ({ kind: 'verdict', verdict: {
 export const goto = (chain: string): Statement => ({ kind: 'verdict', verdict: { kind: 'goto', chain } });
 export const reject = (w: RejectWith): Statement => ({ kind: 'verdict', verdict: { kind: 'reject', with: w } });
 
-/** A rule whose comment is its origin, so `nft list` and counters map back to where it came from. */
-export function rule(origin: string, matches: Match[], ...stmts: Statement[]): IrRule {
-  return { matches, stmts, origin: { text: origin }, comment: origin };
+/**
+ * A rule whose comment is its origin, so `nft list` and counters map back to where it came from. A
+ * string is a part of the fixed layout (`drop-invalid`: comment `base=drop-invalid`).
+ */
+export function rule(origin: Origin | string, matches: Match[], ...stmts: Statement[]): IrRule {
+  const o: Origin = typeof origin === 'string' ? { kind: 'base', part: origin } : origin;
+  return { matches, stmts, origin: o, comment: formatOrigin(o) };
 }

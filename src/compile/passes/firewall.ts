@@ -7,7 +7,7 @@ import type { Chain, IrRule, NamedMap, NamedSet, Table } from '../../ir/types.js
 import { PRIORITY } from '../../ir/types.js';
 import { effectiveRules } from '../../model/rule.js';
 import type { CompileContext, IpFamily } from '../context.js';
-import { clientChain, DISPATCH_MAP, FIREWALL_FORWARD, FIREWALL_TABLE } from '../names.js';
+import { clientChain, DISPATCH_MAP, FIREWALL_FORWARD, FIREWALL_TABLE, formatOrigin } from '../names.js';
 import { addrValue, atomRule, verdictOf } from './atom-rule.js';
 import { accept, addr, ct, isNot, jump, rule } from './build.js';
 import type { Client } from './clients.js';
@@ -24,8 +24,8 @@ export function firewallTable(ctx: CompileContext, f: IpFamily, clients: Client[
   const sets: (NamedSet | NamedMap)[] = [];
   const chains: Chain[] = [];
   const forwardRules: IrRule[] = [
-    rule('base: replies', [ct('established', 'related')], accept),
-    rule('base: not from a client', [isNot('iifname', { kind: 'wildcard', prefix: 'vif' })], accept),
+    rule('replies', [ct('established', 'related')], accept),
+    rule('not-from-a-client', [isNot('iifname', { kind: 'wildcard', prefix: 'vif' })], accept),
   ];
   if (ctx.layout === 'qnet') {
     sets.push({
@@ -36,9 +36,9 @@ export function firewallTable(ctx: CompileContext, f: IpFamily, clients: Client[
       valueType: 'verdict',
       elements: mine.map((m) => ({ key: addr(m.addr), verdict: { kind: 'jump', chain: m.chain }, comment: m.client.qube.name })),
     });
-    forwardRules.push(rule('dispatch by source', [], { kind: 'vmap', fields: [saddr], map: DISPATCH_MAP }));
+    forwardRules.push(rule('dispatch', [], { kind: 'vmap', fields: [saddr], map: DISPATCH_MAP }));
   } else {
-    for (const m of mine) forwardRules.push(rule(`dispatch: ${m.client.qube.name}`, [{ kind: 'cmp', field: saddr, op: '==', value: addrValue(toPrefix(m.addr)!) }], jump(m.chain)));
+    for (const m of mine) forwardRules.push(rule({ kind: 'base', part: 'dispatch', qube: m.client.qube.name }, [{ kind: 'cmp', field: saddr, op: '==', value: addrValue(toPrefix(m.addr)!) }], jump(m.chain)));
   }
   chains.push({
     name: FIREWALL_FORWARD,
@@ -69,8 +69,8 @@ export function clientFragment(ctx: CompileContext, f: IpFamily, client: Client,
   const policy: IrRule = {
     matches: [],
     stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, 'reject') }],
-    origin: { text: `policy: ${qube} default drop`, qube },
-    comment: `policy: ${qube} default drop`,
+    origin: { kind: 'policy', qube },
+    comment: formatOrigin({ kind: 'policy', qube }),
   };
   if (ctx.layout === 'qnet') {
     const packed = packAtoms(f, qube, chain, atoms);

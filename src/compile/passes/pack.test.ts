@@ -16,7 +16,7 @@ import { emitFull } from '../../ir/emit-text.js';
 import { kernelUnavailable, nft, withScratchNs } from '../../../test/cases/compile/kernel.js';
 import type { Resolutions } from '../dns.js';
 import type { Atom } from './lower.js';
-import { packedText } from './pack.js';
+import { describeOrigin, formatOrigin, parseOrigin, rulesOrigin } from '../names.js';
 import { disjoint, regroup } from './regroup.js';
 
 const HOSTS = ['203.0.113.1', '203.0.113.2', '203.0.113.130', '198.51.100.7', '10.139.1.1', '10.139.1.2'];
@@ -284,7 +284,8 @@ test('regroup merges runs across disjoint rules of the other verdict (the proper
   const chain = t.chains.find((c) => c.name === 'qbs-10-137-0-3')!;
   assert.equal(t.sets.filter((s) => s.kind === 'set').length, 2, 'one set of accepts, one of drops');
   assert.equal(chain.rules.length, 3);
-  assert.match(chain.rules[0]!.comment!, /^work rules 0-1,3-4,6-7,9-10,12-13,15-16 packed$/);
+  assert.equal(chain.rules[0]!.comment, 'qube=work rules=0-1,3-4,6-7,9-10,12-13,15-16');
+  assert.deepEqual(chain.rules[0]!.origin, { kind: 'rules', qube: 'work', ranges: [[0, 1], [3, 4], [6, 7], [9, 10], [12, 13], [15, 16]] });
   for (const [d, proto, want] of [
     ['203.0.113.11', 'tcp', 'accept'],
     ['203.0.113.111', 'udp', 'reject'],
@@ -305,12 +306,14 @@ test('regroup merges runs across disjoint rules of the other verdict (the proper
 });
 
 test('packed comments: rule ranges, at most 128 bytes', () => {
-  assert.equal(packedText('work', [7]), 'work rule 7 packed');
-  assert.equal(packedText('work', [0, 1, 2, 3, 4, 5, 6, 7]), 'work rules 0-7 packed');
-  assert.equal(packedText('work', [7, 0, 3, 5, 6, 3]), 'work rules 0,3,5-7 packed');
-  const long = packedText('a'.repeat(31), Array.from({ length: 5000 }, (_, i) => 2 * i));
+  const packed = (qube: string, ns: number[]) => formatOrigin(rulesOrigin(qube, ns));
+  assert.equal(packed('work', [7, 7]), 'qube=work rule=7');
+  assert.equal(packed('work', [0, 1, 2, 3, 4, 5, 6, 7]), 'qube=work rules=0-7');
+  assert.equal(packed('work', [7, 0, 3, 5, 6, 3]), 'qube=work rules=0,3,5-7');
+  const long = packed('a'.repeat(31), Array.from({ length: 5000 }, (_, i) => 2 * i));
   assert.ok(Buffer.byteLength(long) <= 128, long);
-  assert.match(long, /^a{31} rules 0,2,4,.*,\.\.\.,9998 packed$/);
+  assert.match(long, /^qube=a{31} rules=0,2,4,.*,\.\.\.,9998$/);
+  assert.equal(describeOrigin(parseOrigin(long)!), long.replace(/^qube=(a+) rules=(.*)$/, '$1 rules $2 packed'));
 });
 
 test('the kernel accepts packed sets built from random interleaved rules (nft -c)', { skip: kernelSkip ?? false }, () => {

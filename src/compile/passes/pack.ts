@@ -19,11 +19,10 @@
 // 85-100) goes into a second set, a "layer". A set gets `flags interval` only when one of its
 // elements is a prefix or a range: hash sets are cheaper to update (3.5 ms vs ~1 s per element at
 // 100k, kernel notes).
-import { MAX_COMMENT_BYTES } from '../../ir/render.js';
 import type { IrRule, Key, NamedSet, SetElement, SetKeyType, Field } from '../../ir/types.js';
 import { comparePrefix, isHost, maskOf, type Prefix } from '../addr.js';
 import type { IpFamily } from '../context.js';
-import { packedSet, type PackShape } from '../names.js';
+import { formatOrigin, packedSet, rulesOrigin, type PackShape } from '../names.js';
 import { addrValue, atomRule, daddrField, portValue, protoField, protoSym, verdictOf } from './atom-rule.js';
 import type { Atom, L4 } from './lower.js';
 import { regroup } from './regroup.js';
@@ -86,48 +85,22 @@ export function packAtoms(f: IpFamily, qube: string, chain: string, atomsIn: Ato
       if (done.has(s)) continue;
       done.add(s);
       const els = byShape.get(s)!;
-      const text = packedText(qube, els.map((e) => e.rule));
+      // One kernel rule for several source rules: `qube=work rules=0,3,5-7` (model/origin.ts).
+      const origin = rulesOrigin(qube, els.map((e) => e.rule));
+      const text = formatOrigin(origin);
       for (const layer of normalise(els, s)) {
         const name = packedSet(chain, s, ordinal++);
         sets.push(makeSet(f, qube, name, s, layer, text));
         rules.push({
           matches: [{ kind: 'in-set', fields: fieldsOf(f, s), op: '==', set: name }],
           stmts: [{ kind: 'counter' }, { kind: 'verdict', verdict: verdictOf(f, a.verdict) }],
-          origin: { text, qube },
+          origin,
           comment: text,
         });
       }
     }
   }
   return { rules, sets };
-}
-
-
-/**
- * `work rule 4 packed`, `work rules 0-7 packed`, `work rules 0,3,5-7 packed`: the rule numbers a
- * packed rule covers, as ranges; a list too long for a comment keeps its head and its last range
- * (`work rules 0,3,5-7,...,98 packed`).
- */
-export function packedText(qube: string, ruleNumbers: readonly number[]): string {
-  const ns = [...new Set(ruleNumbers)].sort((a, b) => a - b);
-  if (ns.length === 1) return `${qube} rule ${ns[0]} packed`;
-  const parts: string[] = [];
-  for (let i = 0; i < ns.length; ) {
-    let j = i;
-    while (j + 1 < ns.length && ns[j + 1] === ns[j]! + 1) j++;
-    parts.push(i === j ? `${ns[i]}` : `${ns[i]}-${ns[j]}`);
-    i = j + 1;
-  }
-  const full = `${qube} rules ${parts.join(',')} packed`;
-  if (Buffer.byteLength(full) <= MAX_COMMENT_BYTES) return full;
-  const tail = `,...,${parts.at(-1)} packed`;
-  let head = `${qube} rules ${parts[0]}`;
-  for (let k = 1; k < parts.length - 1; k++) {
-    const next = `${head},${parts[k]}`;
-    if (Buffer.byteLength(next + tail) > MAX_COMMENT_BYTES) break;
-    head = next;
-  }
-  return head + tail;
 }
 
 function fieldsOf(f: IpFamily, s: PackShape): Field[] {
@@ -167,7 +140,7 @@ function keyOf(f: IpFamily, s: PackShape, e: El): Key {
 
 function makeSet(f: IpFamily, qube: string, name: string, s: PackShape, els: El[], comment: string): NamedSet {
   const interval = els.some((e) => (e.p && !isHost(e.p)) || (e.r && e.r.lo !== e.r.hi));
-  const elements: SetElement[] = els.map((e) => ({ key: keyOf(f, s, e), comment: `${qube} rule ${e.rule}` }));
+  const elements: SetElement[] = els.map((e) => ({ key: keyOf(f, s, e), comment: formatOrigin({ kind: 'rule', qube, index: e.rule }) }));
   return { kind: 'set', name, keyType: keyTypes(f, s), interval, elements, comment };
 }
 

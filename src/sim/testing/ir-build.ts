@@ -32,7 +32,8 @@ export const log = (prefix: string): Statement => ({ kind: 'log', prefix });
 export const rule = (origin: string | Origin, matches: Match[], ...stmts: Statement[]): IrRule => ({
   matches,
   stmts,
-  origin: typeof origin === 'string' ? { text: origin } : origin,
+  // A string is free text for hand-built rulesets: describeOrigin shows an unknown part as it is.
+  origin: typeof origin === 'string' ? { kind: 'base', part: origin } : origin,
 });
 
 export const base = (type: BaseChainSpec['type'], hook: BaseChainSpec['hook'], priority: number, policy: BaseChainSpec['policy'] = 'accept'): BaseChainSpec => ({ type, hook, priority, policy });

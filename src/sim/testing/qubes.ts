@@ -41,7 +41,7 @@ export interface NetvmOptions {
 export function qubesRulesToIr(qube: string, rules: Rule[]): IrRule[] {
   const out: IrRule[] = [];
   rules.forEach((r, i) => {
-    const origin = { text: `${qube} rule ${i}`, qube, ruleIndex: i };
+    const origin = { kind: 'rule', qube, index: i } as const;
     const verdict: Statement = r.action === 'accept' ? ACCEPT : reject(ADMIN_PROHIBITED);
     const m: Match[] = [];
     if (r.proto) m.push(eq('ip protocol', sym(r.proto)));
@@ -61,7 +61,7 @@ export function qubesRulesToIr(qube: string, rules: Rule[]): IrRule[] {
     else out.push(rule(origin, m, verdict));
   });
   // read_rules appends {'action': policy}; the policy is always drop, i.e. reject admin-prohibited.
-  out.push(rule({ text: `${qube} policy (drop)`, qube }, [], reject(ADMIN_PROHIBITED)));
+  out.push(rule({ kind: 'policy', qube }, [], reject(ADMIN_PROHIBITED)));
   return out;
 }
 
