@@ -230,7 +230,7 @@ async function breakStale(path: string, stale: Holder, dir: string): Promise<voi
     const cur = await readHolder(path);
     if (cur && cur.ino === stale.ino && !isLive(cur)) {
       await unlinkIfSame(path, stale.ino, cur.pid ?? undefined);
-      await removeLeftovers(dir, true).catch(() => undefined);
+      await removeLeftovers(dir, true, cur.pid ?? undefined).catch(() => undefined);
     }
   } finally {
     await unlinkIfSame(guard, guardIno, process.pid);
@@ -240,9 +240,12 @@ async function breakStale(path: string, stale: Holder, dir: string): Promise<voi
 /**
  * Remove temp files (`.qnet-tmp-*.<pid>.<hex>`) older than a minute whose writer is dead: what a
  * kill during an atomic write or a lock creation leaves. The top of the state directory always (one
- * readdir); with `deep`, also every qube directory (after a stale lock: a writer died).
+ * readdir); with `deep`, also every qube directory (after a stale lock: a writer died). The temp
+ * files of `deadHolder` (the writer that died holding the lock) go whatever their age: only the
+ * lock holder writes state files, and it is dead. The age rule covers pids we cannot judge (a
+ * state directory shared with another pid namespace).
  */
-export async function removeLeftovers(dir: string, deep = false): Promise<number> {
+export async function removeLeftovers(dir: string, deep = false, deadHolder?: number): Promise<number> {
   const dirs = [dir];
   if (deep)
     for (const cls of ['appvms', 'vm-templates']) {
@@ -260,7 +263,7 @@ export async function removeLeftovers(dir: string, deep = false): Promise<number
       const p = join(d, n);
       try {
         const st = await stat(p);
-        if (!st.isFile() || now - st.mtimeMs < TEMP_MAX_AGE_MS) continue;
+        if (!st.isFile() || (Number(m[1]) !== deadHolder && now - st.mtimeMs < TEMP_MAX_AGE_MS)) continue;
         await unlink(p);
         removed++;
       } catch {
