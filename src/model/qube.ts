@@ -49,4 +49,9 @@ export interface Model {
   uplink?: string;
   /** Keyed by name; iteration order is insertion order, kept sorted by the store. */
   qubes: Map<string, Qube>;
+  /**
+   * Set by the store when qubes.json has entries it could not read: those qubes are left out of
+   * `qubes` (one diagnostic each, naming the file), and the store refuses to rewrite qubes.json.
+   */
+  problems?: Diagnostic[];
 }

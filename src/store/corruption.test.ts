@@ -170,3 +170,54 @@ test('a FIFO or a symlink to /dev/zero as qubes.json is refused in one line nami
     assert.ok((await lstat(q)).isFIFO() || (await lstat(q)).isSymbolicLink());
   }
 });
+
+test('a broken qubes.json entry leaves that qube out with a problem; the file is never rewritten without it', async (t) => {
+  const { dir, store } = await seeded(t);
+  const q = join(dir, 'qubes.json');
+  const personalXml = join(dir, 'appvms/personal/firewall.xml');
+  const text = (await readFile(q, 'utf8')).replace('"yellow"', '"pink\\u001b[2J"');
+  await writeFile(q, text);
+  const xml = await readFile(personalXml);
+  const m = await store.load();
+  assert.equal(m.qubes.has('personal'), false);
+  assert.equal(m.problems!.length, 1);
+  const p = m.problems![0]!;
+  assert.equal(p.qube, 'personal');
+  assert.ok(p.message.startsWith(`${q}: qubes[3].label: `) && !/[\x00-\x1f]/.test(p.message), p.message);
+  assert.equal(verdict(m, 'work'), 'accept'); // the others work as before
+  await assert.rejects(store.loadQube('personal'), (e: unknown) => e instanceof QnetError && e.diag.file === q);
+  // a change to other qubes' rules works and rewrites neither qubes.json nor personal's file
+  await store.update((mm) => void rulesOf(mm.qubes.get('work')!)!.push(HTTPS));
+  assert.deepEqual((await store.load()).qubes.get('work')!.rules, [ACCEPT, HTTPS]);
+  // a change that would rewrite qubes.json is refused, naming it
+  for (const change of [(mm: Model) => void (mm.qubes.get('work')!.label = 'red'), (mm: Model) => void mm.qubes.delete('untrusted')]) {
+    const t0 = Date.now();
+    await assert.rejects(store.update(change), (e: unknown) => e instanceof QnetError && e.diag.file === q && e.message.includes('qubes[3]'));
+    assert.ok(Date.now() - t0 < 2000);
+  }
+  // dropping the problems from the model in hand does not make the file writable
+  await store.update((mm) => void delete mm.problems);
+  assert.equal(await readFile(q, 'utf8'), text);
+  assert.deepEqual(await readFile(personalXml), xml);
+});
+
+test('qubes.json entries that cannot be isolated stay an error of the whole file', async (t) => {
+  const { dir, store } = await seeded(t);
+  const q = join(dir, 'qubes.json');
+  const good = await readFile(q, 'utf8');
+  // default_netvm is sys-firewall: breaking its entry leaves every default-following qube unplaced
+  await writeFile(q, good.replace('"green"', '"pink"'));
+  await assert.rejects(store.load(), (e: unknown) => e instanceof QnetError && e.diag.file === q);
+  // breaking sys-net takes sys-firewall (its client) along, and with it default_netvm
+  const json = JSON.parse(good);
+  json.qubes.find((x: { name: string }) => x.name === 'sys-net').label = 'rot';
+  await writeFile(q, JSON.stringify(json));
+  await assert.rejects(store.load(), QnetError);
+  // two entries with one qid: neither is trusted
+  json.qubes.find((x: { name: string }) => x.name === 'sys-net').label = 'red';
+  json.qubes.find((x: { name: string }) => x.name === 'untrusted').qid = json.qubes.find((x: { name: string }) => x.name === 'vault').qid;
+  await writeFile(q, JSON.stringify(json));
+  const m = await store.load();
+  assert.deepEqual([...m.qubes.keys()].filter((n) => n === 'untrusted' || n === 'vault'), []);
+  assert.equal(m.problems!.length, 2);
+});

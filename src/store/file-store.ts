@@ -23,9 +23,9 @@ import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewal
 import { acquireLock, DEFAULT_LOCK_WAIT_MS, type Lock } from './lock.js';
 import { assertValidModel, cloneData, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
 import { firewallFilePath, qubesFilePath } from './paths.js';
-import { formatQubesFile, parseQubesFile } from './qubes-file.js';
+import { formatQubesFile, parseQubesFileIsolating } from './qubes-file.js';
 import { rulesUnknown } from './rules-problem.js';
-import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, readStateFile, StateFileError } from './state-file.js';
+import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, StateFileError } from './state-file.js';
 import type { Store } from './store.js';
 
 export const STORE_IO = 'QNET3023';
@@ -123,7 +123,11 @@ export class FileStore implements Store {
    * is no such qube.
    */
   async loadQube(name: string): Promise<Qube | undefined> {
-    const q = (await this.readQubes()).model.qubes.get(name);
+    const { model } = await this.readQubes();
+    const q = model.qubes.get(name);
+    // A qube whose entry is broken: say why, rather than "no such qube".
+    const problem = model.problems?.find((d) => d.qube === name);
+    if (!q && problem) throw new QnetError(problem);
     if (!q) return undefined;
     const r = await this.readRules(this.rulesPath(q.name, q.klass), q.name);
     return { ...cloneData({ ...q, rules: null }), rules: r.rules && r.rules.slice(), ...(r.problem ? { rulesProblem: { ...r.problem } } : {}) };
@@ -139,8 +143,13 @@ export class FileStore implements Store {
         const result = await change(model);
         // qubes.json's text as it was read passed every check when it was parsed: the same text
         // under the same keys needs no second look (a rule edit changes no qube's properties).
-        const text = formatQubesFile(model);
-        if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
+        let text = formatQubesFile(model);
+        if (read.problems?.length) {
+          // The file as read holds entries the model does not: writing it now would drop them. A
+          // change that leaves the readable part as it was keeps the file's own text (not written).
+          if (text !== formatQubesFile(read) || [...model.qubes].some(([k, q]) => k !== q.name)) throw brokenQubesFile(read.problems);
+          text = state.qubesText!;
+        } else if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
         await this.commit(state, read, model, text);
         return result;
       });
@@ -178,10 +187,11 @@ export class FileStore implements Store {
     const bytes = await readBounded(qpath, MAX_QUBES_BYTES);
     if (bytes === null) return { model: emptyModel(), qubesText: null };
     const qubesText = bytes.toString('utf8');
-    const r = parseQubesFile(qubesText, qpath);
+    const r = parseQubesFileIsolating(qubesText, qpath);
     if (!r.ok) throw brokenFile(r.error);
-    if (key !== null) this.qubesParsed = { key, text: qubesText, model: r.value };
-    return { model: r.value, qubesText };
+    const model = r.value.problems.length ? { ...r.value.model, problems: r.value.problems } : r.value.model;
+    if (key !== null) this.qubesParsed = { key, text: qubesText, model };
+    return { model, qubesText };
   }
 
   /**
@@ -481,11 +491,6 @@ function reasonOf(e: unknown): string {
   return `cannot read: ${e instanceof QnetError || e instanceof Error ? e.message : String(e)}`;
 }
 
-/** Control characters from a file (or its parser's echo of it) would split the line or reach a terminal. */
-export function oneLine(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' ? ' ' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
-}
 
 async function io<T>(path: string, verb: string, f: () => Promise<T>): Promise<T> {
   try {
@@ -498,6 +503,17 @@ async function io<T>(path: string, verb: string, f: () => Promise<T>): Promise<T
 function ioError(path: string, verb: string, e: unknown): QnetError {
   const why = e instanceof Error ? e.message : String(e);
   return new QnetError(diag(STORE_IO, `${path}: cannot ${verb}: ${why}`, { file: path }));
+}
+
+function brokenQubesFile(problems: Diagnostic[]): QnetError {
+  const [first] = problems;
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+  return new QnetError({
+    ...first!,
+    code: STORE_IO,
+    message: `${first!.message}${more}; this change would rewrite the file without the entries qnet cannot read`,
+    hint: 'fix the file by hand first; changes to rules of other qubes still work',
+  });
 }
 
 /** One error for a file with one or more problems; the file is left exactly as it is. */

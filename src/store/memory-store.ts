@@ -69,6 +69,7 @@ export function cloneModel(model: Model): Model {
     default_netvm: model.default_netvm,
     ...(model.uplink !== undefined ? { uplink: model.uplink } : {}),
     qubes: new Map([...model.qubes].map(([name, q]) => [name, cloneData(q) as Qube])),
+    ...(model.problems?.length ? { problems: cloneData(model.problems) } : {}),
   };
 }
 

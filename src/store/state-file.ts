@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { isCode } from './atomic.js';
 
-/** 64 MiB: a 100k-rule firewall.xml in qnet's layout is about 11 MB (bench/store-corrupt measures it). */
+/** 64 MiB: 100k realistic rules (bench/support.ts realisticRules) format to 24.7 MB; this is 2.5 times that. */
 export const MAX_FIREWALL_BYTES = 64 * 1024 * 1024;
 /** qubes.json: about 250 bytes a qube, so this holds far more qubes than qids exist (65,536). */
 export const MAX_QUBES_BYTES = 64 * 1024 * 1024;
@@ -75,4 +75,10 @@ function reason(e: unknown): string {
   if (code === 'ELOOP') return 'too many levels of symbolic links';
   if (code === 'EISDIR') return 'is a directory';
   return e instanceof Error ? e.message : String(e);
+}
+
+/** Control characters from a file (or its parser's echo of it) would split the line or reach a terminal. */
+export function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' ? ' ' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
