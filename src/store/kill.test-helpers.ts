@@ -83,9 +83,12 @@ export async function killRounds(dir: string, o: { rounds: number; budgetMs: num
       await Promise.all(
         kids.map(async (k) => {
           let out = '';
+          let err = '';
+          k.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
           k.stdout!.setEncoding('utf8');
           for await (const d of k.stdout!) if ((out += d).includes('ready')) return;
-          throw new Error(`writer exited before writing (${k.exitCode}): ${out}`);
+          if (k.exitCode === null && k.signalCode === null) await once(k, 'exit');
+          throw new Error(`writer exited before writing (${k.exitCode ?? k.signalCode}): ${out}${err}`);
         }),
       );
       await sleep(Math.random() * (o.jitterMs ?? 40));
