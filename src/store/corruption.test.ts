@@ -221,3 +221,16 @@ test('qubes.json entries that cannot be isolated stay an error of the whole file
   assert.deepEqual([...m.qubes.keys()].filter((n) => n === 'untrusted' || n === 'vault'), []);
   assert.equal(m.problems!.length, 2);
 });
+
+test('MemoryStore keeps the same guard: rules of a qube marked broken are not editable, only replaceable', async () => {
+  const { MemoryStore } = await import('./memory-store.js');
+  const m = defaultLayout();
+  const problem = { code: 'QNET3023', severity: 'error' as const, message: '/x/firewall.xml: not well-formed', file: '/x/firewall.xml' };
+  m.qubes.set('work', { ...m.qubes.get('work')!, rules: [], rulesProblem: problem });
+  const store = new MemoryStore(m);
+  await assert.rejects(store.update((mm) => void mm.qubes.get('work')!.rules!.push(ACCEPT)), (e: unknown) => e instanceof QnetError && e.diag.code === RULES_UNKNOWN);
+  await store.update((mm) => void (mm.qubes.get('personal')!.label = 'green'));
+  assert.deepEqual((await store.load()).qubes.get('work')!.rulesProblem, problem);
+  await store.update((mm) => replaceRules(mm.qubes.get('work')!, [HTTPS]));
+  assert.equal((await store.load()).qubes.get('work')!.rulesProblem, undefined);
+});
