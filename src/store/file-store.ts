@@ -22,7 +22,7 @@ import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAto
 import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewall-xml.js';
 import { acquireLock, DEFAULT_LOCK_WAIT_MS, type Lock } from './lock.js';
 import { assertValidModel, cloneData, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
-import { firewallFilePath, qubesFilePath } from './paths.js';
+import { firewallFilePath, lockFilePath, qubesFilePath } from './paths.js';
 import { formatQubesFile, parseQubesFileIsolating } from './qubes-file.js';
 import { rulesUnknown } from './rules-problem.js';
 import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, StateFileError } from './state-file.js';
@@ -101,7 +101,8 @@ export class FileStore implements Store {
   async holdLock(): Promise<Lock> {
     if (this.held) return this.held;
     await io(this.dir, 'create', () => mkdirDurable(this.dir));
-    const lock = await acquireLock(this.dir, { waitMs: this.lockWaitMs, role: 'daemon', ...(this.onLockWait ? { onWait: this.onLockWait } : {}) });
+    const opts = { waitMs: this.lockWaitMs, role: 'daemon' as const, ...(this.onLockWait ? { onWait: this.onLockWait } : {}) };
+    const lock = await io(lockFilePath(this.dir), 'lock', () => acquireLock(this.dir, opts));
     const held: Lock = {
       path: lock.path,
       release: async () => {
@@ -160,7 +161,8 @@ export class FileStore implements Store {
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
     if (this.held) return fn();
-    const lock = await acquireLock(this.dir, { waitMs: this.lockWaitMs, ...(this.onLockWait ? { onWait: this.onLockWait } : {}) });
+    const opts = { waitMs: this.lockWaitMs, ...(this.onLockWait ? { onWait: this.onLockWait } : {}) };
+    const lock = await io(lockFilePath(this.dir), 'lock', () => acquireLock(this.dir, opts));
     try {
       return await fn();
     } finally {

@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { link, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { diag } from '../model/diagnostics.js';
 import { QnetError } from '../model/result.js';
@@ -179,7 +179,7 @@ async function readHolder(path: string): Promise<Holder | undefined> {
     };
   } catch (e) {
     if (isCode(e, 'ENOENT')) return undefined;
-    if (isCode(e, 'EACCES') || isCode(e, 'EPERM')) throw noAccess(path, path, e);
+    if (isCode(e, 'EACCES') || isCode(e, 'EPERM')) throw noAccess(dirname(path), path, e);
     throw e;
   }
 }
