@@ -1,6 +1,7 @@
 // Qubes and the global properties, as data. Topology helpers (netvm chains, addresses) live in
 // topology.ts and addressing.ts. Reference: shared/reference/qubes-firewall.md §5.1,
 // qubes-networking-and-users.md §2.
+import type { Diagnostic } from './diagnostics.js';
 import type { RuleList } from './rule.js';
 
 export type QubeClass = 'AppVM' | 'DispVM' | 'TemplateVM' | 'StandaloneVM';
@@ -30,6 +31,12 @@ export interface Qube {
   state: PowerState;
   features: Record<string, string>;
   rules: RuleList;
+  /**
+   * Set by the store when the qube's firewall file cannot be read or parsed: the file and what is
+   * wrong, one line. `rules` is then `[]` (blocked: fail closed, never "no file, accept all"); the
+   * rules the file meant are unknown, so edits of them are refused (store/rules-problem.ts).
+   */
+  rulesProblem?: Diagnostic;
 }
 
 export interface Model {
@@ -42,4 +49,9 @@ export interface Model {
   uplink?: string;
   /** Keyed by name; iteration order is insertion order, kept sorted by the store. */
   qubes: Map<string, Qube>;
+  /**
+   * Set by the store when qubes.json has entries it could not read: those qubes are left out of
+   * `qubes` (one diagnostic each, naming the file), and the store refuses to rewrite qubes.json.
+   */
+  problems?: Diagnostic[];
 }

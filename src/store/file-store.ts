@@ -1,10 +1,16 @@
 // The state directory as the store (layout in paths.ts). Reads are plain reads; every change goes
 // through update(): lock, read, change, write only the files whose bytes differ, each atomically.
 //
-// Codes: QNET3001 lock busy (lock.ts); QNET3010/3011 qubes.json (qubes-file.ts); a broken
-// firewall.xml keeps the code its parser gave; QNET3022 a change that would write an invalid model;
-// QNET3023 a file that cannot be read or written (permissions, disk full, a directory in the way).
-import { readFile } from 'node:fs/promises';
+// One broken firewall.xml is that qube's problem only: load() hands the qube out blocked (`rules`
+// = [], `rulesProblem` = the file and what is wrong) and every other qube works as usual. The
+// broken file is never written or removed by an update unless the update replaced that qube's rules
+// wholesale (replaceRules in rules-problem.ts clears the mark; then the file is written fresh). A
+// rename or class change moves its bytes as they are; removing the qube removes it.
+//
+// Codes: QNET3001/3002 lock (lock.ts); QNET3010/3011 qubes.json (qubes-file.ts); a broken
+// firewall.xml keeps the code its parser gave (in rulesProblem); QNET3022 a change that would write
+// an invalid model; QNET3023 a file that cannot be read or written (permissions, disk full, a
+// directory or FIFO in the way, too big); QNET3024 a change to rules that are unknown.
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
@@ -14,10 +20,12 @@ import { QnetError } from '../model/result.js';
 import { isExpired, type Rule } from '../model/rule.js';
 import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
 import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewall-xml.js';
-import { withLock } from './lock.js';
+import { acquireLock, DEFAULT_LOCK_WAIT_MS, type Lock } from './lock.js';
 import { assertValidModel, cloneData, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
-import { firewallFilePath, qubesFilePath } from './paths.js';
-import { formatQubesFile, parseQubesFile } from './qubes-file.js';
+import { firewallFilePath, lockFilePath, qubesFilePath } from './paths.js';
+import { formatQubesFile, parseQubesFileIsolating } from './qubes-file.js';
+import { rulesUnknown } from './rules-problem.js';
+import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, StateFileError } from './state-file.js';
 import type { Store } from './store.js';
 
 export const STORE_IO = 'QNET3023';
@@ -28,11 +36,28 @@ interface RulesOnDisk {
   name: string;
   klass: QubeClass;
   path: string;
-  /** The file's bytes; null = no file (accept everything). */
+  /** The file's bytes; null = no file (accept everything), or a broken file that could not be read. */
   raw: Buffer | null;
   rules: Rule[] | null;
   /** `raw` is exactly `formatFirewallXml(rules)`: rules added at the end can be appended to it. */
   canonical: boolean;
+  /** The file is there but broken: `rules` is [] (blocked) and the file is left as it is. */
+  problem?: Diagnostic;
+}
+
+/** What one qube's file holds, as read (or cached). */
+interface ReadRules {
+  raw: Buffer | null;
+  rules: Rule[] | null;
+  canonical: boolean;
+  problem?: Diagnostic;
+}
+
+export interface FileStoreOptions extends StoreOptions {
+  /** How long update() waits for another writer's lock (default 10 s). */
+  lockWaitMs?: number;
+  /** Called once per update that has to wait, with the pid holding the lock (null when unknown). */
+  onLockWait?: (holderPid: number | null) => void;
 }
 
 /** What one read saw: the basis for deciding what a change has to write. */
@@ -50,16 +75,43 @@ export class FileStore implements Store {
    * its own lists, but the rule objects in them are frozen and shared: an in-place change of a rule
    * throws instead of corrupting the cache (editors build new rules, as every one of qnet's does).
    */
-  private readonly parsed = new Map<string, { key: string; raw: Buffer; rules: Rule[]; canonical: boolean }>();
+  private readonly parsed = new Map<string, { key: string; raw: Buffer; rules: Rule[]; canonical: boolean; problem?: Diagnostic }>();
   /** qubes.json as last parsed, reused while its stat key holds (as `parsed`); handed out as copies. */
   private qubesParsed?: { key: string; text: string; model: Model };
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly lockWaitMs: number;
+  private readonly onLockWait?: (holderPid: number | null) => void;
+  /** The lock taken by holdLock(): while set, updates do not take it again. */
+  private held?: Lock;
 
   constructor(
     readonly dir: string,
-    opts: StoreOptions = {},
+    opts: FileStoreOptions = {},
   ) {
     this.now = opts.now ?? Date.now;
+    this.lockWaitMs = opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS;
+    if (opts.onLockWait) this.onLockWait = opts.onLockWait;
+  }
+
+  /**
+   * Take the writer lock for as long as the caller likes (the daemon: its whole life), marked
+   * role=daemon so other writers give up at once, naming its pid. Until the lock is released,
+   * this store's updates run under it without taking it again.
+   */
+  async holdLock(): Promise<Lock> {
+    if (this.held) return this.held;
+    await io(this.dir, 'create', () => mkdirDurable(this.dir));
+    const opts = { waitMs: this.lockWaitMs, role: 'daemon' as const, ...(this.onLockWait ? { onWait: this.onLockWait } : {}) };
+    const lock = await io(lockFilePath(this.dir), 'lock', () => acquireLock(this.dir, opts));
+    const held: Lock = {
+      path: lock.path,
+      release: async () => {
+        if (this.held === held) delete this.held;
+        await lock.release();
+      },
+    };
+    this.held = held;
+    return held;
   }
 
   async load(): Promise<Model> {
@@ -72,34 +124,50 @@ export class FileStore implements Store {
    * is no such qube.
    */
   async loadQube(name: string): Promise<Qube | undefined> {
-    const q = (await this.readQubes()).model.qubes.get(name);
+    const { model } = await this.readQubes();
+    const q = model.qubes.get(name);
+    // A qube whose entry is broken: say why, rather than "no such qube".
+    const problem = model.problems?.find((d) => d.qube === name);
+    if (!q && problem) throw new QnetError(problem);
     if (!q) return undefined;
-    const path = this.rulesPath(q.name, q.klass);
-    const key = statKey(path);
-    const hit = key === null ? undefined : this.parsed.get(path);
-    const raw = key === null ? null : hit && hit.key === key ? hit.raw : await readOrNull(path);
-    const rules = raw === null ? null : this.parseRules(path, q.name, raw, key!).rules;
-    return { ...cloneData({ ...q, rules: null }), rules: rules && rules.slice() };
+    const r = await this.readRules(this.rulesPath(q.name, q.klass), q.name);
+    return { ...cloneData({ ...q, rules: null }), rules: r.rules && r.rules.slice(), ...(r.problem ? { rulesProblem: { ...r.problem } } : {}) };
   }
 
   update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
     // Updates from this process queue up; the lock file refuses writers in other processes.
     const run = this.tail.then(async () => {
       await io(this.dir, 'create', () => mkdirDurable(this.dir));
-      return withLock(this.dir, async () => {
+      return this.locked(async () => {
         const { model: read, state } = await this.read();
         const model = cloneRead(read);
         const result = await change(model);
         // qubes.json's text as it was read passed every check when it was parsed: the same text
         // under the same keys needs no second look (a rule edit changes no qube's properties).
-        const text = formatQubesFile(model);
-        if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
+        let text = formatQubesFile(model);
+        if (read.problems?.length) {
+          // The file as read holds entries the model does not: writing it now would drop them. A
+          // change that leaves the readable part as it was keeps the file's own text (not written).
+          if (text !== formatQubesFile(read) || [...model.qubes].some(([k, q]) => k !== q.name)) throw brokenQubesFile(read.problems);
+          text = state.qubesText!;
+        } else if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
         await this.commit(state, read, model, text);
         return result;
       });
     });
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.held) return fn();
+    const opts = { waitMs: this.lockWaitMs, ...(this.onLockWait ? { onWait: this.onLockWait } : {}) };
+    const lock = await io(lockFilePath(this.dir), 'lock', () => acquireLock(this.dir, opts));
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
   }
 
   /** qubes.json, parsed; the model is shared with the cache: read-only (callers copy it). */
@@ -118,12 +186,14 @@ export class FileStore implements Store {
     const key = statKey(qpath);
     const hit = this.qubesParsed;
     if (key !== null && hit?.key === key) return { model: hit.model, qubesText: hit.text };
-    const qubesText = await readOrNull(qpath, 'utf8');
-    if (qubesText === null) return { model: emptyModel(), qubesText };
-    const r = parseQubesFile(qubesText, qpath);
+    const bytes = await readBounded(qpath, MAX_QUBES_BYTES);
+    if (bytes === null) return { model: emptyModel(), qubesText: null };
+    const qubesText = bytes.toString('utf8');
+    const r = parseQubesFileIsolating(qubesText, qpath);
     if (!r.ok) throw brokenFile(r.error);
-    if (key !== null) this.qubesParsed = { key, text: qubesText, model: r.value };
-    return { model: r.value, qubesText };
+    const model = r.value.problems.length ? { ...r.value.model, problems: r.value.problems } : r.value.model;
+    if (key !== null) this.qubesParsed = { key, text: qubesText, model };
+    return { model, qubesText };
   }
 
   /**
@@ -139,16 +209,14 @@ export class FileStore implements Store {
       const q: Qube = { ...q0 }; // the cache's qube stays as parsed
       model.qubes.set(name, q);
       const path = this.rulesPath(q.name, q.klass);
-      const key = statKey(path);
-      const take = (raw: Buffer | null) => {
-        const parsed = raw === null ? null : this.parseRules(path, q.name, raw, key!);
-        q.rules = parsed && parsed.rules;
-        byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical: !!parsed?.canonical });
+      const take = (r: ReadRules) => {
+        q.rules = r.rules;
+        if (r.problem) q.rulesProblem = r.problem;
+        byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, ...r });
       };
-      const hit = key === null ? undefined : this.parsed.get(path);
-      if (key === null) take(null);
-      else if (hit && hit.key === key) take(hit.raw);
-      else misses.push(readOrNull(path).then(take));
+      const known = this.cached(path, q.name);
+      if (known) take(known);
+      else misses.push(this.readRules(path, q.name).then(take));
     }
     await Promise.all(misses);
     const live = new Set([...byQid.values()].map((d) => d.path));
@@ -156,20 +224,62 @@ export class FileStore implements Store {
     return { model, state: { qubesText, byQid } };
   }
 
-  private parseRules(path: string, qube: string, raw: Buffer, key: string): { rules: Rule[]; canonical: boolean } {
+  /**
+   * What `path` holds without reading it (no file, or unchanged since it was parsed); undefined when
+   * it has to be read. A path that cannot even be stat'ed (its directory unreadable) is a problem.
+   */
+  private cached(path: string, qube: string): ReadRules | undefined {
+    let key: string | null;
+    try {
+      key = statKey(path);
+    } catch (e) {
+      return { raw: null, rules: [], canonical: false, problem: rulesProblem(path, qube, reasonOf(e)) };
+    }
+    if (key === null) return { raw: null, rules: null, canonical: false };
+    const hit = this.parsed.get(path);
+    return hit && hit.key === key ? hit : undefined;
+  }
+
+  /**
+   * One qube's rules from its file. Never throws for the file's sake: a file that is not a regular
+   * file, too big, unreadable or not a valid firewall.xml gives `rules` [] and a problem (blocked).
+   */
+  private async readRules(path: string, qube: string): Promise<ReadRules> {
+    const known = this.cached(path, qube);
+    if (known) return known;
+    const key = statKey(path); // cached() just stat'ed it without an error
+    let raw: Buffer | null;
+    try {
+      raw = await readStateFile(path, MAX_FIREWALL_BYTES);
+    } catch (e) {
+      return { raw: null, rules: [], canonical: false, problem: rulesProblem(path, qube, reasonOf(e)) };
+    }
+    if (raw === null) return { raw: null, rules: null, canonical: false };
+    return this.parseRules(path, qube, raw, key ?? '');
+  }
+
+  private parseRules(path: string, qube: string, raw: Buffer, key: string): ReadRules {
     const hit = this.parsed.get(path);
     if (hit && (hit.raw === raw || hit.raw.equals(raw))) {
       hit.key = key;
       return hit;
     }
     const r = readFirewallXml(raw.toString('utf8'));
-    if (!r.ok) {
-      const at = r.error.ruleIndex === undefined ? '' : `rule ${r.error.ruleIndex}: `;
-      throw brokenFile([{ ...r.error, file: path, qube, message: `${path}: ${at}${r.error.message}` }]);
-    }
-    // A version 1 file stays as it is on disk until this qube's rules change (then it is written as 2).
-    const entry = { key, raw, rules: freezeRules(r.value.rules), canonical: r.value.canonical };
-    this.parsed.set(path, entry);
+    // A broken file is cached too (by its stat key), so a big one is not parsed again every time.
+    const entry = r.ok
+      ? // A version 1 file stays as it is on disk until this qube's rules change (then it is written as 2).
+        { key, raw, rules: freezeRules(r.value.rules), canonical: r.value.canonical }
+      : {
+          key,
+          raw,
+          rules: [] as Rule[],
+          canonical: false,
+          problem: {
+            ...rulesProblem(path, qube, `${r.error.ruleIndex === undefined ? '' : `rule ${r.error.ruleIndex}: `}${r.error.message}`),
+            code: r.error.code,
+          },
+        };
+    if (key) this.parsed.set(path, entry);
     return entry;
   }
 
@@ -223,8 +333,21 @@ export class FileStore implements Store {
       const path = this.rulesPath(q.name, q.klass);
       const prev = state.byQid.get(q.qid);
       const moved = prev === undefined || prev.path !== path;
-      // Comparing data first spares formatting a big unchanged list; bytes decide in the end.
-      const same = prev !== undefined && (sameItems(q.rules, prev.rules) || sameData(q.rules, prev.rules));
+      if (q.rulesProblem) {
+        // Still marked: the change did not replace the rules, so the file stays exactly as it is
+        // (moved as bytes with a rename). Rules edited under the mark were edited blind: refused.
+        if (prev?.problem === undefined || q.rules === null || q.rules.length !== 0) throw new QnetError(rulesUnknown(q));
+        if (moved) {
+          if (prev.raw === null)
+            throw new QnetError({ ...rulesUnknown(q), message: `${prev.path}: cannot move a file qnet cannot read (${prev.problem.message})` });
+          writes.push({ path, data: prev.raw });
+        }
+        byQid.set(q.qid, { ...prev, qid: q.qid, name: q.name, klass: q.klass, path });
+        continue;
+      }
+      // Comparing data first spares formatting a big unchanged list; bytes decide in the end. A
+      // broken file's [] is not its content: replaced rules are always written.
+      const same = prev !== undefined && prev.problem === undefined && (sameItems(q.rules, prev.rules) || sameData(q.rules, prev.rules));
       let raw: Buffer | null;
       let canonical = false;
       if (q.rules === null) {
@@ -250,7 +373,9 @@ export class FileStore implements Store {
       byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical });
     }
     const used = new Set([...byQid.values()].map((d) => d.path));
-    const stale = [...state.byQid.values()].filter((d) => !used.has(d.path)).map((d) => d.path);
+    // A removed qube's broken file goes with it, unless it is not a file we could read (a directory,
+    // a FIFO, no permission): that was put there by hand and is left to the hand.
+    const stale = [...state.byQid.values()].filter((d) => !used.has(d.path) && !(d.problem && d.raw === null)).map((d) => d.path);
     const qubesText = text ?? formatQubesFile(model);
     const qubesChanged = qubesText !== (state.qubesText ?? formatQubesFile(emptyModel()));
 
@@ -343,16 +468,31 @@ function freeName(base: string, taken: Set<string>): string {
   return name;
 }
 
-async function readOrNull(path: string): Promise<Buffer | null>;
-async function readOrNull(path: string, enc: 'utf8'): Promise<string | null>;
-async function readOrNull(path: string, enc?: 'utf8'): Promise<Buffer | string | null> {
+/** A state file that must be readable for anything to work (qubes.json): refused in one line. */
+async function readBounded(path: string, max: number): Promise<Buffer | null> {
   try {
-    return enc ? await readFile(path, enc) : await readFile(path);
+    return await readStateFile(path, max);
   } catch (e) {
-    if (isCode(e, 'ENOENT')) return null;
+    if (e instanceof StateFileError) throw new QnetError(diag(STORE_IO, oneLine(e.message), { file: path }));
     throw ioError(path, 'read', e);
   }
 }
+
+/** The mark on a qube whose file is broken: the file and what is wrong, one line. */
+function rulesProblem(path: string, qube: string, reason: string): Diagnostic {
+  return diag(STORE_IO, oneLine(`${path}: ${reason}`), {
+    file: path,
+    qube,
+    hint: 'the qube is blocked until the file is fixed by hand or its rules are replaced',
+  });
+}
+
+function reasonOf(e: unknown): string {
+  if (e instanceof StateFileError) return e.reason;
+  if (isCode(e, 'EACCES') || isCode(e, 'EPERM')) return 'cannot read: permission denied';
+  return `cannot read: ${e instanceof QnetError || e instanceof Error ? e.message : String(e)}`;
+}
+
 
 async function io<T>(path: string, verb: string, f: () => Promise<T>): Promise<T> {
   try {
@@ -365,6 +505,17 @@ async function io<T>(path: string, verb: string, f: () => Promise<T>): Promise<T
 function ioError(path: string, verb: string, e: unknown): QnetError {
   const why = e instanceof Error ? e.message : String(e);
   return new QnetError(diag(STORE_IO, `${path}: cannot ${verb}: ${why}`, { file: path }));
+}
+
+function brokenQubesFile(problems: Diagnostic[]): QnetError {
+  const [first] = problems;
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+  return new QnetError({
+    ...first!,
+    code: STORE_IO,
+    message: `${first!.message}${more}; this change would rewrite the file without the entries qnet cannot read`,
+    hint: 'fix the file by hand first; changes to rules of other qubes still work',
+  });
 }
 
 /** One error for a file with one or more problems; the file is left exactly as it is. */

@@ -8,6 +8,7 @@ import { QnetError } from '../model/result.js';
 import { isExpired } from '../model/rule.js';
 import type { Store } from './store.js';
 import { checkModel } from './qubes-file.js';
+import { rulesUnknown } from './rules-problem.js';
 
 export const MODEL_INVALID = 'QNET3022';
 
@@ -35,6 +36,9 @@ export class MemoryStore implements Store {
       const next = cloneModel(this.model);
       const result = await change(next);
       assertValidModel(next);
+      // The same guard as FileStore: rules of a qube marked broken are unknown, so not editable.
+      for (const q of next.qubes.values())
+        if (q.rulesProblem && (q.rules === null || q.rules.length !== 0)) throw new QnetError(rulesUnknown(q));
       const before = new Map([...this.model.qubes.values()].map((q) => [q.qid, q.rules]));
       const nowSec = this.now() / 1000;
       for (const q of next.qubes.values())
@@ -69,6 +73,7 @@ export function cloneModel(model: Model): Model {
     default_netvm: model.default_netvm,
     ...(model.uplink !== undefined ? { uplink: model.uplink } : {}),
     qubes: new Map([...model.qubes].map(([name, q]) => [name, cloneData(q) as Qube])),
+    ...(model.problems?.length ? { problems: cloneData(model.problems) } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import { diag, type Diagnostic } from '../model/diagnostics.js';
 import { LABELS, QUBE_CLASSES, type Model, type Qube } from '../model/qube.js';
 import { err, ok, type Result } from '../model/result.js';
 import { checkTopology, isUplink, validateQubeName } from '../model/topology.js';
+import { oneLine } from './state-file.js';
 
 export const QUBES_FILE_VERSION = 1;
 export const QUBES_JSON_SYNTAX = 'QNET3010';
@@ -45,6 +46,69 @@ export function parseQubesFile(text: string, file = 'qubes.json'): Result<Model,
     return err([diag(QUBES_JSON_SYNTAX, `${file}: not valid JSON: ${why}`, { file })]);
   }
   return fromJson(json, (path, msg) => diag(QUBES_JSON_INVALID, `${file}: ${path}: ${msg}`, { file }));
+}
+
+/**
+ * parseQubesFile, but a broken qube entry is that qube's problem only: it is left out of the model
+ * and reported in `problems` (one line each, naming the file and the entry), with the qubes that
+ * name it as their netvm (they cannot be placed). What cannot be isolated is still an error of the
+ * whole file: not JSON, a bad top level, a broken entry that default_netvm names, a topology error
+ * among the readable entries. A model with problems must not be written back (it would lose them).
+ */
+export function parseQubesFileIsolating(text: string, file = 'qubes.json'): Result<{ model: Model; problems: Diagnostic[] }, Diagnostic[]> {
+  const strict = parseQubesFile(text, file);
+  if (strict.ok) return ok({ model: strict.value, problems: [] });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return strict;
+  }
+  if (!isObject(json) || !Array.isArray(json.qubes)) return strict;
+  const entries = json.qubes as unknown[];
+  const bad = new Map<number, string[]>(); // entry index → its issues
+  const names = new Map<number, string>();
+  const byName = new Map<string, number[]>();
+  const byQid = new Map<unknown, number[]>();
+  entries.forEach((raw, i) => {
+    const issues: string[] = [];
+    qubeFromJson(raw, `qubes[${i}]`, (path, msg) => void issues.push(`${path}: ${msg}`));
+    if (issues.length) bad.set(i, issues);
+    if (isObject(raw) && typeof raw.name === 'string') {
+      names.set(i, raw.name);
+      byName.set(raw.name, [...(byName.get(raw.name) ?? []), i]);
+    }
+    if (isObject(raw)) byQid.set(raw.qid, [...(byQid.get(raw.qid) ?? []), i]);
+  });
+  // Two entries with one name or qid: neither can be trusted to be the real one.
+  for (const [what, groups] of [['name', byName], ['qid', byQid]] as const)
+    for (const [v, at] of groups)
+      if (at.length > 1) for (const i of at) bad.set(i, [...(bad.get(i) ?? []), `qubes[${i}].${what}: ${show(v)} is also the ${what} of qubes[${at.find((j) => j !== i)}]`]);
+  // Qubes whose netvm is a dropped entry go too, until nothing more changes.
+  const dropped = () => new Set([...bad.keys()].map((i) => names.get(i)).filter((n): n is string => n !== undefined));
+  for (let grew = true; grew; ) {
+    grew = false;
+    const gone = dropped();
+    entries.forEach((raw, i) => {
+      if (bad.has(i) || !isObject(raw) || typeof raw.netvm !== 'string' || !gone.has(raw.netvm)) return;
+      bad.set(i, [`qubes[${i}].netvm: '${raw.netvm}' is an entry qnet cannot read`]);
+      grew = true;
+    });
+  }
+  const gone = dropped();
+  if (bad.size === 0 || (typeof json.default_netvm === 'string' && gone.has(json.default_netvm))) return strict;
+  const rest = parseQubesFile(JSON.stringify({ ...json, qubes: entries.filter((_, i) => !bad.has(i)) }), file);
+  if (!rest.ok) return strict;
+  const problems = [...bad].map(([i, issues]) => {
+    const more = issues.length > 3 ? `; and ${issues.length - 3} more` : '';
+    const name = names.get(i);
+    return diag(QUBES_JSON_INVALID, oneLine(`${file}: ${issues.slice(0, 3).join('; ')}${more}`), {
+      file,
+      ...(name !== undefined && validateQubeName(name).ok ? { qube: name } : {}),
+      hint: 'this qube is left out until the file is fixed by hand; qnet will not rewrite qubes.json meanwhile',
+    });
+  });
+  return ok({ model: rest.value, problems });
 }
 
 /**

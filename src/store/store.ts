@@ -5,7 +5,12 @@ import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 
 export interface Store {
-  /** Qubes, globals and every qube's rules. A broken file is a QnetError naming it. */
+  /**
+   * Qubes, globals and every qube's rules. A qube whose firewall file is broken is there, blocked
+   * (`rules` = [], `rulesProblem` names the file: see rules-problem.ts); a broken qubes.json entry
+   * is left out and reported in `model.problems`. What cannot be isolated (qubes.json not JSON, not
+   * a regular file, …) is a QnetError naming the file.
+   */
   load(): Promise<Model>;
   /**
    * Read-modify-write under the writer lock: loads the model, lets `change` edit it in place
@@ -14,12 +19,14 @@ export interface Store {
    * changed, each atomically. If `change` throws, nothing is written. Returns what `change` returned.
    * `effect` says what the change touches (default: anything); stores that drive the kernel use it
    * to take the smallest path, plain stores ignore it.
+   * A qube still marked with `rulesProblem` must keep `rules` = [] (refused otherwise, QNET3024);
+   * replaceRules() clears the mark and sets new rules, which are then written over the broken file.
    */
   update<T>(change: (model: Model) => T | Promise<T>, effect?: Effect): Promise<T>;
   /**
    * Optional, for commands that only read one qube: that qube (a copy) with its rules, undefined
    * when there is no such qube. A store may then skip reading other qubes' rules, so a broken file
-   * of another qube is not reported here (load() still reports it); the qube's own file is.
+   * of another qube is not read here; the qube's own broken file marks it as load() does.
    */
   loadQube?(name: string): Promise<Qube | undefined>;
 }

@@ -1,0 +1,84 @@
+// Reading a file of the state directory as hostile input: only a regular file, only up to a bound.
+// A FIFO in place of a file would hang a plain read (open blocks until a writer comes), a symlink to
+// /dev/zero would grow the process without end, a directory gives EISDIR. O_NONBLOCK makes open of
+// a FIFO return at once; fstat on the open descriptor (not a stat of the path before, which a swap
+// could race) decides. Symlinks are followed: root may keep qubes.json elsewhere; the target must
+// still be a regular file within the bound.
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { isCode } from './atomic.js';
+
+/** 64 MiB: 100k realistic rules (bench/support.ts realisticRules) format to 24.7 MB; this is 2.5 times that. */
+export const MAX_FIREWALL_BYTES = 64 * 1024 * 1024;
+/** qubes.json: about 250 bytes a qube, so this holds far more qubes than qids exist (65,536). */
+export const MAX_QUBES_BYTES = 64 * 1024 * 1024;
+
+/** Why a file could not be read, as one line without the path (the caller names the file). */
+export class StateFileError extends Error {
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`${path}: ${reason}`);
+    this.name = 'StateFileError';
+  }
+}
+
+/**
+ * The bytes of `path`, or null when there is no such file. Anything else that is not a regular
+ * file of at most `maxBytes` throws StateFileError (EACCES, EIO and the like too).
+ */
+export async function readStateFile(path: string, maxBytes: number): Promise<Buffer | null> {
+  let fh;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return null;
+    throw new StateFileError(path, `cannot read: ${reason(e)}`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new StateFileError(path, `is ${kind(st)}, not a regular file`);
+    if (st.size > maxBytes) throw new StateFileError(path, `is ${st.size} bytes, more than the ${maxBytes} qnet reads`);
+    // Read to EOF, not to st.size: a file that grows meanwhile is still bounded.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(Math.max(st.size - total, 0) + 1, maxBytes + 1 - total, 1 << 24) || 1);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > maxBytes) throw new StateFileError(path, `is more than the ${maxBytes} bytes qnet reads`);
+      chunks.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+  } catch (e) {
+    if (e instanceof StateFileError) throw e;
+    throw new StateFileError(path, `cannot read: ${reason(e)}`);
+  } finally {
+    await fh.close();
+  }
+}
+
+function kind(st: import('node:fs').Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function reason(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ELOOP') return 'too many levels of symbolic links';
+  if (code === 'EISDIR') return 'is a directory';
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Control characters from a file (or its parser's echo of it) would split the line or reach a terminal. */
+export function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' ? ' ' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}

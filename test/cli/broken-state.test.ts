@@ -1,0 +1,81 @@
+// Issue 9 items 1 and 2 through the CLI: one broken firewall.xml (or a FIFO, or a symlink to
+// /dev/zero) stops only what needs that qube's rules; everything else answers, each command within
+// 2 s, and the broken file is never rewritten. What the CLI prints for the broken qube itself (ls
+// marking it, check saying the answer is unknown) is the operations layer's; here: it stays blocked.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { lstatSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { StateDir } from './helpers.js';
+
+const OTHERS = ['ls -n', 'ls', 'prefs personal netvm', 'firewall personal', 'check personal 203.0.113.10:80', 'matrix --json', 'firewall personal add accept proto=icmp', 'prefs personal label green', 'create fresh'];
+
+const kinds: { name: string; make(path: string): void; bytes: boolean }[] = [
+  { name: 'not well-formed', make: (p) => writeFileSync(p, 'garbage<'), bytes: true },
+  { name: 'a FIFO', make: (p) => (unlinkSync(p), spawnSync('mkfifo', [p])), bytes: false },
+  { name: 'a symlink to /dev/zero', make: (p) => (unlinkSync(p), symlinkSync('/dev/zero', p)), bytes: false },
+];
+
+for (const k of kinds) {
+  describe(`work's firewall.xml is ${k.name}`, () => {
+    const s = new StateDir();
+    const file = s.path('appvms', 'work', 'firewall.xml');
+    let before0 = '';
+    before(async () => {
+      await s.ok('init');
+      await s.ok('firewall work set', 'action=accept\n'); // wide open: a fail-open bug would show
+      k.make(file);
+      const st = lstatSync(file);
+      before0 = `${st.ino}:${st.mode}:${k.bytes ? readFileSync(file, 'hex') : ''}`;
+    });
+    after(() => s.cleanup());
+
+    for (const cmd of OTHERS)
+      test(`${cmd}: answers within 2 s`, { timeout: 10_000 }, async () => {
+        const t0 = Date.now();
+        const r = await s.run(cmd);
+        assert.equal(r.code, 0, r.err);
+        assert.ok(Date.now() - t0 < 2000, `${Date.now() - t0} ms`);
+      });
+
+    test('an edit of work\'s rules is refused in one line naming the file', { timeout: 10_000 }, async () => {
+      const r = await s.run('firewall work add accept proto=tcp');
+      assert.equal(r.code, 1);
+      assert.ok(r.err.includes(file), r.err);
+      assert.equal(r.err.trimEnd().split('\n').length, 1, r.err);
+    });
+
+    test('work stays blocked: no path out of it is accepted', { timeout: 10_000 }, async () => {
+      const r = await s.run('check work 203.0.113.10:80');
+      assert.doesNotMatch(r.out, /: ACCEPT/);
+      const m = JSON.parse(await s.ok('matrix --json'));
+      // its own netvm answers (as for any qube with an empty rule list); nothing beyond it does
+      assert.notEqual(m.cells.work.outside, 'accept');
+      for (const [to, v] of Object.entries(m.cells.work)) if (!to.startsWith('sys-')) assert.notEqual(v, 'accept', `work → ${to}`);
+    });
+
+    test('the broken file is left exactly as it was', () => {
+      const st = lstatSync(file);
+      assert.equal(`${st.ino}:${st.mode}:${k.bytes ? readFileSync(file, 'hex') : ''}`, before0);
+    });
+  });
+}
+
+describe('qubes.json is a FIFO', () => {
+  const s = new StateDir();
+  before(async () => {
+    await s.ok('init');
+    unlinkSync(s.path('qubes.json'));
+    spawnSync('mkfifo', [s.path('qubes.json')]);
+  });
+  after(() => s.cleanup());
+  for (const cmd of ['ls', 'firewall work', 'firewall work add accept'])
+    test(`${cmd}: refused in one line naming the file, within 2 s`, { timeout: 10_000 }, async () => {
+      const t0 = Date.now();
+      const r = await s.run(cmd);
+      assert.notEqual(r.code, 0);
+      assert.ok(r.err.includes(s.path('qubes.json')), r.err);
+      assert.equal(r.err.trimEnd().split('\n').length, 1, r.err);
+      assert.ok(Date.now() - t0 < 2000);
+    });
+});
