@@ -6,7 +6,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Backend, Flow } from '../backend/backend.js';
-import { compile, compileClient, namesToResolve, type ClientFragment } from '../compile/compile.js';
+import { compile, compileClient, namesToResolve, type ClientFragment, type CompileInput } from '../compile/compile.js';
 import type { Resolution, Resolver } from '../compile/dns.js';
 import { clientChain, clientOwns, FIREWALL_TABLE } from '../compile/names.js';
 import type { Chain, NamedMap, NamedSet, Ruleset, Table } from '../ir/types.js';
@@ -255,6 +255,57 @@ export class Engine {
         return old === undefined || !onlyOpens(effectiveRules(old, now), effectiveRules(model.qubes.get(c)!.rules, now));
       });
       if (await this.applyNode(model, nv, before, after, canonical)) await this.cutForbiddenFlows(model, nv, after, mayClose);
+    }
+    return true;
+  }
+
+  /**
+   * The rule-edit path of an engine that loaded nothing (the offline CLI): the kernel is assumed to
+   * hold compile(`before`), and `model` differs from it only in some qubes' rules. Each edited
+   * client is compiled alone, before and after, and its netvm gets one delta of that client's chain
+   * and sets; nothing else is compiled or diffed. False (then converge, which has the fail-closed
+   * ladder) when a node is named in the untidy file, a client is new to its netvm, or the load fails.
+   */
+  async applyRuleEditsAssumed(model: Model, before: Model): Promise<boolean> {
+    const now = this.deps.now();
+    const leftovers = await this.readUntidyFile();
+    const byNetvm = new Map<string, string[]>();
+    const only = new Set<string>();
+    for (const [name, q] of model.qubes) {
+      if (before.qubes.get(name)?.rules === q.rules) continue;
+      const nv = netvmName(model, q);
+      if (q.state !== 'Running' || nv === null || model.qubes.get(nv)?.state !== 'Running') continue;
+      if (leftovers.has(nv)) return false;
+      byNetvm.set(nv, [...(byNetvm.get(nv) ?? []), name]);
+      only.add(name);
+      for (const x of netvmChain(model, q)) only.add(x.name);
+    }
+    if (!byNetvm.size) return true;
+    // The plan of the edited clients and their netvms only: all compileClient needs.
+    const plan = planNetwork(model, { ...this.deps.planOptions, uplink: this.deps.uplink, only });
+    await this.resolve(before, now, only);
+    await this.resolve(model, now, only);
+    for (const [nv, clients] of byNetvm) {
+      const was = clientsRuleset({ model: before, plan, resolutions: this.resolutions, now }, nv, clients);
+      const want = clientsRuleset({ model, plan, resolutions: this.resolutions, now }, nv, clients, (d) => this.emit({ type: 'warning', diag: d }));
+      if (!was || !want) return false;
+      if (diffTransaction(was, want).size === 0) continue;
+      this.handled++;
+      try {
+        await this.deps.backend.apply(nv, was, want);
+      } catch {
+        return false; // nothing changed (nft is atomic): converge takes the usual ladder
+      }
+      this.markApplied(model, nv, want, now);
+      this.emit({ type: 'applied', node: nv, full: false });
+      const mayClose = clients.filter((c) => !onlyOpens(effectiveRules(before.qubes.get(c)!.rules, now), effectiveRules(model.qubes.get(c)!.rules, now)));
+      if (!mayClose.length) continue;
+      // Flows are judged by the node's whole forward path, so a tightening compiles the node (after
+      // the load: the kernel enforces the edit meanwhile).
+      const running = new Set([...model.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+      const full = planNetwork(model, { ...this.deps.planOptions, uplink: this.deps.uplink, only: running });
+      const node = compile({ model, plan: { ...full, nodes: full.nodes.filter((n) => n.name === nv) }, resolutions: this.resolutions, now }).rulesets.get(nv);
+      if (node) await this.cutForbiddenFlows(model, nv, node, mayClose);
     }
     return true;
   }
@@ -535,6 +586,26 @@ function renameSetsApart(fr: ClientFragment, live: ReadonlyMap<string, NamedSet 
       })),
     },
   };
+}
+
+/**
+ * A ruleset of just these clients' chains and sets in `netvm`'s firewall tables: what compile()
+ * puts there for them. Diffed against the same for the old rules, it is the edit's delta. Null if a
+ * client has no chain there (nothing to patch: the full path adds it to the dispatch map too).
+ */
+function clientsRuleset(input: CompileInput, netvm: string, clients: readonly string[], warn?: (d: Diagnostic) => void): Ruleset | null {
+  const tables = new Map<string, Table>();
+  for (const c of clients) {
+    const { fragments, diagnostics } = compileClient(input, netvm, c);
+    for (const d of diagnostics) if (d.severity === 'warning') warn?.(d);
+    if (!fragments.length) return null;
+    for (const f of fragments) {
+      const t = tables.get(f.family) ?? tables.set(f.family, { family: f.family, name: FIREWALL_TABLE, sets: [], chains: [] }).get(f.family)!;
+      t.chains.push(f.chain);
+      t.sets.push(...f.sets);
+    }
+  }
+  return { tables: [...tables.values()] };
 }
 
 function firewallTable(rs: Ruleset | null, family: 'ip' | 'ip6'): Table | undefined {
