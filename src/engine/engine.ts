@@ -125,22 +125,6 @@ export class Engine {
     return died.map((q) => q.name);
   }
 
-  /** Qubes to start for `names`: each and its netvm chain (Qubes starts netvms recursively). */
-  static startSet(model: Model, names: readonly string[]): Qube[] {
-    const out = new Map<string, Qube>();
-    for (const n of names) {
-      const q = model.qubes.get(n);
-      if (!q) continue;
-      for (const x of [...netvmChain(model, q).reverse(), q]) if (x.state !== 'Running') out.set(x.name, x);
-    }
-    return [...out.values()];
-  }
-
-  /** Running clients of `name` (a netvm with such clients refuses to stop unless forced). */
-  static runningClients(model: Model, name: string): Qube[] {
-    return clientsOf(model, name).filter((c) => c.state === 'Running');
-  }
-
   // ---- Converge -------------------------------------------------------------------------------
 
   /**

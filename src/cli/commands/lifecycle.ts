@@ -6,8 +6,7 @@ import { diag } from '../../model/diagnostics.js';
 import { getQube } from '../../model/ops.js';
 import type { Model } from '../../model/qube.js';
 import { QnetError } from '../../model/result.js';
-import { netvmChain } from '../../model/topology.js';
-import { Engine } from '../../engine/engine.js';
+import { netvmChain, runningClients, startSet } from '../../model/topology.js';
 import { DaemonClient } from '../../daemon/client.js';
 import type { Ctx } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -19,7 +18,7 @@ function shutdownSet(model: Model, names: readonly string[], force: boolean): st
   const stopping = new Set(names);
   if (!force)
     for (const n of names) {
-      const users = Engine.runningClients(model, n).filter((c) => !stopping.has(c.name));
+      const users = runningClients(model, n).filter((c) => !stopping.has(c.name));
       if (users.length)
         throw new QnetError(
           diag('QNET2101', `there are other qubes connected to ${n}: ${users.map((u) => u.name).join(', ')}`, {
@@ -43,7 +42,7 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
           const q = getQube(m, n);
           if (q.klass === 'TemplateVM') throw new QnetError(diag('QNET2102', `${n} is a template: templates are not started here`, { qube: n }));
         }
-        for (const q of Engine.startSet(m, names)) q.state = 'Running';
+        for (const q of startSet(m, names)) q.state = 'Running';
       });
     });
 
@@ -90,7 +89,7 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
         } else {
           await ctx.runtime({ start: true });
           await ctx.store().update((m) => {
-            for (const q of Engine.startSet(m, [vm])) q.state = 'Running';
+            for (const q of startSet(m, [vm])) q.state = 'Running';
           });
         }
       }
