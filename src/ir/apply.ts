@@ -28,7 +28,7 @@ export class ApplyError extends Error {
 interface WorkChain {
   chain: Chain;
   rules: IrRule[];
-  /** Changed by this transaction (else `chain` is returned as it was). */
+  /** Changed by this transaction (else `chain` is returned as it was); the same for sets and tables. */
   touched: boolean;
 }
 interface WorkSet {
@@ -88,7 +88,6 @@ export function applyTransaction(rs: Ruleset | null, tx: Transaction): Ruleset {
       tables.delete(key);
       return;
     }
-    t.touched = true;
     const chain = (name: string) => t.chains.get(name) ?? fail(`no such chain ${name}`);
     const set = (name: string, map: boolean) => {
       const s = t.sets.get(name);
@@ -108,15 +107,18 @@ export function applyTransaction(rs: Ruleset | null, tx: Transaction): Ruleset {
         const have = s.elements.get(k);
         if (have && s.set.kind === 'map' && elementText({ key: have.key, verdict: (have as MapElement).verdict }) !== elementText({ key: e.key, verdict: (e as MapElement).verdict }))
           fail(`${s.set.name} has ${k} already, with another verdict`);
-        if (!have) s.elements.set(k, e);
+        if (!have) {
+          s.elements.set(k, e);
+          s.touched = true;
+        }
       }
-      s.touched = true;
     };
     switch (o.op) {
       case 'add-chain': {
         const have = t.chains.get(o.chain.name);
         if (!have) {
           t.chains.set(o.chain.name, { chain: o.chain, rules: [], touched: true });
+          t.touched = true;
           return;
         }
         const a = have.chain.base;
@@ -140,13 +142,17 @@ export function applyTransaction(rs: Ruleset | null, tx: Transaction): Ruleset {
         for (const other of t.chains.values()) if (other.rules.some((r) => refsOf(r).chains.includes(o.name))) fail(`chain ${o.name} is jumped to from ${other.chain.name}`);
         for (const s of t.sets.values()) for (const e of s.elements.values()) if (jumpTarget((e as MapElement).verdict) === o.name) fail(`chain ${o.name} is jumped to from map ${s.set.name}`);
         t.chains.delete(o.name);
+        t.touched = true;
         return;
       }
       case 'add-set': {
         const have = t.sets.get(o.set.name);
         if (have && !sameDecl(have.set, o.set)) fail(`${o.set.kind} ${o.set.name} exists with another type`);
         const s = have ?? { set: o.set, elements: new Map(), touched: true };
-        t.sets.set(o.set.name, s);
+        if (!have) {
+          t.sets.set(o.set.name, s);
+          t.touched = true;
+        }
         addElements(s, o.elements ?? []);
         return;
       }
@@ -160,6 +166,7 @@ export function applyTransaction(rs: Ruleset | null, tx: Transaction): Ruleset {
         set(o.name, o.map);
         for (const c of t.chains.values()) if (c.rules.some((r) => refsOf(r).sets.includes(o.name))) fail(`@${o.name} is used by chain ${c.chain.name}`);
         t.sets.delete(o.name);
+        t.touched = true;
         return;
       }
       case 'add-element':
@@ -196,7 +203,8 @@ function open(t: Table): WorkTable {
 }
 
 function close(w: WorkTable): Table {
-  if (!w.touched) return w.table;
+  const touched = w.touched || [...w.chains.values()].some((c) => c.touched) || [...w.sets.values()].some((s) => s.touched);
+  if (!touched) return w.table;
   return {
     family: w.table.family,
     name: w.table.name,
