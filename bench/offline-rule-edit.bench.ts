@@ -13,6 +13,7 @@
 // Run: npx tsx bench/offline-rule-edit.bench.ts   (root; every namespace is removed, even on failure)
 import { performance } from 'node:perf_hooks';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
+import { NetnsExecutor } from '../src/backend/netns/netns-executor.js';
 import { WORLD_HOSTS } from '../src/backend/netns/world.js';
 import { EngineStore } from '../src/engine/engine-store.js';
 import { DnsAnswers } from '../src/engine/dns-refresh.js';
@@ -59,7 +60,10 @@ async function main(): Promise<void> {
     await within('start 1000 qubes', 900_000, () => s.ok(['start', ...names]));
     const runtime = (await readRuntime(s.dir, s.env))!;
     const timer = new PhaseTimer()
-      .wrap(FileStore.prototype, 'load', 'store.load')
+      .wrap(FileStore.prototype, 'load', 'store.load (wire)')
+      .wrap(FileStore.prototype, 'update', 'store.update (contains the engine)')
+      .wrap(NetnsExecutor.prototype, 'live')
+      .wrap(NetnsExecutor.prototype, 'apply', 'backend.apply (diff + nft -f)')
       .wrap(Engine.prototype, 'applyRuleEditsAssumed')
       .wrap(Engine.prototype, 'converge')
       .wrap(Engine.prototype, 'noticeDeaths')
@@ -74,14 +78,17 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       // What the offline CLI does per command (src/cli/context.ts): a store, the wiring, an EngineStore.
       const files = new FileStore(s.dir);
-      const wired = wire({ stateDir: s.dir, runtime, model: await files.load(), now: () => Date.now() / 1000 });
+      const model = await files.load();
+      const tw = performance.now();
+      const wired = wire({ stateDir: s.dir, runtime, model, now: () => Date.now() / 1000 });
+      const wireMs = performance.now() - tw;
       const store = new EngineStore(files, async () => wired.engine, true);
       const rule = unwrap(parseRuleWords(['accept', WORLD_HOSTS.web.v4, 'tcp', String(editPort(k))], Date.now() / 1000));
       const effect: Effect | undefined = path === 'effect' ? { kind: 'rules', qubes: [vm] } : undefined;
       await within('offline edit', 600_000, () => store.update((m) => void (m.qubes.get(vm)!.rules = addRule(m.qubes.get(vm)!.rules ?? [], rule).rules), effect));
       const doneMs = performance.now() - t0;
       const kernelAt = (timer.spans.get('loadRules') ?? []).at(-1)?.[1] ?? NaN;
-      out.push({ path, kernelMs: kernelAt - t0, doneMs, converges: timer.calls.get('converge') ?? 0, inKernel: await allowed(s, i, k), phases: timer.snapshot() });
+      out.push({ path, kernelMs: kernelAt - t0, doneMs, converges: timer.calls.get('converge') ?? 0, inKernel: await allowed(s, i, k), phases: { ...timer.snapshot(), wire: round(wireMs) } });
     };
     for (let r = 0; r < REPS; r++) {
       await edit('effect', 2 * r);
