@@ -8,7 +8,7 @@ import type { Ruleset } from '../ir/types.js';
 import { diag } from '../model/diagnostics.js';
 import type { Model } from '../model/qube.js';
 import { clientsOf } from '../model/topology.js';
-import type { EngineCore } from './engine.js';
+import type { EngineCore } from './types.js';
 
 export class NodeLoader {
   constructor(private readonly core: EngineCore) {}

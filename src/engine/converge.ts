@@ -10,7 +10,7 @@ import { netvmName, qubeIp } from '../model/addressing.js';
 import { WORLD_NODE, type NetPlan } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { netvmChain, planNetwork } from '../model/topology.js';
-import type { ConvergeOptions, EngineCore } from './engine.js';
+import type { ConvergeOptions, EngineCore } from './types.js';
 
 type Compiled = ReturnType<typeof compile>;
 

@@ -4,87 +4,24 @@
 // edited clients. The daemon keeps one Engine for its lifetime (so it remembers what is loaded and
 // sends deltas); the offline CLI makes one per command and tells it which model the kernel holds.
 //
-// This file is the façade and the shared types; the work is in converge.ts, rule-edit.ts,
+// This file is the façade (the types are in types.ts); the work is in converge.ts, rule-edit.ts,
 // apply-node.ts (the fail-closed ladder, tidy), kernel-mirror.ts (what the kernel holds),
 // flows.ts (conntrack cutting) and dns-refresh.ts.
-import type { Backend, Flow } from '../backend/backend.js';
-import type { Resolution, Resolver } from '../compile/dns.js';
+import type { Resolution } from '../compile/dns.js';
 import type { Ruleset } from '../ir/types.js';
 import type { Diagnostic } from '../model/diagnostics.js';
-import type { NetPlan, UplinkKind } from '../model/netplan.js';
+import type { NetPlan } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import type { RuleList } from '../model/rule.js';
-import type { PlanOptions } from '../model/topology.js';
 import { NodeLoader } from './apply-node.js';
 import { Converger } from './converge.js';
 import { DnsAnswers, qubesNaming } from './dns-refresh.js';
 import { FlowCutter } from './flows.js';
 import { KernelMirror } from './kernel-mirror.js';
 import { RuleEditor } from './rule-edit.js';
+import type { ApplyStatus, ConvergeOptions, EngineCore, EngineDeps, EngineEvent } from './types.js';
 
-export type ApplyState = 'applied' | 'blocked-fallback' | 'failed';
-
-export interface ApplyStatus {
-  state: ApplyState;
-  at: number;
-  diag?: Diagnostic;
-}
-
-export type EngineEvent =
-  | { type: 'started' | 'stopped' | 'died' | 'detached' | 'reattached'; qubes: string[] }
-  | { type: 'applied'; node: string; full: boolean }
-  | { type: 'blocked'; qube: string; node: string; diag: Diagnostic }
-  | { type: 'apply-failed'; node: string; diag: Diagnostic }
-  | { type: 'flow-cut'; node: string; flow: Flow; qube: string }
-  | { type: 'warning'; diag: Diagnostic };
-
-/** The stand-in outside world's namespace and services, managed with the uplink. */
-export interface WorldControl {
-  ensure(plan: NetPlan): Promise<void>;
-  destroy(): Promise<void>;
-}
-
-export interface EngineDeps {
-  backend: Backend;
-  resolver: Resolver;
-  uplink: UplinkKind;
-  /** What a real uplink's plan needs from the host: its resolvers, the host link tag, the device. */
-  planOptions?: Pick<PlanOptions, 'upstreamDns' | 'hostTag' | 'moveDev'>;
-  now: () => number;
-  emit?: (e: EngineEvent) => void;
-  world?: WorldControl;
-  /**
-   * Load rule edits additions-only (ir/diff.ts overlayTransaction: no RCU wait in nft) and remove
-   * what they leave behind later, with tidy(). For the daemon, which stays to tidy up.
-   */
-  overlay?: boolean;
-  /**
-   * A file naming the nodes whose kernel holds an overlay's leftovers (KernelMirror). If the daemon
-   * dies before tidying, whoever converges next (the offline CLI) loads those nodes whole instead
-   * of assuming they hold compile()'s ruleset.
-   */
-  untidyFile?: string;
-}
-
-export interface ConvergeOptions {
-  /** What the kernel holds already (offline CLI: the model before this command's change). */
-  assume?: Model;
-}
-
-/** What the engine's parts share (the Engine itself). */
-export interface EngineCore {
-  readonly deps: EngineDeps;
-  readonly mirror: KernelMirror;
-  readonly dns: DnsAnswers;
-  readonly flows: FlowCutter;
-  readonly loader: NodeLoader;
-  readonly status: Map<string, ApplyStatus>;
-  /** The plan of the last converge: what is up and linked (for rule-only edits). */
-  plan?: NetPlan;
-  handled: number;
-  lastDiagnostics: Diagnostic[];
-  emit(e: EngineEvent): void;
-}
+export type { ApplyState, ApplyStatus, ConvergeOptions, EngineCore, EngineDeps, EngineEvent, WorldControl } from './types.js';
 
 export class Engine implements EngineCore {
   readonly mirror: KernelMirror;

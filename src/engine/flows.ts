@@ -9,7 +9,7 @@ import type { Model, Qube } from '../model/qube.js';
 import { vifName } from '../model/topology.js';
 import { evalHook } from '../sim/evaluate.js';
 import { PROTO } from '../sim/packet.js';
-import type { EngineEvent } from './engine.js';
+import type { EngineEvent } from './types.js';
 
 export class FlowCutter {
   constructor(

@@ -15,7 +15,7 @@ import { onlyOpens } from '../model/firewall-ops.js';
 import type { Model } from '../model/qube.js';
 import { effectiveRules, type RuleList } from '../model/rule.js';
 import { netvmChain, planNetwork } from '../model/topology.js';
-import type { EngineCore } from './engine.js';
+import type { EngineCore } from './types.js';
 
 /** Overlays before an edit tidies up first (a burst of edits leaves this many clients' old rules at most). */
 const MAX_OVERLAYS = 32;
