@@ -11,6 +11,9 @@
 // * deleting a chain that has rules or is jumped to, or a set a rule looks up (EBUSY), so nothing
 //   is left dangling.
 // `add` of what exists is no error (nft has no `create` in these transactions), as in the kernel.
+// One refusal is qnet's contract, not the kernel's: a rule added to a user-owned chain (the kernel
+// would take it and qnet would have written into the user's chain). Not modelled: overlapping
+// intervals in an interval set, and table comments changed by `add table`.
 import { elementKey, elementText, renderBaseSpec } from './render.js';
 import type { Op, Transaction } from './transaction.js';
 import type { Chain, IrRule, MapElement, NamedMap, NamedSet, Ruleset, SetElement, Table } from './types.js';
