@@ -10,6 +10,8 @@ import { performance } from 'node:perf_hooks';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
 import { NetnsExecutor } from '../src/backend/netns/netns-executor.js';
 import { NodeRunner, runChecked } from '../src/backend/netns/runner.js';
+import { Converger } from '../src/engine/converge.js';
+import { DnsAnswers } from '../src/engine/dns-refresh.js';
 import { Engine } from '../src/engine/engine.js';
 import { FileStore } from '../src/store/file-store.js';
 import { defaultLayout, newQube } from '../src/model/layout.js';
@@ -59,8 +61,8 @@ async function qnetStart(): Promise<{ samples: StartSample[]; check: Awaited<Ret
       .wrap(NetnsBackend.prototype, 'bringUp', '  namespaces + links + first rules (nft -f per namespace)')
       .wrap(NetnsExecutor.prototype, 'links', '  links read back')
       .wrap(NetnsExecutor.prototype, 'relink', '  relinks')
-      .wrap(Engine.prototype as unknown as Record<string, unknown>, 'applyRules', '  resolve + compile + diff + load after bring-up')
-      .wrap(Engine.prototype, 'resolve', '   dns (in sys-net)')
+      .wrap(Converger.prototype as unknown as Record<string, unknown>, 'applyRules', '  resolve + compile + diff + load after bring-up')
+      .wrap(DnsAnswers.prototype, 'resolve', '   dns (in sys-net)')
       .wrap(NetnsExecutor.prototype, 'apply', '   rule deltas (diff + nft -f)');
     const samples: StartSample[] = [];
     let check: Awaited<ReturnType<typeof verify>> | undefined;

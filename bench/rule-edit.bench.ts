@@ -17,7 +17,9 @@ import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
 import { NetnsExecutor } from '../src/backend/netns/netns-executor.js';
 import { WORLD_HOSTS } from '../src/backend/netns/world.js';
 import { DaemonClient } from '../src/daemon/client.js';
+import { DnsAnswers } from '../src/engine/dns-refresh.js';
 import { Engine } from '../src/engine/engine.js';
+import { FlowCutter } from '../src/engine/flows.js';
 import { Daemon } from '../src/daemon/server.js';
 import { FileStore } from '../src/store/file-store.js';
 import { readRuntime } from '../src/store/runtime-file.js';
@@ -139,8 +141,8 @@ async function main(): Promise<void> {
       .wrap(Engine.prototype, 'applyRuleEdits')
       .wrap(Engine.prototype, 'converge')
       .wrap(Engine.prototype, 'noticeDeaths')
-      .wrap(Engine.prototype, 'resolve')
-      .wrap(Engine.prototype as unknown as Record<string, unknown>, 'cutForbiddenFlows')
+      .wrap(DnsAnswers.prototype, 'resolve')
+      .wrap(FlowCutter.prototype, 'cut', 'cutForbiddenFlows')
       .wrap(NetnsExecutor.prototype, 'apply')
       .wrap(NetnsBackend.prototype, 'loadRules')
       .wrap(Engine.prototype, 'tidy');

@@ -2,9 +2,14 @@
 // lock, the engine converges the kernel to it, and only then is the model written. If converging
 // throws (an infrastructure failure, not a rule failure, which fails closed instead), nothing is
 // written and the next change converges again from what the kernel really has.
+//
+// What the change touched is declared by its maker (an Effect), never re-derived here: a rule edit
+// takes the engine's rule-edit path (the daemon's, against what it loaded; offline, against
+// compile() of the model before the change), anything else or nothing declared converges.
+import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
-import { cloneModel } from '../store/memory-store.js';
-import { formatQubesFile } from '../store/qubes-file.js';
+import type { RuleList } from '../model/rule.js';
+import { cloneData, cloneModel } from '../store/memory-store.js';
 import { loadQubeFrom, type Store } from '../store/store.js';
 import type { Engine } from './engine.js';
 
@@ -26,29 +31,42 @@ export class EngineStore implements Store {
     return loadQubeFrom(this.inner, name);
   }
 
-  update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
-    return this.inner.update(async (model) => {
+  update<T>(change: (model: Model) => T | Promise<T>, effect?: Effect): Promise<T> {
+    const inner = async (model: Model) => {
       const running = (m: Model) => [...m.qubes.values()].some((q) => q.state === 'Running');
       const wasRunning = running(model);
       // A netvm killed behind our back is noticed before the change, so the change sees the truth.
       const died = wasRunning && (await this.enabled()) ? await (await this.engine()).noticeDeaths(model) : [];
-      // The model the kernel holds, for the offline path's delta; only needed when something runs.
-      const before = this.assumeKernelHoldsModel && wasRunning ? cloneModel(model) : undefined;
-      // The fast path needs an engine that knows what it loaded (the daemon's); offline it never applies.
-      const fast = !this.assumeKernelHoldsModel;
-      const props = fast ? formatQubesFile(model) : '';
-      const rulesBefore = new Map(fast ? [...model.qubes].map(([n, q]) => [n, q.rules]) : []);
+      const edited = effect?.kind === 'rules' && !died.length ? effect.qubes.filter((n) => model.qubes.has(n)) : undefined;
+      // The rules before the change, copied: a change may edit a list in place.
+      const rulesBefore = new Map<string, RuleList>((edited ?? []).map((n) => [n, cloneData(model.qubes.get(n)!.rules)]));
+      // Offline, what the kernel holds is assumed to be compile() of the model as read: kept whole
+      // for a converge, and for a rule edit rebuilt from the edited qubes' old rules (see below).
+      const before = this.assumeKernelHoldsModel && wasRunning && !edited ? cloneModel(model) : undefined;
       const result = await change(model);
       if (!(wasRunning || running(model)) || !(await this.enabled())) return result;
       const engine = await this.engine();
-      // Only some qubes' rules changed (the arrays were replaced; everything qubes.json holds, which
-      // is all but the rules, is the same): the engine's fast path.
-      if (fast && !died.length && formatQubesFile(model) === props) {
-        const edited = [...model.qubes.values()].filter((q) => rulesBefore.get(q.name) !== q.rules).map((q) => q.name);
-        if (edited.length && (await engine.applyRuleEdits(model, edited, rulesBefore))) return result;
+      if (edited) {
+        if (!edited.length) return result;
+        const ok = this.assumeKernelHoldsModel
+          ? await engine.applyRuleEditsAssumed(model, withRules(model, rulesBefore))
+          : await engine.applyRuleEdits(model, edited, rulesBefore);
+        if (ok) return result;
       }
-      await engine.converge(model, before ? { assume: before } : {});
+      const assume = before ?? (edited && this.assumeKernelHoldsModel ? withRules(model, rulesBefore) : undefined);
+      await engine.converge(model, assume ? { assume } : {});
       return result;
-    });
+    };
+    return effect ? this.inner.update(inner, effect) : this.inner.update(inner);
   }
+}
+
+/** The model with these qubes' rule lists as given (a rule edit changes nothing else). */
+function withRules(model: Model, rules: ReadonlyMap<string, RuleList>): Model {
+  const qubes = new Map(model.qubes);
+  for (const [n, r] of rules) {
+    const q = qubes.get(n);
+    if (q) qubes.set(n, { ...q, rules: r });
+  }
+  return { ...model, qubes };
 }

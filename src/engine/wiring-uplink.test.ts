@@ -3,9 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defaultLayout } from '../model/layout.js';
-import { hostLinkTag } from '../model/topology.js';
+import { hostLinkTag, startSet } from '../model/topology.js';
 import { uplinkPlanOptions, wire } from './wiring.js';
-import { Engine } from './engine.js';
 import type { SimBackend } from '../backend/sim/sim-backend.js';
 import { emitFull } from '../ir/emit-text.js';
 
@@ -30,7 +29,7 @@ test('wire (sim runtime) with veth-host: the engine plans with the host resolver
   const model = defaultLayout();
   model.uplink = 'veth-host';
   const w = wire({ stateDir: '/nonexistent', runtime: { backend: 'sim', prefix: 'qn-' }, model, now: () => 0, readHostFile: files('nameserver 192.168.1.1\n') });
-  for (const q of Engine.startSet(model, ['work'])) q.state = 'Running';
+  for (const q of startSet(model, ['work'])) q.state = 'Running';
   await w.engine.converge(model);
   const backend = w.backend as SimBackend;
   assert.deepEqual([...(await backend.live())].sort(), ['sys-firewall', 'sys-net', 'work'], 'no world, and the host is not a namespace');

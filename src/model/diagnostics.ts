@@ -76,10 +76,12 @@ export const DIAGNOSTICS = {
   QNET2107: { severity: 'error', summary: 'shutdown needs qubes or all' },
   // ---- 3xxx store / files ----
   QNET3001: { severity: 'error', summary: 'the state directory is locked by another writer' },
+  QNET3002: { severity: 'error', summary: 'the writer lock cannot be made (permissions, read-only file system)' },
   QNET3010: { severity: 'error', summary: 'qubes.json is not valid JSON' },
   QNET3011: { severity: 'error', summary: 'qubes.json has a wrong shape or value' },
   QNET3022: { severity: 'error', summary: 'the change would make the model invalid; nothing was written' },
   QNET3023: { severity: 'error', summary: 'a state file cannot be read or written' },
+  QNET3024: { severity: 'error', summary: "the qube's rules file is broken: its rules are unknown (the qube stays blocked)" },
   QNET3101: { severity: 'error', summary: 'the state directory already has qubes' },
   QNET3201: { severity: 'error', summary: 'the runtime file cannot be read' },
   QNET3202: { severity: 'error', summary: 'bad namespace prefix' },

@@ -245,3 +245,19 @@ function hostAndDefault(gw: string, family: 4 | 6): Route[] {
     { dst: 'default', dev: UPLINK_IFACE, via: gw, family },
   ];
 }
+
+/** Qubes to start for `names`: each and its netvm chain (Qubes starts netvms recursively). */
+export function startSet(model: Model, names: readonly string[]): Qube[] {
+  const out = new Map<string, Qube>();
+  for (const n of names) {
+    const q = model.qubes.get(n);
+    if (!q) continue;
+    for (const x of [...netvmChain(model, q).reverse(), q]) if (x.state !== 'Running') out.set(x.name, x);
+  }
+  return [...out.values()];
+}
+
+/** Running clients of `name` (a netvm with such clients refuses to stop unless forced). */
+export function runningClients(model: Model, name: string): Qube[] {
+  return clientsOf(model, name).filter((c) => c.state === 'Running');
+}

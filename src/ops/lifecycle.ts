@@ -2,14 +2,13 @@
 // unless forced), kill, and the counters of a running qube's rules at every hop (qvm-start,
 // qvm-shutdown, qvm-kill; the guide's `iptables -L -v -n`, done for you).
 import * as v from 'valibot';
-import { Engine } from '../engine/engine.js';
 import { netvmName } from '../model/addressing.js';
 import { diag } from '../model/diagnostics.js';
 import { getQube } from '../model/ops.js';
 import { describeOrigin, type Origin } from '../model/origin.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
-import { netvmChain } from '../model/topology.js';
+import { netvmChain, runningClients, startSet } from '../model/topology.js';
 import { qubeName, qubeNames } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
 
@@ -21,7 +20,7 @@ function shutdownSet(model: Model, names: readonly string[], force: boolean): st
   const stopping = new Set(names);
   if (!force)
     for (const n of names) {
-      const users = Engine.runningClients(model, n).filter((c) => !stopping.has(c.name));
+      const users = runningClients(model, n).filter((c) => !stopping.has(c.name));
       if (users.length)
         throw new QnetError(
           diag('QNET2101', `there are other qubes connected to ${n}: ${users.map((u) => u.name).join(', ')}`, {
@@ -45,7 +44,7 @@ export const start = defineOp({
         const q = getQube(m, n);
         if (q.klass === 'TemplateVM') throw new QnetError(diag('QNET2102', `${n} is a template: templates are not started here`, { qube: n }));
       }
-      const set = Engine.startSet(m, i.qubes);
+      const set = startSet(m, i.qubes);
       for (const q of set) q.state = 'Running';
       return set.map((q) => q.name);
     });

@@ -11,7 +11,8 @@ import { defaultLayout } from '../model/layout.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { effectiveRules, type Rule } from '../model/rule.js';
-import { analyse, ask } from '../sim/questions.js';
+import { analyse } from '../ops/analysis.js';
+import { ask } from '../sim/questions.js';
 import { FileStore } from './file-store.js';
 import { formatFirewallXml } from './firewall-xml.js';
 import { replaceRules, RULES_UNKNOWN, rulesOf } from './rules-problem.js';
@@ -71,7 +72,7 @@ async function fingerprint(file: string, regular: boolean): Promise<string> {
 }
 
 function verdict(model: Model, from: string): string {
-  const a = analyse(model, { uplink: 'world', resolutions: new Map(), now: NOW_MS / 1000 });
+  const a = analyse(model, new Map(), NOW_MS / 1000);
   return ask(a, { from, to: '203.0.113.5', proto: 'tcp', dport: 443 }, { trace: false, reply: false }).verdict;
 }
 
@@ -225,7 +226,7 @@ test('qubes.json entries that cannot be isolated stay an error of the whole file
 test('MemoryStore keeps the same guard: rules of a qube marked broken are not editable, only replaceable', async () => {
   const { MemoryStore } = await import('./memory-store.js');
   const m = defaultLayout();
-  const problem = { code: 'QNET3023', severity: 'error' as const, message: '/x/firewall.xml: not well-formed', file: '/x/firewall.xml' };
+  const problem = { code: 'QNET3023' as const, severity: 'error' as const, message: '/x/firewall.xml: not well-formed', file: '/x/firewall.xml' };
   m.qubes.set('work', { ...m.qubes.get('work')!, rules: [], rulesProblem: problem });
   const store = new MemoryStore(m);
   await assert.rejects(store.update((mm) => void mm.qubes.get('work')!.rules!.push(ACCEPT)), (e: unknown) => e instanceof QnetError && e.diag.code === RULES_UNKNOWN);

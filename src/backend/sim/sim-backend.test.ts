@@ -67,3 +67,22 @@ test('a counted rule without a comment (not written by qnet) has origin null', a
   assert.ok(all.some((x) => x.packets > 0));
   for (const x of all) assert.deepEqual([x.comment, x.origin], ['', null]);
 });
+
+// apply() runs the netns backend's transaction on what the node holds, so a caller that is wrong
+// about what the kernel holds is refused, as nft would refuse it, and nothing changes.
+test('apply runs the delta from `before` on what the node holds: a wrong `before` is refused and changes nothing', async () => {
+  const be = await running();
+  const held = be.rulesets.get('sys-firewall')!;
+  const fw = held.tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!;
+  // The caller believes the node holds a set it does not: the delta deletes it, which nft refuses.
+  const ghost = { kind: 'set' as const, name: 'ghost', keyType: ['ipv4_addr' as const], interval: false, elements: [] };
+  const believed = { tables: held.tables.map((t) => (t === fw ? { ...t, sets: [...t.sets, ghost] } : t)) };
+  await assert.rejects(be.apply('sys-firewall', believed, held), /no such set ghost/);
+  assert.equal(be.rulesets.get('sys-firewall'), held, 'the node holds what it held');
+  // The right `before`: accepted, and the node then holds `after`.
+  assert.ok(fw.chains.some((c) => !c.base && c.rules.length > 1), 'the fixture has a client chain to shorten');
+  const after = { tables: held.tables.map((t) => (t === fw ? { ...t, chains: t.chains.map((c) => (c.base ? c : { ...c, rules: c.rules.slice(-1) })) } : t)) };
+  assert.equal(await be.apply('sys-firewall', held, after), after);
+  const now = be.rulesets.get('sys-firewall')!.tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!;
+  assert.ok(now.chains.filter((c) => !c.base).every((c) => c.rules.length === 1));
+});

@@ -1,6 +1,9 @@
 // The sim executor: the Backend operations on in-memory state, which the simulator then runs packets
-// through. Like knftables' Fake (EXAMPLES.md Example 6) it refuses what the kernel would refuse: a
-// transaction whose result does not validate changes nothing, and links need both ends to exist.
+// through. Like knftables' Fake (EXAMPLES.md Example 6) it applies the very transactions the netns
+// backend sends, with the kernel's rules (ir/apply.ts), and refuses what the kernel would refuse: a
+// refused transaction changes nothing, and links need both ends to exist.
+import { applyTransaction } from '../../ir/apply.js';
+import { diffTransaction, overlayTransaction } from '../../ir/diff.js';
 import { assertValidRuleset } from '../../ir/validate.js';
 import type { Ruleset } from '../../ir/types.js';
 import type { NetPlan } from '../../model/netplan.js';
@@ -59,17 +62,23 @@ export class SimBackend implements Backend {
     return new Map([...this.linkMap].filter(([, up]) => netvms.includes(up)));
   }
 
-  /** The simulator holds exactly `after` (nothing to gain from an overlay here). */
-  async apply(node: string, _before: Ruleset | null, after: Ruleset): Promise<Ruleset> {
+  /**
+   * Runs exactly the transaction the netns backend would send for this (diff.ts: an overlay when
+   * asked and possible, else the delta from `before`), with the kernel's rules (ir/apply.ts), on
+   * what this node holds. Returns what the netns backend reports the kernel then holds.
+   */
+  async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }): Promise<Ruleset> {
     if (!this.nodes.has(node)) throw new Error(`no namespace for ${node}`);
     const fails = this.failApplies.get(node) ?? 0;
     if (fails > 0) {
       this.failApplies.set(node, fails - 1);
       throw new Error(`simulated nft failure in ${node}`);
     }
-    assertValidRuleset(after, `ruleset for ${node}`); // what nft would refuse is a compiler bug
-    this.rulesets.set(node, after);
-    return after;
+    const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
+    const held = applyTransaction(this.rulesets.get(node) ?? null, o ? o.tx : diffTransaction(before, after));
+    assertValidRuleset(held, `ruleset for ${node}`); // what nft would refuse is a compiler bug
+    this.rulesets.set(node, held);
+    return o ? o.holds : after;
   }
 
   async counters(node: string): Promise<RuleCounter[]> {

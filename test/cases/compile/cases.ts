@@ -101,6 +101,9 @@ function noUplinkModel(): Model {
   return m;
 }
 
+/** Baselines written by the tests of single passes (not compile() cases), e.g. passes/blocked.test.ts. */
+export const PASS_BASELINES = ['blocked(work)'];
+
 export function compileCases(): CompileCase[] {
   return [
     { name: 'default-layout', model: defaultLayout(), uplink: 'world', resolutions: new Map(), now: 0 },

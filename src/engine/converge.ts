@@ -1,0 +1,124 @@
+// Converge: make the kernel match the model. Namespaces (stop what should not run, start what
+// should, netvms before clients), the world, links (reattach clients whose netvm came back, follow
+// netvm changes), then every running node's rules as one delta each, and flows the new rules
+// forbid cut. Also noticing deaths: a qube whose namespace is gone is halted, never re-created.
+import { compile } from '../compile/compile.js';
+import { changedClients } from '../compile/fragments.js';
+import { diffTransaction } from '../ir/diff.js';
+import type { Ruleset } from '../ir/types.js';
+import { netvmName, qubeIp } from '../model/addressing.js';
+import { WORLD_NODE, type NetPlan } from '../model/netplan.js';
+import type { Model } from '../model/qube.js';
+import { netvmChain, planNetwork } from '../model/topology.js';
+import type { ConvergeOptions, EngineCore } from './types.js';
+
+type Compiled = ReturnType<typeof compile>;
+
+export class Converger {
+  constructor(private readonly core: EngineCore) {}
+
+  /** Mark running qubes whose namespace is gone as halted (killed, namespace deleted). */
+  async noticeDeaths(model: Model, live?: ReadonlySet<string>, onlyLoaded = false): Promise<string[]> {
+    const { core } = this;
+    live ??= await core.deps.backend.live();
+    const died = [...model.qubes.values()].filter((q) => q.state === 'Running' && !live.has(q.name) && (!onlyLoaded || core.mirror.applied.has(q.name)));
+    for (const q of died) {
+      q.state = 'Halted';
+      core.mirror.applied.delete(q.name);
+    }
+    if (died.length) {
+      core.emit({ type: 'died', qubes: died.map((q) => q.name) });
+      const detached = [...model.qubes.values()].filter((c) => c.state === 'Running' && died.some((d) => d.name === netvmName(model, c)));
+      if (detached.length) core.emit({ type: 'detached', qubes: detached.map((q) => q.name) });
+    }
+    return died.map((q) => q.name);
+  }
+
+  async converge(model: Model, opts: ConvergeOptions): Promise<void> {
+    const { core } = this;
+    const { backend } = core.deps;
+    // One look at the kernel for the whole converge. A qube this engine loaded whose namespace is
+    // gone now died in the meantime: it is reported dead, never silently re-created.
+    const live = await backend.live();
+    await this.noticeDeaths(model, live, true);
+    const runningAll = [...model.qubes.values()].filter((q) => q.state === 'Running');
+    const runningNames = new Set(runningAll.map((q) => q.name));
+    const plan = planNetwork(model, { ...core.deps.planOptions, uplink: core.deps.uplink, only: runningNames });
+    // A running qube without network (vault) still gets a namespace: a stack of its own, no links.
+    for (const q of runningAll) if (!plan.nodes.some((n) => n.name === q.name)) plan.nodes.push({ name: q.name, kind: 'qube', ifaces: [], routes: [], forwarding: false });
+    const needWorld = plan.nodes.some((n) => n.name === WORLD_NODE);
+
+    const stop = [...live].filter((n) => n !== WORLD_NODE && !runningNames.has(n));
+    if (stop.length) {
+      await backend.tearDown(stop);
+      for (const n of stop) core.mirror.applied.delete(n);
+      core.emit({ type: 'stopped', qubes: stop });
+    }
+    if (needWorld && !live.has(WORLD_NODE)) await core.deps.world?.ensure(plan);
+    if (!needWorld && live.has(WORLD_NODE)) await core.deps.world?.destroy();
+    const start = runningAll
+      .filter((q) => !live.has(q.name))
+      .sort((a, b) => netvmChain(model, a).length - netvmChain(model, b).length)
+      .map((q) => q.name);
+    let early: Compiled | undefined;
+    if (start.length) {
+      // Rules go in with the namespace (names not yet resolved are off until the next step).
+      const compiled = (early = compile({ model, plan, resolutions: core.dns.resolutions, now: core.deps.now() }));
+      const rules = new Map(start.filter((n) => compiled.rulesets.has(n)).map((n) => [n, compiled.rulesets.get(n)!] as const));
+      await backend.bringUp(plan, start, rules);
+      for (const [n, rs] of rules) core.mirror.applied.set(n, rs);
+      core.emit({ type: 'started', qubes: start });
+    }
+
+    const netvms = [...runningNames].filter((n) => model.qubes.get(n)?.provides_network);
+    const links = await backend.links(needWorld ? [...netvms, WORLD_NODE] : netvms);
+    const reattached: string[] = [];
+    for (const q of runningAll) {
+      const nv = qubeIp(model, q) === null ? null : netvmName(model, q);
+      if (nv === null || !runningNames.has(nv)) continue;
+      if (links.get(q.name) !== nv) await backend.relink(plan, q.name);
+      // A client that was running before its netvm (re)started has been reattached.
+      if (start.includes(nv) && !start.includes(q.name)) reattached.push(q.name);
+    }
+    if (reattached.length) core.emit({ type: 'reattached', qubes: reattached });
+
+    core.plan = plan;
+    await this.applyRules(model, plan, opts, early);
+  }
+
+  /** Compile for the running nodes and load each node's delta; then cut forbidden flows. */
+  private async applyRules(model: Model, plan: NetPlan, opts: ConvergeOptions, early?: Compiled): Promise<void> {
+    const { core } = this;
+    const now = core.deps.now();
+    const answersChanged = (await core.dns.resolve(model, now)).size > 0;
+    // A start compiled everything moments ago; compile again only if DNS said something new.
+    const { rulesets, diagnostics } = early && !answersChanged ? early : compile({ model, plan, resolutions: core.dns.resolutions, now });
+    core.lastDiagnostics = diagnostics;
+    for (const d of diagnostics) if (d.severity === 'warning') core.emit({ type: 'warning', diag: d });
+    const assumed = opts.assume ? this.compileAssumed(opts.assume, plan, now) : undefined;
+    // A daemon that died before tidying left nodes that hold more than compile() gives: those are
+    // loaded whole (and the file goes once they are).
+    const leftovers = opts.assume ? await core.mirror.readUntidyFile() : new Set<string>();
+    for (const n of leftovers) assumed?.delete(n);
+    const cleaned = new Set<string>();
+    for (const [node, after] of rulesets) {
+      const before = core.mirror.applied.get(node) ?? assumed?.get(node) ?? null;
+      if (before && diffTransaction(before, after).size === 0) {
+        core.mirror.applied.set(node, before); // what is loaded, object for object
+        continue;
+      }
+      const ok = await core.loader.apply(model, node, before, after);
+      if (ok) cleaned.add(node);
+      // A node loaded from scratch has no flows to judge from before.
+      if (ok && before) await core.flows.cut(model, node, after, changedClients(model, node, before, after));
+    }
+    if (leftovers.size) await core.mirror.writeUntidyFile([...leftovers].filter((n) => rulesets.has(n) && !cleaned.has(n)));
+  }
+
+  /** What the kernel holds when it holds compile(assume): the offline CLI's starting point. */
+  private compileAssumed(assume: Model, plan: NetPlan, now: number): Map<string, Ruleset> {
+    const running = new Set([...assume.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+    const p = planNetwork(assume, { ...this.core.deps.planOptions, uplink: plan.uplink, only: running });
+    return compile({ model: assume, plan: p, resolutions: this.core.dns.resolutions, now }).rulesets;
+  }
+}
