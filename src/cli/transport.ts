@@ -35,7 +35,12 @@ export async function daemonTransport(stateDir: string): Promise<Transport | nul
 
 export async function localTransport(stateDir: string, io: Io): Promise<Transport> {
   const [{ OfflineHost }, { invoke }] = await Promise.all([import('../ops/offline-host.js'), import('../ops/registry.js')]);
-  const host = new OfflineHost({ stateDir, env: io.env, now: io.now });
+  const host = new OfflineHost({
+    stateDir,
+    env: io.env,
+    now: io.now,
+    onLockWait: (pid) => io.err(`qnet: waiting for the lock on ${stateDir}${pid ? ` held by pid ${pid}` : ''}\n`),
+  });
   return { kind: 'local', call: (name, input) => invoke(host, name, input) as never };
 }
 

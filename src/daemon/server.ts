@@ -8,6 +8,7 @@ import type { Effect } from '../model/effect.js';
 import { isExpired } from '../model/rule.js';
 import type { Model } from '../model/qube.js';
 import { FileStore } from '../store/file-store.js';
+import type { Lock } from '../store/lock.js';
 import type { Runtime } from '../store/runtime-file.js';
 import type { Sysctls } from '../backend/netns/sysctl.js';
 import { EngineStore } from '../engine/engine-store.js';
@@ -53,6 +54,7 @@ export class Daemon {
   private watcher?: FSWatcher;
   private model?: Model;
   private stopped = false;
+  private lock?: Lock;
   private readonly now: () => number;
 
   constructor(private readonly o: DaemonOptions) {
@@ -104,6 +106,9 @@ export class Daemon {
     this.server.requestTimeout = 60_000;
     await claimSocket(this.server, this.o.stateDir); // first: a second daemon stops here, before it touches anything
     const files = new FileStore(this.o.stateDir, { now: () => this.now() * 1000 });
+    // The only writer while it runs: an offline CLI (inside a qube, QNET_NO_DAEMON) is refused at
+    // once, naming this daemon, instead of writing files and kernel behind its back.
+    this.lock = await files.holdLock();
     const model = await files.load();
     this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), overlay: true, ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
     // The daemon remembers what it loaded; its first converge loads every node whole (atomically,
@@ -147,6 +152,7 @@ export class Daemon {
     await this.serial(() => this.tidy()).catch((e) => this.log(`tidy failed: ${(e as Error).message}`));
     await this.queue.catch(() => {});
     this.wired?.netns?.close(); // its nft sessions
+    await this.lock?.release();
   }
 
   /** Re-resolve every name in every rule now, and load what changed (SIGHUP, systemctl reload). */

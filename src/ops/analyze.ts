@@ -13,7 +13,7 @@ import { OUTSIDE, type SimResult } from '../sim/walk.js';
 import { offlineResolver } from './analysis.js';
 import { port, proto, qubeName } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
-import { CheckResultSchema } from './views.js';
+import { CheckResultSchema, problemsOf } from './views.js';
 
 const qube = qubeName;
 
@@ -68,9 +68,10 @@ export const check = defineOp({
     const hasV6 = !srcQube || qubeIp6(m, srcQube) !== null;
     const addrs = target.kind === 'name' && !hasV6 ? target.addrs.filter((x) => !x.includes(':')) : target.addrs;
     if (!addrs.length) throw new QnetError(diag('QNET4203', `'${host_}' has only IPv6 addresses and ${i.src} has no IPv6`));
-    return result(
-      addrs.map((to) => ask(a, { from: i.src, to, proto: p, ...(i.port !== undefined ? { dport: i.port } : {}), ...(i.srcAddr ? { src: i.srcAddr } : {}) })),
-    );
+    const results = addrs.map((to) => ask(a, { from: i.src, to, proto: p, ...(i.port !== undefined ? { dport: i.port } : {}), ...(i.srcAddr ? { src: i.srcAddr } : {}) }));
+    // A qube whose rules file is broken is blocked: the answer is what the kernel does, not its policy.
+    const crossed = new Set(results.flatMap((r) => [r.probe.from, ...r.hops.map((h) => h.node)]));
+    return result(results, problemsOf(m, [...m.qubes.values()].filter((q) => crossed.has(q.name))));
   },
 });
 
@@ -79,10 +80,13 @@ export const matrix = defineOp({
   kind: 'read',
   summary: 'who can reach whom: every qube and the outside, as sources and destinations',
   input: v.strictObject({ proto: v.optional(proto, 'icmp'), port: v.optional(port) }),
-  run: async (i, host): Promise<OpResult<{ proto: string; port: number | null } & Matrix>> => {
+  run: async (i, host): Promise<OpResult<{ proto: string; port: number | null; unknown: string[] } & Matrix>> => {
     if (i.proto === 'icmp' && i.port !== undefined) throw new QnetError(diag('QNET4204', 'icmp has no ports', { hint: 'give --proto tcp or udp with a port' }));
     const port = i.port ?? (i.proto === 'icmp' ? undefined : 80);
-    const mx = reachabilityMatrix(await host.analysis(await host.read()), { proto: i.proto, ...(port !== undefined ? { port } : {}) });
-    return result({ proto: i.proto, port: port ?? null, ...mx });
+    const m = await host.read();
+    const mx = reachabilityMatrix(await host.analysis(m), { proto: i.proto, ...(port !== undefined ? { port } : {}) });
+    // Sources whose rules file is broken: blocked in the kernel, their policy unknown.
+    const unknown = [...m.qubes.values()].filter((q) => q.rulesProblem).map((q) => q.name);
+    return result({ proto: i.proto, port: port ?? null, ...mx, unknown }, problemsOf(m, [...m.qubes.values()].filter((q) => q.rulesProblem)));
   },
 });

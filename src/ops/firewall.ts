@@ -9,6 +9,7 @@ import { formatApiRule } from '../model/rule-format.js';
 import { parseApiRule, parseApiRules } from '../model/rule-parse.js';
 import { ACCEPT_ALL, type Rule } from '../model/rule.js';
 import { QnetError } from '../model/result.js';
+import { replaceRules, rulesOf } from '../store/rules-problem.js';
 import { qubeName } from './schema.js';
 import type { Host } from './types.js';
 import { defineOp, result, type OpResult } from './types.js';
@@ -18,10 +19,11 @@ const qube = qubeName;
 /** One rule in the Admin API form. */
 const apiRule = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 
-async function rulesOf(host: Host, name: string): Promise<Rule[]> {
+/** A qube's rules as they stand; refused (QNET3024, naming the file) when its file is broken. */
+async function currentRules(host: Host, name: string): Promise<Rule[]> {
   // Only this qube's file is read where the store can (a big file of another qube costs nothing).
   const q = (await host.readQube(name)) ?? getQube(await host.read(), name); // the load only to name the error
-  return editableRules(q.rules, host.now());
+  return editableRules(rulesOf(q), host.now());
 }
 
 function parseRule(line: string, name: string): Rule {
@@ -36,7 +38,7 @@ export const firewallList = defineOp({
   summary: "a qube's rules in order, each with its number, fields, API and client forms (qvm-firewall VM)",
   output: v.array(RuleViewSchema),
   input: v.strictObject({ qube }),
-  run: async (i, host): Promise<OpResult<RuleView[]>> => result((await rulesOf(host, i.qube)).map(ruleView)),
+  run: async (i, host): Promise<OpResult<RuleView[]>> => result((await currentRules(host, i.qube)).map(ruleView)),
 });
 
 /** The rules lines only (admin.vm.firewall.Get): cheaper than firewall.list for big lists. */
@@ -47,7 +49,7 @@ export const firewallGet = defineOp({
   output: v.array(v.string()),
   input: v.strictObject({ qube }),
   run: async (i, host): Promise<OpResult<string[]>> => {
-    return result((await rulesOf(host, i.qube)).map(formatApiRule));
+    return result((await currentRules(host, i.qube)).map(formatApiRule));
   },
 });
 
@@ -61,7 +63,7 @@ export const firewallAdd = defineOp({
     const now = host.now();
     const r = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
       const q = getQube(m, i.qube);
-      const out = addRule(editableRules(q.rules, now), rule, i.before);
+      const out = addRule(editableRules(rulesOf(q), now), rule, i.before);
       q.rules = out.rules;
       return { index: out.rules.indexOf(rule), count: out.rules.length, warnings: out.warnings };
     });
@@ -79,7 +81,7 @@ export const firewallDel = defineOp({
     const now = host.now();
     const count = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
       const q = getQube(m, i.qube);
-      const cur = editableRules(q.rules, now);
+      const cur = editableRules(rulesOf(q), now);
       q.rules = rule ? deleteMatching(cur, rule) : deleteRuleNo(cur, (i as { ruleNo: number }).ruleNo);
       return q.rules.length;
     });
@@ -93,7 +95,8 @@ export const firewallReset = defineOp({
   summary: 'back to the default: one rule that accepts everything (qvm-firewall VM reset)',
   input: v.strictObject({ qube }),
   run: async (i, host) => {
-    await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => void (getQube(m, i.qube).rules = [{ ...ACCEPT_ALL }]));
+    // A wholesale replacement: allowed over a broken file, which it writes fresh.
+    await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => replaceRules(getQube(m, i.qube), [{ ...ACCEPT_ALL }]));
     return result({ qube: i.qube, count: 1 });
   },
 });
@@ -108,7 +111,7 @@ export const firewallSet = defineOp({
     const r = parseApiRules(i.text);
     if (!r.ok) throw new QnetError({ ...r.error, qube: i.qube, message: `line ${(r.error.ruleIndex ?? 0) + 1}: ${r.error.message}`, ruleIndex: undefined });
     const rules = r.value;
-    await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => void (getQube(m, i.qube).rules = rules));
+    await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => replaceRules(getQube(m, i.qube), rules));
     return result({ qube: i.qube, count: rules.length });
   },
 });

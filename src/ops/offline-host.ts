@@ -20,6 +20,8 @@ export interface OfflineHostOptions {
   env: NodeJS.ProcessEnv;
   /** Seconds since the epoch. */
   now: () => number;
+  /** Told once when a change waits for another writer's lock (the CLI says so on stderr). */
+  onLockWait?: (holderPid: number | null) => void;
 }
 
 export class OfflineHost implements Host {
@@ -37,7 +39,7 @@ export class OfflineHost implements Host {
   }
 
   private fileStore(): FileStore {
-    return (this.files ??= new FileStore(this.stateDir, { now: () => this.o.now() * 1000 }));
+    return (this.files ??= new FileStore(this.stateDir, { now: () => this.o.now() * 1000, ...(this.o.onLockWait ? { onLockWait: this.o.onLockWait } : {}) }));
   }
 
   read(): Promise<Model> {

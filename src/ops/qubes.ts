@@ -9,7 +9,7 @@ import { QnetError } from '../model/result.js';
 import { isUplink } from '../model/topology.js';
 import { noInput, qubeName, qubeNames } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
-import { qubeView, QubeViewSchema, type QubeView } from './views.js';
+import { problemsOf, qubeView, QubeViewSchema, type QubeView } from './views.js';
 
 const name = qubeName;
 const names = v.pipe(qubeNames, v.minLength(1));
@@ -49,7 +49,10 @@ export const qubesList = defineOp({
     }
     const status = host.applyStatus();
     const qubes = [...m.qubes.values()].filter((q) => !i.names?.length || i.names.includes(q.name)).sort(byName);
-    return result(qubes.map((q) => qubeView(m, q, status?.get(q.name))));
+    return result(
+      qubes.map((q) => qubeView(m, q, status?.get(q.name))),
+      problemsOf(m, qubes),
+    );
   },
 });
 

@@ -6,6 +6,7 @@ import type { Diagnostic } from '../model/diagnostics.js';
 import type { Model, Qube } from '../model/qube.js';
 import { formatApiRule, formatClientRule } from '../model/rule-format.js';
 import type { Rule } from '../model/rule.js';
+import { rulesUnknown } from '../store/rules-problem.js';
 import type { ApplyStatusView } from './types.js';
 
 const str = v.string();
@@ -44,7 +45,9 @@ export function qubeView(m: Model, q: Qube, status?: ApplyStatusView): QubeView 
     qid: q.qid,
     state: q.state,
     detached: isDetached(m, q),
-    ...(status ? { rules: status.state, ...(status.diag ? { rules_problem: status.diag.message } : {}) } : {}),
+    ...(status ? { rules: status.state } : {}),
+    // A broken rules file (the qube is blocked, its rules unknown), else what the kernel refused.
+    ...(q.rulesProblem || status?.diag ? { rules_problem: (q.rulesProblem ?? status!.diag!).message } : {}),
     class: q.klass,
     label: q.label,
     netvm: netvmName(m, q),
@@ -95,6 +98,13 @@ export const CheckResultSchema: v.GenericSchema = v.looseObject({
 
 export function ruleView(r: Rule, no: number): RuleView {
   return { no, ...r, dsthost: r.dsthost?.text, dstports: r.dstports, api: formatApiRule(r), raw: formatClientRule(r) } as RuleView;
+}
+
+/** Warnings that say whose rules are unknown (broken files) and which qubes.json entries were left out. */
+export function problemsOf(m: Model, qubes: Iterable<Qube> = m.qubes.values()): Diagnostic[] {
+  const out: Diagnostic[] = [...(m.problems ?? [])].map((d) => ({ ...d, severity: 'warning' as const }));
+  for (const q of qubes) if (q.rulesProblem) out.push({ ...rulesUnknown(q), severity: 'warning' });
+  return out;
 }
 
 export const withQube = (ds: readonly Diagnostic[], qube: string): Diagnostic[] => ds.map((d) => ({ ...d, qube }));

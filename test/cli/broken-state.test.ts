@@ -54,12 +54,46 @@ for (const k of kinds) {
       for (const [to, v] of Object.entries(m.cells.work)) if (!to.startsWith('sys-')) assert.notEqual(v, 'accept', `work → ${to}`);
     });
 
+    test('ls, check and matrix say whose rules are unknown, naming the file', { timeout: 10_000 }, async () => {
+      const ls = await s.run('ls');
+      assert.equal(ls.code, 0);
+      assert.match(ls.err, /warning: .*QNET3024/);
+      assert.ok(ls.err.includes(file), ls.err);
+      const j = JSON.parse(await s.ok('ls --json')) as { name: string; rules_problem?: string }[];
+      assert.ok(j.find((q) => q.name === 'work')!.rules_problem?.includes(file));
+      assert.equal(j.find((q) => q.name === 'personal')!.rules_problem, undefined);
+      const check = await s.run('check work 203.0.113.10:80');
+      assert.match(check.err, /QNET3024/, 'the answer is flagged as the blocked kernel, not the policy');
+      const mx = await s.run('matrix');
+      const row = mx.out.split('\n').find((l) => l.startsWith('work '))!;
+      assert.match(row, /\?/, `work's row shows unknown answers: ${row}`);
+      assert.doesNotMatch(mx.out.split('\n').find((l) => l.startsWith('personal '))!, /\?/);
+    });
+
     test('the broken file is left exactly as it was', () => {
       const st = lstatSync(file);
       assert.equal(`${st.ino}:${st.mode}:${k.bytes ? readFileSync(file, 'hex') : ''}`, before0);
     });
   });
 }
+
+test('firewall set / reset replace a broken file wholesale: written fresh, the qube is no longer blocked', { timeout: 10_000 }, async () => {
+  const s = new StateDir();
+  try {
+    await s.ok('init');
+    await s.ok('firewall work set', 'action=drop\n');
+    writeFileSync(s.path('appvms', 'work', 'firewall.xml'), 'garbage<');
+    assert.equal((await s.run('firewall work del --rule-no 0')).code, 1, 'an edit needs the current rules');
+    await s.ok('firewall work set', 'action=accept proto=icmp\n');
+    assert.match(readFileSync(s.path('appvms', 'work', 'firewall.xml'), 'utf8'), /<firewall version="2">/);
+    writeFileSync(s.path('appvms', 'work', 'firewall.xml'), 'garbage<');
+    await s.ok('firewall work reset');
+    assert.equal((await s.run('ls')).err, '', 'no warning once the file is good');
+    assert.match(await s.ok('check work 203.0.113.10:80'), /ACCEPT/);
+  } finally {
+    s.cleanup();
+  }
+});
 
 describe('qubes.json is a FIFO', () => {
   const s = new StateDir();

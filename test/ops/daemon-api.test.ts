@@ -201,3 +201,20 @@ test('every case gives the same answer through the local and the daemon transpor
     rmSync(offDir, { recursive: true, force: true });
   }
 });
+
+test('while the daemon runs it is the only writer: a CLI that does not reach it (QNET_NO_DAEMON) is refused at once, naming it', async () => {
+  await withDaemon(async (_c, dir) => {
+    const io = bufferIo({ now: NOW, env: { QNET_NO_DAEMON: '1' } }).io;
+    const off = await localTransport(dir, io);
+    const t0 = Date.now();
+    await assert.rejects(off.call('firewall.add', { qube: 'work', rule: 'action=accept' }), (e: unknown) => {
+      assert.ok(e instanceof QnetError);
+      assert.equal(e.diag.code, 'QNET3001');
+      assert.match(e.diag.message, new RegExp(`daemon \\(pid ${process.pid}\\)`));
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 1000, 'no waiting for a lock the daemon holds for its life');
+    // Reads need no lock: they still answer.
+    assert.equal(((await off.call('qubes.list', {})).value as unknown[]).length, 6);
+  });
+});

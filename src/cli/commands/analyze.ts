@@ -58,7 +58,8 @@ export function registerAnalyze(program: Command, ctx: Ctx): void {
       const proto = protoOpt(o.proto);
       if (proto === 'icmp' && port !== undefined) throw new UsageError('icmp has no ports');
       const input = { src, dst: host, ...(proto ? { proto } : {}), ...(port !== undefined ? { port } : {}), ...(o.srcAddr ? { srcAddr: o.srcAddr } : {}) };
-      const { value: results } = await ctx.call<SimResult[]>('check', input);
+      const { value: results, warnings } = await ctx.call<SimResult[]>('check', input);
+      printWarnings(ctx.io, warnings);
       if (wantsJson(o)) return void ctx.io.out(json(results.length === 1 ? results[0] : results));
       const { formatTrace } = await import('../../sim/trace.js');
       ctx.io.out(results.map((r) => formatTrace(r)).join('\n\n') + '\n');
@@ -75,14 +76,17 @@ export function registerAnalyze(program: Command, ctx: Ctx): void {
       // A port means tcp unless a protocol is named, as in `check`.
       const proto = protoOpt(o.proto) ?? (port !== undefined ? 'tcp' : 'icmp');
       if (proto === 'icmp' && port !== undefined) throw new UsageError('icmp has no ports');
-      const { value: mx } = await ctx.call<{ proto: string; port: number | null } & Matrix>('matrix', { proto, ...(port !== undefined ? { port } : {}) });
+      const { value: mx, warnings } = await ctx.call<{ proto: string; port: number | null; unknown: string[] } & Matrix>('matrix', { proto, ...(port !== undefined ? { port } : {}) });
+      printWarnings(ctx.io, warnings);
       if (wantsJson(o)) return void ctx.io.out(json(mx));
+      const unknown = new Set(mx.unknown);
       const mark = { accept: 'yes', reject: 'no', drop: 'no', '-': '-' } as const;
       ctx.io.out(`${mx.proto}${mx.port !== null ? `/${mx.port}` : ''}: rows can reach columns? ("no" = rejected or dropped)\n`);
       ctx.io.out(
         formatTable([
           ['FROM \\ TO', ...mx.destinations],
-          ...mx.sources.map((s) => [s, ...mx.destinations.map((d) => mark[mx.cells[s]![d]!])]),
+          // `?`: the source's rules are unknown (its file is broken; the kernel blocks it).
+          ...mx.sources.map((s) => [s, ...mx.destinations.map((d) => (unknown.has(s) && d !== s ? '?' : mark[mx.cells[s]![d]!]))]),
         ]),
       );
     });

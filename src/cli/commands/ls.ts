@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { QubeView } from '../../ops/views.js';
 import type { Ctx } from '../context.js';
-import { UsageError } from '../errors.js';
+import { printWarnings, UsageError } from '../errors.js';
 import { formatTable, json, wantsJson } from '../table.js';
 
 const FORMATS = {
@@ -45,7 +45,8 @@ export function registerLs(program: Command, ctx: Ctx): void {
     .action(async (names: string[], o: { network?: boolean; format?: string; json?: boolean }) => {
       if (o.format && !['simple', 'network', 'json'].includes(o.format))
         throw new UsageError(`unknown format '${o.format}'`, 'simple, network, json');
-      const { value: qubes } = await ctx.call<QubeView[]>('qubes.list', names.length ? { names } : {});
+      const { value: qubes, warnings } = await ctx.call<QubeView[]>('qubes.list', names.length ? { names } : {});
+      printWarnings(ctx.io, warnings); // broken rules files, qubes.json entries left out
       if (wantsJson(o)) return void ctx.io.out(json(qubes));
       ctx.io.out(lsTable(qubes, !!o.network || o.format === 'network'));
     });
