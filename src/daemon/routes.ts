@@ -79,6 +79,16 @@ function statusOf(d: Diagnostic): number {
   return 422;
 }
 
+/** Which qubes a request names, for the log line (bounded; never the whole input). */
+function about(input: unknown): string {
+  if (typeof input !== 'object' || input === null) return '';
+  const o = input as Record<string, unknown>;
+  const names = [o['qube'], o['src'], o['from'], o['name'], ...(Array.isArray(o['qubes']) ? o['qubes'] : []), ...(Array.isArray(o['names']) ? o['names'] : [])]
+    .filter((x): x is string => typeof x === 'string')
+    .slice(0, 8);
+  return names.length ? ` [${names.map((n) => JSON.stringify(n.slice(0, 64))).join(' ')}]` : '';
+}
+
 async function serveOp(s: Served, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const op = await findOp(name);
   const input = await jsonBody(req);
@@ -95,11 +105,12 @@ async function serveOp(s: Served, name: string, req: IncomingMessage, res: Serve
           })
         : await invoke(s.host, name, input);
     send(res, 200, out);
-    s.log(`op ${name}: ok (${Date.now() - started} ms)`);
+    // Who: the holder of the root-only token (the socket is verified and unreachable from qubes).
+    s.log(`op ${name}${about(input)} by the token holder: ok (${Date.now() - started} ms)`);
   } catch (e) {
     const d = e instanceof QnetError ? e.diag : diag('QNET6199', `internal error in ${name}: ${(e as Error)?.message ?? String(e)}`);
     send(res, e instanceof QnetError ? statusOf(d) : 500, { diagnostics: [d] });
-    s.log(`op ${name}: refused ${d.code} (${Date.now() - started} ms)`);
+    s.log(`op ${name}${about(input)} by the token holder: refused ${d.code} (${Date.now() - started} ms)`);
   } finally {
     if (op?.kind === 'change') s.afterChange();
   }
