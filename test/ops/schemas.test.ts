@@ -4,10 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from '../cases/compile/baseline.js';
 import { describeOps } from '../../src/ops/registry.js';
 
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const ROOT = repoRoot();
 
 test('docs/schemas/ops.json matches the registry (regenerate: node scripts/schemas.mjs)', async () => {
   const committed = JSON.parse(readFileSync(join(ROOT, 'docs', 'schemas', 'ops.json'), 'utf8')) as unknown;

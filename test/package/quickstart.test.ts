@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './root.js';
+import { repoRoot } from '../cases/compile/baseline.js';
 
 const STUBS = ['nft', 'ip', 'conntrack', 'runuser', 'curl', 'ping', 'socat', 'python3', 'systemd-analyze', 'man'];
 

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './root.js';
+import { repoRoot } from '../cases/compile/baseline.js';
 
 const UNIT = join(repoRoot(), 'systemd', 'qnet.service');
 
