@@ -10,16 +10,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from './cases/compile/baseline.js';
 
 const FLOORS: Record<string, number> = { web: 9, cli: 8, daemon: 7, ops: 6, engine: 5, backend: 4, sim: 3, compile: 3, ir: 2, store: 2, model: 1 };
 
 /** The repository's src/, from dist/test/ (compiled) or test/ (tsx). */
-function srcDir(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!readdirSync(d).includes('package.json')) d = dirname(d);
-  return join(d, 'src');
-}
+const srcDir = (): string => join(repoRoot(), 'src');
 
 function* sources(dir: string): Generator<string> {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
