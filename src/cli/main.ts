@@ -11,6 +11,7 @@ import { registerFirewall } from './commands/firewall.js';
 import { registerLs } from './commands/ls.js';
 import { registerPrefs } from './commands/prefs.js';
 import { registerQubes } from './commands/qubes.js';
+import { registerFeatures } from './commands/features.js';
 
 import { VERSION } from './version.js';
 
@@ -32,6 +33,7 @@ function buildProgram(io: Io): { program: Command; ctx: Ctx } {
   const ctx = makeCtx(io, () => program.opts<GlobalOpts>());
   registerQubes(program, ctx);
   registerPrefs(program, ctx);
+  registerFeatures(program, ctx);
   registerLs(program, ctx);
   registerFirewall(program, ctx);
   registerAnalyze(program, ctx);
