@@ -11,6 +11,7 @@ type Register = (program: Command, ctx: Ctx) => void;
 const GROUPS = {
   qubes: async (): Promise<Register> => (await import('./commands/qubes.js')).registerQubes,
   prefs: async (): Promise<Register> => (await import('./commands/prefs.js')).registerPrefs,
+  features: async (): Promise<Register> => (await import('./commands/features.js')).registerFeatures,
   ls: async (): Promise<Register> => (await import('./commands/ls.js')).registerLs,
   firewall: async (): Promise<Register> => (await import('./commands/firewall.js')).registerFirewall,
   analyze: async (): Promise<Register> => (await import('./commands/analyze.js')).registerAnalyze,
@@ -25,7 +26,7 @@ export const COMMAND_GROUPS: Readonly<Record<string, Group>> = {
   init: 'qubes', create: 'qubes', remove: 'qubes', rename: 'qubes', clone: 'qubes', 'qubes-prefs': 'qubes',
   prefs: 'prefs', ls: 'ls', firewall: 'firewall', nft: 'analyze', check: 'analyze', matrix: 'analyze',
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', run: 'lifecycle', counters: 'lifecycle',
-  daemon: 'daemon', events: 'daemon', demo: 'demo',
+  daemon: 'daemon', events: 'daemon', demo: 'demo', features: 'features',
 };
 
 /** The command word: the first word that is not a global option or its value; undefined for none. */

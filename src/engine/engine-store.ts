@@ -37,20 +37,25 @@ export class EngineStore implements Store {
       const wasRunning = running(model);
       // A netvm killed behind our back is noticed before the change, so the change sees the truth.
       const died = wasRunning && (await this.enabled()) ? await (await this.engine()).noticeDeaths(model) : [];
-      const edited = effect?.kind === 'rules' && !died.length ? effect.qubes.filter((n) => model.qubes.has(n)) : undefined;
+      // A reload offline cannot know what the kernel holds (its answers may be stale): it converges
+      // from nothing, loading every running node again.
+      const reload = effect?.kind === 'rules' && effect.reload === true;
+      const edited = effect?.kind === 'rules' && !died.length && !(reload && this.assumeKernelHoldsModel) ? effect.qubes.filter((n) => model.qubes.has(n)) : undefined;
       // The rules before the change, copied: a change may edit a list in place.
       const rulesBefore = new Map<string, RuleList>((edited ?? []).map((n) => [n, cloneData(model.qubes.get(n)!.rules)]));
       // Offline, what the kernel holds is assumed to be compile() of the model as read: kept whole
       // for a converge, and for a rule edit rebuilt from the edited qubes' old rules (see below).
-      const before = this.assumeKernelHoldsModel && wasRunning && !edited ? cloneModel(model) : undefined;
+      const before = this.assumeKernelHoldsModel && wasRunning && !edited && !reload ? cloneModel(model) : undefined;
       const result = await change(model);
       if (!(wasRunning || running(model)) || !(await this.enabled())) return result;
       const engine = await this.engine();
+      // The daemon: these qubes' names are asked again now, then their chains patched as for an edit.
+      if (reload && edited?.length) await engine.resolve(model, engine.deps.now(), new Set(edited), true);
       if (edited) {
         if (!edited.length) return result;
         const ok = this.assumeKernelHoldsModel
           ? await engine.applyRuleEditsAssumed(model, withRules(model, rulesBefore))
-          : await engine.applyRuleEdits(model, edited, rulesBefore);
+          : await engine.applyRuleEdits(model, edited, reload ? undefined : rulesBefore); // a reload may close: flows are checked
         if (ok) return result;
       }
       const assume = before ?? (edited && this.assumeKernelHoldsModel ? withRules(model, rulesBefore) : undefined);

@@ -89,9 +89,9 @@ export class Engine implements EngineCore {
     return this.edits.applyAssumed(model, before);
   }
 
-  /** Names whose answer is new or differs (see DnsAnswers.resolve). */
-  resolve(model: Model, now: number, only?: ReadonlySet<string>): Promise<Set<string>> {
-    return this.dns.resolve(model, now, only);
+  /** Names whose answer is new or differs (see DnsAnswers.resolve; `all`: ask again even before the TTL runs out). */
+  resolve(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Set<string>> {
+    return this.dns.resolve(model, now, only, all);
   }
 
   /**

@@ -74,6 +74,8 @@ export const DIAGNOSTICS = {
   QNET2105: { severity: 'error', summary: 'the uplink cannot change while qubes run' },
   QNET2106: { severity: 'error', summary: 'not an uplink (world, none, veth-host, move:DEV)' },
   QNET2107: { severity: 'error', summary: 'shutdown needs qubes or all' },
+  QNET2110: { severity: 'error', summary: 'the qube does not have that feature set' },
+  QNET2111: { severity: 'error', summary: 'bad feature name or value' },
   // ---- 3xxx store / files ----
   QNET3001: { severity: 'error', summary: 'the state directory is locked by another writer' },
   QNET3002: { severity: 'error', summary: 'the writer lock cannot be made (permissions, read-only file system)' },
@@ -141,6 +143,7 @@ export const DIAGNOSTICS = {
   QNET9000: { severity: 'error', summary: 'usage error' },
   QNET9001: { severity: 'error', summary: 'no such property' },
   QNET9002: { severity: 'error', summary: 'unknown backend' },
+  QNET9003: { severity: 'error', summary: 'removing qubes needs a yes on a terminal, or --force' },
 } as const satisfies Record<string, Entry>;
 
 export type Code = keyof typeof DIAGNOSTICS;

@@ -2,8 +2,11 @@
 // smallest path without guessing: a rule edit of one qube reloads that qube's client chain and sets,
 // never the whole system. Undeclared means `all` (a full converge), which is always correct.
 export type Effect =
-  /** Only these qubes' rule lists changed (added, removed, replaced rules). */
-  | { kind: 'rules'; qubes: string[] }
+  /**
+   * Only these qubes' rule lists changed (added, removed, replaced rules). `reload`: nothing changed,
+   * but their names are to be resolved again now and their rules loaded again (qvm-firewall --reload).
+   */
+  | { kind: 'rules'; qubes: string[]; reload?: boolean }
   /** Properties of these qubes changed (netvm, label, features …), or qubes were created or removed. */
   | { kind: 'props'; qubes: string[] }
   /** These qubes were started or stopped. */

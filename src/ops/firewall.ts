@@ -2,11 +2,12 @@
 // (`action=accept dsthost=qubes-os.org proto=tcp dstports=443-443`), Qubes' own lossless wire form,
 // and are parsed here by the model's one parser, so every door validates them the same way.
 import * as v from 'valibot';
-import { diag } from '../model/diagnostics.js';
+import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
 import { addRule, deleteMatching, deleteRuleNo, editableRules } from '../model/firewall-ops.js';
 import { getQube } from '../model/ops.js';
 import { formatApiRule } from '../model/rule-format.js';
 import { parseApiRule, parseApiRules } from '../model/rule-parse.js';
+import type { Model } from '../model/qube.js';
 import { ACCEPT_ALL, type Rule } from '../model/rule.js';
 import { QnetError } from '../model/result.js';
 import { replaceRules, rulesOf } from '../store/rules-problem.js';
@@ -65,9 +66,35 @@ export const firewallAdd = defineOp({
       const q = getQube(m, i.qube);
       const out = addRule(editableRules(rulesOf(q), now), rule, i.before);
       q.rules = out.rules;
-      return { index: out.rules.indexOf(rule), count: out.rules.length, warnings: out.warnings };
+      return { index: out.rules.indexOf(rule), count: out.rules.length, warnings: out.warnings, model: m };
     });
-    return result({ qube: i.qube, index: r.index, count: r.count, rule: ruleView(rule, r.index) }, withQube(r.warnings, i.qube));
+    const unresolved = await unresolvedName(r.model, host.stateDir, rule);
+    return result({ qube: i.qube, index: r.index, count: r.count, rule: ruleView(rule, r.index) }, [...withQube(r.warnings, i.qube), ...(unresolved ? [{ ...unresolved, qube: i.qube }] : [])]);
+  },
+});
+
+/**
+ * Said at once when a rule names a host that does not resolve (else only nft and the daemon's log
+ * would say it): asked the way analysis asks (the world's zone, or the host's resolver), one name.
+ */
+async function unresolvedName(model: Model, stateDir: string, rule: Rule): Promise<Diagnostic | undefined> {
+  if (rule.dsthost?.type !== 'dsthost') return undefined;
+  const name = rule.dsthost.text;
+  const { offlineResolver } = await import('./analysis.js'); // the compiler's resolvers: only when a name needs them
+  const answer = (await offlineResolver(model, stateDir).resolveAll([name])).get(name);
+  if (!answer?.error) return undefined;
+  return warning('QNET4001', `cannot resolve '${name}' (${answer.error}): the rule is disabled until it resolves`);
+}
+
+export const firewallReload = defineOp({
+  name: 'firewall.reload',
+  kind: 'change',
+  summary: "resolve the names in a qube's rules again now and load its rules again (qvm-firewall VM --reload)",
+  input: v.strictObject({ qube }),
+  run: async (i, host) => {
+    // Nothing in the model changes: the effect asks the engine to resolve and load again.
+    const count = await host.change({ kind: 'rules', qubes: [i.qube], reload: true }, (m) => rulesOf(getQube(m, i.qube))?.length ?? 1); // no file: one accept-all rule
+    return result({ qube: i.qube, count });
   },
 });
 

@@ -183,3 +183,52 @@ export const globalSet = defineOp({
     return result({ property: i.property });
   },
 });
+
+// qvm-features: free-form key/value pairs on a qube. qnet reads `ipv6` (model/addressing.ts: the
+// qube's own value, else its netvm's; '' switches it off), so IPv6 is switched on as in Qubes:
+// `qnet features sys-net ipv6 1`.
+/** Names as Qubes' extensions use them (`ipv6`, `service.cups`, `boot-mode.kernelopts`). */
+const featureName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$/, 'a feature name is a letter or digit, then letters, digits, _ . - (at most 64)'));
+/** A value is a string of printable ASCII (empty means false to the extensions that read booleans). */
+const featureValue = v.pipe(v.string(), v.maxLength(1024), v.regex(/^[\x20-\x7e]*$/, 'a feature value is printable ASCII'));
+
+export const featuresList = defineOp({
+  name: 'features.list',
+  kind: 'read',
+  summary: "a qube's features, sorted by name (qvm-features VM)",
+  input: v.strictObject({ qube: name }),
+  run: async (i, host): Promise<OpResult<{ name: string; value: string }[]>> => {
+    const q = getQube(await host.read(), i.qube);
+    return result(Object.keys(q.features).sort().map((n) => ({ name: n, value: q.features[n]! })));
+  },
+});
+
+export const featuresGet = defineOp({
+  name: 'features.get',
+  kind: 'read',
+  summary: 'one feature of a qube; refused (QNET2110) when it is not set (qvm-features VM FEATURE)',
+  input: v.strictObject({ qube: name, feature: v.string() }),
+  run: async (i, host): Promise<OpResult<string>> => {
+    const q = getQube(await host.read(), i.qube);
+    if (!Object.hasOwn(q.features, i.feature)) throw new QnetError(diag('QNET2110', `no feature '${i.feature}' is set`, { qube: i.qube, hint: `qnet features ${i.qube}` }));
+    return result(q.features[i.feature]!);
+  },
+});
+
+export const featuresSet = defineOp({
+  name: 'features.set',
+  kind: 'change',
+  summary: 'set a feature of a qube, or unset it with value null (qvm-features VM FEATURE VALUE, --unset)',
+  input: v.strictObject({ qube: name, feature: v.string(), value: v.nullable(v.string()) }),
+  run: async (i, host) => {
+    const bad = [v.safeParse(featureName, i.feature), ...(i.value !== null ? [v.safeParse(featureValue, i.value)] : [])].find((r) => !r.success);
+    if (bad && !bad.success) throw new QnetError(diag('QNET2111', bad.issues[0].message, { qube: i.qube }));
+    // A feature can change every qube below this one (ipv6 is inherited down the netvm tree).
+    await host.change({ kind: 'props', qubes: [i.qube] }, (m) => {
+      const q = getQube(m, i.qube);
+      if (i.value === null) delete q.features[i.feature];
+      else q.features = { ...q.features, [i.feature]: i.value };
+    });
+    return result({ qube: i.qube, feature: i.feature, value: i.value });
+  },
+});

@@ -105,7 +105,7 @@ describe('qnet create / remove / rename / clone / prefs', () => {
   });
 
   test('a netvm in use cannot be removed or stop providing network', async () => {
-    const r = await s.run('remove sys-firewall');
+    const r = await s.run('remove --force sys-firewall');
     assert.equal(r.code, 1);
     assert.match(r.err, /in use as netvm of: work, personal, untrusted, dev, the global default_netvm/);
     const r2 = await s.run('prefs sys-net provides_network False');

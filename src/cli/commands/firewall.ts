@@ -21,6 +21,7 @@ interface FwOpts {
   format?: string;
   before?: string;
   ruleNo?: string;
+  reload?: boolean;
 }
 
 function intOpt(name: string, v: string | undefined): number | undefined {
@@ -84,6 +85,7 @@ export function registerFirewall(program: Command, ctx: Ctx): void {
     .option('--rule-no <n>', 'del: remove rule number N')
     .option('-o, --format <format>', 'list: table, raw or json')
     .option('--json', 'list: JSON output')
+    .option('-r, --reload', "resolve the names in the qube's rules again now and load its rules again (alone, or after an action)")
     .addHelpText(
       'after',
       `
@@ -93,49 +95,57 @@ Rules (first match wins; no match = drop; "drop" answers with ICMP admin-prohibi
 Examples:
   qnet firewall work del --rule-no 0          # no rules: everything blocked
   qnet firewall work add accept specialtarget=dns
-  qnet firewall work add accept qubes-os.org tcp 443
+  qnet firewall work add accept web.example.com tcp 443
+  qnet firewall work --reload                  # names resolved again now, rules loaded again
   qnet firewall work add --before 0 accept proto=icmp
   printf 'action=accept proto=icmp\\n' | qnet firewall work set`,
     )
     .action(async (vm: string, action: string | undefined, words: string[], o: FwOpts) => {
-      const act = (action ?? 'list') as FwAction;
-      if (!ACTIONS.includes(act)) throw new UsageError(`unknown action '${action}'`, ACTIONS.join(', '));
-      if (act !== 'add' && o.before !== undefined) throw new UsageError('--before goes with add');
-      if (act !== 'del' && o.ruleNo !== undefined) throw new UsageError('--rule-no goes with del');
-      if (!['add', 'del'].includes(act) && words.length) throw new UsageError(`'${act}' takes no rule words`);
-      const now = ctx.now();
-      const qube = vm;
-
-      if (act === 'list' || act === 'get') {
-        const fmt = o.json ? 'json' : o.raw ? 'raw' : (o.format ?? 'table');
-        if (act === 'get') {
-          const { value: lines } = await ctx.call<string[]>('firewall.get', { qube });
-          return writeLines(ctx.io, lines.length, (i) => lines[i]! + '\n');
-        }
-        if (!['json', 'raw', 'table'].includes(fmt)) throw new UsageError(`unknown format '${fmt}'`, 'table, raw, json');
-        const { value: views } = await ctx.call<RuleView[]>('firewall.list', { qube });
-        if (fmt === 'json') return writeRuleJson(ctx.io, views);
-        if (fmt === 'raw') return writeLines(ctx.io, views.length, (i) => views[i]!.raw + '\n');
-        // The API line is lossless: the table is made from the rules it gives back.
-        return writeRuleTable(ctx.io, views.map((v) => unwrap(parseApiRule(v.api))), now);
-      }
-
-      if (act === 'add') {
-        if (!words.length) throw new UsageError('add needs a rule', 'e.g. qnet firewall work add accept example.com tcp 443');
-        const rule = formatApiRule(unwrap(parseRuleWords(words, now)));
-        const before = intOpt('--before', o.before);
-        const r = await ctx.call('firewall.add', { qube, rule, ...(before !== undefined ? { before } : {}) }, 'change');
-        printWarnings(ctx.io, r.warnings);
-      } else if (act === 'del') {
-        const n = intOpt('--rule-no', o.ruleNo);
-        if (n === undefined && !words.length) throw new UsageError('del needs --rule-no N or a rule');
-        if (n !== undefined && words.length) throw new UsageError('give either --rule-no or a rule, not both');
-        const input = words.length ? { qube, rule: formatApiRule(unwrap(parseRuleWords(words, now))) } : { qube, ruleNo: n! };
-        await ctx.call('firewall.del', input, 'change');
-      } else if (act === 'reset') {
-        await ctx.call('firewall.reset', { qube }, 'change');
-      } else {
-        await ctx.call('firewall.set', { qube, text: await ctx.io.readStdin() }, 'change');
-      }
+      await firewallAction(ctx, vm, action, words, o);
+      // qvm-firewall --reload: after the action if one was given; alone, it is all that happens.
+      if (o.reload) await ctx.call('firewall.reload', { qube: vm }, 'change');
     });
+}
+
+async function firewallAction(ctx: Ctx, vm: string, action: string | undefined, words: string[], o: FwOpts): Promise<void> {
+  if (o.reload && action === undefined) return;
+  const act = (action ?? 'list') as FwAction;
+  if (!ACTIONS.includes(act)) throw new UsageError(`unknown action '${action}'`, ACTIONS.join(', '));
+  if (act !== 'add' && o.before !== undefined) throw new UsageError('--before goes with add');
+  if (act !== 'del' && o.ruleNo !== undefined) throw new UsageError('--rule-no goes with del');
+  if (!['add', 'del'].includes(act) && words.length) throw new UsageError(`'${act}' takes no rule words`);
+  const now = ctx.now();
+  const qube = vm;
+
+  if (act === 'list' || act === 'get') {
+    const fmt = o.json ? 'json' : o.raw ? 'raw' : (o.format ?? 'table');
+    if (act === 'get') {
+      const { value: lines } = await ctx.call<string[]>('firewall.get', { qube });
+      return writeLines(ctx.io, lines.length, (i) => lines[i]! + '\n');
+    }
+    if (!['json', 'raw', 'table'].includes(fmt)) throw new UsageError(`unknown format '${fmt}'`, 'table, raw, json');
+    const { value: views } = await ctx.call<RuleView[]>('firewall.list', { qube });
+    if (fmt === 'json') return writeRuleJson(ctx.io, views);
+    if (fmt === 'raw') return writeLines(ctx.io, views.length, (i) => views[i]!.raw + '\n');
+    // The API line is lossless: the table is made from the rules it gives back.
+    return writeRuleTable(ctx.io, views.map((v) => unwrap(parseApiRule(v.api))), now);
+  }
+
+  if (act === 'add') {
+    if (!words.length) throw new UsageError('add needs a rule', 'e.g. qnet firewall work add accept example.com tcp 443');
+    const rule = formatApiRule(unwrap(parseRuleWords(words, now)));
+    const before = intOpt('--before', o.before);
+    const r = await ctx.call('firewall.add', { qube, rule, ...(before !== undefined ? { before } : {}) }, 'change');
+    printWarnings(ctx.io, r.warnings);
+  } else if (act === 'del') {
+    const n = intOpt('--rule-no', o.ruleNo);
+    if (n === undefined && !words.length) throw new UsageError('del needs --rule-no N or a rule');
+    if (n !== undefined && words.length) throw new UsageError('give either --rule-no or a rule, not both');
+    const input = words.length ? { qube, rule: formatApiRule(unwrap(parseRuleWords(words, now))) } : { qube, ruleNo: n! };
+    await ctx.call('firewall.del', input, 'change');
+  } else if (act === 'reset') {
+    await ctx.call('firewall.reset', { qube }, 'change');
+  } else {
+    await ctx.call('firewall.set', { qube, text: await ctx.io.readStdin() }, 'change');
+  }
 }

@@ -14,17 +14,34 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
     .command('start')
     .description('start qubes, and their netvm chains first (qvm-start)')
     .argument('<name...>', 'qubes to start')
-    .action(async (qubes: string[]) => void (await ctx.call('start', { qubes }, 'change')));
+    .action(async (qubes: string[]) => {
+      const progress = ctx.io.isTTY && !ctx.globalOpts().dryRun ? await startPhases(ctx, qubes) : undefined;
+      const t0 = Date.now();
+      const { value } = await ctx.call<{ started: string[] }>('start', { qubes }, 'change');
+      progress?.(value.started, Date.now() - t0);
+    });
 
   program
     .command('shutdown')
     .description('stop qubes (qvm-shutdown); a netvm with running clients refuses unless --force')
     .argument('[name...]', 'qubes to stop')
     .option('--all', 'stop every running qube (clients first)')
+    .option('--exclude <name>', 'with --all: leave this qube running (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--force', 'stop a netvm even though clients use it (they stay running, detached)')
-    .action(async (qubes: string[], o: { all?: boolean; force?: boolean }) => {
+    .option('--wait', "accepted for qvm-shutdown's sake: qnet's shutdown always returns once the qubes are down")
+    .action(async (qubes: string[], o: { all?: boolean; force?: boolean; exclude?: string[] }) => {
+      if (o.exclude && !o.all) throw new UsageError('--exclude goes with --all');
       if (!o.all && !qubes.length) throw new UsageError('name the qubes to stop, or use --all');
-      await ctx.call('shutdown', { qubes, all: !!o.all, force: !!o.force }, 'change');
+      if (o.all && qubes.length) throw new UsageError('give either qubes or --all, not both');
+      if (!o.exclude) return void (await ctx.call('shutdown', { qubes, all: !!o.all, force: !!o.force }, 'change'));
+      // qvm-shutdown --all --exclude: every running qube but these; a netvm an excluded qube still
+      // uses is refused as any netvm with running clients is, unless --force.
+      const { value: all } = await ctx.call<QubeView[]>('qubes.list', { names: [] });
+      const known = new Set(all.map((q) => q.name));
+      const unknown = o.exclude.filter((n) => !known.has(n));
+      if (unknown.length) throw new QnetError(diag('QNET2003', `no such qube: ${unknown.join(', ')}`, { hint: 'see qnet ls' }));
+      const stop = all.filter((q) => q.state === 'Running' && !o.exclude!.includes(q.name)).map((q) => q.name);
+      if (stop.length) await ctx.call('shutdown', { qubes: stop, force: !!o.force }, 'change');
     });
 
   program
@@ -37,11 +54,18 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
     .command('run')
     .description('run a program inside a qube, starting it (and its netvms) first (qvm-run)')
     .argument('<vm>', 'qube')
-    .argument('<command...>', 'the program and its arguments (put -- before them)')
+    .argument('<command...>', "the program and its arguments (put -- before them), or one shell command line in quotes")
     .option('-u, --user <user>', 'run as this user (default root, as qvm-run -u root)')
     .option('--no-autostart', 'fail instead of starting a halted qube')
-    .usage('VM [--user U] -- CMD...')
-    .action(async (vm: string, argv: string[], o: { user?: string; autostart: boolean }) => {
+    .option('--shell', 'run the words as one shell command line (sh -c)')
+    .option('-p, --pass-io', "accepted for qvm-run's sake: qnet always passes stdin, stdout, stderr and the exit code")
+    .usage("VM [--user U] -- CMD [ARG...]  |  VM 'shell command line'")
+    .addHelpText('after', `
+As qvm-run, one argument with a space in it is a shell command line, run by sh -c in the qube:
+  qnet run work 'curl -s http://web.example.com/ | head -1'
+  qnet run work -- curl -s http://web.example.com/     # a program and its arguments, no shell`)
+    .action(async (vm: string, words: string[], o: { user?: string; autostart: boolean; shell?: boolean }) => {
+      const argv = shellArgv(words, !!o.shell);
       // A session, not an operation: it runs here, and asks the daemon (if any) only to start the qube.
       const { value: [q] } = await ctx.call<QubeView[]>('qubes.list', { names: [vm] });
       if (q!.state !== 'Running') {
@@ -63,4 +87,35 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
       if (wantsJson(o)) return void ctx.io.out(json(rows));
       ctx.io.out(formatTable([['HOP', 'CHAIN', 'RULE', 'PACKETS', 'BYTES'], ...rows.map((r) => [r.hop, r.chain, r.rule, String(r.packets), String(r.bytes)])]));
     });
+}
+
+/**
+ * qvm-run's habit: `qnet run VM 'cmd args'` is one shell command line (sh -c in the qube), as is
+ * anything with --shell; several words (after --) are a program and its arguments, no shell.
+ */
+export function shellArgv(words: readonly string[], shell: boolean): string[] {
+  if (shell || (words.length === 1 && /\s/.test(words[0]!))) return ['sh', '-c', words.join(' ')];
+  return [...words];
+}
+
+/**
+ * The phases of a start, one line each on the terminal: the runtime chosen the first time, the
+ * stand-in world when the first qube starts, then the qubes (netvms first). Returns the last line's writer.
+ */
+async function startPhases(ctx: Ctx, qubes: string[]): Promise<(started: string[], ms: number) => void> {
+  const say = (s: string) => ctx.io.err(`qnet: ${s}\n`);
+  const [{ value: all }, { value: st }, { value: g }] = await Promise.all([
+    ctx.call<QubeView[]>('qubes.list', {}),
+    ctx.call<{ runtime: { backend: string } | null }>('status', {}),
+    ctx.call<{ uplink: string }>('global.get', {}),
+  ]);
+  if (!st.runtime) say('first start in this state directory: choosing the runtime (namespaces as root, else the simulator)');
+  const running = all.filter((q) => q.state === 'Running');
+  if (!running.length && g.uplink === 'world') say('bringing up the stand-in world (its resolver and web server) for sys-net');
+  const byName = new Map(all.map((q) => [q.name, q]));
+  const chain = new Set<string>();
+  for (const n of qubes) for (let q = byName.get(n)?.netvm; q && !chain.has(q); q = byName.get(q)?.netvm ?? null) chain.add(q);
+  const netvms = [...chain].filter((n) => byName.get(n)?.state !== 'Running' && !qubes.includes(n));
+  say(`starting ${qubes.length} qube${qubes.length === 1 ? '' : 's'}${netvms.length ? `, and first their netvms ${netvms.join(', ')}` : ''}…`);
+  return (started, ms) => say(`started ${started.length} qube${started.length === 1 ? '' : 's'} in ${(ms / 1000).toFixed(1)} s`);
 }

@@ -13,6 +13,7 @@ export function registerPrefs(program: Command, ctx: Ctx): void {
     .argument('<name>', 'qube')
     .argument('[property]', `one of: ${PROPERTY_NAMES.join(', ')}`)
     .argument('[value]', 'new value (netvm: a qube or none; booleans: True/False)')
+    .option('-g, --get', 'show the property (the default with a property and no value; as qvm-prefs --get)')
     .option('-D, --default', 'reset the property to its default value')
     .option('--hide-default', 'do not show properties that are set to their default value')
     .option('--help-properties', 'list the properties with a short description')
@@ -23,6 +24,7 @@ export function registerPrefs(program: Command, ctx: Ctx): void {
         for (const p of PROPERTY_NAMES) ctx.io.out(`  ${p.padEnd(w)}  ${propertyHelp(p)}\n`);
         return;
       }
+      if (o['get'] && (prop === undefined || value !== undefined || o['default'])) throw new UsageError('--get takes a qube and one property, and no value');
       if (o['default'] && value !== undefined) throw new UsageError('give either a value or --default, not both');
       if (prop !== undefined && (value !== undefined || o['default'])) {
         await ctx.call('prefs.set', { qube: name, property: prop, value: o['default'] ? null : value! }, 'change');

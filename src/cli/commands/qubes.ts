@@ -6,7 +6,9 @@ import { isLabel, isQubeClass } from '../../model/ops.js';
 import { isUplink } from '../../model/topology.js';
 import type { GlobalPrefsView } from '../../ops/qubes.js';
 import type { Ctx } from '../context.js';
-import { UsageError } from '../errors.js';
+import { diag } from '../../model/diagnostics.js';
+import { QnetError } from '../../model/result.js';
+import { oneLine, UsageError } from '../errors.js';
 import { json, wantsJson } from '../table.js';
 
 /** `none` or an empty word means no netvm, as qvm-prefs reads it. */
@@ -38,9 +40,19 @@ export function registerQubes(program: Command, ctx: Ctx): void {
 
   program
     .command('remove')
-    .description('remove qubes and their rules (qvm-remove)')
+    .description('remove qubes and their rules (qvm-remove); asks first unless --force')
     .argument('<name...>', 'qubes to remove')
-    .action(async (names: string[]) => void (await ctx.call('qubes.remove', { names }, 'change')));
+    .option('-f, --force', 'do not ask (needed without a terminal, as for qvm-remove)')
+    .action(async (names: string[], o: { force?: boolean }) => {
+      // As qvm-remove: a y/N question on the terminal; without one, only --force removes.
+      if (!o.force && !ctx.globalOpts().dryRun) {
+        const shown = names.map((n) => `  ${oneLine(n)}\n`).join('');
+        const yes = await ctx.io.confirm(`This will completely remove the selected qube(s) and their firewall rules:\n${shown}Are you sure? [y/N] `);
+        if (yes === null) throw new QnetError(diag('QNET9003', 'not removing without a yes: there is no terminal to ask on', { hint: 'qnet remove --force' }));
+        if (!yes) throw new QnetError(diag('QNET9003', 'remove cancelled: nothing was removed'));
+      }
+      await ctx.call('qubes.remove', { names }, 'change');
+    });
 
   program
     .command('rename')
