@@ -6,7 +6,7 @@ import { QnetError } from '../../model/result.js';
 import type { CounterRow } from '../../ops/lifecycle.js';
 import type { QubeView } from '../../ops/views.js';
 import type { Ctx } from '../context.js';
-import { UsageError } from '../errors.js';
+import { printWarnings, UsageError } from '../errors.js';
 import { formatTable, json, wantsJson } from '../table.js';
 
 export function registerLifecycle(program: Command, ctx: Ctx): void {
@@ -14,7 +14,7 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
     .command('start')
     .description('start qubes, and their netvm chains first (qvm-start)')
     .argument('<name...>', 'qubes to start')
-    .action(async (qubes: string[]) => void (await ctx.call('start', { qubes }, 'change')));
+    .action(async (qubes: string[]) => printWarnings(ctx.io, (await ctx.call('start', { qubes }, 'change')).warnings));
 
   program
     .command('shutdown')
@@ -46,7 +46,7 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
       const { value: [q] } = await ctx.call<QubeView[]>('qubes.list', { names: [vm] });
       if (q!.state !== 'Running') {
         if (!o.autostart) throw new QnetError(diag('QNET2103', `${vm} is not running`, { hint: `qnet start ${vm}` }));
-        await ctx.call('start', { qubes: [vm] }, 'change');
+        printWarnings(ctx.io, (await ctx.call('start', { qubes: [vm] }, 'change')).warnings);
       }
       const { execInQube } = await import('../../ops/sessions.js');
       ctx.setExitCode(await execInQube(ctx.stateDir(), ctx.io.env, vm, argv, o.user));
