@@ -104,6 +104,7 @@ export function cloneQube(model: Model, src: string, dst: string): Qube {
     ...(s.netvm !== undefined ? { netvm: s.netvm } : {}),
   });
   q.features = { ...s.features };
+  if (s.autostart !== undefined) q.autostart = s.autostart; // qvm-clone copies properties, this one too
   // A list of its own; the rule objects are shared, as the store shares them (frozen, never edited in place).
   q.rules = s.rules?.slice() ?? null;
   return q;
