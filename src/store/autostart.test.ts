@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defaultLayout, newQube } from '../model/layout.js';
-import { getProp, listProps, resetProp, setProp } from '../model/ops.js';
+import { cloneQube, getProp, listProps, resetProp, setProp } from '../model/ops.js';
 import { QnetError } from '../model/result.js';
 import { formatQubesFile, parseQubesFile } from './qubes-file.js';
 
@@ -50,4 +50,29 @@ test('qubes.json keeps autostart only when set, round-trips it, and refuses a no
   };
   assert.match(bad({ autostart: 'yes' }), /q\.json: qubes\[0\]\.autostart: expected true or false, got string 'yes'/);
   assert.match(bad({ class: 'TemplateVM', autostart: true }), /qubes\[0\]\.autostart: a template is not started here/);
+});
+
+test('a clone keeps autostart, as qvm-clone copies properties', () => {
+  const m = defaultLayout();
+  setProp(m, m.qubes.get('work')!, 'autostart', 'True');
+  assert.equal(cloneQube(m, 'work', 'work2').autostart, true);
+  assert.equal(cloneQube(m, 'personal', 'personal2').autostart, undefined);
+});
+
+test('runtime.json: a fallback reason is read back; one that is not a short printable line is refused', async () => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { readRuntime, writeRuntime } = await import('./runtime-file.js');
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-rt-'));
+  try {
+    await writeRuntime(dir, { backend: 'sim', prefix: 'qnet-', fallback: 'creating namespaces needs root' });
+    assert.deepEqual(await readRuntime(dir, {}), { backend: 'sim', prefix: 'qnet-', fallback: 'creating namespaces needs root' });
+    for (const bad of [{ backend: 'sim', fallback: 'a\u001b[2Jb' }, { backend: 'sim', fallback: 7 }, { backend: 'netns', fallback: 'x' }]) {
+      writeFileSync(join(dir, 'runtime.json'), JSON.stringify({ prefix: 'qnet-', ...bad }));
+      await assert.rejects(readRuntime(dir, {}), (e: unknown) => e instanceof QnetError && e.diag.code === 'QNET3201', JSON.stringify(bad));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -31,8 +31,9 @@ export async function readRuntime(dir: string, env: NodeJS.ProcessEnv = process.
     const j = JSON.parse(await readFile(runtimeFilePath(dir), 'utf8')) as Partial<Runtime>;
     if ((j.backend !== 'netns' && j.backend !== 'sim') || typeof j.prefix !== 'string' || !PREFIX_RE.test(j.prefix))
       throw new Error('expected {"backend": "netns"|"sim", "prefix": "<a-z0-9->"}');
-    if (j.fallback !== undefined && (typeof j.fallback !== 'string' || j.backend !== 'sim' || j.fallback.length > 200))
-      throw new Error('"fallback" is a short string, only with "backend": "sim"');
+    // The reason is printed later: one short line of printable ASCII, nothing a terminal acts on.
+    if (j.fallback !== undefined && (typeof j.fallback !== 'string' || j.backend !== 'sim' || !/^[\x20-\x7e]{1,200}$/.test(j.fallback)))
+      throw new Error('"fallback" is one short line of text, only with "backend": "sim"');
     r = { backend: j.backend, prefix: j.prefix, ...(j.fallback !== undefined ? { fallback: j.fallback } : {}) };
   } catch (e) {
     if (!isCode(e, 'ENOENT'))
