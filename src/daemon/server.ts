@@ -5,7 +5,10 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Effect } from '../model/effect.js';
+import { formatDiagnostic, warning } from '../model/diagnostics.js';
+import { QnetError } from '../model/result.js';
 import { isExpired } from '../model/rule.js';
+import { startSet } from '../model/topology.js';
 import type { Model } from '../model/qube.js';
 import { FileStore } from '../store/file-store.js';
 import type { Lock } from '../store/lock.js';
@@ -71,6 +74,28 @@ export class Daemon {
     this.log(line.trim());
   }
 
+  /**
+   * Start the qubes whose autostart property is set, with their netvm chains (qvm-start), before the
+   * daemon reports ready: at boot under systemd, `After=qnet.service` finds them running. Its own
+   * change after the first converge, so qubes that failed to start leave the daemon serving the
+   * rest (a warning event names the failure; their state stays Halted, nothing half-open).
+   */
+  private async autostart(): Promise<void> {
+    const model = await this.host!.read();
+    const want = [...model.qubes.values()].filter((q) => q.autostart === true && q.klass !== 'TemplateVM' && q.state !== 'Running').map((q) => q.name);
+    if (!want.length) return;
+    try {
+      await this.serial(() =>
+        this.host!.change({ kind: 'lifecycle', qubes: want }, (m) => {
+          for (const q of startSet(m, want.filter((n) => m.qubes.has(n)))) q.state = 'Running';
+        }),
+      );
+    } catch (e) {
+      const why = e instanceof QnetError ? formatDiagnostic(e.diag) : (e as Error).message;
+      this.emit({ type: 'warning', diag: warning('QNET5107', `autostart of ${want.join(', ')} failed: ${why}`) });
+    }
+  }
+
   /** Claim the socket, adopt what runs, converge, then publish the pid file and token. */
   async start(): Promise<void> {
     this.token = newToken();
@@ -132,6 +157,7 @@ export class Daemon {
       },
     });
     await this.serial(() => this.host!.change({ kind: 'all' }, () => undefined));
+    await this.autostart();
     this.takeEffects();
     await publishDaemon(this.o.stateDir, this.token); // the token, then the pid file: clients can verify us now
     this.watchNamespaces();

@@ -13,12 +13,12 @@ import { createWorld, destroyWorld, WORLD_DNS_SERVERS, worldZone } from '../back
 import { deviceOwner, hostUpstreamDns } from '../backend/netns/uplink.js';
 import { SimBackend } from '../backend/sim/sim-backend.js';
 import { StaticResolver, type Resolution, type Resolver } from '../compile/dns.js';
-import { diag } from '../model/diagnostics.js';
+import { diag, type Diagnostic } from '../model/diagnostics.js';
 import { uplinkKind, WORLD_NODE, type UplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { hostLinkTag, type PlanOptions } from '../model/topology.js';
-import { DEFAULT_PREFIX, readRuntime, writeRuntime, type Runtime } from '../store/runtime-file.js';
+import { DEFAULT_PREFIX, readRuntime, runtimeFilePath, writeRuntime, type Runtime } from '../store/runtime-file.js';
 import { runDir } from '../store/paths.js';
 import { Engine, type EngineEvent, type WorldControl } from './engine.js';
 
@@ -30,18 +30,56 @@ export function netnsUnavailable(): string | null {
   return null;
 }
 
-/** The runtime of a state dir; the first time, netns where it can run, else the simulator. */
+/**
+ * The runtime of a state dir. The first time: netns where it can run, else the simulator, recorded
+ * with why (`fallback`). A simulator chosen only for that reason moves to netns as soon as netns can
+ * run (root, tools installed): a user who first tried qnet without root and now runs it as root
+ * expects real namespaces, not a simulator that "runs" qubes nobody can enter. It is called only
+ * where no daemon serves the directory (offline `start`, a daemon starting), so nothing is running
+ * on the simulator then: offline it keeps no state, and the qubes.json states it booked are
+ * reconciled (Halted: no namespace) by the next change. A simulator asked for (--backend sim, or a
+ * runtime.json without `fallback`) is kept: the start op warns instead (runtimeWarnings).
+ */
 export async function runtimeFor(stateDir: string, env: NodeJS.ProcessEnv, want?: Partial<Runtime>): Promise<Runtime> {
   const existing = await readRuntime(stateDir, env);
-  if (existing && !want?.backend) return existing;
-  const backend = want?.backend ?? (netnsUnavailable() === null ? 'netns' : 'sim');
-  if (backend === 'netns') {
-    const why = netnsUnavailable();
-    if (why) throw new QnetError(diag('QNET5101', `the netns backend cannot run: ${why}`, { hint: 'run as root, or use --backend sim' }));
+  if (existing && !want?.backend) {
+    if (existing.backend !== 'sim' || existing.fallback === undefined || netnsUnavailable() !== null) return existing;
+    const r: Runtime = { backend: 'netns', prefix: existing.prefix };
+    await writeRuntime(stateDir, r);
+    return r;
   }
-  const r: Runtime = { backend, prefix: want?.prefix ?? env['QNET_NETNS_PREFIX'] ?? existing?.prefix ?? DEFAULT_PREFIX };
+  const why = netnsUnavailable();
+  const backend = want?.backend ?? (why === null ? 'netns' : 'sim');
+  if (backend === 'netns' && why) throw new QnetError(diag('QNET5101', `the netns backend cannot run: ${why}`, { hint: 'run as root, or use --backend sim' }));
+  const r: Runtime = {
+    backend,
+    prefix: want?.prefix ?? env['QNET_NETNS_PREFIX'] ?? existing?.prefix ?? DEFAULT_PREFIX,
+    ...(backend === 'sim' && !want?.backend && why ? { fallback: why } : {}),
+  };
   await writeRuntime(stateDir, r);
   return r;
+}
+
+/**
+ * What `start` should say about the runtime: `before` is the runtime before runtimeFor chose
+ * `after`. Moved from the simulator to namespaces; or still on a simulator that was asked for
+ * although namespaces could run here (with the exact way to switch).
+ */
+export function runtimeWarnings(stateDir: string, before: Runtime | null, after: Runtime | null): Diagnostic[] {
+  if (before?.backend === 'sim' && after?.backend === 'netns')
+    return [
+      diag(
+        'QNET5105',
+        `this state directory now runs qubes in network namespaces (it was on the simulator${before.fallback ? ` because ${before.fallback}` : ''}); qubes that ran only on the simulator are Halted`,
+      ),
+    ];
+  if (after?.backend === 'sim' && after.fallback === undefined && netnsUnavailable() === null)
+    return [
+      diag('QNET5106', `qubes here run on the simulator (${runtimeFilePath(stateDir)} says so): no namespace is created and \`qnet run\` cannot enter them`, {
+        hint: `to use network namespaces: stop qnet's daemon if one runs, then rm ${runtimeFilePath(stateDir)} and start again`,
+      }),
+    ];
+  return [];
 }
 
 /** Sysctls that lift the ICMP rate limit: for tests and demos (defined with the other sysctls). */
@@ -170,6 +208,8 @@ export async function teardownLeftovers(stateDir: string, runtime: Runtime): Pro
   const netns = new NetnsBackend({ runner, prefix: runtime.prefix });
   await destroyWorld(runner, netns.ns(WORLD_NODE), { stateDir: runDir(stateDir) }).catch(() => {});
   const left = await netns.listNamespaces();
-  if (left.length) await new NetnsExecutor(netns, runner).tearDown(left);
+  const executor = new NetnsExecutor(netns, runner);
+  if (left.length) await executor.tearDown(left);
+  await executor.removeStaleEtc();
   return left;
 }

@@ -104,6 +104,7 @@ export function cloneQube(model: Model, src: string, dst: string): Qube {
     ...(s.netvm !== undefined ? { netvm: s.netvm } : {}),
   });
   q.features = { ...s.features };
+  if (s.autostart !== undefined) q.autostart = s.autostart; // qvm-clone copies properties, this one too
   // A list of its own; the rule objects are shared, as the store shares them (frozen, never edited in place).
   q.rules = s.rules?.slice() ?? null;
   return q;
@@ -144,6 +145,17 @@ function checkAddress(model: Model, q: Qube, v: string, family: 4 | 6): void {
 }
 
 const PROPS: Record<string, PropDef> = {
+  autostart: {
+    help: 'Start this qube (and its netvm chain) when the qnet daemon starts: at boot, under systemd',
+    get: (_m, q) => q.autostart === true,
+    isDefault: (q) => q.autostart === undefined,
+    set: (_m, q, v) => {
+      const on = parseBool('autostart', v);
+      if (on && q.klass === 'TemplateVM') throw new QnetError(diag('QNET2102', `${q.name} is a template: templates are not started here`, { qube: q.name }));
+      q.autostart = on;
+    },
+    reset: (_m, q) => void delete q.autostart,
+  },
   dns: {
     help: 'DNS servers the qube uses (Qubes virtual resolvers)',
     get: (m, q) => (isNetworked(m, q) ? VIRTUAL_DNS.join(' ') : null),

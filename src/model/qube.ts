@@ -29,6 +29,8 @@ export interface Qube {
   /** DispVMs: the dispid that gives their 10.138.x.y address. */
   dispid?: number;
   state: PowerState;
+  /** Started when the qnet daemon starts, i.e. at boot under systemd (qvm-prefs autostart). Absent: False. */
+  autostart?: boolean;
   features: Record<string, string>;
   rules: RuleList;
   /**

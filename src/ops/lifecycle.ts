@@ -38,7 +38,10 @@ export const start = defineOp({
   summary: 'start qubes, and their netvm chains first (qvm-start)',
   input: v.strictObject({ qubes: v.pipe(names, v.minLength(1)) }),
   run: async (i, host) => {
-    await host.runtime({ start: true });
+    const before = await host.runtime();
+    const after = await host.runtime({ start: true });
+    const { runtimeWarnings } = await import('../engine/wiring.js');
+    const warnings = runtimeWarnings(host.stateDir, before, after);
     const started = await host.change({ kind: 'lifecycle', qubes: i.qubes }, (m) => {
       for (const n of i.qubes) {
         const q = getQube(m, n);
@@ -48,7 +51,7 @@ export const start = defineOp({
       for (const q of set) q.state = 'Running';
       return set.map((q) => q.name);
     });
-    return result({ started });
+    return result({ started }, warnings);
   },
 });
 

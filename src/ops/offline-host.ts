@@ -10,6 +10,7 @@ import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import type { Analysis } from '../sim/questions.js';
+import { presentNamespaces } from '../backend/netns/netns-dir.js';
 import { FileStore } from '../store/file-store.js';
 import { readRuntime, type Runtime } from '../store/runtime-file.js';
 import { loadQubeFrom, type Store } from '../store/store.js';
@@ -42,12 +43,31 @@ export class OfflineHost implements Host {
     return (this.files ??= new FileStore(this.stateDir, { now: () => this.o.now() * 1000, ...(this.o.onLockWait ? { onLockWait: this.o.onLockWait } : {}) }));
   }
 
-  read(): Promise<Model> {
-    return this.fileStore().load();
+  async read(): Promise<Model> {
+    const m = await this.fileStore().load();
+    await this.showDeaths([...m.qubes.values()]);
+    return m;
   }
 
-  readQube(name: string): Promise<Qube | undefined> {
-    return loadQubeFrom(this.fileStore(), name);
+  async readQube(name: string): Promise<Qube | undefined> {
+    const q = await loadQubeFrom(this.fileStore(), name);
+    if (q) await this.showDeaths([q]);
+    return q;
+  }
+
+  /**
+   * A qube qubes.json calls Running whose namespace is gone (a reboot, a crash, `ip netns del`) is
+   * shown Halted: one readdir of /run/netns, no root needed. Shown, not written: a read takes no
+   * writer lock and may be run by a user who cannot write the state directory, beside a writer;
+   * the next change (offline or the daemon's) records it under the lock (Engine.noticeDeaths).
+   */
+  private async showDeaths(qubes: Qube[]): Promise<void> {
+    const running = qubes.filter((q) => q.state === 'Running');
+    if (!running.length) return;
+    const rt = await readRuntime(this.stateDir, this.o.env).catch(() => null);
+    if (rt?.backend !== 'netns') return; // offline, the simulator's states are bookkeeping only
+    const present = await presentNamespaces();
+    if (present) for (const q of running) if (!present.has(rt.prefix + q.name)) q.state = 'Halted';
   }
 
   async change<T>(effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T> {

@@ -11,7 +11,9 @@ import { readRuntime } from '../store/runtime-file.js';
 export async function execInQube(stateDir: string, env: NodeJS.ProcessEnv, qube: string, argv: readonly string[], user?: string): Promise<number> {
   const rt = await readRuntime(stateDir, env);
   const why = rt?.backend === 'netns' ? netnsUnavailable() : 'the qubes run on the simulator here';
-  if (why || !rt) throw new QnetError(diag('QNET5103', `running programs in qubes needs the netns backend: ${why ?? 'no runtime'}`, { hint: 'run as root with nftables installed' }));
+  // On the simulator as root, `qnet start` moves a directory there by default to namespaces.
+  const hint = rt?.backend === 'sim' && netnsUnavailable() === null ? `qnet start ${qube} (it says how to leave the simulator)` : 'run as root with nftables installed';
+  if (why || !rt) throw new QnetError(diag('QNET5103', `running programs in qubes needs the netns backend: ${why ?? 'no runtime'}`, { hint }));
   return new NodeInteractiveRunner().runInteractive(execArgv(new Naming(rt.prefix).ns(qube), argv, user));
 }
 

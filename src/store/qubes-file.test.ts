@@ -89,7 +89,7 @@ test('every problem is reported, not just the first', () => {
     'q.json: default_netvm: 7 is not a qube name or null',
     "q.json: qubes[1].name: 'work' is also the name of qubes[0]",
     'q.json: qubes[1].qid: 1 is also the qid of qubes[0]',
-    'q.json: qubes[2].extra: unknown property (known: qid, name, class, label, netvm, provides_network, ip, ip6, dispid, state, features)',
+    'q.json: qubes[2].extra: unknown property (known: qid, name, class, label, netvm, provides_network, ip, ip6, dispid, state, autostart, features)',
     "q.json: qubes[2].name: '1bad' is not a valid qube name (a letter first, then letters, digits, _ . -; at most 31 characters; not a reserved name)",
     "q.json: qubes[2].class: 'HVM' is not a class (AppVM, DispVM, TemplateVM, StandaloneVM)",
     "q.json: qubes[2].provides_network: expected true or false, got string 'yes'",

@@ -5,7 +5,8 @@
 //
 //   { "version": 1, "default_netvm": "sys-firewall" | null,
 //     "qubes": [ { "qid", "name", "class", "label", "netvm"?: string | null (absent = default),
-//                  "provides_network", "ip"?, "ip6"?, "dispid"?, "state", "features": {…} } ] }
+//                  "provides_network", "ip"?, "ip6"?, "dispid"?, "state", "autostart"?: boolean,
+//                  "features": {…} } ] }
 //
 // Codes: QNET3010 not JSON; QNET3011 valid JSON with a wrong shape or value (one per problem,
 // each with its JSON path, e.g. `qubes[3].label`).
@@ -21,7 +22,7 @@ export const QUBES_JSON_SYNTAX = 'QNET3010';
 export const QUBES_JSON_INVALID = 'QNET3011';
 
 const QUBE_KEYS = [
-  'qid', 'name', 'class', 'label', 'netvm', 'provides_network', 'ip', 'ip6', 'dispid', 'state', 'features',
+  'qid', 'name', 'class', 'label', 'netvm', 'provides_network', 'ip', 'ip6', 'dispid', 'state', 'autostart', 'features',
 ] as const;
 const TOP_KEYS = ['version', 'default_netvm', 'uplink', 'qubes'] as const;
 const STATES = ['Halted', 'Running'] as const;
@@ -136,6 +137,7 @@ function qubeToJson(q: Qube): Record<string, unknown> {
   if (q.ip6 !== undefined) o.ip6 = q.ip6;
   if (q.dispid !== undefined) o.dispid = q.dispid;
   o.state = q.state;
+  if (q.autostart !== undefined) o.autostart = q.autostart;
   o.features = Object.fromEntries(Object.entries(q.features).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   return o;
 }
@@ -199,7 +201,7 @@ function qubeFromJson(raw: unknown, at: string, bad: (path: string, msg: string)
     failed = true;
     bad(p, m);
   });
-  const { qid, name, label, netvm, provides_network, ip, ip6, dispid, state, features } = raw;
+  const { qid, name, label, netvm, provides_network, ip, ip6, dispid, state, autostart, features } = raw;
   const klass = raw.class;
   if (!isId(qid)) fail('qid', `${show(qid)} is not a qid (an integer 0–65535)`);
   if (typeof name !== 'string') fail('name', `expected a string, got ${describe(name)}`);
@@ -214,6 +216,8 @@ function qubeFromJson(raw: unknown, at: string, bad: (path: string, msg: string)
   if (ip6 !== undefined && !(typeof ip6 === 'string' && isIPv6(ip6))) fail('ip6', `${show(ip6)} is not an IPv6 address`);
   if (dispid !== undefined && !isId(dispid)) fail('dispid', `${show(dispid)} is not a dispid (an integer 0–65535)`);
   if (!STATES.includes(state as never)) fail('state', `${show(state)} is not a state (${STATES.join(', ')})`);
+  if (autostart !== undefined && typeof autostart !== 'boolean') fail('autostart', `expected true or false, got ${describe(autostart)}`);
+  else if (autostart === true && klass === 'TemplateVM') fail('autostart', 'a template is not started here');
   if (!isObject(features)) fail('features', `expected an object of strings, got ${describe(features)}`);
   else
     for (const [k, v] of Object.entries(features))
@@ -233,6 +237,7 @@ function qubeFromJson(raw: unknown, at: string, bad: (path: string, msg: string)
   if (ip !== undefined) q.ip = ip as string;
   if (ip6 !== undefined) q.ip6 = ip6 as string;
   if (dispid !== undefined) q.dispid = dispid as number;
+  if (autostart !== undefined) q.autostart = autostart as boolean;
   return q;
 }
 

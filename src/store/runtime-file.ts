@@ -12,6 +12,12 @@ export interface Runtime {
   backend: 'netns' | 'sim';
   /** Namespace names are `<prefix><qube>`; a unique prefix keeps parallel runs apart. */
   prefix: string;
+  /**
+   * Set when the simulator was chosen only because network namespaces could not run here (why, one
+   * line): such a runtime moves to netns once they can (wiring.ts runtimeFor). Absent when the
+   * simulator was asked for (--backend sim), which is never switched behind the user's back.
+   */
+  fallback?: string;
 }
 
 export const DEFAULT_PREFIX = 'qnet-';
@@ -25,7 +31,10 @@ export async function readRuntime(dir: string, env: NodeJS.ProcessEnv = process.
     const j = JSON.parse(await readFile(runtimeFilePath(dir), 'utf8')) as Partial<Runtime>;
     if ((j.backend !== 'netns' && j.backend !== 'sim') || typeof j.prefix !== 'string' || !PREFIX_RE.test(j.prefix))
       throw new Error('expected {"backend": "netns"|"sim", "prefix": "<a-z0-9->"}');
-    r = { backend: j.backend, prefix: j.prefix };
+    // The reason is printed later: one short line of printable ASCII, nothing a terminal acts on.
+    if (j.fallback !== undefined && (typeof j.fallback !== 'string' || j.backend !== 'sim' || !/^[\x20-\x7e]{1,200}$/.test(j.fallback)))
+      throw new Error('"fallback" is one short line of text, only with "backend": "sim"');
+    r = { backend: j.backend, prefix: j.prefix, ...(j.fallback !== undefined ? { fallback: j.fallback } : {}) };
   } catch (e) {
     if (!isCode(e, 'ENOENT'))
       throw new QnetError(diag('QNET3201', `${runtimeFilePath(dir)}: ${(e as Error).message}`, { hint: 'fix or remove the file' }));

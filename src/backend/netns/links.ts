@@ -112,8 +112,7 @@ export function parseNetnsList(stdout: string): string[] {
     .filter((n) => n !== '');
 }
 
-/** Where named namespaces live: one file each, the directory `ip netns list` reads. */
-export const NETNS_DIR = '/run/netns';
+export { NETNS_DIR } from './netns-dir.js';
 
 /**
  * Our nodes with a live namespace, sorted. Asked before every change (and per relinked client), so

@@ -9,10 +9,9 @@ import { parseOrigin } from '../../model/origin.js';
 import type { Backend, Flow, RuleCounter } from '../backend.js';
 import type { NetnsBackend } from './netns-backend.js';
 import { runChecked, type Runner } from './runner.js';
+import { ETC_NETNS, removeStaleEtcNetns } from './netns-dir.js';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-
-const ETC_NETNS = '/etc/netns';
 
 export class NetnsExecutor implements Backend {
   readonly kind = 'netns' as const;
@@ -22,7 +21,15 @@ export class NetnsExecutor implements Backend {
     private readonly runner: Runner,
   ) {}
 
+  private etcTidied = false;
+
   async live(): Promise<Set<string>> {
+    // Once per executor (each daemon, each offline command that touches the kernel): what a reboot
+    // or crash left in /etc/netns for namespaces of ours that are gone.
+    if (!this.etcTidied) {
+      this.etcTidied = true;
+      await this.removeStaleEtc();
+    }
     const live = new Set(await this.netns.listNamespaces());
     // A session's process would keep a namespace deleted behind our back alive, links and all.
     for (const n of this.netns.sessionNodes) if (!live.has(n)) this.netns.closeSession(n);
@@ -38,6 +45,11 @@ export class NetnsExecutor implements Backend {
   async tearDown(names: readonly string[]): Promise<void> {
     await this.netns.tearDown(names);
     await Promise.all(names.map((n) => rm(this.etcDir(n), { recursive: true, force: true })));
+  }
+
+  /** /etc/netns/<prefix><node> directories of namespaces that no longer exist, removed; their names. */
+  removeStaleEtc(): Promise<string[]> {
+    return removeStaleEtcNetns((ns) => this.netns.naming.node(ns) !== undefined);
   }
 
   /** `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf. */

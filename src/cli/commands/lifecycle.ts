@@ -6,7 +6,7 @@ import { QnetError } from '../../model/result.js';
 import type { CounterRow } from '../../ops/lifecycle.js';
 import type { QubeView } from '../../ops/views.js';
 import type { Ctx } from '../context.js';
-import { UsageError } from '../errors.js';
+import { printWarnings, UsageError } from '../errors.js';
 import { formatTable, json, wantsJson } from '../table.js';
 
 export function registerLifecycle(program: Command, ctx: Ctx): void {
@@ -17,7 +17,8 @@ export function registerLifecycle(program: Command, ctx: Ctx): void {
     .action(async (qubes: string[]) => {
       const progress = ctx.io.isTTY && !ctx.globalOpts().dryRun ? await startPhases(ctx, qubes) : undefined;
       const t0 = Date.now();
-      const { value } = await ctx.call<{ started: string[] }>('start', { qubes }, 'change');
+      const { value, warnings } = await ctx.call<{ started: string[] }>('start', { qubes }, 'change');
+      printWarnings(ctx.io, warnings); // a runtime switched to namespaces, or kept on the simulator
       progress?.(value.started, Date.now() - t0);
     });
 
@@ -70,7 +71,7 @@ As qvm-run, one argument with a space in it is a shell command line, run by sh -
       const { value: [q] } = await ctx.call<QubeView[]>('qubes.list', { names: [vm] });
       if (q!.state !== 'Running') {
         if (!o.autostart) throw new QnetError(diag('QNET2103', `${vm} is not running`, { hint: `qnet start ${vm}` }));
-        await ctx.call('start', { qubes: [vm] }, 'change');
+        printWarnings(ctx.io, (await ctx.call('start', { qubes: [vm] }, 'change')).warnings);
       }
       const { execInQube } = await import('../../ops/sessions.js');
       ctx.setExitCode(await execInQube(ctx.stateDir(), ctx.io.env, vm, argv, o.user));
