@@ -8,6 +8,7 @@ import { oneLine, reportError } from './errors.js';
 import { processIo, type Io } from './io.js';
 import { registerAnalyze } from './commands/analyze.js';
 import { registerFirewall } from './commands/firewall.js';
+import { registerImport } from './commands/import.js';
 import { registerLs } from './commands/ls.js';
 import { registerPrefs } from './commands/prefs.js';
 import { registerQubes } from './commands/qubes.js';
@@ -38,6 +39,7 @@ function buildProgram(io: Io): { program: Command; ctx: Ctx } {
   registerLifecycle(program, ctx);
   registerDaemon(program, ctx);
   registerDemo(program, ctx);
+  registerImport(program, ctx);
   program
     .command('diff')
     .description('show what a command would open or close, without doing it (same as --dry-run)')
