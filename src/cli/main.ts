@@ -18,6 +18,7 @@ const GROUPS = {
   lifecycle: async (): Promise<Register> => (await import('./commands/lifecycle.js')).registerLifecycle,
   daemon: async (): Promise<Register> => (await import('./commands/daemon.js')).registerDaemon,
   demo: async (): Promise<Register> => (await import('./commands/demo.js')).registerDemo,
+  import: async (): Promise<Register> => (await import('./commands/import.js')).registerImport,
 };
 type Group = keyof typeof GROUPS;
 
@@ -26,7 +27,7 @@ export const COMMAND_GROUPS: Readonly<Record<string, Group>> = {
   init: 'qubes', create: 'qubes', remove: 'qubes', rename: 'qubes', clone: 'qubes', 'qubes-prefs': 'qubes',
   prefs: 'prefs', ls: 'ls', firewall: 'firewall', nft: 'analyze', check: 'analyze', matrix: 'analyze',
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', run: 'lifecycle', counters: 'lifecycle',
-  daemon: 'daemon', events: 'daemon', demo: 'demo', features: 'features',
+  daemon: 'daemon', events: 'daemon', demo: 'demo', features: 'features', 'import-qubes': 'import',
 };
 
 /** The command word: the first word that is not a global option or its value; undefined for none. */

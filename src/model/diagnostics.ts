@@ -85,6 +85,11 @@ export const DIAGNOSTICS = {
   QNET3023: { severity: 'error', summary: 'a state file cannot be read or written' },
   QNET3024: { severity: 'error', summary: "the qube's rules file is broken: its rules are unknown (the qube stays blocked)" },
   QNET3101: { severity: 'error', summary: 'the state directory already has qubes' },
+  QNET3301: { severity: 'error', summary: 'qube import: qubes.xml is missing, not a regular file, too big, or the path is not absolute' },
+  QNET3302: { severity: 'error', summary: 'qube import: qubes.xml is not well-formed XML, or has a DTD' },
+  QNET3303: { severity: 'error', summary: 'qube import: a domain, property, label or reference in qubes.xml that qnet cannot import' },
+  QNET3304: { severity: 'error', summary: "qube import: a qube's firewall.xml cannot be read" },
+  QNET3305: { severity: 'warning', summary: 'qube import: something in qubes.xml that qnet does not model was left out' },
   QNET3201: { severity: 'error', summary: 'the runtime file cannot be read' },
   QNET3202: { severity: 'error', summary: 'bad namespace prefix' },
   // ---- 4xxx compiler, DNS, analysis ----

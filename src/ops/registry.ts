@@ -14,6 +14,7 @@ const MODULES = {
   lifecycle: () => import('./lifecycle.js'),
   preview: () => import('./preview.js'),
   status: () => import('./status.js'),
+  import: () => import('./import.js'),
 } as const;
 type ModuleName = keyof typeof MODULES;
 
@@ -30,6 +31,7 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   preview: 'preview',
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', counters: 'lifecycle',
   status: 'status',
+  'qubes.import': 'import',
 };
 
 const isOp = (x: unknown): x is Op => typeof x === 'object' && x !== null && typeof (x as Op).run === 'function' && typeof (x as Op).name === 'string';
