@@ -14,9 +14,10 @@
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
+import type { Effect } from '../model/effect.js';
 import type { Model, Qube, QubeClass } from '../model/qube.js';
 import { rekeyQube } from '../model/ops.js';
-import { QnetError } from '../model/result.js';
+import { BugError, QnetError } from '../model/result.js';
 import { isExpired, type Rule } from '../model/rule.js';
 import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
 import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewall-xml.js';
@@ -25,7 +26,7 @@ import { assertValidModel, cloneData, cloneModel, emptyModel, sameData, type Sto
 import { firewallFilePath, lockFilePath, qubesFilePath } from './paths.js';
 import { formatQubesFile, parseQubesFileIsolating } from './qubes-file.js';
 import { rulesUnknown } from './rules-problem.js';
-import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, StateFileError } from './state-file.js';
+import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, readStateFileSync, StateFileError } from './state-file.js';
 import type { Store } from './store.js';
 
 export const STORE_IO = 'QNET3023';
@@ -134,29 +135,142 @@ export class FileStore implements Store {
     return { ...cloneData({ ...q, rules: null }), rules: r.rules && r.rules.slice(), ...(r.problem ? { rulesProblem: { ...r.problem } } : {}) };
   }
 
-  update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
+  /**
+   * A change declared as rules-only (`effect` {kind:'rules', qubes}) reads qubes.json and only the
+   * named qubes' firewall.xml: a client-only compile needs nothing else, and with a thousand qubes
+   * reading the others is most of an offline edit's time. The other qubes' rules are read when
+   * first asked for (see lazyRules): nothing sees a model with rules missing, and a qube whose rules
+   * were never asked for is not written. Anything else reads the whole state directory.
+   */
+  update<T>(change: (model: Model) => T | Promise<T>, effect?: Effect): Promise<T> {
+    const only = effect?.kind === 'rules' ? new Set(effect.qubes) : undefined;
     // Updates from this process queue up; the lock file refuses writers in other processes.
     const run = this.tail.then(async () => {
       await io(this.dir, 'create', () => mkdirDurable(this.dir));
-      return this.locked(async () => {
-        const { model: read, state } = await this.read();
-        const model = cloneRead(read);
-        const result = await change(model);
-        // qubes.json's text as it was read passed every check when it was parsed: the same text
-        // under the same keys needs no second look (a rule edit changes no qube's properties).
-        let text = formatQubesFile(model);
-        if (read.problems?.length) {
-          // The file as read holds entries the model does not: writing it now would drop them. A
-          // change that leaves the readable part as it was keeps the file's own text (not written).
-          if (text !== formatQubesFile(read) || [...model.qubes].some(([k, q]) => k !== q.name)) throw brokenQubesFile(read.problems);
-          text = state.qubesText!;
-        } else if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
-        await this.commit(state, read, model, text);
-        return result;
-      });
+      return this.locked(() => (only ? this.updateRules(only, change) : this.updateAll(change)));
     });
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  private async updateAll<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
+    const { model: read, state } = await this.read();
+    const model = cloneRead(read);
+    const result = await change(model);
+    await this.commit(state, read, model, this.qubesTextFor(read, model, state));
+    return result;
+  }
+
+  /** What qubes.json is to hold after a change: checked, or the file's own text (see below). */
+  private qubesTextFor(read: Model, model: Model, state: Pick<DiskState, 'qubesText'>): string {
+    // qubes.json's text as it was read passed every check when it was parsed: the same text
+    // under the same keys needs no second look (a rule edit changes no qube's properties).
+    const text = formatQubesFile(model);
+    if (read.problems?.length) {
+      // The file as read holds entries the model does not: writing it now would drop them. A
+      // change that leaves the readable part as it was keeps the file's own text (not written).
+      if (text !== formatQubesFile(read) || [...model.qubes].some(([k, q]) => k !== q.name)) throw brokenQubesFile(read.problems);
+      return state.qubesText!;
+    }
+    if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
+    return text;
+  }
+
+  /**
+   * The rules-only update: the named qubes' rules are read now, every other qube's on first access
+   * (a converge the engine falls back to reads them all, correctly). Qubes may change state (a netvm
+   * found dead) but not name, class or existence: that is not a rule edit (BugError, nothing written).
+   */
+  private async updateRules<T>(only: ReadonlySet<string>, change: (model: Model) => T | Promise<T>): Promise<T> {
+    const { model: read, qubesText } = await this.readQubes();
+    const model = cloneModel(read); // qubes.json's qubes carry `rules: null` and no rulesProblem
+    const byQid = new Map<number, RulesOnDisk>();
+    const lazy = new Map<Qube, () => boolean>();
+    await Promise.all(
+      [...model.qubes.values()].map(async (q) => {
+        const path = this.rulesPath(q.name, q.klass);
+        const seen = (r: ReadRules) => byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, ...r });
+        if (!only.has(q.name)) return void lazy.set(q, this.lazyRules(q, path, seen));
+        const r = await this.readRules(path, q.name);
+        seen(r);
+        q.rules = r.rules && r.rules.slice();
+        if (r.problem) q.rulesProblem = { ...r.problem };
+      }),
+    );
+    const result = await change(model);
+    const text = this.qubesTextFor(read, model, { qubesText });
+    const untouched = new Set([...lazy].filter(([, pending]) => pending()).map(([q]) => q));
+    const moved = model.qubes.size !== read.qubes.size || [...model.qubes].some(([k, q]) => {
+      const was = read.qubes.get(k);
+      return k !== q.name || was?.qid !== q.qid || was.klass !== q.klass;
+    });
+    if (moved) throw new BugError(`a change declared as a rule edit of ${[...only].join(', ')} added, removed or renamed qubes`);
+    await this.commitOnce({ qubesText, byQid }, model, text, untouched);
+    return result;
+  }
+
+  /**
+   * Make `q.rules` and `q.rulesProblem` read the qube's file on first access (get, set or a copy)
+   * and become plain data; `seen` is told what was read (the basis for writing). Returns whether
+   * the rules are still unread. The read is synchronous (a getter cannot wait) and goes through the
+   * parse cache; it is made under the writer lock while the update runs. A model handed on after
+   * the update (the daemon keeps the last one) reads the file as it is then: under the daemon's
+   * lock, what the update left. A mark removed before the read (replaceRules) stays removed.
+   */
+  private lazyRules(q: Qube, path: string, seen: (r: ReadRules) => void): () => boolean {
+    let pending = true;
+    const data = (key: 'rules' | 'rulesProblem', value: unknown) =>
+      Object.defineProperty(q, key, { value, writable: true, enumerable: true, configurable: true });
+    const load = () => {
+      if (!pending) return;
+      const r = this.readRulesSync(path, q.name);
+      pending = false;
+      seen(r);
+      const markKept = Object.getOwnPropertyDescriptor(q, 'rulesProblem')?.get === getProblem;
+      data('rules', r.rules && r.rules.slice());
+      if (markKept) {
+        if (r.problem) data('rulesProblem', { ...r.problem });
+        else delete q.rulesProblem;
+      }
+    };
+    function getProblem() {
+      load();
+      return q.rulesProblem;
+    }
+    const accessor = (key: 'rules' | 'rulesProblem', get: () => unknown) =>
+      Object.defineProperty(q, key, {
+        get,
+        set(v: unknown) {
+          load();
+          (q as unknown as Record<string, unknown>)[key] = v;
+        },
+        enumerable: true,
+        configurable: true,
+      });
+    accessor('rules', () => (load(), q.rules));
+    accessor('rulesProblem', getProblem);
+    return () => pending;
+  }
+
+  /** readRules, synchronously (for lazyRules). */
+  private readRulesSync(path: string, qube: string): ReadRules {
+    const known = this.cached(path, qube);
+    if (known) return known;
+    const key = statKey(path);
+    let raw: Buffer | null;
+    try {
+      raw = readStateFileSync(path, MAX_FIREWALL_BYTES);
+    } catch (e) {
+      return { raw: null, rules: [], canonical: false, problem: rulesProblem(path, qube, reasonOf(e)) };
+    }
+    if (raw === null) return { raw: null, rules: null, canonical: false };
+    return this.parseRules(path, qube, raw, key ?? '');
+  }
+
+  /** The globals of qubes.json (default_netvm, uplink): what wiring an engine needs, no rules read. */
+  async loadGlobals(): Promise<Pick<Model, 'default_netvm' | 'uplink'>> {
+    const { model } = await this.readQubes();
+    return { default_netvm: model.default_netvm, ...(model.uplink !== undefined ? { uplink: model.uplink } : {}) };
   }
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
@@ -324,12 +438,13 @@ export class FileStore implements Store {
    * (which would read as "no firewall: accept everything"). An orphan left by a crash in 1 or 3 is
    * harmless: before any qubes.json names that path again, step 1 rewrites or removes it.
    */
-  private async commitOnce(state: DiskState, model: Model, text?: string): Promise<DiskState> {
+  private async commitOnce(state: DiskState, model: Model, text?: string, untouched?: ReadonlySet<Qube>): Promise<DiskState> {
     const nowSec = this.now() / 1000;
     const writes: { path: string; data: Buffer }[] = [];
     const removes: string[] = [];
     const byQid = new Map<number, RulesOnDisk>();
     for (const q of model.qubes.values()) {
+      if (untouched?.has(q)) continue; // rules never read (a rules-only update): the file stays as it is
       const path = this.rulesPath(q.name, q.klass);
       const prev = state.byQid.get(q.qid);
       const moved = prev === undefined || prev.path !== path;
