@@ -39,7 +39,7 @@ export class Engine implements EngineCore {
 
   constructor(readonly deps: EngineDeps) {
     this.mirror = new KernelMirror(deps.untidyFile);
-    this.dns = new DnsAnswers(deps.resolver, (diag) => this.emit({ type: 'warning', diag }));
+    this.dns = new DnsAnswers(deps.resolver, (diag) => this.emit({ type: 'warning', diag }), deps.dnsFile);
     this.flows = new FlowCutter(deps.backend, (e) => this.emit(e));
     this.loader = new NodeLoader(this);
     this.converger = new Converger(this);

@@ -102,6 +102,7 @@ export function wire(o: WireOptions): Wired {
       now: o.now,
       world,
       untidyFile: join(runDir(o.stateDir), 'untidy'),
+      dnsFile: join(runDir(o.stateDir), 'dns.json'),
       ...(o.emit ? { emit: o.emit } : {}),
       ...(o.overlay ? { overlay: true } : {}),
     });
