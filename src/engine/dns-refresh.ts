@@ -29,12 +29,15 @@ export class DnsAnswers {
     private readonly file?: string,
   ) {}
 
-  /** The answers a previous engine kept that are still within their TTL (once, before the first resolve). */
-  private load(now: number): Promise<void> {
+  /**
+   * The answers a previous engine kept (once, before the first resolve). Expired ones too: they are
+   * what the kernel's sets were built from (resolve() asks again for them; resolveMissing() not).
+   */
+  private load(): Promise<void> {
     return (this.loaded ??= (async () => {
       if (!this.file) return;
       for (const [r, at] of await readAnswers(this.file))
-        if (at > now && !this.resolutions.has(r.name)) {
+        if (!this.resolutions.has(r.name)) {
           this.resolutions.set(r.name, r);
           this.expiresAt.set(r.name, at);
         }
@@ -46,7 +49,7 @@ export class DnsAnswers {
    * TTL has run out (`all`: every name now). Returns the names whose answer is new or differs from the one held.
    */
   async resolve(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Set<string>> {
-    await this.load(now);
+    await this.load();
     const due = namesToResolve(model, now, only).filter((n) => all || !this.resolutions.has(n) || this.expiresAt.get(n)! <= now);
     const changed = new Set<string>();
     if (!due.length) return changed;
@@ -57,8 +60,17 @@ export class DnsAnswers {
       this.expiresAt.set(n, now + r.ttl);
       if (r.error) this.warn(warning('QNET4001', `cannot resolve '${n}' (${r.error}): the rules that use it are disabled`));
     }
-    if (this.file) await writeAnswers(this.file, [...this.resolutions.values()].map((r) => [r, this.expiresAt.get(r.name)!] as const).filter(([, at]) => at > now));
+    if (this.file) await writeAnswers(this.file, [...this.resolutions.values()].map((r) => [r, this.expiresAt.get(r.name)!] as const));
     return changed;
+  }
+
+  /**
+   * Resolve only the names that have no answer at all, keeping expired ones: what the kernel was
+   * built from (the offline engine compiles the model before an edit with these).
+   */
+  async resolveMissing(model: Model, now: number, only?: ReadonlySet<string>): Promise<void> {
+    await this.load();
+    if (namesToResolve(model, now, only).some((n) => !this.resolutions.has(n))) await this.resolve(model, now, only);
   }
 
   /** Seconds until the next answer expires, or undefined (at least 1). */

@@ -80,12 +80,16 @@ export class RuleEditor {
     // The plan of the edited clients and their netvms only: all compileClient needs.
     const only = new Set(edited.flatMap((n) => [n, ...netvmChain(model, model.qubes.get(n)!).map((q) => q.name)]));
     const plan = planNetwork(model, { ...core.deps.planOptions, uplink: core.deps.uplink, only });
-    // A client's chain names only its own rules' hosts.
-    await core.dns.resolve(before, now, new Set(edited));
-    await core.dns.resolve(model, now, new Set(edited));
+    // A client's chain names only its own rules' hosts. The kernel's sets hold the answers kept
+    // in the run dir (DnsAnswers), expired or not: `before` is compiled with those, the edit with
+    // fresh ones where the TTL ran out.
+    const names = new Set(edited);
+    await core.dns.resolveMissing(before, now, names);
+    const held = new Map(core.dns.resolutions);
+    await core.dns.resolve(model, now, names);
     const warn = (d: Diagnostic) => core.emit({ type: 'warning', diag: d });
     for (const [nv, clients] of byNetvm) {
-      const was = clientsRuleset({ model: before, plan, resolutions: core.dns.resolutions, now }, nv, clients);
+      const was = clientsRuleset({ model: before, plan, resolutions: held, now }, nv, clients);
       const want = clientsRuleset({ model, plan, resolutions: core.dns.resolutions, now }, nv, clients, warn);
       if (!was || !want) return false;
       if (diffTransaction(was, want).size === 0) continue;

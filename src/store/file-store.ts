@@ -24,7 +24,7 @@ import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewal
 import { acquireLock, DEFAULT_LOCK_WAIT_MS, type Lock } from './lock.js';
 import { assertValidModel, cloneData, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
 import { firewallFilePath, lockFilePath, qubesFilePath } from './paths.js';
-import { formatQubesFile, parseQubesFileIsolating } from './qubes-file.js';
+import { formatQubesFile, parseQubesFileIsolating, sameQubeEntry } from './qubes-file.js';
 import { rulesUnknown } from './rules-problem.js';
 import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, readStateFileSync, StateFileError } from './state-file.js';
 import type { Store } from './store.js';
@@ -198,7 +198,10 @@ export class FileStore implements Store {
       }),
     );
     const result = await change(model);
-    const text = this.qubesTextFor(read, model, { qubesText });
+    // Most rule edits change no entry: qubes.json as read, without formatting a thousand qubes.
+    const same = qubesText !== null && model.default_netvm === read.default_netvm && model.uplink === read.uplink && model.qubes.size === read.qubes.size &&
+      [...model.qubes].every(([k, q]) => { const r = read.qubes.get(k); return r !== undefined && sameQubeEntry(q, r); });
+    const text = same ? qubesText : this.qubesTextFor(read, model, { qubesText });
     const untouched = new Set([...lazy].filter(([, pending]) => pending()).map(([q]) => q));
     const moved = model.qubes.size !== read.qubes.size || [...model.qubes].some(([k, q]) => {
       const was = read.qubes.get(k);
