@@ -185,24 +185,37 @@ export class FileStore implements Store {
     const { model: read, qubesText } = await this.readQubes();
     const model = cloneModel(read); // qubes.json's qubes carry `rules: null` and no rulesProblem
     const byQid = new Map<number, RulesOnDisk>();
-    const lazy = new Map<Qube, () => boolean>();
-    await Promise.all(
-      [...model.qubes.values()].map(async (q) => {
-        const path = this.rulesPath(q.name, q.klass);
-        const seen = (r: ReadRules) => byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, ...r });
-        if (!only.has(q.name)) return void lazy.set(q, this.lazyRules(q, path, seen));
-        const r = await this.readRules(path, q.name);
-        seen(r);
-        q.rules = r.rules && r.rules.slice();
-        if (r.problem) q.rulesProblem = { ...r.problem };
-      }),
-    );
+    const lazy: Qube[] = [];
+    const eager: Promise<void>[] = [];
+    for (const q of model.qubes.values()) {
+      const { qid, name, klass } = q;
+      const seen = (r: ReadRules, path: string) => byQid.set(qid, { qid, name, klass, path, ...r });
+      if (!only.has(name)) {
+        lazy.push(q);
+        installLazyRules(q, () => {
+          const path = this.rulesPath(name, klass);
+          const r = this.readRulesSync(path, name);
+          seen(r, path);
+          return r;
+        });
+        continue;
+      }
+      const path = this.rulesPath(name, klass);
+      eager.push(
+        this.readRules(path, name).then((r) => {
+          seen(r, path);
+          q.rules = r.rules && r.rules.slice();
+          if (r.problem) q.rulesProblem = { ...r.problem };
+        }),
+      );
+    }
+    await Promise.all(eager);
     const result = await change(model);
     // Most rule edits change no entry: qubes.json as read, without formatting a thousand qubes.
     const same = qubesText !== null && model.default_netvm === read.default_netvm && model.uplink === read.uplink && model.qubes.size === read.qubes.size &&
       [...model.qubes].every(([k, q]) => { const r = read.qubes.get(k); return r !== undefined && sameQubeEntry(q, r); });
     const text = same ? qubesText : this.qubesTextFor(read, model, { qubesText });
-    const untouched = new Set([...lazy].filter(([, pending]) => pending()).map(([q]) => q));
+    const untouched = new Set(lazy.filter(rulesUnread));
     const moved = model.qubes.size !== read.qubes.size || [...model.qubes].some(([k, q]) => {
       const was = read.qubes.get(k);
       return k !== q.name || was?.qid !== q.qid || was.klass !== q.klass;
@@ -212,50 +225,7 @@ export class FileStore implements Store {
     return result;
   }
 
-  /**
-   * Make `q.rules` and `q.rulesProblem` read the qube's file on first access (get, set or a copy)
-   * and become plain data; `seen` is told what was read (the basis for writing). Returns whether
-   * the rules are still unread. The read is synchronous (a getter cannot wait) and goes through the
-   * parse cache; it is made under the writer lock while the update runs. A model handed on after
-   * the update (the daemon keeps the last one) reads the file as it is then: under the daemon's
-   * lock, what the update left. A mark removed before the read (replaceRules) stays removed.
-   */
-  private lazyRules(q: Qube, path: string, seen: (r: ReadRules) => void): () => boolean {
-    let pending = true;
-    const data = (key: 'rules' | 'rulesProblem', value: unknown) =>
-      Object.defineProperty(q, key, { value, writable: true, enumerable: true, configurable: true });
-    const load = () => {
-      if (!pending) return;
-      const r = this.readRulesSync(path, q.name);
-      pending = false;
-      seen(r);
-      const markKept = Object.getOwnPropertyDescriptor(q, 'rulesProblem')?.get === getProblem;
-      data('rules', r.rules && r.rules.slice());
-      if (markKept) {
-        if (r.problem) data('rulesProblem', { ...r.problem });
-        else delete q.rulesProblem;
-      }
-    };
-    function getProblem() {
-      load();
-      return q.rulesProblem;
-    }
-    const accessor = (key: 'rules' | 'rulesProblem', get: () => unknown) =>
-      Object.defineProperty(q, key, {
-        get,
-        set(v: unknown) {
-          load();
-          (q as unknown as Record<string, unknown>)[key] = v;
-        },
-        enumerable: true,
-        configurable: true,
-      });
-    accessor('rules', () => (load(), q.rules));
-    accessor('rulesProblem', getProblem);
-    return () => pending;
-  }
-
-  /** readRules, synchronously (for lazyRules). */
+  /** readRules, synchronously (for installLazyRules). */
   private readRulesSync(path: string, qube: string): ReadRules {
     const known = this.cached(path, qube);
     if (known) return known;
@@ -522,6 +492,60 @@ export class FileStore implements Store {
     });
   }
 }
+
+/**
+ * Rules read on first access (a rules-only update's other qubes): `q.rules` and `q.rulesProblem`
+ * become accessors that call `read` once, on the first get, set or copy (spread, clone, JSON), and
+ * turn into plain data. The read is synchronous (a getter cannot wait) and goes through the parse
+ * cache; while the update runs it is made under the writer lock. A model handed on after the update
+ * (the daemon keeps the last one) reads the file as it is then: under the daemon's lifelong lock,
+ * what the updates left. A mark removed before the read (replaceRules) stays removed. The accessor
+ * functions are shared (`this` is the qube): a thousand qubes per update cost no closures.
+ */
+const unread = new WeakMap<Qube, () => ReadRules>();
+
+function installLazyRules(q: Qube, read: () => ReadRules): void {
+  unread.set(q, read);
+  Object.defineProperty(q, 'rules', RULES_ACCESSOR);
+  Object.defineProperty(q, 'rulesProblem', PROBLEM_ACCESSOR);
+}
+
+function rulesUnread(q: Qube): boolean {
+  return unread.has(q);
+}
+
+function readLazyRules(q: Qube): void {
+  const read = unread.get(q);
+  if (!read) return;
+  const r = read();
+  unread.delete(q);
+  const data = (key: 'rules' | 'rulesProblem', value: unknown) => Object.defineProperty(q, key, { value, writable: true, enumerable: true, configurable: true });
+  const markKept = Object.getOwnPropertyDescriptor(q, 'rulesProblem')?.get === PROBLEM_ACCESSOR.get;
+  data('rules', r.rules && r.rules.slice());
+  if (markKept) {
+    if (r.problem) data('rulesProblem', { ...r.problem });
+    else delete q.rulesProblem;
+  }
+}
+
+/** An accessor of a lazy key: read, then the plain property (never this accessor again). */
+function lazyAccessor(key: 'rules' | 'rulesProblem'): PropertyDescriptor {
+  return {
+    get(this: Qube) {
+      if (!unread.has(this)) return undefined; // not a lazy qube (an object made from one by prototype)
+      readLazyRules(this);
+      return this[key];
+    },
+    set(this: Qube, v: unknown) {
+      readLazyRules(this);
+      if (!unread.has(this)) Object.defineProperty(this, key, { value: v, writable: true, enumerable: true, configurable: true });
+    },
+    enumerable: true,
+    configurable: true,
+  };
+}
+const RULES_ACCESSOR = lazyAccessor('rules');
+const PROBLEM_ACCESSOR = lazyAccessor('rulesProblem');
 
 /**
  * Where `rules` starts to differ from what `prev` holds, when the only change is rules added at the
