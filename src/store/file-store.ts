@@ -146,7 +146,8 @@ export class FileStore implements Store {
     const only = effect?.kind === 'rules' ? new Set(effect.qubes) : undefined;
     // Updates from this process queue up; the lock file refuses writers in other processes.
     const run = this.tail.then(async () => {
-      await io(this.dir, 'create', () => mkdirDurable(this.dir));
+      // Under a held lock the directory is there (the lock file is in it): no syscall per edit.
+      if (!this.held) await io(this.dir, 'create', () => mkdirDurable(this.dir));
       return this.locked(() => (only ? this.updateRules(only, change) : this.updateAll(change)));
     });
     this.tail = run.catch(() => undefined);
@@ -413,7 +414,7 @@ export class FileStore implements Store {
    */
   private async commitOnce(state: DiskState, model: Model, text?: string, untouched?: ReadonlySet<Qube>): Promise<DiskState> {
     const nowSec = this.now() / 1000;
-    const writes: { path: string; data: Buffer }[] = [];
+    const writes: { path: string; data: Buffer; dirThere?: boolean }[] = [];
     const removes: string[] = [];
     const byQid = new Map<number, RulesOnDisk>();
     for (const q of model.qubes.values()) {
@@ -455,7 +456,8 @@ export class FileStore implements Store {
             ? appendFirewallXml(prev!.raw!, q.rules.slice(at))
             : Buffer.from(formatFirewallXml(q.rules.filter((r) => !isExpired(r, nowSec))), 'utf8');
         canonical = true;
-        if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw });
+        // Rewritten in place: its directory is there (no mkdir on a rule edit's path).
+        if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw, dirThere: !moved && prev.raw !== null });
       }
       // The state returned only feeds the second commit of a two-step change, whose model is private.
       byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical });
@@ -469,9 +471,9 @@ export class FileStore implements Store {
 
     // 1. rule files
     await Promise.all(
-      writes.map(({ path, data }) =>
+      writes.map(({ path, data, dirThere }) =>
         io(path, 'write', async () => {
-          await mkdirDurable(dirname(path));
+          if (!dirThere) await mkdirDurable(dirname(path));
           await writeFileAtomic(path, data);
         }),
       ),
