@@ -1,5 +1,7 @@
 // The state directory as the store (layout in paths.ts). Reads are plain reads; every change goes
 // through update(): lock, read, change, write only the files whose bytes differ, each atomically.
+// A rule edit (effect {kind:'rules'}) reads qubes.json and the edited qubes' files only; any other
+// qube's rules are read the moment something asks for them, and are never written unasked.
 //
 // One broken firewall.xml is that qube's problem only: load() hands the qube out blocked (`rules`
 // = [], `rulesProblem` = the file and what is wrong) and every other qube works as usual. The
@@ -139,7 +141,7 @@ export class FileStore implements Store {
    * A change declared as rules-only (`effect` {kind:'rules', qubes}) reads qubes.json and only the
    * named qubes' firewall.xml: a client-only compile needs nothing else, and with a thousand qubes
    * reading the others is most of an offline edit's time. The other qubes' rules are read when
-   * first asked for (see lazyRules): nothing sees a model with rules missing, and a qube whose rules
+   * first asked for (see installLazyRules): nothing sees a model with rules missing, and a qube whose rules
    * were never asked for is not written. Anything else reads the whole state directory.
    */
   update<T>(change: (model: Model) => T | Promise<T>, effect?: Effect): Promise<T> {
