@@ -14,6 +14,7 @@ import { Engine } from '../src/engine/engine.js';
 import { diffRulesets, overlayTransaction } from '../src/ir/diff.js';
 import type { Ruleset } from '../src/ir/types.js';
 import { defaultLayout } from '../src/model/layout.js';
+import type { Model } from '../src/model/qube.js';
 import { DaemonHost } from '../src/daemon/daemon-host.js';
 import { invoke } from '../src/ops/registry.js';
 import { FileStore } from '../src/store/file-store.js';
@@ -57,7 +58,9 @@ try {
   await engine.converge(await files.load());
   console.log(`converge: ${round(performance.now() - t)} ms`);
   const store = new EngineStore(files, async () => engine, false);
-  const host = new DaemonHost({ stateDir: dir, now: () => Date.now() / 1000, store, engine, backend, runtime: { backend: 'sim', prefix: 'x' }, settle: async () => {}, changed: () => {} });
+  let last: Model | undefined;
+  const host = new DaemonHost({ stateDir: dir, now: () => Date.now() / 1000, store, engine, backend, runtime: { backend: 'sim', prefix: 'x' }, settle: async () => {}, changed: (m) => void (last = m) });
+  const scans: number[] = [];
   const timer = new PhaseTimer()
     .wrap(FileStore.prototype, 'update', 'store.update')
     .wrap(Engine.prototype, 'applyRuleEdits')
@@ -73,9 +76,15 @@ try {
     await invoke(host, `firewall.${kind}`, { qube: vm, rule: `action=accept dsthost=203.0.113.10 proto=tcp dstports=${4400 + (k >> 1)}` });
     totals.push(performance.now() - t);
     phases.push(timer.snapshot());
+    // What the daemon does after the reply (Daemon.armTimers): every rule's expiry, of the model the change left.
+    const ts = performance.now();
+    let at = Infinity;
+    for (const q of last!.qubes.values()) for (const r of q.rules ?? []) if (r.expire !== undefined) at = Math.min(at, r.expire);
+    scans.push(performance.now() - ts);
     if (engine.needsTidy) await engine.tidy(await files.load());
   }
   console.log(`edit (op → store → engine → rendered delta), median of ${EDITS}: ${round(median(totals))} ms`);
+  console.log(`the daemon's expiry scan of that model after the reply: median ${round(median(scans))} ms`);
   const keys = Object.keys(phases[0]!);
   console.log(Object.fromEntries(keys.map((key) => [key, round(median(phases.map((p) => p[key] ?? 0)))])));
 } finally {
