@@ -3,14 +3,21 @@
 // fast path: compileClient + an overlay + one nft -f), then checked in the kernel with a TCP probe
 // from the qube through sys-firewall (see allowed()). Two times per edit: `in kernel`, from the
 // command to the end of the nft -f that loaded it (the rule is enforced from then on; the target:
-// under 50 ms), and `reply`, to the daemon's answer (after the store is written and, for a
+// median under 25 ms, p99 under 50 ms), and `reply`, to the daemon's answer (after the store is written and, for a
 // tightening edit, the conntrack table was searched for flows to cut). The overlay's leftovers are
 // removed after the reply (Engine.tidy, off the hot path): its time is reported beside. Edits run
 // paced (a pause after each, as a user edits; the target is judged on these) and then in a burst
 // (back to back, as a script edits: each may wait for the previous one's tidying, reported).
-// Baseline in the same run: the same kind of edit through the offline CLI, which converges in full
-// (compile everything, diff every node: what a restart or the daemon-less path does), and the
-// daemon's own start (adopt + full load of every node).
+// Beside it in the same run: the same kind of edit through the offline CLI (no daemon: it reads
+// qubes.json and the edited qube's file, and loads one delta: bench/offline-rule-edit.bench.ts
+// compares that with a full converge), and the daemon's own start (adopt + full load of every node).
+// Where a paced edit's time went (phase columns): `store` is FileStore.update minus the engine (the
+// read before the kernel, the write after); `compile` compileClient and patching the loaded ruleset;
+// `diff+render` the overlay transaction; `nft -f` the load through the node's nft session.
+// Measured 2026-12-06, shared 2-core machine, load 3-6: before the rules-only store update and the
+// per-table set index, median 51.7 ms to the kernel (store 19.8, compile 10.9, nft 22.2); after,
+// 44.7 ms (store 10.2, compile 8.2, nft 25.2). nft's own load, which rebuilds its cache of the
+// whole ruleset for every transaction, is now most of an edit: see the report printed below.
 // Run: npx tsx bench/rule-edit.bench.ts   (root; every namespace is removed, even on failure)
 import { performance } from 'node:perf_hooks';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
@@ -34,7 +41,8 @@ const PAUSE_MS = 250;
 /** The burst's edits use their own rules (k from here on), on other qubes than the paced ones. */
 const BURST_FROM = 100;
 const OFFLINE_REPS = 3;
-const TARGET_MS = 50;
+const TARGET_MS = 25;
+const TARGET_P99_MS = 50;
 
 /**
  * The k-th edit's rule: the world's web host on a port no generated rule opens (they open
@@ -233,7 +241,7 @@ async function main(): Promise<void> {
     ]);
   }
   const offMs = median(offline.map((o) => o.ms));
-  rows.push(['baseline: offline CLI edit (full converge)', offline.length, '', '', round(offMs), '', round(Math.max(...offline.map((o) => o.ms))), '', '', '', '', '', '', '', '']);
+  rows.push(['beside: offline CLI edit (no daemon)', offline.length, '', '', round(offMs), '', round(Math.max(...offline.map((o) => o.ms))), '', '', '', '', '', '', '', '']);
   rows.push(['baseline: daemon start (adopt, full load)', 1, '', '', round(result.daemonStartMs), '', '', '', '', '', '', '', '', '', '']);
   console.log(table(rows));
   const paced = edits.filter((e) => e.mode === 'paced');
@@ -248,9 +256,10 @@ async function main(): Promise<void> {
   console.log(`offline edit phases (median run): ${JSON.stringify(offline[Math.floor(offline.length / 2)]?.phases)}`);
   console.log(`paced: edits that waited for a previous edit's tidying: ${tidyInside.length} of ${paced.length}${tidyInside.length ? ` (${tidyInside.map((e) => round(e.tidyInsideMs)).join(', ')} ms)` : ''}`);
   console.log(`burst: median ${round(median(burst.map((e) => e.kernelMs)))} ms to the kernel, ${round(median(burst.map((e) => e.tidyInsideMs)))} ms of it waiting for the previous edit's tidying`);
-  const ok = editMs < TARGET_MS && allInKernel;
+  const p99 = percentile(paced.map((e) => e.kernelMs), 99);
+  const ok = editMs < TARGET_MS && p99 < TARGET_P99_MS && allInKernel;
   console.log(
-    `target: one edit in the kernel in < ${TARGET_MS} ms: ${ok ? 'met' : 'MISSED'} (median ${round(editMs)} ms to the kernel, ${round(replyMs)} ms to the reply; ${round(offMs / replyMs)}× faster than a full converge)`,
+    `target: one edit in the kernel in < ${TARGET_MS} ms median, < ${TARGET_P99_MS} ms p99: ${ok ? 'met' : 'MISSED'} (median ${round(editMs)} ms, p99 ${round(p99)} ms to the kernel, ${round(replyMs)} ms to the reply; the offline CLI's edit took ${round(offMs)} ms)`,
   );
   console.log(
     JSON.stringify({
@@ -259,6 +268,7 @@ async function main(): Promise<void> {
       rulesPerQube: RULES,
       editMs: round(editMs),
       editP90Ms: round(percentile(paced.map((e) => e.kernelMs), 90)),
+      editP99Ms: round(p99),
       replyMs: round(replyMs),
       replyP90Ms: round(percentile(paced.map((e) => e.totalMs), 90)),
       tidyMs: col((e) => e.tidyMs, paced),
@@ -278,8 +288,8 @@ async function main(): Promise<void> {
       perEdit: edits.map((e) => [e.mode, e.kind, e.qube, round(e.kernelMs), round(e.totalMs), round(e.storeMs), round(e.fastPathMs), round(e.nftMs), round(e.otherEngineMs), round(e.tidyMs), e.converges]),
       inKernel: allInKernel,
       fastPathOnly: fastOnly,
-      baseline: { offlineFullConvergeMs: round(offMs), offlineSamplesMs: offline.map((o) => round(o.ms)), daemonStartMs: round(result.daemonStartMs), startAllMs: round(result.startAllMs) },
-      target: { maxMs: TARGET_MS, ok },
+      baseline: { offlineEditMs: round(offMs), offlineSamplesMs: offline.map((o) => round(o.ms)), daemonStartMs: round(result.daemonStartMs), startAllMs: round(result.startAllMs) },
+      target: { medianMs: TARGET_MS, p99Ms: TARGET_P99_MS, ok },
       load: { before: loadBefore, after: load() },
     }),
   );

@@ -18,8 +18,35 @@ export function firewallTable(rs: Ruleset | null, family: 'ip' | 'ip6'): Table |
 
 /** The sets of `rs` that belong to the fragment's client (all are named after its chain). */
 export function clientSets(rs: Ruleset, f: ClientFragment): (NamedSet | NamedMap)[] {
-  const owns = clientOwns(f.chain.name);
-  return (firewallTable(rs, f.family)?.sets ?? []).filter((x) => owns(x.name));
+  const t = firewallTable(rs, f.family);
+  return t ? [...(ownedSets(t).sets.get(f.chain.name) ?? [])] : [];
+}
+
+/**
+ * Per firewall table, each chain's sets as clientOwns() assigns them (a set belongs to every chain
+ * its name extends at a `-`), made once per table object: a rule edit asks for one client's sets in
+ * tables of thousands, several times, and patchClient() hands the index on to the table it makes.
+ */
+interface OwnedIndex {
+  chains: ReadonlySet<string>;
+  sets: Map<string, (NamedSet | NamedMap)[]>;
+}
+const ownedIndex = new WeakMap<Table, OwnedIndex>();
+
+/** The chains (of `chains`) that own a set or chain named `name` (see clientOwns). */
+function ownersOf(name: string, chains: ReadonlySet<string>): string[] {
+  const out: string[] = chains.has(name) ? [name] : [];
+  for (let i = name.indexOf('-'); i > 0; i = name.indexOf('-', i + 1)) if (chains.has(name.slice(0, i))) out.push(name.slice(0, i));
+  return out;
+}
+
+function ownedSets(t: Table): OwnedIndex {
+  let index = ownedIndex.get(t);
+  if (index) return index;
+  index = { chains: new Set(t.chains.map((c) => c.name)), sets: new Map() };
+  for (const x of t.sets) for (const chain of ownersOf(x.name, index.chains)) (index.sets.get(chain) ?? index.sets.set(chain, []).get(chain)!).push(x);
+  ownedIndex.set(t, index);
+  return index;
 }
 
 /**
@@ -35,10 +62,19 @@ export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): 
     if (!t) return null;
     const at = t.chains.findIndex((c) => c.name === fr.chain.name);
     if (at < 0) return null;
-    const mine = clientOwns(fr.chain.name);
+    const index = ownedSets(t);
+    const old = new Set(index.sets.get(fr.chain.name));
     const chains = [...t.chains];
     chains[at] = fr.chain;
-    tables[i] = { ...t, chains, sets: [...t.sets.filter((x) => !mine(x.name)), ...fr.sets] };
+    const patched: Table = { ...t, chains, sets: [...t.sets.filter((x) => !old.has(x)), ...fr.sets] };
+    // The same chain names, one client's sets replaced: the index carries over when those sets
+    // are that client's alone (else it is made again when asked for).
+    const alone = (x: NamedSet | NamedMap) => {
+      const o = ownersOf(x.name, index.chains);
+      return o.length === 1 && o[0] === fr.chain.name;
+    };
+    if ([...old].every(alone) && fr.sets.every(alone)) ownedIndex.set(patched, { chains: index.chains, sets: new Map(index.sets).set(fr.chain.name, [...fr.sets]) });
+    tables[i] = patched;
   }
   return { tables };
 }

@@ -54,7 +54,7 @@ export class EngineStore implements Store {
       if (edited) {
         if (!edited.length) return result;
         const ok = this.assumeKernelHoldsModel
-          ? await engine.applyRuleEditsAssumed(model, withRules(model, rulesBefore))
+          ? await engine.applyRuleEditsAssumed(model, withRules(model, rulesBefore), edited)
           : await engine.applyRuleEdits(model, edited, reload ? undefined : rulesBefore); // a reload may close: flows are checked
         if (ok) return result;
       }

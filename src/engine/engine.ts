@@ -39,7 +39,7 @@ export class Engine implements EngineCore {
 
   constructor(readonly deps: EngineDeps) {
     this.mirror = new KernelMirror(deps.untidyFile);
-    this.dns = new DnsAnswers(deps.resolver, (diag) => this.emit({ type: 'warning', diag }));
+    this.dns = new DnsAnswers(deps.resolver, (diag) => this.emit({ type: 'warning', diag }), deps.dnsFile);
     this.flows = new FlowCutter(deps.backend, (e) => this.emit(e));
     this.loader = new NodeLoader(this);
     this.converger = new Converger(this);
@@ -83,10 +83,11 @@ export class Engine implements EngineCore {
 
   /**
    * Only some qubes' rules changed, and the kernel is assumed to hold compile(`before`) (the offline
-   * CLI): one delta of the edited clients per netvm. False: converge instead.
+   * CLI): one delta of the edited clients per netvm (`qubes`: which; default, every qube whose rule
+   * list differs from `before`'s). False: converge instead.
    */
-  applyRuleEditsAssumed(model: Model, before: Model): Promise<boolean> {
-    return this.edits.applyAssumed(model, before);
+  applyRuleEditsAssumed(model: Model, before: Model, qubes?: readonly string[]): Promise<boolean> {
+    return this.edits.applyAssumed(model, before, qubes);
   }
 
   /** Names whose answer is new or differs (see DnsAnswers.resolve; `all`: ask again even before the TTL runs out). */

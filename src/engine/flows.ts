@@ -17,8 +17,12 @@ export class FlowCutter {
     private readonly emit: (e: EngineEvent) => void,
   ) {}
 
-  /** Cut the flows of `clients` (qube names) that `after`, loaded in `node`, refuses now. */
-  async cut(model: Model, node: string, after: Ruleset, clients: readonly string[]): Promise<void> {
+  /**
+   * Cut the flows of `clients` (qube names) that `after`, loaded in `node`, refuses now. `after`
+   * may be given as a function: it is then made only when a client has a flow to judge (the
+   * offline path compiles the whole node for it).
+   */
+  async cut(model: Model, node: string, after: Ruleset | (() => Ruleset | undefined), clients: readonly string[]): Promise<void> {
     if (!clients.length) return;
     const byAddr = new Map<string, Qube>();
     for (const name of clients) {
@@ -27,13 +31,16 @@ export class FlowCutter {
     }
     const families = new Set([...byAddr.keys()].map((a) => (a.includes(':') ? 6 : 4) as 4 | 6));
     const flows = (await Promise.all([...families].map((f) => this.backend.flows(node, f)))).flat();
+    let rs = typeof after === 'function' ? undefined : after;
     for (const f of flows) {
       const q = byAddr.get(f.src);
       const l4 = (PROTO as Record<string, number>)[f.proto];
       if (!q || l4 === undefined) continue;
+      rs ??= (after as () => Ruleset | undefined)();
+      if (!rs) return;
       // The packet as the netvm's forward hook sees it: in from the client's vif (group 2), out
       // of the uplink (eth0, group 1), new.
-      const r = evalHook(after, 'forward', f.family, {
+      const r = evalHook(rs, 'forward', f.family, {
         family: f.family,
         saddr: f.src,
         daddr: f.dst,

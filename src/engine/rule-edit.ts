@@ -67,10 +67,12 @@ export class RuleEditor {
    * qubes' rules. False when a netvm is named in the untidy file (it is loaded whole by converge), a
    * client is new to its netvm, or the load fails (nothing changed: nft is atomic).
    */
-  async applyAssumed(model: Model, before: Model): Promise<boolean> {
+  async applyAssumed(model: Model, before: Model, qubes?: readonly string[]): Promise<boolean> {
     const { core } = this;
     const now = core.deps.now();
-    const edited = [...model.qubes.values()].filter((q) => before.qubes.get(q.name)?.rules !== q.rules).map((q) => q.name);
+    // Named by the caller where it knows them: then no other qube's rules are looked at (a
+    // rules-only FileStore update reads those files only when asked).
+    const edited = qubes ?? [...model.qubes.values()].filter((q) => before.qubes.get(q.name)?.rules !== q.rules).map((q) => q.name);
     const byNetvm = this.byNetvm(model, edited);
     const leftovers = await core.mirror.readUntidyFile();
     if ([...byNetvm.keys()].some((nv) => leftovers.has(nv))) return false;
@@ -78,11 +80,16 @@ export class RuleEditor {
     // The plan of the edited clients and their netvms only: all compileClient needs.
     const only = new Set(edited.flatMap((n) => [n, ...netvmChain(model, model.qubes.get(n)!).map((q) => q.name)]));
     const plan = planNetwork(model, { ...core.deps.planOptions, uplink: core.deps.uplink, only });
-    await core.dns.resolve(before, now, only);
-    await core.dns.resolve(model, now, only);
+    // A client's chain names only its own rules' hosts. The kernel's sets hold the answers kept
+    // in the run dir (DnsAnswers), expired or not: `before` is compiled with those, the edit with
+    // fresh ones where the TTL ran out.
+    const names = new Set(edited);
+    await core.dns.resolveMissing(before, now, names);
+    const held = new Map(core.dns.resolutions);
+    await core.dns.resolve(model, now, names);
     const warn = (d: Diagnostic) => core.emit({ type: 'warning', diag: d });
     for (const [nv, clients] of byNetvm) {
-      const was = clientsRuleset({ model: before, plan, resolutions: core.dns.resolutions, now }, nv, clients);
+      const was = clientsRuleset({ model: before, plan, resolutions: held, now }, nv, clients);
       const want = clientsRuleset({ model, plan, resolutions: core.dns.resolutions, now }, nv, clients, warn);
       if (!was || !want) return false;
       if (diffTransaction(was, want).size === 0) continue;
@@ -96,9 +103,8 @@ export class RuleEditor {
       core.emit({ type: 'applied', node: nv, full: false });
       const mayClose = clients.filter((c) => !onlyOpens(effectiveRules(before.qubes.get(c)!.rules, now), effectiveRules(model.qubes.get(c)!.rules, now)));
       // Flows are judged by the node's whole forward path, so a tightening compiles that node
-      // (after the load: the kernel enforces the edit meanwhile).
-      const node = mayClose.length ? this.compileNode(model, nv, now) : undefined;
-      if (node) await core.flows.cut(model, nv, node, mayClose);
+      // (after the load: the kernel enforces the edit meanwhile), and only when there is a flow.
+      await core.flows.cut(model, nv, () => this.compileNode(model, nv, now), mayClose);
     }
     return true;
   }

@@ -52,6 +52,8 @@ export interface EngineDeps {
    * of assuming they hold compile()'s ruleset.
    */
   untidyFile?: string;
+  /** Where DNS answers are kept between engines, with their expiry (DnsAnswers). */
+  dnsFile?: string;
 }
 
 export interface ConvergeOptions {

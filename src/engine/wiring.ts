@@ -96,7 +96,8 @@ export interface Wired {
 export interface WireOptions {
   stateDir: string;
   runtime: Runtime;
-  model: Model;
+  /** Only the globals are read (the uplink): FileStore.loadGlobals() is enough. */
+  model: Pick<Model, 'uplink'>;
   now: () => number;
   emit?: (e: EngineEvent) => void;
   runner?: Runner;
@@ -120,7 +121,7 @@ const readText = (path: string): string | undefined => {
  * What a real uplink's plan needs from the host (nothing for `world` and `none`): the host's
  * resolvers as the top netvm's DNS upstream, the tag of this prefix's host interfaces, the device.
  */
-export function uplinkPlanOptions(model: Model, prefix: string, read: (path: string) => string | undefined = readText): Pick<PlanOptions, 'upstreamDns' | 'hostTag' | 'moveDev'> {
+export function uplinkPlanOptions(model: Pick<Model, 'uplink'>, prefix: string, read: (path: string) => string | undefined = readText): Pick<PlanOptions, 'upstreamDns' | 'hostTag' | 'moveDev'> {
   const uplink = uplinkKind(model);
   if (uplink !== 'veth-host' && uplink !== 'move') return {};
   const dev = model.uplink?.startsWith('move:') ? model.uplink.slice('move:'.length) : undefined;
@@ -139,6 +140,7 @@ export function wire(o: WireOptions): Wired {
       now: o.now,
       world,
       untidyFile: join(runDir(o.stateDir), 'untidy'),
+      dnsFile: join(runDir(o.stateDir), 'dns.json'),
       ...(o.emit ? { emit: o.emit } : {}),
       ...(o.overlay ? { overlay: true } : {}),
     });

@@ -106,7 +106,7 @@ export class OfflineHost implements Host {
       const { NO_ICMP_RATELIMIT, wire } = await import('../engine/wiring.js');
       // Tests and demos lift the ICMP rate limit, or probes meeting a reject look like drops.
       const sysctls = this.o.env['QNET_NO_ICMP_RATELIMIT'] ? NO_ICMP_RATELIMIT : undefined;
-      return wire({ stateDir: this.stateDir, runtime: rt, model: await this.read(), now: this.o.now, ...(sysctls ? { sysctls } : {}) });
+      return wire({ stateDir: this.stateDir, runtime: rt, model: await this.fileStore().loadGlobals(), now: this.o.now, ...(sysctls ? { sysctls } : {}) });
     })());
   }
 

@@ -423,3 +423,68 @@ test('loadQube reads one qube and only its file', async (t) => {
   await writeFile(join(dir, 'qubes.json'), '{');
   await assert.rejects(store.loadQube('work'), QnetError);
 });
+
+test('a rules-only update reads only the named qubes; the others are read when asked for, never written unasked', async (t) => {
+  const { dir } = await seeded(t);
+  const vaultFile = join(dir, 'appvms/vault/firewall.xml');
+  const fedoraFile = join(dir, 'vm-templates/fedora/firewall.xml');
+  const broken = '<firewall version="2"><rules>\n';
+  await writeFile(vaultFile, broken);
+  const before = await tree(dir);
+  const store = new FileStore(dir, { now: () => NOW_MS });
+  await store.update(
+    (m) => {
+      // Not read: its rules are an accessor until asked for (no model with rules missing exists).
+      assert.equal(typeof Object.getOwnPropertyDescriptor(m.qubes.get('fedora')!, 'rules')?.get, 'function');
+      m.qubes.get('work')!.rules!.push(drop);
+    },
+    { kind: 'rules', qubes: ['work'] },
+  );
+  const after = await tree(dir);
+  assert.notEqual(after['appvms/work/firewall.xml'], before['appvms/work/firewall.xml']);
+  assert.deepEqual({ ...after, 'appvms/work/firewall.xml': 0 }, { ...before, 'appvms/work/firewall.xml': 0 });
+  assert.equal(await readFile(vaultFile, 'utf8'), broken);
+  assert.deepEqual((await store.load()).qubes.get('work')!.rules, canon([https, dns, drop, drop]));
+
+  // Asked for: the others' rules are there, a broken file marks its qube as load() does, a copy
+  // (spread, clone) reads them too, and a blind edit of a broken qube is refused.
+  await store.update(
+    (m) => {
+      assert.deepEqual(m.qubes.get('fedora')!.rules, canon([dns]));
+      const vault = m.qubes.get('vault')!;
+      assert.equal({ ...vault }.rulesProblem?.file, vaultFile);
+      assert.deepEqual(vault.rules, []);
+      assert.equal(m.qubes.get('personal')!.rulesProblem, undefined);
+      assert.equal('rulesProblem' in { ...m.qubes.get('personal')! }, false);
+    },
+    { kind: 'rules', qubes: ['work'] },
+  );
+  await assert.rejects(
+    store.update((m) => void m.qubes.get('vault')!.rules!.push(drop), { kind: 'rules', qubes: ['work'] }),
+    (e: unknown) => e instanceof QnetError && e.diag.code === 'QNET3024',
+  );
+  assert.equal(await readFile(vaultFile, 'utf8'), broken);
+  // Replaced wholesale without being read (replaceRules: the mark goes first): written fresh.
+  await store.update(
+    (m) => {
+      const v = m.qubes.get('vault')!;
+      delete v.rulesProblem;
+      v.rules = [dns];
+      m.qubes.get('fedora')!.rules = [https];
+    },
+    { kind: 'rules', qubes: ['work'] },
+  );
+  const m = await new FileStore(dir).load();
+  assert.deepEqual(m.qubes.get('vault')!.rules, canon([dns]));
+  assert.equal(m.qubes.get('vault')!.rulesProblem, undefined);
+  assert.deepEqual(m.qubes.get('fedora')!.rules, canon([https]));
+  assert.deepEqual((await readFile(fedoraFile, 'utf8')).includes('qubes-os.org'), true);
+
+  // A "rule edit" that renames or adds qubes is a bug of its declaration: refused, nothing written.
+  const still = await tree(dir);
+  await assert.rejects(
+    store.update((mm) => rekeyQube(mm, 'personal', 'private'), { kind: 'rules', qubes: ['personal'] }),
+    /added, removed or renamed/,
+  );
+  assert.deepEqual(await tree(dir), still);
+});

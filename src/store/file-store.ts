@@ -1,5 +1,7 @@
 // The state directory as the store (layout in paths.ts). Reads are plain reads; every change goes
 // through update(): lock, read, change, write only the files whose bytes differ, each atomically.
+// A rule edit (effect {kind:'rules'}) reads qubes.json and the edited qubes' files only; any other
+// qube's rules are read the moment something asks for them, and are never written unasked.
 //
 // One broken firewall.xml is that qube's problem only: load() hands the qube out blocked (`rules`
 // = [], `rulesProblem` = the file and what is wrong) and every other qube works as usual. The
@@ -14,18 +16,19 @@
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
+import type { Effect } from '../model/effect.js';
 import type { Model, Qube, QubeClass } from '../model/qube.js';
 import { rekeyQube } from '../model/ops.js';
-import { QnetError } from '../model/result.js';
+import { BugError, QnetError } from '../model/result.js';
 import { isExpired, type Rule } from '../model/rule.js';
 import { isCode, mkdirDurable, removeDirIfEmpty, removeFileDurable, writeFileAtomic } from './atomic.js';
 import { appendFirewallXml, formatFirewallXml, readFirewallXml } from './firewall-xml.js';
 import { acquireLock, DEFAULT_LOCK_WAIT_MS, type Lock } from './lock.js';
 import { assertValidModel, cloneData, cloneModel, emptyModel, sameData, type StoreOptions } from './memory-store.js';
 import { firewallFilePath, lockFilePath, qubesFilePath } from './paths.js';
-import { formatQubesFile, parseQubesFileIsolating } from './qubes-file.js';
+import { formatQubesFile, parseQubesFileIsolating, sameQubeEntry } from './qubes-file.js';
 import { rulesUnknown } from './rules-problem.js';
-import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, StateFileError } from './state-file.js';
+import { MAX_FIREWALL_BYTES, MAX_QUBES_BYTES, oneLine, readStateFile, readStateFileSync, StateFileError } from './state-file.js';
 import type { Store } from './store.js';
 
 export const STORE_IO = 'QNET3023';
@@ -134,29 +137,116 @@ export class FileStore implements Store {
     return { ...cloneData({ ...q, rules: null }), rules: r.rules && r.rules.slice(), ...(r.problem ? { rulesProblem: { ...r.problem } } : {}) };
   }
 
-  update<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
+  /**
+   * A change declared as rules-only (`effect` {kind:'rules', qubes}) reads qubes.json and only the
+   * named qubes' firewall.xml: a client-only compile needs nothing else, and with a thousand qubes
+   * reading the others is most of an offline edit's time. The other qubes' rules are read when
+   * first asked for (see installLazyRules): nothing sees a model with rules missing, and a qube whose rules
+   * were never asked for is not written. Anything else reads the whole state directory.
+   */
+  update<T>(change: (model: Model) => T | Promise<T>, effect?: Effect): Promise<T> {
+    const only = effect?.kind === 'rules' ? new Set(effect.qubes) : undefined;
     // Updates from this process queue up; the lock file refuses writers in other processes.
     const run = this.tail.then(async () => {
-      await io(this.dir, 'create', () => mkdirDurable(this.dir));
-      return this.locked(async () => {
-        const { model: read, state } = await this.read();
-        const model = cloneRead(read);
-        const result = await change(model);
-        // qubes.json's text as it was read passed every check when it was parsed: the same text
-        // under the same keys needs no second look (a rule edit changes no qube's properties).
-        let text = formatQubesFile(model);
-        if (read.problems?.length) {
-          // The file as read holds entries the model does not: writing it now would drop them. A
-          // change that leaves the readable part as it was keeps the file's own text (not written).
-          if (text !== formatQubesFile(read) || [...model.qubes].some(([k, q]) => k !== q.name)) throw brokenQubesFile(read.problems);
-          text = state.qubesText!;
-        } else if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
-        await this.commit(state, read, model, text);
-        return result;
-      });
+      // Under a held lock the directory is there (the lock file is in it): no syscall per edit.
+      if (!this.held) await io(this.dir, 'create', () => mkdirDurable(this.dir));
+      return this.locked(() => (only ? this.updateRules(only, change) : this.updateAll(change)));
     });
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  private async updateAll<T>(change: (model: Model) => T | Promise<T>): Promise<T> {
+    const { model: read, state } = await this.read();
+    const model = cloneRead(read);
+    const result = await change(model);
+    await this.commit(state, read, model, this.qubesTextFor(read, model, state));
+    return result;
+  }
+
+  /** What qubes.json is to hold after a change: checked, or the file's own text (see below). */
+  private qubesTextFor(read: Model, model: Model, state: Pick<DiskState, 'qubesText'>): string {
+    // qubes.json's text as it was read passed every check when it was parsed: the same text
+    // under the same keys needs no second look (a rule edit changes no qube's properties).
+    const text = formatQubesFile(model);
+    if (read.problems?.length) {
+      // The file as read holds entries the model does not: writing it now would drop them. A
+      // change that leaves the readable part as it was keeps the file's own text (not written).
+      if (text !== formatQubesFile(read) || [...model.qubes].some(([k, q]) => k !== q.name)) throw brokenQubesFile(read.problems);
+      return state.qubesText!;
+    }
+    if (text !== state.qubesText || [...model.qubes].some(([k, q]) => k !== q.name)) assertValidModel(model, text);
+    return text;
+  }
+
+  /**
+   * The rules-only update: the named qubes' rules are read now, every other qube's on first access
+   * (a converge the engine falls back to reads them all, correctly). Qubes may change state (a netvm
+   * found dead) but not name, class or existence: that is not a rule edit (BugError, nothing written).
+   */
+  private async updateRules<T>(only: ReadonlySet<string>, change: (model: Model) => T | Promise<T>): Promise<T> {
+    const { model: read, qubesText } = await this.readQubes();
+    const model = cloneModel(read); // qubes.json's qubes carry `rules: null` and no rulesProblem
+    const byQid = new Map<number, RulesOnDisk>();
+    const lazy: Qube[] = [];
+    const eager: Promise<void>[] = [];
+    for (const q of model.qubes.values()) {
+      const { qid, name, klass } = q;
+      const seen = (r: ReadRules, path: string) => byQid.set(qid, { qid, name, klass, path, ...r });
+      if (!only.has(name)) {
+        lazy.push(q);
+        installLazyRules(q, () => {
+          const path = this.rulesPath(name, klass);
+          const r = this.readRulesSync(path, name);
+          seen(r, path);
+          return r;
+        });
+        continue;
+      }
+      const path = this.rulesPath(name, klass);
+      eager.push(
+        this.readRules(path, name).then((r) => {
+          seen(r, path);
+          q.rules = r.rules && r.rules.slice();
+          if (r.problem) q.rulesProblem = { ...r.problem };
+        }),
+      );
+    }
+    await Promise.all(eager);
+    const result = await change(model);
+    // Most rule edits change no entry: qubes.json as read, without formatting a thousand qubes.
+    const same = qubesText !== null && model.default_netvm === read.default_netvm && model.uplink === read.uplink && model.qubes.size === read.qubes.size &&
+      [...model.qubes].every(([k, q]) => { const r = read.qubes.get(k); return r !== undefined && sameQubeEntry(q, r); });
+    const text = same ? qubesText : this.qubesTextFor(read, model, { qubesText });
+    const untouched = new Set(lazy.filter(rulesUnread));
+    const moved = model.qubes.size !== read.qubes.size || [...model.qubes].some(([k, q]) => {
+      const was = read.qubes.get(k);
+      return k !== q.name || was?.qid !== q.qid || was.klass !== q.klass;
+    });
+    if (moved) throw new BugError(`a change declared as a rule edit of ${[...only].join(', ')} added, removed or renamed qubes`);
+    await this.commitOnce({ qubesText, byQid }, model, text, untouched);
+    return result;
+  }
+
+  /** readRules, synchronously (for installLazyRules). */
+  private readRulesSync(path: string, qube: string): ReadRules {
+    const known = this.cached(path, qube);
+    if (known) return known;
+    const key = statKey(path);
+    let raw: Buffer | null;
+    try {
+      raw = readStateFileSync(path, MAX_FIREWALL_BYTES);
+    } catch (e) {
+      return { raw: null, rules: [], canonical: false, problem: rulesProblem(path, qube, reasonOf(e)) };
+    }
+    if (raw === null) return { raw: null, rules: null, canonical: false };
+    return this.parseRules(path, qube, raw, key ?? '');
+  }
+
+  /** The globals of qubes.json (default_netvm, uplink): what wiring an engine needs, no rules read. */
+  async loadGlobals(): Promise<Pick<Model, 'default_netvm' | 'uplink'>> {
+    const { model } = await this.readQubes();
+    return { default_netvm: model.default_netvm, ...(model.uplink !== undefined ? { uplink: model.uplink } : {}) };
   }
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
@@ -324,12 +414,13 @@ export class FileStore implements Store {
    * (which would read as "no firewall: accept everything"). An orphan left by a crash in 1 or 3 is
    * harmless: before any qubes.json names that path again, step 1 rewrites or removes it.
    */
-  private async commitOnce(state: DiskState, model: Model, text?: string): Promise<DiskState> {
+  private async commitOnce(state: DiskState, model: Model, text?: string, untouched?: ReadonlySet<Qube>): Promise<DiskState> {
     const nowSec = this.now() / 1000;
-    const writes: { path: string; data: Buffer }[] = [];
+    const writes: { path: string; data: Buffer; dirThere?: boolean }[] = [];
     const removes: string[] = [];
     const byQid = new Map<number, RulesOnDisk>();
     for (const q of model.qubes.values()) {
+      if (untouched?.has(q)) continue; // rules never read (a rules-only update): the file stays as it is
       const path = this.rulesPath(q.name, q.klass);
       const prev = state.byQid.get(q.qid);
       const moved = prev === undefined || prev.path !== path;
@@ -367,7 +458,8 @@ export class FileStore implements Store {
             ? appendFirewallXml(prev!.raw!, q.rules.slice(at))
             : Buffer.from(formatFirewallXml(q.rules.filter((r) => !isExpired(r, nowSec))), 'utf8');
         canonical = true;
-        if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw });
+        // Rewritten in place: its directory is there (no mkdir on a rule edit's path).
+        if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw, dirThere: !moved && prev.raw !== null });
       }
       // The state returned only feeds the second commit of a two-step change, whose model is private.
       byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical });
@@ -381,9 +473,9 @@ export class FileStore implements Store {
 
     // 1. rule files
     await Promise.all(
-      writes.map(({ path, data }) =>
+      writes.map(({ path, data, dirThere }) =>
         io(path, 'write', async () => {
-          await mkdirDurable(dirname(path));
+          if (!dirThere) await mkdirDurable(dirname(path));
           await writeFileAtomic(path, data);
         }),
       ),
@@ -404,6 +496,60 @@ export class FileStore implements Store {
     });
   }
 }
+
+/**
+ * Rules read on first access (a rules-only update's other qubes): `q.rules` and `q.rulesProblem`
+ * become accessors that call `read` once, on the first get, set or copy (spread, clone, JSON), and
+ * turn into plain data. The read is synchronous (a getter cannot wait) and goes through the parse
+ * cache; while the update runs it is made under the writer lock. A model handed on after the update
+ * (the daemon keeps the last one) reads the file as it is then: under the daemon's lifelong lock,
+ * what the updates left. A mark removed before the read (replaceRules) stays removed. The accessor
+ * functions are shared (`this` is the qube): a thousand qubes per update cost no closures.
+ */
+const unread = new WeakMap<Qube, () => ReadRules>();
+
+function installLazyRules(q: Qube, read: () => ReadRules): void {
+  unread.set(q, read);
+  Object.defineProperty(q, 'rules', RULES_ACCESSOR);
+  Object.defineProperty(q, 'rulesProblem', PROBLEM_ACCESSOR);
+}
+
+function rulesUnread(q: Qube): boolean {
+  return unread.has(q);
+}
+
+function readLazyRules(q: Qube): void {
+  const read = unread.get(q);
+  if (!read) return;
+  const r = read();
+  unread.delete(q);
+  const data = (key: 'rules' | 'rulesProblem', value: unknown) => Object.defineProperty(q, key, { value, writable: true, enumerable: true, configurable: true });
+  const markKept = Object.getOwnPropertyDescriptor(q, 'rulesProblem')?.get === PROBLEM_ACCESSOR.get;
+  data('rules', r.rules && r.rules.slice());
+  if (markKept) {
+    if (r.problem) data('rulesProblem', { ...r.problem });
+    else delete q.rulesProblem;
+  }
+}
+
+/** An accessor of a lazy key: read, then the plain property (never this accessor again). */
+function lazyAccessor(key: 'rules' | 'rulesProblem'): PropertyDescriptor {
+  return {
+    get(this: Qube) {
+      if (!unread.has(this)) return undefined; // not a lazy qube (an object made from one by prototype)
+      readLazyRules(this);
+      return this[key];
+    },
+    set(this: Qube, v: unknown) {
+      readLazyRules(this);
+      if (!unread.has(this)) Object.defineProperty(this, key, { value: v, writable: true, enumerable: true, configurable: true });
+    },
+    enumerable: true,
+    configurable: true,
+  };
+}
+const RULES_ACCESSOR = lazyAccessor('rules');
+const PROBLEM_ACCESSOR = lazyAccessor('rulesProblem');
 
 /**
  * Where `rules` starts to differ from what `prev` holds, when the only change is rules added at the

@@ -128,6 +128,20 @@ export function checkModel(model: Model, text = formatQubesFile(model)): Diagnos
   return r.ok ? issues : [...issues, ...r.error];
 }
 
+/**
+ * Whether two qubes have the same entry in the file (what qubeToJson writes), without formatting:
+ * a rule edit of one qube among thousands needs not format them all to know qubes.json is unchanged.
+ */
+export function sameQubeEntry(a: Qube, b: Qube): boolean {
+  if (a === b) return true;
+  if (a.qid !== b.qid || a.name !== b.name || a.klass !== b.klass || a.label !== b.label || a.netvm !== b.netvm) return false;
+  if (a.provides_network !== b.provides_network || a.ip !== b.ip || a.ip6 !== b.ip6 || a.dispid !== b.dispid || a.state !== b.state) return false;
+  const fa = Object.keys(a.features);
+  if (fa.length !== Object.keys(b.features).length) return false;
+  return fa.every((k) => Object.hasOwn(b.features, k) && a.features[k] === b.features[k]);
+}
+
+// Keep sameQubeEntry in step with the keys written here.
 function qubeToJson(q: Qube): Record<string, unknown> {
   // Fixed key order, optional keys only when set, so the bytes depend on the data alone.
   const o: Record<string, unknown> = { qid: q.qid, name: q.name, class: q.klass, label: q.label };

@@ -4,7 +4,7 @@
 // a FIFO return at once; fstat on the open descriptor (not a stat of the path before, which a swap
 // could race) decides. Symlinks are followed: root may keep qubes.json elsewhere; the target must
 // still be a regular file within the bound.
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { isCode } from './atomic.js';
 
@@ -57,6 +57,41 @@ export async function readStateFile(path: string, maxBytes: number): Promise<Buf
     throw new StateFileError(path, `cannot read: ${reason(e)}`);
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * readStateFile, synchronously, with the same checks: for the store's rules read on first access
+ * (a qube a rule edit did not name), where an await is not possible.
+ */
+export function readStateFileSync(path: string, maxBytes: number): Buffer | null {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return null;
+    throw new StateFileError(path, `cannot read: ${reason(e)}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new StateFileError(path, `is ${kind(st)}, not a regular file`);
+    if (st.size > maxBytes) throw new StateFileError(path, `is ${st.size} bytes, more than the ${maxBytes} qnet reads`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(Math.max(st.size - total, 0) + 1, maxBytes + 1 - total, 1 << 24) || 1);
+      const bytesRead = readSync(fd, buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > maxBytes) throw new StateFileError(path, `is more than the ${maxBytes} bytes qnet reads`);
+      chunks.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+  } catch (e) {
+    if (e instanceof StateFileError) throw e;
+    throw new StateFileError(path, `cannot read: ${reason(e)}`);
+  } finally {
+    closeSync(fd);
   }
 }
 

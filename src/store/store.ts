@@ -18,7 +18,8 @@ export interface Store {
    * may be frozen and shared: build new ones rather than changing them), then writes only the files whose content
    * changed, each atomically. If `change` throws, nothing is written. Returns what `change` returned.
    * `effect` says what the change touches (default: anything); stores that drive the kernel use it
-   * to take the smallest path, plain stores ignore it.
+   * to take the smallest path, FileStore to read only the named qubes' files for a rule edit (the
+   * others' rules are read when first asked for), plain stores ignore it.
    * A qube still marked with `rulesProblem` must keep `rules` = [] (refused otherwise, QNET3024);
    * replaceRules() clears the mark and sets new rules, which are then written over the broken file.
    */
