@@ -154,6 +154,7 @@ export class Daemon {
       changed: (m, effect) => {
         this.model = m;
         this.effects.push(effect);
+        this.noteExpiries(m, effect);
       },
     });
     await this.serial(() => this.host!.change({ kind: 'all' }, () => undefined));
@@ -233,8 +234,23 @@ export class Daemon {
     if (e?.needsTidy && this.model) await e.tidy(this.model);
   }
 
-  /** The earliest rule expiry (epoch seconds) of `this.model`, looked for once per model (100k rules: ms). */
-  private expiryOf?: { model: Model; at: number | undefined };
+  /**
+   * Each qube's earliest rule expiry (epoch seconds), kept from change to change: a rule edit
+   * rescans only the qubes it touched, so the other qubes' rules (which the store reads only when
+   * looked at) stay unread; any other change rescans all.
+   */
+  private readonly expiries = new Map<string, number>();
+
+  private noteExpiries(m: Model, effect: Effect): void {
+    const names = effect.kind === 'rules' ? effect.qubes : [...m.qubes.keys()];
+    if (effect.kind !== 'rules') this.expiries.clear();
+    for (const n of names) {
+      let at: number | undefined;
+      for (const r of m.qubes.get(n)?.rules ?? []) if (r.expire !== undefined) at = Math.min(at ?? Infinity, r.expire);
+      if (at === undefined) this.expiries.delete(n);
+      else this.expiries.set(n, at);
+    }
+  }
 
   /**
    * Rule expiry (the rule is removed and the change applied), DNS refresh by TTL, tidying up once
@@ -244,20 +260,18 @@ export class Daemon {
   private armTimers(): void {
     this.arm('tidy', this.wired?.engine.needsTidy ? TIDY_AFTER_S : undefined, () => this.tidy(), true);
     const now = this.now();
-    if (this.model && this.expiryOf?.model !== this.model) {
-      let at: number | undefined;
-      for (const q of this.model.qubes.values()) for (const r of q.rules ?? []) if (r.expire !== undefined) at = Math.min(at ?? Infinity, r.expire);
-      this.expiryOf = { model: this.model, at };
-    }
-    const at = this.expiryOf?.at;
+    let at: number | undefined;
+    for (const t of this.expiries.values()) at = Math.min(at ?? Infinity, t);
     const next = at === undefined ? undefined : at + 1 - now;
     this.arm('expire', next, async () => {
       const t = this.now();
-      const m0 = this.model;
-      const expired = [...(m0?.qubes.values() ?? [])].filter((q) => q.rules?.some((r) => isExpired(r, t))).map((q) => q.name);
+      const expired = [...this.expiries].filter(([, x]) => x < t).map(([n]) => n);
       const effect: Effect = expired.length ? { kind: 'rules', qubes: expired } : { kind: 'all' };
       await this.host!.change(effect, (m) => {
-        for (const q of m.qubes.values()) if (q.rules?.some((r) => isExpired(r, t))) q.rules = q.rules.filter((r) => !isExpired(r, t));
+        for (const n of expired) {
+          const q = m.qubes.get(n);
+          if (q?.rules?.some((r) => isExpired(r, t))) q.rules = q.rules.filter((r) => !isExpired(r, t));
+        }
       });
       for (const effect of this.takeEffects()) if (expired.length) this.emit({ type: 'changed', effect, by: 'expiry' });
     });
