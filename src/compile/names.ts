@@ -30,6 +30,8 @@ export const QUBES_CHAINS = {
   prerouting: 'prerouting',
   antispoof: 'antispoof',
   dnatDns: 'dnat-dns',
+  /** Port forwards' DNAT (compile/passes/links.ts); present only in netvms a forward crosses. */
+  dnatForwards: 'dnat-forwards',
   postrouting: 'postrouting',
   input: 'input',
   forward: 'forward',

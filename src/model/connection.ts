@@ -207,3 +207,51 @@ export function dropLinksOf(model: Model, name: string): void {
   if (model.connections) model.connections = model.connections.filter((c) => c.from !== name && c.to !== name);
   if (model.forwards) model.forwards = model.forwards.filter((f) => f.qube !== name);
 }
+
+// ---- Paths through the netvm tree (the compiler and the network plan both walk them) -----------
+
+/**
+ * The way a new connection from A to B takes: up from A through its netvms to X, the first netvm
+ * (or A or B itself) both lie under, then down to B. `up` are the netvms between A and X that send
+ * it out of their uplink (each masquerades it to its own address); `down` are the netvms between X
+ * and B, top first. null when A and B share no node (two trees: the path would leave through an
+ * uplink) or a name is unknown.
+ */
+export interface ConnPath {
+  a: Qube;
+  b: Qube;
+  up: Qube[];
+  x: Qube;
+  down: Qube[];
+}
+
+function selfAndChain(model: Model, q: Qube): Qube[] {
+  const out = [q];
+  const seen = new Set([q.name]);
+  for (let n = netvmName(model, q); n !== null && !seen.has(n); ) {
+    const up = model.qubes.get(n);
+    if (!up) break;
+    seen.add(n);
+    out.push(up);
+    n = netvmName(model, up);
+  }
+  return out;
+}
+
+export function connectionPath(model: Model, from: string, to: string): ConnPath | null {
+  const a = model.qubes.get(from);
+  const b = model.qubes.get(to);
+  if (!a || !b) return null;
+  const ua = selfAndChain(model, a);
+  const ub = selfAndChain(model, b);
+  const ia = ua.findIndex((q) => ub.includes(q));
+  if (ia < 0) return null;
+  const x = ua[ia]!;
+  const ib = ub.indexOf(x);
+  return { a, b, up: ua.slice(1, ia), x, down: ub.slice(1, ib).reverse() };
+}
+
+/** The netvms a forward to q crosses, top first ([] when q has no netvm). */
+export function forwardPath(model: Model, q: Qube): Qube[] {
+  return selfAndChain(model, q).slice(1).reverse();
+}

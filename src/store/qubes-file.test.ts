@@ -119,7 +119,7 @@ test('not JSON, the wrong top level, the wrong version', () => {
   assert.equal(r.error[0]!.file, '/s/qubes.json');
   assert.deepEqual(messages('[]', 'f'), ['f: (top level): expected an object, got an array']);
   assert.deepEqual(messages(doc([], { version: 2, qubez: [] }), 'f'), [
-    'f: qubez: unknown property (known: version, default_netvm, uplink, qubes)',
+    'f: qubez: unknown property (known: version, default_netvm, uplink, qubes, connections, forwards)',
     'f: version: 2 is not a supported version (expected 1)',
   ]);
   assert.deepEqual(messages('{"version":1,"default_netvm":null}', 'f'), ['f: qubes: expected an array, got nothing']);

@@ -16,16 +16,17 @@ import {
 import { DNS_PORT } from './lower.js';
 import { accept, addr, counter, ct, drop, goto, inSet, int, is, jump, reject, rule, str, sym } from './build.js';
 import type { Client } from './clients.js';
+import { linksOf } from './links.js';
 
 const userChain = (name: string): Chain => ({ name, rules: [], userOwned: true });
 
 /**
- * Accepts for inbound connections to this qube (qnet Connections and PortForwards, later issues).
+ * Accepts for inbound connections to this qube (qnet Connections and PortForwards, links.ts).
  * They sit after `established,related accept` and before the final refusal, in both app qubes and
- * netvms. Empty today: nothing reaches a qube unless something says so (DESIGN.md).
+ * netvms: nothing reaches a qube unless something says so (DESIGN.md).
  */
-export function inboundAccepts(_ctx: CompileContext, _q: Qube, _f: IpFamily): IrRule[] {
-  return [];
+export function inboundAccepts(ctx: CompileContext, q: Qube, f: IpFamily): IrRule[] {
+  return linksOf(ctx, q.name, f).input;
 }
 
 /** An app qube: refuse new inbound connections; user rules first. */
@@ -66,6 +67,8 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
     const a = v6 ? c.ip6 : c.ip;
     return a === null ? [] : [{ key: [str(c.vif), addr(a)], comment: c.qube.name }];
   });
+  const links = linksOf(ctx, q.name, f);
+  for (const x of links.allowed) pairs.push({ key: [str(x.vif), addr(x.addr)], comment: x.qube });
   const addrType = v6 ? 'ipv6_addr' : 'ipv4_addr';
   const sets: NamedSet[] = [
     { kind: 'set', name: DOWNSTREAM_SET, keyType: [addrType], interval: false, elements: addrs.map((a) => ({ key: addr(a) })) },
@@ -95,6 +98,8 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
     },
   ];
   if (!v6) chains.push(dnatDns(nb));
+  if (links.dnat.length)
+    chains.push({ name: C.dnatForwards, base: { type: 'nat', hook: 'prerouting', priority: PRIORITY.dstnat, policy: 'accept' }, rules: links.dnat });
   chains.push(
     {
       name: C.postrouting,
@@ -133,6 +138,7 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
         rule('custom-forward', [], jump(CUSTOM_FORWARD)),
         rule('drop-invalid', [ct('invalid')], drop),
         rule('replies', [ct('established', 'related')], accept),
+        ...links.forward,
         rule('no-new-flows-to-clients', [is('oifgroup', int(2))], counter, drop),
       ],
     },
