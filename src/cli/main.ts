@@ -7,6 +7,7 @@ import { registerDemo } from './commands/demo.js';
 import { oneLine, reportError } from './errors.js';
 import { processIo, type Io } from './io.js';
 import { registerAnalyze } from './commands/analyze.js';
+import { registerConnections } from './commands/connections.js';
 import { registerFirewall } from './commands/firewall.js';
 import { registerLs } from './commands/ls.js';
 import { registerPrefs } from './commands/prefs.js';
@@ -35,6 +36,7 @@ function buildProgram(io: Io): { program: Command; ctx: Ctx } {
   registerLs(program, ctx);
   registerFirewall(program, ctx);
   registerAnalyze(program, ctx);
+  registerConnections(program, ctx);
   registerLifecycle(program, ctx);
   registerDaemon(program, ctx);
   registerDemo(program, ctx);

@@ -14,6 +14,7 @@ const MODULES = {
   lifecycle: () => import('./lifecycle.js'),
   preview: () => import('./preview.js'),
   status: () => import('./status.js'),
+  connections: () => import('./connections.js'),
 } as const;
 type ModuleName = keyof typeof MODULES;
 
@@ -28,6 +29,8 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   preview: 'preview',
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', counters: 'lifecycle',
   status: 'status',
+  'connections.list': 'connections', 'connections.add': 'connections', 'connections.del': 'connections',
+  'forwards.list': 'connections', 'forwards.add': 'connections', 'forwards.del': 'connections',
 };
 
 const isOp = (x: unknown): x is Op => typeof x === 'object' && x !== null && typeof (x as Op).run === 'function' && typeof (x as Op).name === 'string';
