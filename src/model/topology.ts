@@ -261,7 +261,7 @@ function connectionRoutes(model: Model, nodes: Map<string, NetNode>): void {
         const key = `${at.name} ${ipB}`;
         if (via === null || added.has(key) || at.routes.some((r) => r.dst === `${ipB}/32`)) continue;
         added.add(key);
-        at.routes.push({ dst: `${ipB}/32`, dev: vifName(next), via, family: 4 });
+        at.routes.push({ dst: `${ipB}/32`, dev: vifName(next), via, family: 4, forLink: true });
       }
     }
 }

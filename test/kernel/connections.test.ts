@@ -90,6 +90,25 @@ else {
     });
   });
 
+  test('across branches, connected and disconnected while everything runs: the routes follow', async () => {
+    await withLiveSystem('qc', async (s) => {
+      await s.ok('init');
+      await s.ok('create fw2 --provides-network --netvm sys-net --label green');
+      await s.ok('create other --netvm fw2 --label orange');
+      await s.ok('start work other');
+      await s.echoServer('other', '0.0.0.0', PORT);
+      // Before: sent up to sys-net's default route, and the world answers net-unreachable.
+      assert.notEqual(await probe(s, 'work', ip(8), PORT), 'ok', 'nothing before the connection');
+      await s.ok(`connect work other --proto tcp --port ${PORT}`);
+      assert.equal(await probe(s, 'work', ip(8), PORT), 'ok');
+      const routes = async () => (await s.sh('sys-net', ['ip', '-4', 'route', 'show', 'proto', '188'])).stdout;
+      assert.match(await routes(), /^10\.137\.0\.8 via 10\.137\.0\.7 dev vif7\.0/m);
+      await s.ok('disconnect work other --proto tcp --port 8000');
+      assert.equal(await routes(), '', 'the route goes with the connection');
+      assert.notEqual(await probe(s, 'work', ip(8), PORT), 'ok');
+    });
+  });
+
   test("A's restrictive firewall blocks the connection: connect warns, the kernel rejects, check names the rule", async () => {
     await withLiveSystem('qc', async (s) => {
       await s.ok('init');
@@ -129,6 +148,22 @@ else {
       assert.equal(await probe(s, 'world', UPLINK, 8080, WEB), 'ok', 'back once sys-firewall runs again');
       await s.ok('forward del f1');
       assert.equal(await probe(s, 'world', UPLINK, 8080, WEB), 'timeout');
+    });
+  });
+
+  test('a port forward follows work to another firewall qube', async () => {
+    await withLiveSystem('qc', async (s) => {
+      await s.ok('init');
+      await s.ok('create fw2 --provides-network --netvm sys-net --label green');
+      await s.ok(`forward add work --proto tcp --port 8080 --to-port ${PORT}`);
+      await s.ok('start work fw2');
+      await s.echoServer('work', '0.0.0.0', PORT);
+      assert.equal(await probe(s, 'world', UPLINK, 8080, WEB), 'ok');
+      await s.ok('prefs work netvm fw2');
+      assert.equal(await probe(s, 'world', UPLINK, 8080, WEB), 'ok', 'now DNATed through fw2');
+      const fw = (await s.sh('sys-firewall', ['nft', 'list', 'table', 'ip', 'qubes'])).stdout;
+      assert.doesNotMatch(fw, /forward=f1/, 'sys-firewall holds nothing of it any more');
+      assert.equal((await check(s, 'outside work:8080')).verdict, 'accept');
     });
   });
 
