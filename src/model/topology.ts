@@ -243,7 +243,7 @@ export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
 /**
  * A netvm routes only to its own clients (§5.1); a connection whose path turns down at X into
  * another branch needs, in X and each netvm below it on the way, a /32 route to B via the next
- * netvm down (its address is on-link through its vif). IPv4 only, as connections are.
+ * netvm down (its address is on-link through its vif), in each family B has.
  */
 function connectionRoutes(model: Model, nodes: Map<string, NetNode>): void {
   const added = new Set<string>();
@@ -252,16 +252,21 @@ function connectionRoutes(model: Model, nodes: Map<string, NetNode>): void {
       const p = connectionPath(model, from!, to!);
       if (!p || !p.down.length) continue;
       const hops = [p.x, ...p.down];
-      const ipB = qubeIp(model, p.b);
-      if (ipB === null || ![...hops, p.b].every((q) => nodes.has(q.name))) continue;
-      for (let i = 0; i < hops.length - 1; i++) {
-        const at = nodes.get(hops[i]!.name)!;
-        const next = hops[i + 1]!;
-        const via = qubeIp(model, next);
-        const key = `${at.name} ${ipB}`;
-        if (via === null || added.has(key) || at.routes.some((r) => r.dst === `${ipB}/32`)) continue;
-        added.add(key);
-        at.routes.push({ dst: `${ipB}/32`, dev: vifName(next), via, family: 4, forLink: true });
+      if (![...hops, p.b].every((q) => nodes.has(q.name))) continue;
+      for (const family of [4, 6] as const) {
+        const addrOf = family === 4 ? qubeIp : qubeIp6;
+        const ipB = addrOf(model, p.b);
+        const len = family === 4 ? 32 : 128;
+        if (ipB === null) continue;
+        for (let i = 0; i < hops.length - 1; i++) {
+          const at = nodes.get(hops[i]!.name)!;
+          const next = hops[i + 1]!;
+          const via = addrOf(model, next);
+          const key = `${at.name} ${ipB}`;
+          if (via === null || added.has(key) || at.routes.some((r) => r.dst === `${ipB}/${len}`)) continue;
+          added.add(key);
+          at.routes.push({ dst: `${ipB}/${len}`, dev: vifName(next), via, family, forLink: true });
+        }
       }
     }
 }

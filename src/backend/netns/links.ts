@@ -212,19 +212,23 @@ export const LINK_ROUTE_PROTO = 188;
 
 /**
  * The `ip -batch` lines that make a node's connection routes (`proto 188`) exactly `wanted`, given
- * `ip -j -4 route show proto 188` output: stale ones deleted, wanted ones replaced in place.
+ * `ip -j -4|-6 route show proto 188` output per family: stale ones deleted, wanted ones replaced.
  */
-export function linkRouteLines(existingJson: string, wanted: readonly Route[]): string[] {
-  let have: { dst?: unknown }[] = [];
-  try {
-    const j = JSON.parse(existingJson || '[]') as unknown;
-    if (Array.isArray(j)) have = j as { dst?: unknown }[];
-  } catch {
-    have = [];
-  }
-  const want = new Set(wanted.map((r) => r.dst.replace(/\/32$/, '')));
+export function linkRouteLines(existing: readonly { family: 4 | 6; json: string }[], wanted: readonly Route[]): string[] {
   const lines: string[] = [];
-  for (const h of have) if (typeof h.dst === 'string' && !want.has(h.dst)) lines.push(`route del ${validateAddr(h.dst)}/32 proto ${LINK_ROUTE_PROTO}`);
+  for (const { family, json } of existing) {
+    let have: { dst?: unknown }[] = [];
+    try {
+      const j = JSON.parse(json || '[]') as unknown;
+      if (Array.isArray(j)) have = j as { dst?: unknown }[];
+    } catch {
+      have = [];
+    }
+    const len = family === 4 ? 32 : 128;
+    const want = new Set(wanted.filter((r) => r.family === family).map((r) => r.dst));
+    for (const h of have)
+      if (typeof h.dst === 'string' && !want.has(`${h.dst}/${len}`)) lines.push(`route del ${validateAddr(h.dst)}/${len} proto ${LINK_ROUTE_PROTO}`);
+  }
   for (const r of wanted) lines.push(routeLine(r).replace(/^route add /, 'route replace '));
   return lines;
 }

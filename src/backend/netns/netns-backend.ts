@@ -173,10 +173,15 @@ export class NetnsBackend {
     validateNodeName(node);
     const ns = this.ns(node);
     const wanted = plan.nodes.find((n) => n.name === node)?.routes.filter((r) => r.forLink) ?? [];
-    const json = await runChecked(this.runner, ['ip', '-n', ns, '-j', '-4', 'route', 'show', 'proto', String(LINK_ROUTE_PROTO)]).catch((e) => {
-      throw classifyCommandError(e, node);
-    });
-    await runBatch(this.runner, { node, ns, lines: linkRouteLines(json, wanted) });
+    const existing = await Promise.all(
+      ([4, 6] as const).map(async (family) => ({
+        family,
+        json: await runChecked(this.runner, ['ip', '-n', ns, '-j', `-${family}`, 'route', 'show', 'proto', String(LINK_ROUTE_PROTO)]).catch((e) => {
+          throw classifyCommandError(e, node);
+        }),
+      })),
+    );
+    await runBatch(this.runner, { node, ns, lines: linkRouteLines(existing, wanted) });
   }
 
   async relink(plan: NetPlan, client: string): Promise<void> {

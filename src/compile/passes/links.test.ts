@@ -136,3 +136,19 @@ test('a forward whose top netvm has no uplink says so', () => {
   const out = compile({ model: m, plan, resolutions: new Map(), now: 0 });
   assert.match(out.diagnostics.map((d) => d.message).join('\n'), /sys-net has no uplink/);
 });
+
+test('IPv6 where the qubes have it: a connection across branches and a forward from the outside', () => {
+  const m = model([conn('work', 'other', { proto: 'tcp', ports: { start: 80, end: 80 } })], [fwd({ toPort: 80, from: ['2001:db8:1::/48'] })]);
+  m.qubes.get('sys-net')!.features = { ipv6: '1' };
+  const ip6 = (qid: number) => `fd09:24ef:4179::a89:${qid.toString(16)}`;
+  const c = run(m, { from: 'work', to: ip6(8), proto: 'tcp', dport: 80 });
+  assert.equal(c.verdict, 'accept', c.reason);
+  assert.equal(c.node, 'other');
+  assert.equal(c.reply?.verdict, 'accept');
+  assert.equal(run(m, { from: 'personal', to: ip6(8), proto: 'tcp', dport: 80 }).verdict, 'drop');
+  const f = run(m, { from: 'outside', to: '2001:db8:ffff::2', proto: 'tcp', dport: 8080 });
+  assert.equal(f.verdict, 'accept', f.reason);
+  assert.equal(f.deliveredTo, ip6(3));
+  // The IPv6 --from range does not admit IPv4 sources.
+  assert.equal(run(m, { from: 'outside', to: UPLINK, proto: 'tcp', dport: 8080 }).verdict, 'drop');
+});

@@ -16,7 +16,7 @@
 // address — and accepts the DNATed flow in `qubes forward`; Q accepts it in `qubes input`. No hop
 // masquerades downwards (postrouting `oifgroup 2 accept`), so Q and --from see the real source.
 import type { IrRule, Match, Value } from '../../ir/types.js';
-import { qubeIp } from '../../model/addressing.js';
+import { qubeIp, qubeIp6 } from '../../model/addressing.js';
 import { connectionPath, connectionsOf, describeConnection, forwardPath, forwardsOf, type Connection, type PortForward } from '../../model/connection.js';
 import { diag } from '../../model/diagnostics.js';
 import { vifName } from '../../model/topology.js';
@@ -60,101 +60,120 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
     return n;
   };
   const inPlan = new Set(ctx.plan.nodes.filter((n) => n.kind === 'qube').map((n) => n.name));
-  const guards: { node: string; ipB: string; origin: Origin }[] = [];
-  for (const c of connectionsOf(ctx.model))
-    for (const [from, to] of c.bothWays ? [[c.from, c.to]!, [c.to, c.from]!] : [[c.from, c.to]!]) connection(ctx, c, from!, to!, inPlan, at, guards);
-  // After every accept of the hop: other new flows to B leave no masqueraded hop (see the header).
-  const seen = new Set<string>();
-  for (const g of guards) {
-    const k = `${g.node} ${g.ipB}`;
-    if (seen.has(k)) continue;
-    seen.add(k);
-    at(g.node, 'ip').forward.push(rule(g.origin, [is('ip daddr', addr(g.ipB)), is('oifgroup', int(1))], counter, drop));
+  for (const f of FAMILIES) {
+    const guards: Guard[] = [];
+    for (const c of connectionsOf(ctx.model))
+      for (const [from, to] of c.bothWays ? [[c.from, c.to]!, [c.to, c.from]!] : [[c.from, c.to]!]) connection(ctx, f, c, from!, to!, inPlan, at, guards);
+    // After every accept of the hop: other new flows to B leave no masqueraded hop (see the header).
+    const seen = new Set<string>();
+    for (const g of guards) {
+      const k = `${g.node} ${g.ipB}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      at(g.node, f).forward.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), is('oifgroup', int(1))], counter, drop));
+    }
+    for (const fw of forwardsOf(ctx.model)) forward(ctx, f, fw, inPlan, at);
   }
-  for (const fw of forwardsOf(ctx.model)) forward(ctx, fw, inPlan, at);
   return out;
 }
 
-/** `tcp dport 22-23`, `ip protocol icmp`, or nothing (any protocol). */
-function l4(c: Connection): Match[] {
+const FAMILIES: readonly IpFamily[] = ['ip', 'ip6'];
+type Guard = { node: string; ipB: string; origin: Origin };
+
+const fields = (f: IpFamily) =>
+  f === 'ip' ? ({ saddr: 'ip saddr', daddr: 'ip daddr' } as const) : ({ saddr: 'ip6 saddr', daddr: 'ip6 daddr' } as const);
+
+/** `tcp dport 22-23`, `ip protocol icmp` (`meta l4proto icmpv6` in ip6), or nothing (any protocol). */
+function l4(f: IpFamily, c: Connection): Match[] {
   if (c.proto === undefined) return [];
-  if (c.proto === 'icmp') return [is('ip protocol', sym('icmp'))];
+  if (c.proto === 'icmp') return [f === 'ip' ? is('ip protocol', sym('icmp')) : is('meta l4proto', sym('icmpv6'))];
   const ports = c.ports;
-  if (!ports) return [is('ip protocol', sym(c.proto))];
+  if (!ports) return [is(f === 'ip' ? 'ip protocol' : 'meta l4proto', sym(c.proto))];
   const v: Value = ports.start === ports.end ? int(ports.start) : { kind: 'range', lo: ports.start, hi: ports.end };
   return [is(c.proto === 'tcp' ? 'tcp dport' : 'udp dport', v)];
 }
 
-const ip4 = (ctx: CompileContext, q: Qube): string | null => {
-  const a = qubeIp(ctx.model, q);
+/** The qube's address in the family (IPv6 only where the qube has it). */
+const addrOf = (ctx: CompileContext, f: IpFamily, q: Qube): string | null => {
+  const a = f === 'ip' ? qubeIp(ctx.model, q) : qubeIp6(ctx.model, q);
   return a === null ? null : canonicalAddr(a);
 };
 
 function connection(
   ctx: CompileContext,
+  f: IpFamily,
   c: Connection,
   from: string,
   to: string,
   inPlan: ReadonlySet<string>,
   at: (node: string, f: IpFamily) => NodeLinks,
-  guards: { node: string; ipB: string; origin: Origin }[],
+  guards: Guard[],
 ): void {
   const origin: Origin = { kind: 'connection', id: c.id };
   const p = connectionPath(ctx.model, from, to);
   if (!p) {
-    if (ctx.model.qubes.has(from) && ctx.model.qubes.has(to))
+    if (f === 'ip' && ctx.model.qubes.has(from) && ctx.model.qubes.has(to))
       ctx.report(diag('QNET4006', `connection ${c.id} (${describeConnection(c)}): ${from} and ${to} share no netvm, so no path joins them`, { hint: 'give them a common netvm' }));
     return;
   }
   const nodes = [p.a, ...p.up, p.x, ...p.down, p.b];
   if (!nodes.every((q) => inPlan.has(q.name))) return; // something on the way is not running
-  const ipA = ip4(ctx, p.a);
-  const ipB = ip4(ctx, p.b);
+  const ipA = addrOf(ctx, f, p.a);
+  const ipB = addrOf(ctx, f, p.b);
   if (ipA === null || ipB === null) return;
-  const m = l4(c);
+  const m = l4(f, c);
+  const { saddr, daddr } = fields(f);
+  // Masqueraded out of each upward hop's uplink: in IPv6 only where every such hop has an address.
+  if (!p.up.every((h) => addrOf(ctx, f, h) !== null)) return;
   // Up: each hop sees the previous one's address (masquerade), A's own at the first.
   let src = ipA;
   for (const hop of p.up) {
-    at(hop.name, 'ip').forward.push(rule(origin, [is('ip saddr', addr(src)), is('ip daddr', addr(ipB)), ...m, is('oifgroup', int(1))], accept));
+    const own = addrOf(ctx, f, hop)!;
+    at(hop.name, f).forward.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], accept));
     guards.push({ node: hop.name, ipB, origin });
-    src = ip4(ctx, hop) ?? src;
+    src = own;
   }
   // X and down: sent to a client (group 2), which the base chain refuses unless accepted here.
   const downHops = [p.x, ...p.down];
   downHops.forEach((hop, i) => {
     if (hop === p.b) return; // B receives in input
-    if (hop !== p.a) at(hop.name, 'ip').forward.push(rule(origin, [is('ip saddr', addr(src)), is('ip daddr', addr(ipB)), ...m], accept));
+    if (hop !== p.a) at(hop.name, f).forward.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m], accept));
     const next = downHops[i + 1];
     if (next === undefined) return; // B's own netvm knows B's vif already
-    const n = at(hop.name, 'ip');
+    const n = at(hop.name, f);
     if (!n.allowed.some((x) => x.addr === ipB)) n.allowed.push({ vif: vifName(next), addr: ipB, qube: p.b.name });
   });
-  at(p.b.name, 'ip').input.push(rule(origin, [is('ip saddr', addr(src)), ...m], accept));
+  at(p.b.name, f).input.push(rule(origin, [is(saddr, addr(src)), ...m], accept));
 }
 
-function forward(ctx: CompileContext, fw: PortForward, inPlan: ReadonlySet<string>, at: (node: string, f: IpFamily) => NodeLinks): void {
+function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: ReadonlySet<string>, at: (node: string, f: IpFamily) => NodeLinks): void {
   const origin: Origin = { kind: 'forward', id: fw.id };
   const q = ctx.model.qubes.get(fw.qube);
   if (!q || !inPlan.has(q.name)) return; // a halted qube: kept, inactive
   const hops = forwardPath(ctx.model, q);
   if (!hops.length || !hops.every((h) => inPlan.has(h.name))) return;
   const top = ctx.plan.nodes.find((n) => n.name === hops[0]!.name)!;
-  if (!top.ifaces.some((i) => i.group === 1 && (i.peer || i.physical))) {
+  const uplink = top.ifaces.find((i) => i.group === 1 && (i.peer || i.physical));
+  if (!uplink) {
+    if (f === 'ip6') return;
     ctx.report(diag('QNET4006', `forward ${fw.id} (${fw.proto}/${fw.port} to ${fw.qube}): ${top.name} has no uplink, so nothing comes in`, { qube: fw.qube, hint: 'qnet global uplink world (or veth-host, move:DEV)' }));
     return;
   }
-  const ipQ = ip4(ctx, q);
+  const ipQ = addrOf(ctx, f, q);
   if (ipQ === null) return;
-  // --from: the IPv4 ranges; given only IPv6 ones, the IPv4 forward admits nobody.
-  const from4 = fw.from.filter((x) => !x.includes(':'));
-  if (fw.from.length && !from4.length) return;
-  const src: Match[] = from4.length ? [srcMatch(from4)] : [];
+  // IPv6 comes in only where the uplink has an IPv6 address and every hop down has one too.
+  if (f === 'ip6' && !uplink.physical && !uplink.addrs.some((a) => a.addr.includes(':'))) return;
+  // --from: the ranges of this family; given only ranges of the other, this family admits nobody.
+  const fromF = fw.from.filter((x) => x.includes(':') === (f === 'ip6'));
+  if (fw.from.length && !fromF.length) return;
+  const src: Match[] = fromF.length ? [srcMatch(f, fromF)] : [];
+  const { daddr } = fields(f);
   const dport = fw.proto === 'tcp' ? 'tcp dport' : 'udp dport';
   const toPort = fw.toPort ?? fw.port;
   hops.forEach((hop, i) => {
     const next = i + 1 < hops.length ? hops[i + 1]! : q;
-    const nextIp = ip4(ctx, next);
-    const own = ip4(ctx, hop);
+    const nextIp = addrOf(ctx, f, next);
+    const own = addrOf(ctx, f, hop);
     if (nextIp === null || own === null) return;
     const outPort = next === q ? toPort : fw.port;
     // The top takes it from its uplink (its address may come from DHCP: not matched); a hop below
@@ -164,20 +183,22 @@ function forward(ctx: CompileContext, fw: PortForward, inPlan: ReadonlySet<strin
         ? fw.on.length
           ? [fw.on.length === 1 ? is('iifname', { kind: 'str', s: fw.on[0]! }) : { kind: 'in-anon', field: 'iifname', op: '==', values: fw.on.map((s) => ({ kind: 'str', s })) }]
           : [is('iifgroup', int(1))]
-        : [is('iifgroup', int(1)), is('ip daddr', addr(own))];
-    const n = at(hop.name, 'ip');
-    n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], { kind: 'dnat', addr: nextIp, port: outPort }));
-    n.forward.push(rule(origin, [iif[0]!, ...src, is('ip daddr', addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], accept));
+        : [is('iifgroup', int(1)), is(daddr, addr(own))];
+    const n = at(hop.name, f);
+    n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
+    n.forward.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], accept));
   });
-  at(q.name, 'ip').input.push(rule(origin, [...src, is(dport, int(toPort))], accept));
+  at(q.name, f).input.push(rule(origin, [...src, is(dport, int(toPort))], accept));
 }
 
 /** `ip saddr 192.0.2.0/24` or `ip saddr { … }`, prefixes canonical (host bits cleared). */
-function srcMatch(cidrs: string[]): Match {
+function srcMatch(f: IpFamily, cidrs: string[]): Match {
+  const full = f === 'ip' ? 32 : 128;
   const vals: Value[] = cidrs.map((c) => {
     const [a, len] = c.split('/');
     const p = toPrefix(a!, len === undefined ? undefined : Number(len))!;
-    return p.len === 32 ? addr(formatAddr(p)) : { kind: 'addr', addr: formatAddr(p), len: p.len };
+    return p.len === full ? addr(formatAddr(p)) : { kind: 'addr', addr: formatAddr(p), len: p.len };
   });
-  return vals.length === 1 ? is('ip saddr', vals[0]!) : { kind: 'in-anon', field: 'ip saddr', op: '==', values: vals };
+  const field = fields(f).saddr;
+  return vals.length === 1 ? is(field, vals[0]!) : { kind: 'in-anon', field, op: '==', values: vals };
 }
