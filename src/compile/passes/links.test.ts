@@ -67,6 +67,13 @@ test('across branches: masqueraded up, routed down, the accepts carry connection
   assert.equal(run(m, { from: 'direct', to: ip(8), proto: 'tcp', dport: 80 }).verdict, 'drop');
 });
 
+test('a connection to a netvm on the way: other clients keep what Qubes gives them (ping), not the connection', () => {
+  const m = model([conn('work', 'sys-net', { proto: 'tcp', ports: { start: 22, end: 22 } })]);
+  assert.equal(run(m, { from: 'work', to: ip(1), proto: 'tcp', dport: 22 }).verdict, 'accept');
+  assert.equal(run(m, { from: 'personal', to: ip(1), proto: 'tcp', dport: 22 }).verdict, 'drop');
+  assert.equal(run(m, { from: 'personal', to: ip(1), proto: 'icmp' }).verdict, 'accept');
+});
+
 test('one end directly under sys-net, either way round', () => {
   let m = model([conn('work', 'direct')]);
   assert.equal(run(m, { from: 'work', to: ip(9), proto: 'tcp', dport: 5 }).verdict, 'accept');

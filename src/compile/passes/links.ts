@@ -67,10 +67,10 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
     // After every accept of the hop: other new flows to B leave no masqueraded hop (see the header).
     const seen = new Set<string>();
     for (const g of guards) {
-      const k = `${g.node} ${g.ipB}`;
+      const k = `${g.node} ${g.ipB} ${JSON.stringify(g.l4)}`;
       if (seen.has(k)) continue;
       seen.add(k);
-      at(g.node, f).forward.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), is('oifgroup', int(1))], counter, drop));
+      at(g.node, f).forward.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
     }
     for (const fw of forwardsOf(ctx.model)) forward(ctx, f, fw, inPlan, at);
   }
@@ -78,7 +78,8 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
 }
 
 const FAMILIES: readonly IpFamily[] = ['ip', 'ip6'];
-type Guard = { node: string; ipB: string; origin: Origin };
+/** Only what the connection admits: other traffic to B keeps its Qubes fate (e.g. pings to a netvm). */
+type Guard = { node: string; ipB: string; l4: Match[]; origin: Origin };
 
 const fields = (f: IpFamily) =>
   f === 'ip' ? ({ saddr: 'ip saddr', daddr: 'ip daddr' } as const) : ({ saddr: 'ip6 saddr', daddr: 'ip6 daddr' } as const);
@@ -130,7 +131,7 @@ function connection(
   for (const hop of p.up) {
     const own = addrOf(ctx, f, hop)!;
     at(hop.name, f).forward.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], accept));
-    guards.push({ node: hop.name, ipB, origin });
+    guards.push({ node: hop.name, ipB, l4: m, origin });
     src = own;
   }
   // X and down: sent to a client (group 2), which the base chain refuses unless accepted here.
