@@ -10,6 +10,7 @@ import type { NetPlan } from '../model/netplan.js';
 import { VIRTUAL_DNS, WORLD_NODE as OUTSIDE_NODE } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { effectiveRules } from '../model/rule.js';
+import { planNetwork } from '../model/topology.js';
 import type { Probe } from './packet.js';
 import { OUTSIDE, OUTSIDE_HOST, simulate, type SimOptions, type SimResult } from './walk.js';
 import { describeOrigin } from '../model/origin.js';
@@ -153,6 +154,15 @@ export function probeSet(models: Model[], resolutions: Resolutions, now: number)
         if (r.dsthost?.type === 'dsthost') for (const a of resolutions.get(r.dsthost.text)?.a ?? []) dsts.add(a);
       }
     }
+  // Connections and port forwards: their ports, and the top netvms' uplink addresses the outside
+  // sends to (a forward is reached there, never at the qube's internal address).
+  for (const m of models) {
+    for (const c of m.connections ?? []) if (c.ports) ports.add(c.ports.start).add(c.ports.end);
+    for (const f of m.forwards ?? []) ports.add(f.port);
+    if (m.forwards?.length)
+      for (const n of planNetwork(m, { uplink: 'world' }).nodes)
+        for (const i of n.ifaces) if (i.group === 1 && i.peer?.node === OUTSIDE_NODE) for (const x of i.addrs) if (!x.addr.includes(':')) dsts.add(x.addr);
+  }
   const out: Probe[] = [];
   for (const from of sources)
     for (const to of dsts) {

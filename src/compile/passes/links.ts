@@ -177,13 +177,16 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
     const own = addrOf(ctx, f, hop);
     if (nextIp === null || own === null) return;
     const outPort = next === q ? toPort : fw.port;
-    // The top takes it from its uplink (its address may come from DHCP: not matched); a hop below
-    // takes what its netvm DNATed to its own address.
+    // The top takes what is sent to its uplink address (not what merely passes it, such as a packet
+    // for a qube's internal address); one from DHCP (a moved physical device) or on --on interfaces
+    // is not in the plan, so there the interface alone decides. A hop below takes what its netvm
+    // DNATed to its own address.
+    const upAddrs = uplink.addrs.map((x) => canonicalAddr(x.addr)).filter((x) => x.includes(':') === (f === 'ip6'));
     const iif: Match[] =
       i === 0
         ? fw.on.length
           ? [fw.on.length === 1 ? is('iifname', { kind: 'str', s: fw.on[0]! }) : { kind: 'in-anon', field: 'iifname', op: '==', values: fw.on.map((s) => ({ kind: 'str', s })) }]
-          : [is('iifgroup', int(1))]
+          : [is('iifgroup', int(1)), ...(upAddrs.length === 1 ? [is(daddr, addr(upAddrs[0]!))] : upAddrs.length > 1 ? [{ kind: 'in-anon' as const, field: daddr, op: '==' as const, values: upAddrs.map(addr) }] : [])]
         : [is('iifgroup', int(1)), is(daddr, addr(own))];
     const n = at(hop.name, f);
     n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
