@@ -1,7 +1,7 @@
 // Pass: table `qubes`, the base rules of every qube (reference §5.2: qubes-ipv4.nft / qubes-ipv6.nft,
 // qubes-antispoof.nft, qubes-setup-dnat-to-ns). Shared with the user: `custom-input` and
 // `custom-forward` are declared here and left empty for them.
-import type { Chain, IrRule, NamedSet, Table } from '../../ir/types.js';
+import type { Chain, IrRule, NamedSet, Statement, Table } from '../../ir/types.js';
 import { PRIORITY } from '../../ir/types.js';
 import type { Qube } from '../../model/qube.js';
 import type { CompileContext, IpFamily } from '../context.js';
@@ -10,6 +10,8 @@ import {
   CUSTOM_FORWARD,
   CUSTOM_INPUT,
   DOWNSTREAM_SET,
+  FORWARD_PORTS_SET,
+  LINKS_UP_SET,
   QUBES_CHAINS as C,
   QUBES_TABLE,
 } from '../names.js';
@@ -19,6 +21,7 @@ import type { Client } from './clients.js';
 import { linksOf } from './links.js';
 
 const userChain = (name: string): Chain => ({ name, rules: [], userOwned: true });
+const ret: Statement = { kind: 'verdict', verdict: { kind: 'return' } };
 
 /**
  * Accepts for inbound connections to this qube (qnet Connections and PortForwards, links.ts).
@@ -98,8 +101,25 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
     },
   ];
   if (!v6) chains.push(dnatDns(nb));
-  if (links.dnat.length)
-    chains.push({ name: C.dnatForwards, base: { type: 'nat', hook: 'prerouting', priority: PRIORITY.dstnat, policy: 'accept' }, rules: links.dnat });
+  // Connections and forwards (links.ts) cost ordinary traffic one comparison or set lookup per
+  // chain, however many there are: their rule lists are reached only by the packets they concern.
+  if (links.dnat.length) {
+    sets.push({ kind: 'set', name: FORWARD_PORTS_SET, keyType: ['inet_proto', 'inet_service'], interval: false, elements: links.ports.map(([p, n]) => ({ key: [sym(p), int(n)] })) });
+    chains.push({
+      name: C.dnatForwards,
+      base: { type: 'nat', hook: 'prerouting', priority: PRIORITY.dstnat, policy: 'accept' },
+      rules: [
+        rule('forwards', [fromVif], ret),
+        rule('forwards', [{ kind: 'in-set', fields: ['meta l4proto', 'th dport'], op: '!=', set: FORWARD_PORTS_SET }], ret),
+        ...links.dnat,
+      ],
+    });
+  }
+  if (links.up.length) {
+    sets.push({ kind: 'set', name: LINKS_UP_SET, keyType: [addrType], interval: false, elements: links.upDests.map((a) => ({ key: addr(a) })) });
+    chains.push({ name: C.linksUp, rules: links.up });
+  }
+  if (links.down.length) chains.push({ name: C.linksDown, rules: links.down });
   chains.push(
     {
       name: C.postrouting,
@@ -138,7 +158,8 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
         rule('custom-forward', [], jump(CUSTOM_FORWARD)),
         rule('drop-invalid', [ct('invalid')], drop),
         rule('replies', [ct('established', 'related')], accept),
-        ...links.forward,
+        ...(links.up.length ? [rule('connections', [inSet([v6 ? 'ip6 daddr' : 'ip daddr'], LINKS_UP_SET)], jump(C.linksUp))] : []),
+        ...(links.down.length ? [rule('connections', [is('oifgroup', int(2))], jump(C.linksDown))] : []),
         rule('no-new-flows-to-clients', [is('oifgroup', int(2))], counter, drop),
       ],
     },

@@ -28,8 +28,13 @@ import { accept, addr, counter, drop, int, is, rule, sym } from './build.js';
 
 /** What connections and forwards add to one node, per family. */
 export interface NodeLinks {
-  /** `qubes forward`, after `replies`, before `no-new-flows-to-clients`. */
-  forward: IrRule[];
+  /** Chain `links-down`: accepts for new flows into a client (the base chain jumps for oifgroup 2). */
+  down: IrRule[];
+  /** Chain `links-up`: upward hops' accepts, then their guards (jumped for `upDests` only). */
+  up: IrRule[];
+  upDests: string[];
+  /** `l4proto . port` pairs the DNAT chain handles (its set `forward-ports`). */
+  ports: [string, number][];
   /** `qubes input`, at the place for inbound accepts. */
   input: IrRule[];
   /** A nat prerouting (dstnat) chain of its own: the forwards' DNAT. */
@@ -42,7 +47,7 @@ export interface NodeLinks {
   allowed: { vif: string; addr: string; qube: string }[];
 }
 
-const empty = (): NodeLinks => ({ forward: [], input: [], dnat: [], allowed: [] });
+const empty = (): NodeLinks => ({ down: [], up: [], upDests: [], ports: [], input: [], dnat: [], allowed: [] });
 const cache = new WeakMap<CompileContext, Map<string, NodeLinks>>();
 
 /** The node's share of every connection and forward (computed once per compile). */
@@ -70,7 +75,7 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
       const k = `${g.node} ${g.ipB} ${JSON.stringify(g.l4)}`;
       if (seen.has(k)) continue;
       seen.add(k);
-      at(g.node, f).forward.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
+      at(g.node, f).up.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
     }
     for (const fw of forwardsOf(ctx.model)) forward(ctx, f, fw, inPlan, at);
   }
@@ -130,7 +135,9 @@ function connection(
   let src = ipA;
   for (const hop of p.up) {
     const own = addrOf(ctx, f, hop)!;
-    at(hop.name, f).forward.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], accept));
+    const n = at(hop.name, f);
+    n.up.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], accept));
+    if (!n.upDests.includes(ipB)) n.upDests.push(ipB);
     guards.push({ node: hop.name, ipB, l4: m, origin });
     src = own;
   }
@@ -138,7 +145,7 @@ function connection(
   const downHops = [p.x, ...p.down];
   downHops.forEach((hop, i) => {
     if (hop === p.b) return; // B receives in input
-    if (hop !== p.a) at(hop.name, f).forward.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m], accept));
+    if (hop !== p.a) at(hop.name, f).down.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m], accept));
     const next = downHops[i + 1];
     if (next === undefined) return; // B's own netvm knows B's vif already
     const n = at(hop.name, f);
@@ -190,7 +197,8 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
         : [is('iifgroup', int(1)), is(daddr, addr(own))];
     const n = at(hop.name, f);
     n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
-    n.forward.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], accept));
+    if (!n.ports.some(([p, x]) => p === fw.proto && x === fw.port)) n.ports.push([fw.proto, fw.port]);
+    n.down.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], accept));
   });
   at(q.name, f).input.push(rule(origin, [...src, is(dport, int(toPort))], accept));
 }
