@@ -40,6 +40,7 @@ try {
     bringUp: async (_p: unknown, names: readonly string[]) => void names.forEach((n) => live.add(n)),
     tearDown: async (names: readonly string[]) => void names.forEach((n) => live.delete(n)),
     relink: async () => {},
+    syncLinkRoutes: async () => {},
     links: async () => new Map(),
     apply: async (_n: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }) => {
       const o = opts?.overlay && before ? overlayTransaction(before, after) : null;

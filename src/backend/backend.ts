@@ -44,6 +44,8 @@ export interface Backend {
   tearDown(names: readonly string[]): Promise<void>;
   /** (Re)make the link of `client` to its netvm as the plan says (netvm change, netvm restarted). */
   relink(plan: NetPlan, client: string): Promise<void>;
+  /** Make a live node's connection routes (Route.forLink) what the plan says, adding and removing. */
+  syncLinkRoutes(plan: NetPlan, node: string): Promise<void>;
   /** Which of these netvms each live client is linked to now (adoption, reattachment, netvm changes). */
   links(netvms: readonly string[]): Promise<Map<string, string>>;
   /**

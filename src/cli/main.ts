@@ -15,6 +15,7 @@ const GROUPS = {
   ls: async (): Promise<Register> => (await import('./commands/ls.js')).registerLs,
   firewall: async (): Promise<Register> => (await import('./commands/firewall.js')).registerFirewall,
   analyze: async (): Promise<Register> => (await import('./commands/analyze.js')).registerAnalyze,
+  connections: async (): Promise<Register> => (await import('./commands/connections.js')).registerConnections,
   lifecycle: async (): Promise<Register> => (await import('./commands/lifecycle.js')).registerLifecycle,
   daemon: async (): Promise<Register> => (await import('./commands/daemon.js')).registerDaemon,
   demo: async (): Promise<Register> => (await import('./commands/demo.js')).registerDemo,
@@ -28,6 +29,7 @@ export const COMMAND_GROUPS: Readonly<Record<string, Group>> = {
   prefs: 'prefs', ls: 'ls', firewall: 'firewall', nft: 'analyze', check: 'analyze', matrix: 'analyze',
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', run: 'lifecycle', counters: 'lifecycle',
   daemon: 'daemon', events: 'daemon', demo: 'demo', features: 'features', 'import-qubes': 'import',
+  connect: 'connections', connections: 'connections', disconnect: 'connections', forward: 'connections',
 };
 
 /** The command word: the first word that is not a global option or its value; undefined for none. */

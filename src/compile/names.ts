@@ -24,12 +24,22 @@ export const CUSTOM_FORWARD = 'custom-forward';
 /** Anti-spoofing sets of `qubes-antispoof.nft` (§5.2). */
 export const DOWNSTREAM_SET = 'downstream';
 export const ALLOWED_SET = 'allowed';
+/** Destinations of connections that leave a netvm through its uplink (links-up is jumped for these). */
+export const LINKS_UP_SET = 'links-up-dests';
+/** `l4proto . port` of the forwards a netvm DNATs: other packets leave dnat-forwards at once. */
+export const FORWARD_PORTS_SET = 'forward-ports';
 
 /** Chains of table `qubes` (§5.2); the base chains carry the hook's name as Qubes does. */
 export const QUBES_CHAINS = {
   prerouting: 'prerouting',
   antispoof: 'antispoof',
   dnatDns: 'dnat-dns',
+  /** Port forwards' DNAT (compile/passes/links.ts); present only in netvms a forward crosses. */
+  dnatForwards: 'dnat-forwards',
+  /** Accepts of connections and forwards for new flows into a client (jumped for `oifgroup 2` only). */
+  linksDown: 'links-down',
+  /** Upward hops of connections: their accepts and guards (jumped for their destinations only). */
+  linksUp: 'links-up',
   postrouting: 'postrouting',
   input: 'input',
   forward: 'forward',
@@ -79,5 +89,5 @@ export function isGeneratedChain(name: string): boolean {
 
 /** Sets and maps qnet creates. */
 export function isGeneratedSet(name: string): boolean {
-  return name === DOWNSTREAM_SET || name === ALLOWED_SET || name === DISPATCH_MAP || PACKED_RE.test(name);
+  return name === DOWNSTREAM_SET || name === ALLOWED_SET || name === DISPATCH_MAP || name === LINKS_UP_SET || name === FORWARD_PORTS_SET || PACKED_RE.test(name);
 }

@@ -15,6 +15,8 @@ import type { ConvergeOptions, EngineCore } from './types.js';
 type Compiled = ReturnType<typeof compile>;
 
 export class Converger {
+  /** Per running netvm, the connection routes last made there (JSON), so unchanged ones cost nothing. */
+  private readonly linkRoutes = new Map<string, string>();
   constructor(private readonly core: EngineCore) {}
 
   /** Mark running qubes whose namespace is gone as halted (killed, namespace deleted). */
@@ -76,11 +78,24 @@ export class Converger {
     for (const q of runningAll) {
       const nv = qubeIp(model, q) === null ? null : netvmName(model, q);
       if (nv === null || !runningNames.has(nv)) continue;
-      if (links.get(q.name) !== nv) await backend.relink(plan, q.name);
+      if (links.get(q.name) !== nv) {
+        await backend.relink(plan, q.name);
+        this.linkRoutes.delete(nv); // a new vif: the routes through it are made again below
+      }
       // A client that was running before its netvm (re)started has been reattached.
       if (start.includes(nv) && !start.includes(q.name)) reattached.push(q.name);
     }
     if (reattached.length) core.emit({ type: 'reattached', qubes: reattached });
+    for (const n of [...stop, ...start]) this.linkRoutes.delete(n);
+    // Connection routes change with connections, addresses and netvms, not with links: kept in step
+    // on every running netvm whose wanted set differs from what this engine last made (or is unknown).
+    for (const n of plan.nodes) {
+      if (n.kind !== 'qube' || !n.forwarding) continue;
+      const want = JSON.stringify(n.routes.filter((r) => r.forLink));
+      if (this.linkRoutes.get(n.name) === want) continue;
+      await backend.syncLinkRoutes(plan, n.name);
+      this.linkRoutes.set(n.name, want);
+    }
 
     core.plan = plan;
     await this.applyRules(model, plan, opts, early);

@@ -28,6 +28,11 @@ export interface Route {
    * by qnet: the netns backend leaves it out; the simulator assumes it is there.
    */
   dynamic?: true;
+  /**
+   * Needed by a connection whose path turns down into another branch (topology.ts
+   * connectionRoutes): the engine keeps these in step on running nodes (Backend.syncLinkRoutes).
+   */
+  forLink?: true;
 }
 
 export interface Iface {

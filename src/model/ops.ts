@@ -3,6 +3,7 @@
 // very same functions, so the two paths cannot drift apart.
 import { isIP } from 'node:net';
 import { gateway, gateway6, isNetworked, netvmName, qubeIp, qubeIp6 } from './addressing.js';
+import { dropLinksOf, renameInLinks } from './connection.js';
 import { diag } from './diagnostics.js';
 import { newQube } from './layout.js';
 import { VIRTUAL_DNS } from './netplan.js';
@@ -65,6 +66,7 @@ export function removeQube(model: Model, name: string): void {
       diag('QNET2008', `'${name}' is in use as netvm of: ${u.join(', ')}`, { hint: 'change their netvm first' }),
     );
   model.qubes.delete(name);
+  dropLinksOf(model, name);
 }
 
 /** Rename, keeping rules and every reference (other qubes' netvm, default_netvm). Halted only, as Qubes. */
@@ -91,6 +93,7 @@ export function rekeyQube(model: Model, from: string, to: string): void {
     }),
   );
   if (model.default_netvm === from) model.default_netvm = to;
+  renameInLinks(model, from, to);
 }
 
 /** Clone: properties, features and rules; a new qid (and derived addresses, so no ip clash). */

@@ -1,6 +1,7 @@
 // Qubes and the global properties, as data. Topology helpers (netvm chains, addresses) live in
 // topology.ts and addressing.ts. Reference: shared/reference/qubes-firewall.md §5.1,
 // qubes-networking-and-users.md §2.
+import type { Connection, PortForward } from './connection.js';
 import type { Diagnostic } from './diagnostics.js';
 import type { RuleList } from './rule.js';
 
@@ -51,6 +52,10 @@ export interface Model {
   uplink?: string;
   /** Keyed by name; iteration order is insertion order, kept sorted by the store. */
   qubes: Map<string, Qube>;
+  /** Who may open connections to whom (connection.ts); absent = none. */
+  connections?: Connection[];
+  /** Ports of qubes offered to the outside through every hop (connection.ts); absent = none. */
+  forwards?: PortForward[];
   /**
    * Set by the store when qubes.json has entries it could not read: those qubes are left out of
    * `qubes` (one diagnostic each, naming the file), and the store refuses to rewrite qubes.json.

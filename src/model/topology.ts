@@ -1,6 +1,7 @@
 // The netvm graph: who forwards for whom, checks that keep it a forest, and the NetPlan that both
 // executors build from (namespaces, veths, addresses, routes).
 import { gateway, gateway6, netvmName, qubeIp, qubeIp6 } from './addressing.js';
+import { connectionPath, connectionsOf } from './connection.js';
 import { diag, type Diagnostic } from './diagnostics.js';
 import type { Iface, NetNode, NetPlan, Route, UplinkKind } from './netplan.js';
 import { HOST_NODE, VIRTUAL_DNS, WORLD_NODE } from './netplan.js';
@@ -229,6 +230,7 @@ export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
       me.routes.push({ dst: 'default', dev, family: 4, dynamic: true });
     }
   }
+  connectionRoutes(model, nodes);
   const real = opts.uplink === 'veth-host' || opts.uplink === 'move';
   return {
     nodes: [...nodes.values()],
@@ -236,6 +238,37 @@ export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
     upstreamDns: opts.uplink === 'world' ? [...WORLD_LINK.dns] : real ? [...(opts.upstreamDns ?? [])] : [],
     uplink: opts.uplink,
   };
+}
+
+/**
+ * A netvm routes only to its own clients (§5.1); a connection whose path turns down at X into
+ * another branch needs, in X and each netvm below it on the way, a /32 route to B via the next
+ * netvm down (its address is on-link through its vif), in each family B has.
+ */
+function connectionRoutes(model: Model, nodes: Map<string, NetNode>): void {
+  const added = new Set<string>();
+  for (const c of connectionsOf(model))
+    for (const [from, to] of c.bothWays ? [[c.from, c.to], [c.to, c.from]] : [[c.from, c.to]]) {
+      const p = connectionPath(model, from!, to!);
+      if (!p || !p.down.length) continue;
+      const hops = [p.x, ...p.down];
+      if (![...hops, p.b].every((q) => nodes.has(q.name))) continue;
+      for (const family of [4, 6] as const) {
+        const addrOf = family === 4 ? qubeIp : qubeIp6;
+        const ipB = addrOf(model, p.b);
+        const len = family === 4 ? 32 : 128;
+        if (ipB === null) continue;
+        for (let i = 0; i < hops.length - 1; i++) {
+          const at = nodes.get(hops[i]!.name)!;
+          const next = hops[i + 1]!;
+          const via = addrOf(model, next);
+          const key = `${at.name} ${ipB}`;
+          if (via === null || added.has(key) || at.routes.some((r) => r.dst === `${ipB}/${len}`)) continue;
+          added.add(key);
+          at.routes.push({ dst: `${ipB}/${len}`, dev: vifName(next), via, family, forLink: true });
+        }
+      }
+    }
 }
 
 function hostAndDefault(gw: string, family: 4 | 6): Route[] {

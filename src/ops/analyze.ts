@@ -8,7 +8,7 @@ import { diag } from '../model/diagnostics.js';
 import { getQube } from '../model/ops.js';
 import { parseDstHost } from '../model/rule-parse.js';
 import { QnetError } from '../model/result.js';
-import { ask, reachabilityMatrix, resolveTarget, type Matrix } from '../sim/questions.js';
+import { ask, outsideAddrs, reachabilityMatrix, resolveTarget, type Matrix } from '../sim/questions.js';
 import { OUTSIDE, type SimResult } from '../sim/walk.js';
 import { offlineResolver } from './analysis.js';
 import { port, proto, qubeName } from './schema.js';
@@ -57,6 +57,9 @@ export const check = defineOp({
     const known = isName ? a.resolutions.get(host_) : undefined;
     const answers = isName ? (known ? new Map([[host_, known]]) : await offlineResolver(m, host.stateDir).resolveAll([host_])) : new Map();
     const target = resolveTarget(m, host_, answers);
+    // The outside reaches a qube only through the uplink above it (port forwards), never by its
+    // internal address.
+    if (i.src === OUTSIDE && target.kind === 'qube') target.addrs = outsideAddrs(a, target.name);
     if (!target.addrs.length)
       throw new QnetError(
         diag('QNET4202', target.kind === 'name' ? `cannot resolve '${host_}': ${target.error}` : `'${host_}' has no address`, {

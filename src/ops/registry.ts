@@ -15,6 +15,7 @@ const MODULES = {
   preview: () => import('./preview.js'),
   status: () => import('./status.js'),
   import: () => import('./import.js'),
+  connections: () => import('./connections.js'),
 } as const;
 type ModuleName = keyof typeof MODULES;
 
@@ -32,6 +33,8 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', counters: 'lifecycle',
   status: 'status',
   'qubes.import': 'import',
+  'connections.list': 'connections', 'connections.add': 'connections', 'connections.del': 'connections',
+  'forwards.list': 'connections', 'forwards.add': 'connections', 'forwards.del': 'connections',
 };
 
 const isOp = (x: unknown): x is Op => typeof x === 'object' && x !== null && typeof (x as Op).run === 'function' && typeof (x as Op).name === 'string';

@@ -3,13 +3,14 @@
 // "would this packet pass" in qnet goes through here and simulate(), never a second evaluator.
 import type { Resolutions } from '../compile/dns.js';
 import type { Ruleset } from '../ir/types.js';
-import { isNetworked, qubeIp, qubeIp6 } from '../model/addressing.js';
+import { isNetworked, netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import { formatV4, parseV4 } from '../model/ip.js';
 import type { NetPlan } from '../model/netplan.js';
-import { VIRTUAL_DNS } from '../model/netplan.js';
+import { VIRTUAL_DNS, WORLD_NODE as OUTSIDE_NODE } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import { effectiveRules } from '../model/rule.js';
+import { planNetwork } from '../model/topology.js';
 import type { Probe } from './packet.js';
 import { OUTSIDE, OUTSIDE_HOST, simulate, type SimOptions, type SimResult } from './walk.js';
 import { describeOrigin } from '../model/origin.js';
@@ -62,6 +63,25 @@ export function resolveTarget(model: Model, dst: string, resolutions: Resolution
   return { kind: 'name', name: dst, addrs: r ? [...r.a, ...r.aaaa] : [], ...(r?.error ? { error: r.error } : !r ? { error: 'not resolved' } : {}) };
 }
 
+/**
+ * Where the outside sends to reach a qube: the uplink addresses of the netvm at the top of its
+ * chain (its port forwards DNAT from there), in the plan; none when no uplink leads to it. The
+ * outside cannot address a qube's internal 10.137.x.y (nothing routes it there).
+ */
+export function outsideAddrs(a: Analysis, qube: string): string[] {
+  let q = a.model.qubes.get(qube);
+  const seen = new Set<string>();
+  while (q && !seen.has(q.name)) {
+    seen.add(q.name);
+    const node = a.plan.nodes.find((n) => n.name === q!.name);
+    const up = node?.ifaces.find((i) => i.group === 1 && i.peer?.node === OUTSIDE_NODE);
+    if (up) return up.addrs.map((x) => x.addr).filter((x) => !x.includes(':'));
+    const nv = netvmName(a.model, q);
+    q = nv === null ? undefined : a.model.qubes.get(nv);
+  }
+  return [];
+}
+
 // ---- Who can reach whom ----------------------------------------------------------------------
 
 export interface MatrixOptions {
@@ -91,7 +111,7 @@ export function reachabilityMatrix(a: Analysis, o: MatrixOptions): Matrix {
         cells[s]![d] = '-';
         continue;
       }
-      const to = d === OUTSIDE ? OUTSIDE_HOST[4] : qubeIp(a.model, a.model.qubes.get(d)!);
+      const to = d === OUTSIDE ? OUTSIDE_HOST[4] : s === OUTSIDE ? (outsideAddrs(a, d)[0] ?? null) : qubeIp(a.model, a.model.qubes.get(d)!);
       const from = s === OUTSIDE || isNetworked(a.model, a.model.qubes.get(s)!);
       if (!to || !from) {
         cells[s]![d] = 'drop';
@@ -134,6 +154,15 @@ export function probeSet(models: Model[], resolutions: Resolutions, now: number)
         if (r.dsthost?.type === 'dsthost') for (const a of resolutions.get(r.dsthost.text)?.a ?? []) dsts.add(a);
       }
     }
+  // Connections and port forwards: their ports, and the top netvms' uplink addresses the outside
+  // sends to (a forward is reached there, never at the qube's internal address).
+  for (const m of models) {
+    for (const c of m.connections ?? []) if (c.ports) ports.add(c.ports.start).add(c.ports.end);
+    for (const f of m.forwards ?? []) ports.add(f.port);
+    if (m.forwards?.length)
+      for (const n of planNetwork(m, { uplink: 'world' }).nodes)
+        for (const i of n.ifaces) if (i.group === 1 && i.peer?.node === OUTSIDE_NODE) for (const x of i.addrs) if (!x.addr.includes(':')) dsts.add(x.addr);
+  }
   const out: Probe[] = [];
   for (const from of sources)
     for (const to of dsts) {

@@ -73,6 +73,8 @@ export function cloneModel(model: Model): Model {
     default_netvm: model.default_netvm,
     ...(model.uplink !== undefined ? { uplink: model.uplink } : {}),
     qubes: new Map([...model.qubes].map(([name, q]) => [name, cloneData(q) as Qube])),
+    ...(model.connections?.length ? { connections: cloneData(model.connections) } : {}),
+    ...(model.forwards?.length ? { forwards: cloneData(model.forwards) } : {}),
     ...(model.problems?.length ? { problems: cloneData(model.problems) } : {}),
   };
 }

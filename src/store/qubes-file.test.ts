@@ -119,7 +119,7 @@ test('not JSON, the wrong top level, the wrong version', () => {
   assert.equal(r.error[0]!.file, '/s/qubes.json');
   assert.deepEqual(messages('[]', 'f'), ['f: (top level): expected an object, got an array']);
   assert.deepEqual(messages(doc([], { version: 2, qubez: [] }), 'f'), [
-    'f: qubez: unknown property (known: version, default_netvm, uplink, qubes)',
+    'f: qubez: unknown property (known: version, default_netvm, uplink, qubes, connections, forwards)',
     'f: version: 2 is not a supported version (expected 1)',
   ]);
   assert.deepEqual(messages('{"version":1,"default_netvm":null}', 'f'), ['f: qubes: expected an array, got nothing']);
@@ -157,4 +157,46 @@ test('a hand-edited netvm that is missing, provides no network, or loops is a br
   assert.match(bad([q(1, 'work', { netvm: 'personal' }), q(2, 'personal')]), /'personal' does not provide network/);
   assert.match(bad([q(1, 'a', { netvm: 'b', provides_network: true }), q(2, 'b', { netvm: 'a', provides_network: true })]), /loops in network/);
   assert.equal(parseQubesFile(file([q(1, 'net', { netvm: null, provides_network: true }), q(2, 'work', { netvm: 'net' })]), 'f').ok, true);
+});
+
+test('connections and forwards round-trip in id order, and are absent when there are none', () => {
+  const m = defaultLayout();
+  assert.ok(!formatQubesFile(m).includes('connections'));
+  m.connections = [
+    { id: 'c10', from: 'work', to: 'personal', bothWays: true },
+    { id: 'c2', from: 'personal', to: 'work', proto: 'tcp', ports: { start: 22, end: 23 }, bothWays: false, comment: 'ssh' },
+  ];
+  m.forwards = [{ id: 'f1', qube: 'work', proto: 'udp', port: 53, toPort: 5353, from: ['192.0.2.0/24'], on: ['eth0'] }];
+  const text = formatQubesFile(m);
+  const r = parseQubesFile(text);
+  assert.ok(r.ok);
+  assert.deepEqual(r.value.connections!.map((c) => c.id), ['c2', 'c10']);
+  assert.deepEqual(r.value.connections![0], m.connections[1]);
+  assert.deepEqual(r.value.forwards, m.forwards);
+  assert.equal(formatQubesFile(r.value), text);
+});
+
+test('hostile connections and forwards are refused, each with one line naming the file', () => {
+  const base = JSON.parse(formatQubesFile(defaultLayout())) as Record<string, unknown>;
+  const hostile: Record<string, unknown>[] = [
+    { connections: {} },
+    { connections: [{ id: 'c1', from: 'work', to: 'personal', bothWays: false, extra: 1 }] },
+    { connections: [{ id: 'c1', from: 'work\nx', to: 'personal', bothWays: false }] },
+    { connections: [{ id: 'c1', from: 'work', to: 'ghost', bothWays: false }] },
+    { connections: [{ id: 'c1', from: 'work', to: 'personal', proto: 'icmp', ports: { start: 1, end: 2 }, bothWays: false }] },
+    { connections: [{ id: 'c1', from: 'work', to: 'personal', bothWays: false, comment: '\u001b[31m' }] },
+    { forwards: [{ id: 'f1', qube: 'work', proto: 'tcp', port: 99999, from: [], on: [] }] },
+    { forwards: [{ id: 'f1', qube: 'work', proto: 'tcp', port: 80, from: ['x; drop'], on: [] }] },
+    { forwards: [{ id: 'f1', qube: 'work', proto: 'tcp', port: 80, from: [], on: ['"; flush ruleset'] }] },
+    { forwards: [{ id: 'f1', qube: 'work', proto: 'tcp', port: 80, from: [], on: [] }, { id: 'f1', qube: 'personal', proto: 'tcp', port: 81, from: [], on: [] }] },
+    { forwards: JSON.parse('[{"id":"f1","qube":"work","proto":"tcp","port":80,"from":[],"on":[],"__proto__":{"x":1}}]') },
+  ];
+  for (const h of hostile) {
+    const ms = messages(JSON.stringify({ ...base, ...h }), '/s/qubes.json');
+    assert.ok(ms.length >= 1, JSON.stringify(h));
+    for (const m of ms) {
+      assert.ok(m.startsWith('/s/qubes.json: '), m);
+      assert.ok(!/[\n\x1b]/.test(m), `one line: ${JSON.stringify(m)}`);
+    }
+  }
 });

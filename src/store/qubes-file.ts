@@ -6,12 +6,16 @@
 //   { "version": 1, "default_netvm": "sys-firewall" | null,
 //     "qubes": [ { "qid", "name", "class", "label", "netvm"?: string | null (absent = default),
 //                  "provides_network", "ip"?, "ip6"?, "dispid"?, "state", "autostart"?: boolean,
-//                  "features": {…} } ] }
+//                  "features": {…} } ],
+//     "connections"?: [ { "id", "from", "to", "proto"?, "ports"?: {start, end}, "bothWays", "comment"? } ],
+//     "forwards"?: [ { "id", "qube", "proto", "port", "toPort"?, "from": [CIDR…], "on": [IFACE…], "comment"? } ] }
+// (autostart, connections and forwards only when set, so older files keep their bytes).
 //
 // Codes: QNET3010 not JSON; QNET3011 valid JSON with a wrong shape or value (one per problem,
 // each with its JSON path, e.g. `qubes[3].label`).
 import { isIPv4, isIPv6 } from 'node:net';
 import { diag, type Diagnostic } from '../model/diagnostics.js';
+import { checkLinks, type Connection, type PortForward } from '../model/connection.js';
 import { LABELS, QUBE_CLASSES, type Model, type Qube } from '../model/qube.js';
 import { err, ok, type Result } from '../model/result.js';
 import { checkTopology, isUplink, validateQubeName } from '../model/topology.js';
@@ -24,14 +28,41 @@ export const QUBES_JSON_INVALID = 'QNET3011';
 const QUBE_KEYS = [
   'qid', 'name', 'class', 'label', 'netvm', 'provides_network', 'ip', 'ip6', 'dispid', 'state', 'autostart', 'features',
 ] as const;
-const TOP_KEYS = ['version', 'default_netvm', 'uplink', 'qubes'] as const;
+const TOP_KEYS = ['version', 'default_netvm', 'uplink', 'qubes', 'connections', 'forwards'] as const;
+const CONN_KEYS = ['id', 'from', 'to', 'proto', 'ports', 'bothWays', 'comment'] as const;
+const FWD_KEYS = ['id', 'qube', 'proto', 'port', 'toPort', 'from', 'on', 'comment'] as const;
 const STATES = ['Halted', 'Running'] as const;
 
 /** The file's text for `model` (its rules are ignored). Does not validate; see checkModel. */
 export function formatQubesFile(model: Model): string {
   const qubes = [...model.qubes.values()].sort((a, b) => a.qid - b.qid).map(qubeToJson);
   const uplink = model.uplink !== undefined ? { uplink: model.uplink } : {};
-  return JSON.stringify({ version: QUBES_FILE_VERSION, default_netvm: model.default_netvm, ...uplink, qubes }, null, 2) + '\n';
+  const links = {
+    ...(model.connections?.length ? { connections: [...model.connections].sort(byId).map(connToJson) } : {}),
+    ...(model.forwards?.length ? { forwards: [...model.forwards].sort(byId).map(fwdToJson) } : {}),
+  };
+  return JSON.stringify({ version: QUBES_FILE_VERSION, default_netvm: model.default_netvm, ...uplink, qubes, ...links }, null, 2) + '\n';
+}
+
+/** c2 before c10: ids in number order. */
+const byId = (a: { id: string }, b: { id: string }) => Number(a.id.slice(1)) - Number(b.id.slice(1)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+function connToJson(c: Connection): Record<string, unknown> {
+  const o: Record<string, unknown> = { id: c.id, from: c.from, to: c.to };
+  if (c.proto !== undefined) o.proto = c.proto;
+  if (c.ports !== undefined) o.ports = { start: c.ports.start, end: c.ports.end };
+  o.bothWays = c.bothWays;
+  if (c.comment !== undefined) o.comment = c.comment;
+  return o;
+}
+
+function fwdToJson(f: PortForward): Record<string, unknown> {
+  const o: Record<string, unknown> = { id: f.id, qube: f.qube, proto: f.proto, port: f.port };
+  if (f.toPort !== undefined) o.toPort = f.toPort;
+  o.from = [...f.from];
+  o.on = [...f.on];
+  if (f.comment !== undefined) o.comment = f.comment;
+  return o;
 }
 
 /**
@@ -189,16 +220,24 @@ function fromJson(json: unknown, report: Report): Result<Model, Diagnostic[]> {
     byQid.set(q.qid, i);
     qubes.push(q);
   });
+  const connections = linksFromJson(json.connections, 'connections', CONN_KEYS, bad) as Connection[] | undefined;
+  const forwards = linksFromJson(json.forwards, 'forwards', FWD_KEYS, bad) as PortForward[] | undefined;
   if (issues.length > 0) return err(issues);
   qubes.sort((a, b) => a.qid - b.qid);
   // A hand-edited file can name a netvm that is missing, provides no network, or loops back.
   const graph = checkTopology({ default_netvm: default_netvm as string | null, qubes: new Map(qubes.map((q) => [q.name, q])) });
   if (graph.length) return err(graph.map((d) => report(`qubes[${qubes.findIndex((q) => q.name === d.qube)}].netvm`, d.message)));
-  return ok({
+  const model: Model = {
     default_netvm: default_netvm as string | null,
     ...(typeof uplink === 'string' ? { uplink } : {}),
     qubes: new Map(qubes.map((q) => [q.name, q])),
-  });
+    ...(connections?.length ? { connections } : {}),
+    ...(forwards?.length ? { forwards } : {}),
+  };
+  // Values, references to qubes, duplicates: the model's own rules (connection.ts).
+  const links = checkLinks(model);
+  if (links.length) return err(links.map((d) => report(d.message.startsWith('forward') ? 'forwards' : 'connections', d.message)));
+  return ok(model);
 }
 
 function qubeFromJson(raw: unknown, at: string, bad: (path: string, msg: string) => void): Qube | undefined {
@@ -253,6 +292,30 @@ function qubeFromJson(raw: unknown, at: string, bad: (path: string, msg: string)
   if (dispid !== undefined) q.dispid = dispid as number;
   if (autostart !== undefined) q.autostart = autostart as boolean;
   return q;
+}
+
+/**
+ * `connections` or `forwards`: absent, or an array of objects with known keys only, each copied
+ * field by field (a hostile file gets no prototype keys or extra data into the model). Values are
+ * checked by checkLinks once the qubes are known.
+ */
+function linksFromJson(raw: unknown, at: string, keys: readonly string[], bad: (path: string, msg: string) => void): Record<string, unknown>[] | undefined {
+  if (raw === undefined) return undefined;
+  if (!Array.isArray(raw)) return void bad(at, `expected an array, got ${describe(raw)}`);
+  if (raw.length > 100_000) return void bad(at, `${raw.length} entries is more than qnet keeps (100000)`);
+  const out: Record<string, unknown>[] = [];
+  raw.forEach((e: unknown, i: number) => {
+    if (!isObject(e)) return bad(`${at}[${i}]`, `expected an object, got ${describe(e)}`);
+    let ok = true;
+    unknownKeys(e, keys, `${at}[${i}]`, (p, m) => {
+      ok = false;
+      bad(p, m);
+    });
+    const copy: Record<string, unknown> = {};
+    for (const k of keys) if (Object.hasOwn(e, k) && e[k] !== undefined) copy[k] = Array.isArray(e[k]) ? [...(e[k] as unknown[])] : isObject(e[k]) ? { ...(e[k] as object) } : e[k];
+    if (ok) out.push(copy);
+  });
+  return out;
 }
 
 function unknownKeys(o: Record<string, unknown>, known: readonly string[], at: string, bad: (p: string, m: string) => void) {

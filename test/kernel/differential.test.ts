@@ -295,6 +295,20 @@ if (why) {
               await s.ok(['firewall', q, 'set'], lines.map((l) => l + '\n').join(''));
               policies.set(q, lines);
             }
+          // Connections between the sources, redrawn in most rounds (issue 10): compiled into every hop
+          // and B's input, so the kernel and the simulator must agree on those paths too.
+          if (round > 0 && rng.chance(0.7)) {
+            const old = JSON.parse(await s.ok('connections --json')) as { id: string }[];
+            for (const c of old) await s.ok(['disconnect', c.id]);
+            for (let k = rng.int(0, 3); k > 0; k--) {
+              const from = rng.pick(SOURCES);
+              const to = rng.pick(SOURCES.filter((q) => q !== from));
+              const proto = rng.pick(['', 'tcp', 'udp', 'icmp'] as const);
+              const port = (proto === 'tcp' || proto === 'udp') && rng.chance(0.6) ? ['--port', rng.chance(0.5) ? String(rng.pick(PORTS)) : portSpec(rng)] : [];
+              const r = await s.q(['connect', from, to, ...(proto ? ['--proto', proto] : []), ...port, ...(rng.chance(0.3) ? ['--both-ways'] : [])]);
+              assert.ok(r.code === 0 || /QNET2202/.test(r.err), `connect ${from} ${to}: ${r.err}`);
+            }
+          }
           const tApplied = Date.now();
           const now = Math.floor(Date.now() / 1000);
           const analysis = await analysisOf(await store.load(), s.dir, now);

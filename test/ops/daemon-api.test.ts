@@ -167,6 +167,16 @@ test('every case gives the same answer through the local and the daemon transpor
     ['qubes.clone', { from: 'dev2', to: 'dev3' }],
     ['qubes.remove', { names: ['dev2', 'dev3'] }],
     ['firewall.reset', { qube: 'work' }],
+    ['connections.add', { from: 'work', to: 'personal', proto: 'tcp', ports: '22' }],
+    ['connections.add', { from: 'work', to: 'personal', proto: 'tcp', ports: '22' }],
+    ['connections.add', { from: 'work', to: 'nosuch' }],
+    ['connections.list', {}],
+    ['connections.del', { from: 'work', to: 'personal', proto: 'tcp', ports: '22' }],
+    ['connections.del', { id: 'c1' }],
+    ['forwards.add', { qube: 'work', proto: 'tcp', port: 8080, toPort: 80, from: ['192.0.2.0/24'] }],
+    ['forwards.add', { qube: 'work', proto: 'tcp', port: 8080, from: ['not-a-cidr'] }],
+    ['forwards.list', {}],
+    ['forwards.del', { id: 'f1' }],
   ];
   const answer = async (t: Transport, name: string, input: unknown) => {
     try {

@@ -236,3 +236,23 @@ test('runLimited keeps order, bounds concurrency and reports the first failure',
   assert.equal(peak, 3);
   await assert.rejects(runLimited([async () => 1, async () => { throw new Error('boom'); }], 2), /boom/);
 });
+
+test('connection routes: stale ones deleted, wanted ones replaced, both families, marked proto 188', async () => {
+  const { linkRouteLines } = await import('./links.js');
+  const lines = linkRouteLines(
+    [
+      { family: 4, json: '[{"dst":"10.137.0.8","gateway":"10.137.0.7","dev":"vif7.0","protocol":"188"},{"dst":"10.137.0.9","gateway":"10.137.0.7","dev":"vif7.0"}]' },
+      { family: 6, json: 'not json' },
+    ],
+    [
+      { dst: '10.137.0.8/32', dev: 'vif7.0', via: '10.137.0.7', family: 4, forLink: true },
+      { dst: 'fd09:24ef:4179::a89:8/128', dev: 'vif7.0', via: 'fd09:24ef:4179::a89:7', family: 6, forLink: true },
+    ],
+  );
+  assert.deepEqual(lines, [
+    'route del 10.137.0.9/32 proto 188',
+    'route replace 10.137.0.8/32 via 10.137.0.7 dev vif7.0 proto 188',
+    'route replace fd09:24ef:4179::a89:8/128 via fd09:24ef:4179::a89:7 dev vif7.0 proto 188',
+  ]);
+  assert.throws(() => linkRouteLines([{ family: 4, json: '[{"dst":"1.2.3.4; rm"}]' }], []));
+});

@@ -203,7 +203,33 @@ function routeLine(r: Route): string {
     dst = `${addr}/${validateLen(r.family, Number(len))}`;
   }
   const via = r.via === undefined ? '' : ` via ${validateAddr(r.via)}`;
-  return `route add ${dst}${via} dev ${dev}`;
+  return `route add ${dst}${via} dev ${dev}${r.forLink ? ` proto ${LINK_ROUTE_PROTO}` : ''}`;
+}
+
+/** The routing protocol number that marks connection routes as qnet's (never a user's own). */
+export const LINK_ROUTE_PROTO = 188;
+
+/**
+ * The `ip -batch` lines that make a node's connection routes (`proto 188`) exactly `wanted`, given
+ * `ip -j -4|-6 route show proto 188` output per family: stale ones deleted, wanted ones replaced.
+ */
+export function linkRouteLines(existing: readonly { family: 4 | 6; json: string }[], wanted: readonly Route[]): string[] {
+  const lines: string[] = [];
+  for (const { family, json } of existing) {
+    let have: { dst?: unknown }[] = [];
+    try {
+      const j = JSON.parse(json || '[]') as unknown;
+      if (Array.isArray(j)) have = j as { dst?: unknown }[];
+    } catch {
+      have = [];
+    }
+    const len = family === 4 ? 32 : 128;
+    const want = new Set(wanted.filter((r) => r.family === family).map((r) => r.dst));
+    for (const h of have)
+      if (typeof h.dst === 'string' && !want.has(`${h.dst}/${len}`)) lines.push(`route del ${validateAddr(h.dst)}/${len} proto ${LINK_ROUTE_PROTO}`);
+  }
+  for (const r of wanted) lines.push(routeLine(r).replace(/^route add /, 'route replace '));
+  return lines;
 }
 
 /** On-link routes first: a `via` needs its /32 route to the gateway to exist already (§5.1). */

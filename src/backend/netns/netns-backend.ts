@@ -15,6 +15,8 @@ import {
   Naming,
   NETNS_DIR,
   NetnsError,
+  linkRouteLines,
+  LINK_ROUTE_PROTO,
   parseUplinks,
   planBringUp,
   runBatch,
@@ -166,6 +168,22 @@ export class NetnsBackend {
    * links the plan gives it now. Its namespace, its own clients, rules and flows stay. If the new
    * netvm is not running the client is left with no uplink, as a Qubes qube whose netvm is halted.
    */
+  /** Make `node`'s connection routes (proto 188) what the plan says: one read, one batch. */
+  async syncLinkRoutes(plan: NetPlan, node: string): Promise<void> {
+    validateNodeName(node);
+    const ns = this.ns(node);
+    const wanted = plan.nodes.find((n) => n.name === node)?.routes.filter((r) => r.forLink) ?? [];
+    const existing = await Promise.all(
+      ([4, 6] as const).map(async (family) => ({
+        family,
+        json: await runChecked(this.runner, ['ip', '-n', ns, '-j', `-${family}`, 'route', 'show', 'proto', String(LINK_ROUTE_PROTO)]).catch((e) => {
+          throw classifyCommandError(e, node);
+        }),
+      })),
+    );
+    await runBatch(this.runner, { node, ns, lines: linkRouteLines(existing, wanted) });
+  }
+
   async relink(plan: NetPlan, client: string): Promise<void> {
     validateNodeName(client);
     const live = new Set(await this.listNamespaces());

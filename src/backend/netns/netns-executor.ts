@@ -42,6 +42,10 @@ export class NetnsExecutor implements Backend {
     await Promise.all(names.map((n) => this.writeResolvConf(plan, n)));
   }
 
+  syncLinkRoutes(plan: NetPlan, node: string): Promise<void> {
+    return this.netns.syncLinkRoutes(plan, node);
+  }
+
   async tearDown(names: readonly string[]): Promise<void> {
     await this.netns.tearDown(names);
     await Promise.all(names.map((n) => rm(this.etcDir(n), { recursive: true, force: true })));

@@ -50,6 +50,11 @@ export class SimBackend implements Backend {
     }
   }
 
+  /** The simulator routes with the plan itself: nothing to keep in step. */
+  async syncLinkRoutes(plan: NetPlan): Promise<void> {
+    this.plan = plan;
+  }
+
   async relink(plan: NetPlan, client: string): Promise<void> {
     this.plan = plan;
     const up = this.peerOf(plan, client);

@@ -1,7 +1,7 @@
 // Pass: table `qubes`, the base rules of every qube (reference §5.2: qubes-ipv4.nft / qubes-ipv6.nft,
 // qubes-antispoof.nft, qubes-setup-dnat-to-ns). Shared with the user: `custom-input` and
 // `custom-forward` are declared here and left empty for them.
-import type { Chain, IrRule, NamedSet, Table } from '../../ir/types.js';
+import type { Chain, IrRule, NamedSet, Statement, Table } from '../../ir/types.js';
 import { PRIORITY } from '../../ir/types.js';
 import type { Qube } from '../../model/qube.js';
 import type { CompileContext, IpFamily } from '../context.js';
@@ -10,22 +10,26 @@ import {
   CUSTOM_FORWARD,
   CUSTOM_INPUT,
   DOWNSTREAM_SET,
+  FORWARD_PORTS_SET,
+  LINKS_UP_SET,
   QUBES_CHAINS as C,
   QUBES_TABLE,
 } from '../names.js';
 import { DNS_PORT } from './lower.js';
 import { accept, addr, counter, ct, drop, goto, inSet, int, is, jump, reject, rule, str, sym } from './build.js';
 import type { Client } from './clients.js';
+import { linksOf } from './links.js';
 
 const userChain = (name: string): Chain => ({ name, rules: [], userOwned: true });
+const ret: Statement = { kind: 'verdict', verdict: { kind: 'return' } };
 
 /**
- * Accepts for inbound connections to this qube (qnet Connections and PortForwards, later issues).
+ * Accepts for inbound connections to this qube (qnet Connections and PortForwards, links.ts).
  * They sit after `established,related accept` and before the final refusal, in both app qubes and
- * netvms. Empty today: nothing reaches a qube unless something says so (DESIGN.md).
+ * netvms: nothing reaches a qube unless something says so (DESIGN.md).
  */
-export function inboundAccepts(_ctx: CompileContext, _q: Qube, _f: IpFamily): IrRule[] {
-  return [];
+export function inboundAccepts(ctx: CompileContext, q: Qube, f: IpFamily): IrRule[] {
+  return linksOf(ctx, q.name, f).input;
 }
 
 /** An app qube: refuse new inbound connections; user rules first. */
@@ -66,6 +70,8 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
     const a = v6 ? c.ip6 : c.ip;
     return a === null ? [] : [{ key: [str(c.vif), addr(a)], comment: c.qube.name }];
   });
+  const links = linksOf(ctx, q.name, f);
+  for (const x of links.allowed) pairs.push({ key: [str(x.vif), addr(x.addr)], comment: x.qube });
   const addrType = v6 ? 'ipv6_addr' : 'ipv4_addr';
   const sets: NamedSet[] = [
     { kind: 'set', name: DOWNSTREAM_SET, keyType: [addrType], interval: false, elements: addrs.map((a) => ({ key: addr(a) })) },
@@ -95,6 +101,25 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
     },
   ];
   if (!v6) chains.push(dnatDns(nb));
+  // Connections and forwards (links.ts) cost ordinary traffic one comparison or set lookup per
+  // chain, however many there are: their rule lists are reached only by the packets they concern.
+  if (links.dnat.length) {
+    sets.push({ kind: 'set', name: FORWARD_PORTS_SET, keyType: ['inet_proto', 'inet_service'], interval: false, elements: links.ports.map(([p, n]) => ({ key: [sym(p), int(n)] })) });
+    chains.push({
+      name: C.dnatForwards,
+      base: { type: 'nat', hook: 'prerouting', priority: PRIORITY.dstnat, policy: 'accept' },
+      rules: [
+        rule('forwards', [fromVif], ret),
+        rule('forwards', [{ kind: 'in-set', fields: ['meta l4proto', 'th dport'], op: '!=', set: FORWARD_PORTS_SET }], ret),
+        ...links.dnat,
+      ],
+    });
+  }
+  if (links.up.length) {
+    sets.push({ kind: 'set', name: LINKS_UP_SET, keyType: [addrType], interval: false, elements: links.upDests.map((a) => ({ key: addr(a) })) });
+    chains.push({ name: C.linksUp, rules: links.up });
+  }
+  if (links.down.length) chains.push({ name: C.linksDown, rules: links.down });
   chains.push(
     {
       name: C.postrouting,
@@ -133,6 +158,8 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
         rule('custom-forward', [], jump(CUSTOM_FORWARD)),
         rule('drop-invalid', [ct('invalid')], drop),
         rule('replies', [ct('established', 'related')], accept),
+        ...(links.up.length ? [rule('connections', [inSet([v6 ? 'ip6 daddr' : 'ip daddr'], LINKS_UP_SET)], jump(C.linksUp))] : []),
+        ...(links.down.length ? [rule('connections', [is('oifgroup', int(2))], jump(C.linksDown))] : []),
         rule('no-new-flows-to-clients', [is('oifgroup', int(2))], counter, drop),
       ],
     },

@@ -1,0 +1,260 @@
+// Connections between qubes and port forwards from the outside (issue 10): add, list, del. Keyed by
+// qube names and stored with the qubes; the compiler renders them into every hop on each converge,
+// so these ops declare `all` (correct first: a connection touches several netvms' base tables).
+import * as v from 'valibot';
+import { qubeIp } from '../model/addressing.js';
+import {
+  checkConnectionShape,
+  checkForwardShape,
+  checkLinks,
+  connectionPath,
+  connectionsOf,
+  describeConnection,
+  forwardPath,
+  forwardsOf,
+  nextId,
+  parsePortRange,
+  type Connection,
+  type PortForward,
+} from '../model/connection.js';
+import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
+import { uplinkKind } from '../model/netplan.js';
+import { getQube } from '../model/ops.js';
+import { describeOrigin } from '../model/origin.js';
+import type { Model } from '../model/qube.js';
+import { QnetError } from '../model/result.js';
+import { port, qubeName } from './schema.js';
+import type { Host } from './types.js';
+import { defineOp, result } from './types.js';
+
+const comment = v.optional(v.pipe(v.string(), v.maxLength(128)));
+/** `N` or `N-M`, as typed. */
+const portRange = v.pipe(v.string(), v.minLength(1), v.maxLength(11));
+const cidr = v.pipe(v.string(), v.minLength(1), v.maxLength(64));
+const ifname = v.pipe(v.string(), v.minLength(1), v.maxLength(15));
+
+export interface ConnectionView extends Connection {
+  text: string;
+  /** Every qube on its path runs (and a path exists): its rules are in the kernel. */
+  active: boolean;
+  why?: string;
+}
+
+export interface ForwardView extends PortForward {
+  active: boolean;
+  why?: string;
+  /** The netvm whose uplink offers it. */
+  top: string | null;
+}
+
+function connectionView(m: Model, c: Connection): ConnectionView {
+  const p = connectionPath(m, c.from, c.to);
+  let why: string | undefined;
+  if (!p) why = `${c.from} and ${c.to} share no netvm`;
+  else {
+    const down = [p.a, ...p.up, p.x, ...p.down, p.b].filter((q) => q.state !== 'Running').map((q) => q.name);
+    if (down.length) why = `not running: ${[...new Set(down)].join(', ')}`;
+  }
+  return { ...c, text: describeConnection(c), active: why === undefined, ...(why ? { why } : {}) };
+}
+
+function forwardView(m: Model, f: PortForward): ForwardView {
+  const q = m.qubes.get(f.qube);
+  const hops = q ? forwardPath(m, q) : [];
+  const top = hops[0]?.name ?? null;
+  let why: string | undefined;
+  if (!q) why = `no such qube '${f.qube}'`;
+  else if (!hops.length) why = `${f.qube} has no netvm, so no uplink leads to it`;
+  else if (uplinkKind(m) === 'none') why = `${top} has no uplink (qnet global uplink is none)`;
+  else {
+    const down = [...hops, q].filter((x) => x.state !== 'Running').map((x) => x.name);
+    if (down.length) why = `not running: ${down.join(', ')}`;
+  }
+  return { ...f, active: why === undefined, top, ...(why ? { why } : {}) };
+}
+
+/** Refuse a model whose connections or forwards are wrong (the store would refuse it too, less clearly). */
+function assertLinks(m: Model): void {
+  const bad = checkLinks(m);
+  if (bad.length) throw new QnetError(bad[0]!);
+}
+
+/**
+ * What A's own rules say about a connection's first packet (the simulator, as `check` asks):
+ * a warning naming the rule when they block it.
+ */
+async function blockedByOwnRules(host: Host, m: Model, c: Connection, from: string, to: string): Promise<Diagnostic[]> {
+  const b = m.qubes.get(to);
+  const ipB = b ? qubeIp(m, b) : null;
+  if (!ipB) return [];
+  const { ask } = await import('../sim/questions.js');
+  // As if every qube ran: the question is the policy, not what runs now.
+  const all: Model = { ...m, qubes: new Map([...m.qubes].map(([n, q]) => [n, { ...q, state: 'Running' as const }])) };
+  const a = await host.analysis(all);
+  const proto = c.proto ?? 'tcp';
+  const r = ask(a, { from, to: ipB, proto, ...(proto !== 'icmp' ? { dport: c.ports?.start ?? 80 } : {}) }, { trace: false, reply: false });
+  if (r.verdict === 'accept' || !r.by) return [];
+  const o = r.by.origin;
+  if (!((o.kind === 'rule' || o.kind === 'rules' || o.kind === 'policy') && o.qube === from)) return [];
+  return [
+    warning('QNET2204', `connection ${c.id}: ${from}'s own firewall rules block it (${describeOrigin(o)}); it opens only where they accept`, {
+      qube: from,
+      hint: `qnet check ${from} ${to}${proto === 'icmp' ? ' --proto icmp' : `:${c.ports?.start ?? 80}${proto === 'udp' ? ' --proto udp' : ''}`}`,
+    }),
+  ];
+}
+
+export const connectionsList = defineOp({
+  name: 'connections.list',
+  kind: 'read',
+  summary: 'connections between qubes, each with whether it is active (qnet connect --list)',
+  input: v.strictObject({}),
+  run: async (_i, host) => {
+    const m = await host.read();
+    return result(connectionsOf(m).map((c) => connectionView(m, c)));
+  },
+});
+
+export const connectionsAdd = defineOp({
+  name: 'connections.add',
+  kind: 'change',
+  summary: 'let qube `from` open connections to qube `to` (and back with bothWays), through every hop between them',
+  input: v.strictObject({
+    from: qubeName,
+    to: qubeName,
+    proto: v.optional(v.picklist(['tcp', 'udp', 'icmp'])),
+    ports: v.optional(portRange),
+    bothWays: v.optional(v.boolean(), false),
+    comment,
+  }),
+  run: async (i, host) => {
+    let ports: Connection['ports'];
+    if (i.ports !== undefined) {
+      const r = parsePortRange(i.ports);
+      if (!r.ok) throw new QnetError(r.error);
+      ports = r.value;
+    }
+    const c = await host.change({ kind: 'all' }, (m) => {
+      getQube(m, i.from);
+      getQube(m, i.to);
+      const conns = connectionsOf(m);
+      const c: Connection = {
+        id: nextId('c', conns),
+        from: i.from,
+        to: i.to,
+        ...(i.proto !== undefined ? { proto: i.proto } : {}),
+        ...(ports ? { ports } : {}),
+        bothWays: i.bothWays,
+        ...(i.comment !== undefined ? { comment: i.comment } : {}),
+      };
+      const shape = checkConnectionShape(c);
+      if (shape) throw new QnetError(shape);
+      m.connections = [...conns, c];
+      assertLinks(m);
+      return c;
+    });
+    const m = await host.read();
+    const warnings = [...(await blockedByOwnRules(host, m, c, c.from, c.to)), ...(c.bothWays ? await blockedByOwnRules(host, m, c, c.to, c.from) : [])];
+    if (!connectionPath(m, c.from, c.to))
+      warnings.push(warning('QNET4006', `connection ${c.id}: ${c.from} and ${c.to} share no netvm, so no path joins them`, { hint: 'give them a common netvm' }));
+    return result(connectionView(m, c), warnings);
+  },
+});
+
+export const connectionsDel = defineOp({
+  name: 'connections.del',
+  kind: 'change',
+  summary: 'remove a connection, by id or by the same words it was made with',
+  input: v.union([
+    v.strictObject({ id: v.pipe(v.string(), v.maxLength(16)) }),
+    v.strictObject({ from: qubeName, to: qubeName, proto: v.optional(v.picklist(['tcp', 'udp', 'icmp'])), ports: v.optional(portRange), bothWays: v.optional(v.boolean()) }),
+  ]),
+  run: async (i, host) => {
+    const gone = await host.change({ kind: 'all' }, (m) => {
+      const conns = connectionsOf(m);
+      let match: (c: Connection) => boolean;
+      if ('id' in i) match = (c) => c.id === i.id;
+      else {
+        const ports = i.ports === undefined ? undefined : parsePortRange(i.ports);
+        if (ports && !ports.ok) throw new QnetError(ports.error);
+        const pr = ports?.ok ? ports.value : undefined;
+        match = (c) =>
+          c.from === i.from && c.to === i.to && c.proto === i.proto && c.ports?.start === pr?.start && c.ports?.end === pr?.end && (i.bothWays === undefined || c.bothWays === i.bothWays);
+      }
+      const hit = conns.filter(match);
+      if (!hit.length) throw new QnetError(diag('QNET2203', 'no connection matches', { hint: 'qnet connect --list' }));
+      m.connections = conns.filter((c) => !match(c));
+      return hit;
+    });
+    return result({ removed: gone.map((c) => c.id) });
+  },
+});
+
+export const forwardsList = defineOp({
+  name: 'forwards.list',
+  kind: 'read',
+  summary: 'port forwards from the outside, each with whether it is active (qnet forward list)',
+  input: v.strictObject({}),
+  run: async (_i, host) => {
+    const m = await host.read();
+    return result(forwardsOf(m).map((f) => forwardView(m, f)));
+  },
+});
+
+export const forwardsAdd = defineOp({
+  name: 'forwards.add',
+  kind: 'change',
+  summary: "offer a qube's port to the outside: DNAT and accepts in every hop from the top netvm's uplink down",
+  input: v.strictObject({
+    qube: qubeName,
+    proto: v.picklist(['tcp', 'udp']),
+    port,
+    toPort: v.optional(port),
+    from: v.optional(v.pipe(v.array(cidr), v.maxLength(64)), []),
+    on: v.optional(v.pipe(v.array(ifname), v.maxLength(16)), []),
+    comment,
+  }),
+  run: async (i, host) => {
+    const f = await host.change({ kind: 'all' }, (m) => {
+      getQube(m, i.qube);
+      const fwds = forwardsOf(m);
+      const f: PortForward = {
+        id: nextId('f', fwds),
+        qube: i.qube,
+        proto: i.proto,
+        port: i.port,
+        ...(i.toPort !== undefined ? { toPort: i.toPort } : {}),
+        from: [...i.from],
+        on: [...i.on],
+        ...(i.comment !== undefined ? { comment: i.comment } : {}),
+      };
+      const shape = checkForwardShape(f);
+      if (shape) throw new QnetError(shape);
+      m.forwards = [...fwds, f];
+      assertLinks(m);
+      return f;
+    });
+    const view = forwardView(await host.read(), f);
+    // Kept either way: it comes alive when the qubes on its path run; say why it is not yet.
+    const warnings = view.active || !/uplink/.test(view.why ?? '') ? [] : [warning('QNET4006', `forward ${f.id}: ${view.why}`, { qube: f.qube })];
+    return result(view, warnings);
+  },
+});
+
+export const forwardsDel = defineOp({
+  name: 'forwards.del',
+  kind: 'change',
+  summary: 'remove a port forward, by id or by qube, proto and port',
+  input: v.union([v.strictObject({ id: v.pipe(v.string(), v.maxLength(16)) }), v.strictObject({ qube: qubeName, proto: v.picklist(['tcp', 'udp']), port })]),
+  run: async (i, host) => {
+    const gone = await host.change({ kind: 'all' }, (m) => {
+      const fwds = forwardsOf(m);
+      const match = (f: PortForward) => ('id' in i ? f.id === i.id : f.qube === i.qube && f.proto === i.proto && f.port === i.port);
+      const hit = fwds.filter(match);
+      if (!hit.length) throw new QnetError(diag('QNET2203', 'no port forward matches', { hint: 'qnet forward list' }));
+      m.forwards = fwds.filter((f) => !match(f));
+      return hit;
+    });
+    return result({ removed: gone.map((f) => f.id) });
+  },
+});
