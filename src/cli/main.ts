@@ -20,6 +20,7 @@ const GROUPS = {
   daemon: async (): Promise<Register> => (await import('./commands/daemon.js')).registerDaemon,
   demo: async (): Promise<Register> => (await import('./commands/demo.js')).registerDemo,
   import: async (): Promise<Register> => (await import('./commands/import.js')).registerImport,
+  export: async (): Promise<Register> => (await import('./commands/export.js')).registerExport,
 };
 type Group = keyof typeof GROUPS;
 
@@ -30,6 +31,7 @@ export const COMMAND_GROUPS: Readonly<Record<string, Group>> = {
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', run: 'lifecycle', counters: 'lifecycle',
   daemon: 'daemon', events: 'daemon', demo: 'demo', features: 'features', 'import-qubes': 'import',
   connect: 'connections', connections: 'connections', disconnect: 'connections', forward: 'connections',
+  export: 'export',
 };
 
 /** The command word: the first word that is not a global option or its value; undefined for none. */

@@ -73,6 +73,7 @@ export const DIAGNOSTICS = {
   QNET2203: { severity: 'error', summary: 'no connection or port forward matches' },
   QNET2204: { severity: 'warning', summary: "the source qube's own firewall rules block the connection" },
   QNET4006: { severity: 'warning', summary: 'a connection or port forward has no path in the running network' },
+  QNET4007: { severity: 'warning', summary: 'a connection or port forward cannot be written as a Qubes script' },
   QNET2101: { severity: 'error', summary: 'other running qubes are connected to this netvm' },
   QNET2102: { severity: 'error', summary: 'templates are not started' },
   QNET2103: { severity: 'error', summary: 'the qube is not running' },

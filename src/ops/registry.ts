@@ -16,6 +16,7 @@ const MODULES = {
   status: () => import('./status.js'),
   import: () => import('./import.js'),
   connections: () => import('./connections.js'),
+  export: () => import('./export.js'),
 } as const;
 type ModuleName = keyof typeof MODULES;
 
@@ -35,6 +36,7 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   'qubes.import': 'import',
   'connections.list': 'connections', 'connections.add': 'connections', 'connections.del': 'connections',
   'forwards.list': 'connections', 'forwards.add': 'connections', 'forwards.del': 'connections',
+  'export.qubes': 'export',
 };
 
 const isOp = (x: unknown): x is Op => typeof x === 'object' && x !== null && typeof (x as Op).run === 'function' && typeof (x as Op).name === 'string';

@@ -176,6 +176,9 @@ test('every case gives the same answer through the local and the daemon transpor
     ['forwards.add', { qube: 'work', proto: 'tcp', port: 8080, toPort: 80, from: ['192.0.2.0/24'] }],
     ['forwards.add', { qube: 'work', proto: 'tcp', port: 8080, from: ['not-a-cidr'] }],
     ['forwards.list', {}],
+    ['export.qubes', {}],
+    ['export.qubes', { qubes: ['work'], iptables: true }],
+    ['export.qubes', { qubes: ['nosuch'] }],
     ['forwards.del', { id: 'f1' }],
   ];
   const answer = async (t: Transport, name: string, input: unknown) => {
