@@ -8,14 +8,18 @@ type Json = Record<string, unknown>;
 
 /**
  * A valibot JSON Schema (draft-07) as an OpenAPI 3.1 schema (2020-12): its own `$schema` goes, and
- * its `definitions` (if any) become `$defs` with the references moved along, since a `$ref` in an
- * embedded schema would otherwise resolve against the whole document.
+ * its definitions (`$defs`, or draft-07's `definitions`; valibot makes them for recursive schemas)
+ * move into `components` as `<prefix>.<key>` with the references rewritten — left inside, a `#/$defs/…`
+ * reference would resolve against the whole document and point at nothing.
  */
-export function toOpenApiSchema(schema: unknown): Json {
+export function toOpenApiSchema(schema: unknown, prefix: string, components: Json): Json {
   if (typeof schema !== 'object' || schema === null) return {};
-  const { $schema: _, definitions, ...rest } = schema as Json;
-  const out: Json = definitions ? { ...rest, $defs: definitions } : rest;
-  return JSON.parse(JSON.stringify(out).replace(/"\$ref":"#\/definitions\//g, '"$ref":"#/$defs/')) as Json;
+  const { $schema: _, definitions, $defs, ...rest } = schema as Json;
+  const defs = { ...(definitions as Json | undefined), ...($defs as Json | undefined) };
+  const moved = (x: unknown) =>
+    JSON.parse(JSON.stringify(x).replace(/"\$ref":"#\/(?:\$defs|definitions)\/([^"]+)"/g, (_m, k: string) => `"$ref":"#/components/schemas/${prefix}.${k}"`)) as Json;
+  for (const [k, v] of Object.entries(defs)) components[`${prefix}.${k}`] = moved(v);
+  return moved(rest);
 }
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -35,6 +39,7 @@ const REFUSALS = {
 export async function openApiDocument(): Promise<Json> {
   const ops = await describeOps();
   const paths: Json = {};
+  const defs: Json = {};
   for (const op of ops) {
     paths[`/v1/ops/${op.name}`] = {
       post: {
@@ -43,7 +48,7 @@ export async function openApiDocument(): Promise<Json> {
         tags: [op.kind],
         // read: the viewer token suffices; change: the editor's (queued one at a time).
         'x-qnet-kind': op.kind,
-        requestBody: { required: true, content: { 'application/json': { schema: toOpenApiSchema(op.input) } } },
+        requestBody: { required: true, content: { 'application/json': { schema: toOpenApiSchema(op.input, `${op.name}.input`, defs) } } },
         responses: {
           '200': {
             description: 'the value, with warnings',
@@ -52,7 +57,7 @@ export async function openApiDocument(): Promise<Json> {
                 schema: {
                   type: 'object',
                   required: ['value', 'warnings'],
-                  properties: { value: op.output ? toOpenApiSchema(op.output) : {}, warnings: { type: 'array', items: ref('Diagnostic') } },
+                  properties: { value: op.output ? toOpenApiSchema(op.output, `${op.name}.output`, defs) : {}, warnings: { type: 'array', items: ref('Diagnostic') } },
                 },
               },
             },
@@ -89,6 +94,7 @@ export async function openApiDocument(): Promise<Json> {
           },
         },
         Refusal: { type: 'object', required: ['diagnostics'], properties: { diagnostics: { type: 'array', items: ref('Diagnostic'), minItems: 1 } } },
+        ...defs,
       },
     },
   };
