@@ -7,7 +7,9 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allowedHosts, httpTokenPath, httpTokens, parseHttpAddress, tcpListeningInodes } from './http.js';
+import { request } from 'node:http';
+import { allowedHosts, HttpListener, httpTokenPath, httpTokens, parseHttpAddress, tcpListeningInodes } from './http.js';
+import { MAX_BODY, type EventSink, type Served } from './routes.js';
 import { QnetError } from '../model/result.js';
 import { runDir } from '../store/paths.js';
 
@@ -50,5 +52,50 @@ test('/proc/net/tcp shows a listening socket on exactly its address', async () =
     assert.equal((await tcpListeningInodes({ host: '127.0.0.2', port })).length, 0);
   } finally {
     server.close();
+  }
+});
+
+test('the listener checks Host, Origin, token and role before anything runs (no daemon behind it)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-http-'));
+  mkdirSync(runDir(dir), { mode: 0o700 });
+  const tokens = { editor: 'e'.repeat(64), viewer: 'b'.repeat(64) };
+  const ran: string[] = [];
+  const served = {
+    token: () => '',
+    // Any op reaching the host is recorded: the refusals below must reach none.
+    host: new Proxy({}, { get: (_t, k) => (ran.push(String(k)), () => Promise.reject(new Error('no host here'))) }),
+    serial: <T>(f: () => Promise<T>) => f(),
+    emit: () => {},
+    log: () => {},
+    listeners: new Set<EventSink>(),
+    status: () => ({ up: true }),
+    afterChange: () => {},
+    takeEffects: () => [],
+  } as unknown as Served;
+  const l = new HttpListener(served, tokens);
+  const { port } = await l.listen({ host: '127.0.0.1', port: 0 }, dir);
+  const get = (headers: Record<string, string>, path = '/v1/status', method = 'GET') =>
+    new Promise<{ status: number; code?: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, method, headers }, (res) => {
+        let t = '';
+        res.setEncoding('utf8').on('data', (c: string) => (t += c));
+        res.on('end', () => resolve({ status: res.statusCode!, code: (JSON.parse(t) as { diagnostics?: { code: string }[] }).diagnostics?.[0]?.code }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  try {
+    const ed = { authorization: `Bearer ${tokens.editor}` };
+    assert.deepEqual(await get({ ...ed, host: `127.0.0.1:${port}` }), { status: 200, code: undefined });
+    assert.deepEqual(await get({ authorization: `Bearer ${tokens.viewer}`, host: `localhost:${port}` }), { status: 200, code: undefined });
+    assert.deepEqual(await get({ ...ed, host: `rebind.example:${port}` }), { status: 421, code: 'QNET6111' });
+    assert.deepEqual(await get({ ...ed, host: `127.0.0.1:${port}`, origin: 'http://evil.example' }, '/v1/ops/firewall.add', 'POST'), { status: 403, code: 'QNET6112' });
+    assert.deepEqual(await get({ host: `127.0.0.1:${port}`, authorization: `Bearer ${'f'.repeat(64)}` }), { status: 401, code: 'QNET6107' });
+    assert.deepEqual(await get({ host: `127.0.0.1:${port}`, authorization: `Bearer ${tokens.viewer}` }, '/v1/ops/firewall.add', 'POST'), { status: 403, code: 'QNET6110' });
+    assert.deepEqual(await get({ ...ed, host: `127.0.0.1:${port}`, 'content-length': String(MAX_BODY + 1) }, '/v1/ops/firewall.list', 'POST'), { status: 413, code: 'QNET6105' });
+    assert.deepEqual(ran, [], 'no refused request reached the host');
+  } finally {
+    await l.close(dir);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
