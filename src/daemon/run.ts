@@ -4,6 +4,7 @@
 import { NO_ICMP_RATELIMIT, runtimeFor } from '../engine/wiring.js';
 import { notifyReady, notifyReloading, notifyStopping, takeNotifySocket } from './notify.js';
 import { Daemon } from './server.js';
+import type { HttpAddress } from './http.js';
 
 export interface RunDaemonOptions {
   stateDir: string;
@@ -11,12 +12,14 @@ export interface RunDaemonOptions {
   log: (line: string) => void;
   backend?: 'netns' | 'sim';
   liftIcmpRateLimit?: boolean;
+  /** Serve the API over HTTP too (parsed and checked for loopback by the CLI: parseHttpAddress). */
+  http?: HttpAddress;
 }
 
 export async function runDaemon(o: RunDaemonOptions): Promise<void> {
   takeNotifySocket(); // before any child process could inherit it
   const runtime = await runtimeFor(o.stateDir, o.env, o.backend ? { backend: o.backend } : {});
-  const d = new Daemon({ stateDir: o.stateDir, runtime, log: o.log, ...(o.liftIcmpRateLimit ? { sysctls: NO_ICMP_RATELIMIT } : {}) });
+  const d = new Daemon({ stateDir: o.stateDir, runtime, log: o.log, ...(o.liftIcmpRateLimit ? { sysctls: NO_ICMP_RATELIMIT } : {}), ...(o.http ? { http: o.http } : {}) });
   try {
     await d.start();
   } catch (e) {

@@ -3,7 +3,7 @@
 // kernel converged, and runs the timers Qubes keeps in qubesd: rule expiry, DNS refresh by TTL,
 // and noticing a netvm that died. Events say what changed and why, as JSON lines to whoever listens.
 import { watch, type FSWatcher } from 'node:fs';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { Effect } from '../model/effect.js';
 import { formatDiagnostic, warning } from '../model/diagnostics.js';
 import { QnetError } from '../model/result.js';
@@ -17,7 +17,8 @@ import type { Sysctls } from '../backend/netns/sysctl.js';
 import { EngineStore } from '../engine/engine-store.js';
 import type { EngineEvent } from '../engine/engine.js';
 import { DaemonHost } from './daemon-host.js';
-import { handle, type Served } from './routes.js';
+import { handle, type EventSink, type Served } from './routes.js';
+import { formatHost, HttpListener, httpTokens, type HttpAddress, type HttpOptions } from './http.js';
 import { claimSocket, newToken, publishDaemon, withdrawDaemon } from './socket.js';
 import { wire, type Wired } from '../engine/wiring.js';
 
@@ -29,6 +30,8 @@ export interface DaemonOptions {
   sysctls?: Sysctls;
   /** How often to look for namespaces that vanished (ms). */
   watchIntervalMs?: number;
+  /** Also serve the API over HTTP on this loopback address (http.ts); off by default. */
+  http?: HttpAddress & HttpOptions;
 }
 
 /** Why a qube's rules or properties changed: an operation, a rule that expired, a DNS refresh. */
@@ -44,7 +47,10 @@ export class Daemon {
   private wired?: Wired;
   private token = '';
   private queue: Promise<unknown> = Promise.resolve();
-  readonly listeners = new Set<ServerResponse>();
+  readonly listeners = new Set<EventSink>();
+  private http?: HttpListener;
+  /** Where the HTTP API listens (the port chosen when asked for port 0). */
+  httpAddress?: HttpAddress;
   host?: DaemonHost;
   /** What changes touched since the last event about them. */
   private effects: Effect[] = [];
@@ -161,9 +167,14 @@ export class Daemon {
     await this.autostart();
     this.takeEffects();
     await publishDaemon(this.o.stateDir, this.token); // the token, then the pid file: clients can verify us now
+    if (this.o.http) {
+      // Last, like the socket's publishing: no HTTP request reaches an op before the host exists.
+      this.http = new HttpListener(served, await httpTokens(this.o.stateDir), this.o.http);
+      this.httpAddress = await this.http.listen(this.o.http, this.o.stateDir);
+    }
     this.watchNamespaces();
     this.armTimers();
-    this.log(`running for ${this.o.stateDir} (${this.o.runtime.backend}, prefix ${this.o.runtime.prefix}), pid ${process.pid}`);
+    this.log(`running for ${this.o.stateDir} (${this.o.runtime.backend}, prefix ${this.o.runtime.prefix}), pid ${process.pid}${this.httpAddress ? `, HTTP on ${formatHost(this.httpAddress)}` : ''}`);
   }
 
   async stop(): Promise<void> {
@@ -172,6 +183,7 @@ export class Daemon {
     for (const t of this.timers.values()) clearTimeout(t.timer);
     this.watcher?.close();
     for (const l of this.listeners) l.end();
+    await this.http?.close(this.o.stateDir).catch((e) => this.log(`closing HTTP: ${(e as Error).message}`));
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await withdrawDaemon(this.o.stateDir, this.token); // the name is free now: no pid file outlives the socket
     await closed;

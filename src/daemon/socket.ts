@@ -121,7 +121,7 @@ const trustedOwner = (uid: number) => uid === 0 || uid === myUid();
  * Read a run file without following a link, refusing one that a user we do not trust owns or can
  * write. `secret` also refuses one that others can read. Errors from open (EACCES, ENOENT) pass on.
  */
-async function readRunFile(path: string, secret: boolean, maxBytes = 256): Promise<{ text: string; uid: number }> {
+export async function readRunFile(path: string, secret: boolean, maxBytes = 256): Promise<{ text: string; uid: number }> {
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();

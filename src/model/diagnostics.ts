@@ -149,6 +149,11 @@ export const DIAGNOSTICS = {
   QNET6107: { severity: 'error', summary: 'the request has no valid token' },
   QNET6108: { severity: 'error', summary: 'wrong HTTP method for this path' },
   QNET6109: { severity: 'error', summary: 'no such path in the API' },
+  QNET6110: { severity: 'error', summary: 'the viewer token may call read operations only' },
+  QNET6111: { severity: 'error', summary: "the request's Host is not the HTTP listener's own (DNS rebinding)" },
+  QNET6112: { severity: 'error', summary: "the request's Origin is not the HTTP listener's own (a cross-site request)" },
+  QNET6113: { severity: 'error', summary: 'the HTTP listener takes a loopback address and port only' },
+  QNET6114: { severity: 'error', summary: 'the daemon serves no verified HTTP listener' },
   QNET6199: { severity: 'error', summary: 'an operation failed with an internal error (a bug in qnet)' },
   // ---- 7xxx demo ----
   QNET7001: { severity: 'error', summary: 'demo: something did not come up in time' },
