@@ -20,7 +20,8 @@ import {
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
 import { uplinkKind } from '../model/netplan.js';
 import { getQube } from '../model/ops.js';
-import { describeOrigin } from '../model/origin.js';
+import { describeOrigin, type Origin } from '../model/origin.js';
+import type { RuleCounter } from '../backend/backend.js';
 import type { Model } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { port, qubeName } from './schema.js';
@@ -33,11 +34,20 @@ const portRange = v.pipe(v.string(), v.minLength(1), v.maxLength(11));
 const cidr = v.pipe(v.string(), v.minLength(1), v.maxLength(64));
 const ifname = v.pipe(v.string(), v.minLength(1), v.maxLength(15));
 
+/** What one hop's kernel counted for a connection or forward: null where the hop is not running. */
+export interface HopCount {
+  node: string;
+  packets: number | null;
+  bytes: number | null;
+}
+
 export interface ConnectionView extends Connection {
   text: string;
   /** Every qube on its path runs (and a path exists): its rules are in the kernel. */
   active: boolean;
   why?: string;
+  /** With `verbose`: per hop of its path, the packets and bytes its rules counted there. */
+  hops?: HopCount[];
 }
 
 export interface ForwardView extends PortForward {
@@ -45,6 +55,47 @@ export interface ForwardView extends PortForward {
   why?: string;
   /** The netvm whose uplink offers it. */
   top: string | null;
+  hops?: HopCount[];
+}
+
+/** The nodes a connection puts rules in, in path order (A too when both ways: it receives then). */
+function connectionHops(m: Model, c: Connection): string[] {
+  const p = connectionPath(m, c.from, c.to);
+  if (!p) return [];
+  const nodes = [...(c.bothWays ? [p.a] : []), ...p.up, p.x, ...p.down, p.b].map((q) => q.name);
+  return [...new Set(nodes)].filter((n) => c.bothWays || n !== c.from);
+}
+
+/** The nodes a forward puts rules in: its netvms top first, then the qube. */
+function forwardHops(m: Model, f: PortForward): string[] {
+  const q = m.qubes.get(f.qube);
+  return q ? [...forwardPath(m, q).map((h) => h.name), q.name] : [];
+}
+
+/**
+ * Per hop, the sum of the counters of the rules whose origin is `origin` (both families, every
+ * chain): the guide's `iptables -L -v -n`, read from each hop's kernel. Counters are read once per
+ * node for all entries (`seen`); a hop that is not running counts nothing and shows null.
+ */
+async function hopCounts(host: Host, m: Model, nodes: readonly string[], origin: Origin, seen: Map<string, Promise<RuleCounter[]>>): Promise<HopCount[]> {
+  const out: HopCount[] = [];
+  for (const node of nodes) {
+    if (m.qubes.get(node)?.state !== 'Running') {
+      out.push({ node, packets: null, bytes: null });
+      continue;
+    }
+    let rows = seen.get(node);
+    if (!rows) seen.set(node, (rows = host.counters(node)));
+    let packets = 0;
+    let bytes = 0;
+    for (const r of await rows)
+      if (r.origin?.kind === origin.kind && (r.origin as { id: string }).id === (origin as { id: string }).id) {
+        packets += r.packets;
+        bytes += r.bytes;
+      }
+    out.push({ node, packets, bytes });
+  }
+  return out;
 }
 
 function connectionView(m: Model, c: Connection): ConnectionView {
@@ -107,11 +158,16 @@ async function blockedByOwnRules(host: Host, m: Model, c: Connection, from: stri
 export const connectionsList = defineOp({
   name: 'connections.list',
   kind: 'read',
-  summary: 'connections between qubes, each with whether it is active (qnet connect --list)',
-  input: v.strictObject({}),
-  run: async (_i, host) => {
+  summary: 'connections between qubes, each with whether it is active; verbose: packets and bytes per hop (qnet connect --list -v)',
+  input: v.strictObject({ verbose: v.optional(v.boolean(), false) }),
+  run: async (i, host) => {
     const m = await host.read();
-    return result(connectionsOf(m).map((c) => connectionView(m, c)));
+    const views = connectionsOf(m).map((c) => connectionView(m, c));
+    if (i.verbose) {
+      const seen = new Map<string, Promise<RuleCounter[]>>();
+      for (const c of views) c.hops = await hopCounts(host, m, connectionHops(m, c), { kind: 'connection', id: c.id }, seen);
+    }
+    return result(views);
   },
 });
 
@@ -193,11 +249,16 @@ export const connectionsDel = defineOp({
 export const forwardsList = defineOp({
   name: 'forwards.list',
   kind: 'read',
-  summary: 'port forwards from the outside, each with whether it is active (qnet forward list)',
-  input: v.strictObject({}),
-  run: async (_i, host) => {
+  summary: 'port forwards from the outside, each with whether it is active; verbose: packets and bytes per hop (qnet forward list -v)',
+  input: v.strictObject({ verbose: v.optional(v.boolean(), false) }),
+  run: async (i, host) => {
     const m = await host.read();
-    return result(forwardsOf(m).map((f) => forwardView(m, f)));
+    const views = forwardsOf(m).map((f) => forwardView(m, f));
+    if (i.verbose) {
+      const seen = new Map<string, Promise<RuleCounter[]>>();
+      for (const f of views) f.hops = await hopCounts(host, m, forwardHops(m, f), { kind: 'forward', id: f.id }, seen);
+    }
+    return result(views);
   },
 });
 

@@ -3,6 +3,7 @@
 // qvm-shutdown, qvm-kill; the guide's `iptables -L -v -n`, done for you).
 import * as v from 'valibot';
 import { netvmName } from '../model/addressing.js';
+import { connectionsOf, forwardsOf } from '../model/connection.js';
 import { diag } from '../model/diagnostics.js';
 import { getQube } from '../model/ops.js';
 import { describeOrigin, type Origin } from '../model/origin.js';
@@ -92,7 +93,7 @@ export interface CounterRow {
   chain: string;
   /** The origin as people read it (`work rule 3`, `policy: work default drop`). */
   rule: string;
-  /** The same, structured (model/origin.ts): which qube's rule, policy or base part. */
+  /** The same, structured (model/origin.ts): which qube's rule, policy, base part, connection or forward. */
   origin: Origin;
   packets: number;
   bytes: number;
@@ -109,6 +110,11 @@ export const counters = defineOp({
     if (q.state !== 'Running') throw new QnetError(diag('QNET2103', `${i.qube} is not running`, { hint: `qnet start ${i.qube}` }));
     const hops = [q, ...netvmChain(m, q)].filter((h) => h.state === 'Running');
     const rows: CounterRow[] = [];
+    // Its connections (either end) and forwards count too, wherever on this chain they have rules.
+    const links = new Set([
+      ...connectionsOf(m).filter((c) => c.from === i.qube || c.to === i.qube).map((c) => `connection ${c.id}`),
+      ...forwardsOf(m).filter((f) => f.qube === i.qube).map((f) => `forward ${f.id}`),
+    ]);
     for (const hop of hops) {
       // In its first netvm a qube's traffic meets its own rules; further up it travels as its
       // netvm's (masqueraded), so there the netvm's rules count it.
@@ -116,7 +122,9 @@ export const counters = defineOp({
       for (const c of await host.counters(hop.name)) {
         // The kernel's comments parse back to structured origins: no matching of prose.
         const src = c.origin;
-        const mine = (src?.kind === 'rule' || src?.kind === 'rules' || src?.kind === 'policy') && src.qube === whose;
+        const mine =
+          ((src?.kind === 'rule' || src?.kind === 'rules' || src?.kind === 'policy') && src.qube === whose) ||
+          ((src?.kind === 'connection' || src?.kind === 'forward') && links.has(`${src.kind} ${src.id}`));
         if (src && (mine || (i.all && src.kind === 'base')))
           rows.push({ hop: hop.name, chain: `${c.family} ${c.table} ${c.chain}`, rule: describeOrigin(src), origin: src, packets: c.packets, bytes: c.bytes });
       }

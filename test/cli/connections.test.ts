@@ -14,12 +14,16 @@ describe('connections and forwards from the command line', () => {
     assert.equal(await s.ok('connect work personal --proto tcp --port 22-23 --comment ssh'), 'c1: work → personal tcp/22-23 (inactive: not running: work, sys-firewall, personal)\n');
     assert.match(await s.ok('connections'), /^ID +CONNECTION +STATE +COMMENT\nc1 +work → personal tcp\/22-23 +inactive: not running: work, sys-firewall, personal +ssh\n$/);
     assert.deepEqual(JSON.parse(await s.ok('connect --list --json')).map((c: { id: string }) => c.id), ['c1']);
+    // -v: one row per hop of its path; halted hops count nothing and show '-' (null in JSON).
+    assert.match(await s.ok('connections -v'), /^ID +CONNECTION +STATE +COMMENT +HOP +PKTS +BYTES\nc1 +work → personal .* ssh +sys-firewall +- +-\n +personal +- +-\n$/);
+    assert.deepEqual(JSON.parse(await s.ok('connect --list -v --json'))[0].hops, [{ node: 'sys-firewall', packets: null, bytes: null }, { node: 'personal', packets: null, bytes: null }]);
+    assert.equal(JSON.parse(await s.ok('connections --json'))[0].hops, undefined);
     assert.match(readFileSync(s.path('qubes.json'), 'utf8'), /"connections": \[\n    \{\n      "id": "c1",\n      "from": "work",\n      "to": "personal",\n      "proto": "tcp",\n      "ports": \{/);
     // check asks the policy as if every qube ran.
     assert.match(await s.ok('check work personal:22'), /ACCEPT — delivered to personal/);
     assert.match(await s.ok('check personal work:22'), /DROP/);
-    assert.match(await s.ok('nft sys-firewall'), /ip saddr 10\.137\.0\.3 ip daddr 10\.137\.0\.4 tcp dport 22-23 accept comment "connection=c1"/);
-    assert.match(await s.ok('nft personal'), /ip saddr 10\.137\.0\.3 tcp dport 22-23 accept comment "connection=c1"/);
+    assert.match(await s.ok('nft sys-firewall'), /ip saddr 10\.137\.0\.3 ip daddr 10\.137\.0\.4 tcp dport 22-23 counter accept comment "connection=c1"/);
+    assert.match(await s.ok('nft personal'), /ip saddr 10\.137\.0\.3 tcp dport 22-23 counter accept comment "connection=c1"/);
     const dup = await s.run('connect work personal --proto tcp --port 22-23');
     assert.equal(dup.code, 1);
     assert.match(dup.err, /connection c2 is the same as c1 \(QNET2202\)/);
@@ -34,6 +38,7 @@ describe('connections and forwards from the command line', () => {
   test('forwards: add, list, check from the outside, no uplink says so, del', async () => {
     await s.ok('forward add work --proto tcp --port 8443 --to-port 443 --from 192.0.2.0/24 --from 198.51.100.7');
     assert.match(await s.ok('forward list'), /f1 +sys-net tcp\/8443 → work:443 +192\.0\.2\.0\/24,198\.51\.100\.7 +inactive: not running: sys-net, sys-firewall, work/);
+    assert.deepEqual(JSON.parse(await s.ok('forward list -v --json'))[0].hops.map((h: { node: string; packets: null }) => [h.node, h.packets]), [['sys-net', null], ['sys-firewall', null], ['work', null]]);
     assert.match(await s.ok('check outside work:8443 --src-addr 192.0.2.9'), /ACCEPT — delivered to work/);
     assert.match(await s.ok('check outside work:8443'), /DROP/);
     assert.match(await s.ok('check outside work:443 --src-addr 192.0.2.9'), /DROP/);

@@ -1,10 +1,10 @@
-// qnet connect A B [--proto P] [--port N[-M]] [--both-ways] [--comment T] | connect --list
-// qnet connections | qnet disconnect ID | disconnect A B [--proto P] [--port N[-M]]
+// qnet connect A B [--proto P] [--port N[-M]] [--both-ways] [--comment T] | connect --list [-v]
+// qnet connections [-v] | qnet disconnect ID | disconnect A B [--proto P] [--port N[-M]]
 // qnet forward add VM --proto tcp|udp --port N [--to-port M] [--from CIDR]… [--on IFACE]…
-// qnet forward list | forward del ID | forward del VM --proto P --port N
+// qnet forward list [-v] | forward del ID | forward del VM --proto P --port N
 // Words to an op's input, the call, the print; nothing else (docs/architecture.md).
 import type { Command } from 'commander';
-import type { ConnectionView, ForwardView } from '../../ops/connections.js';
+import type { ConnectionView, ForwardView, HopCount } from '../../ops/connections.js';
 import type { Ctx } from '../context.js';
 import { printWarnings, UsageError } from '../errors.js';
 import { formatTable, json, wantsJson } from '../table.js';
@@ -23,14 +23,36 @@ function connProto(v: string | undefined): 'tcp' | 'udp' | 'icmp' | undefined {
   return v;
 }
 
-async function listConnections(ctx: Ctx, o: { json?: boolean }): Promise<void> {
-  const { value, warnings } = await ctx.call<ConnectionView[]>('connections.list', {});
+/**
+ * The listing's rows; with -v each entry is followed by one row per hop (`iptables -L -v -n`):
+ * packets and bytes its rules counted there, `-` where the hop is not running.
+ */
+function rowsWithHops(head: string[], entries: { cells: string[]; hops?: HopCount[] }[], verbose: boolean): string {
+  if (!verbose) return formatTable([head, ...entries.map((e) => e.cells)]);
+  const pad = head.map(() => '');
+  const rows = [[...head, 'HOP', 'PKTS', 'BYTES']];
+  for (const e of entries) {
+    const hops = e.hops ?? [];
+    if (!hops.length) rows.push([...e.cells, '-', '-', '-']);
+    hops.forEach((h, k) => rows.push([...(k === 0 ? e.cells : pad), h.node, h.packets === null ? '-' : `${h.packets}`, h.bytes === null ? '-' : `${h.bytes}`]));
+  }
+  return formatTable(rows);
+}
+
+/** `-v` after the command may land on the program's own -v (commander parses global options first). */
+const verbose = (ctx: Ctx, o: { verbose?: boolean }): boolean => !!o.verbose || !!ctx.globalOpts().verbose;
+
+async function listConnections(ctx: Ctx, o: { json?: boolean; verbose?: boolean }): Promise<void> {
+  o = { ...o, verbose: verbose(ctx, o) };
+  const { value, warnings } = await ctx.call<ConnectionView[]>('connections.list', o.verbose ? { verbose: true } : {});
   printWarnings(ctx.io, warnings);
   if (wantsJson(o)) return void ctx.io.out(json(value));
   if (!value.length) return void ctx.io.out('no connections (qnet connect A B)\n');
   ctx.io.out(
-    formatTable(
-      [['ID', 'CONNECTION', 'STATE', 'COMMENT'], ...value.map((c) => [c.id, c.text, c.active ? 'active' : `inactive: ${c.why ?? ''}`, c.comment ?? ''])],
+    rowsWithHops(
+      ['ID', 'CONNECTION', 'STATE', 'COMMENT'],
+      value.map((c) => ({ cells: [c.id, c.text, c.active ? 'active' : `inactive: ${c.why ?? ''}`, c.comment ?? ''], ...(c.hops ? { hops: c.hops } : {}) })),
+      !!o.verbose,
     ),
   );
 }
@@ -46,9 +68,10 @@ export function registerConnections(program: Command, ctx: Ctx): void {
     .option('--both-ways', 'B may open connections to A too')
     .option('--comment <text>', 'a note kept with it')
     .option('--list', 'list the connections (same as qnet connections)')
+    .option('-v, --verbose', 'with --list: packets and bytes per hop')
     .option('--json', 'JSON output')
     .addHelpText('after', '\nExamples:\n  qnet connect work personal --proto tcp --port 22\n  qnet connect work vault-web --both-ways\n  qnet connect --list')
-    .action(async (a: string | undefined, b: string | undefined, o: { proto?: string; port?: string; bothWays?: boolean; comment?: string; list?: boolean; json?: boolean }) => {
+    .action(async (a: string | undefined, b: string | undefined, o: { proto?: string; port?: string; bothWays?: boolean; comment?: string; list?: boolean; verbose?: boolean; json?: boolean }) => {
       if (o.list) return listConnections(ctx, o);
       if (!a || !b) throw new UsageError('connect needs two qubes', 'qnet connect A B, or qnet connect --list');
       const proto = connProto(o.proto);
@@ -60,7 +83,12 @@ export function registerConnections(program: Command, ctx: Ctx): void {
       ctx.io.out(`${value.id}: ${value.text}${value.active ? '' : ` (inactive: ${value.why})`}\n`);
     });
 
-  program.command('connections').description('list the connections between qubes').option('--json', 'JSON output').action((o: { json?: boolean }) => listConnections(ctx, o));
+  program
+    .command('connections')
+    .description('list the connections between qubes')
+    .option('-v, --verbose', 'packets and bytes per hop')
+    .option('--json', 'JSON output')
+    .action((o: { json?: boolean; verbose?: boolean }) => listConnections(ctx, o));
 
   program
     .command('disconnect')
@@ -101,15 +129,19 @@ export function registerConnections(program: Command, ctx: Ctx): void {
   fwd
     .command('list')
     .description('list the port forwards')
+    .option('-v, --verbose', 'packets and bytes per hop')
     .option('--json', 'JSON output')
-    .action(async (o: { json?: boolean }) => {
-      const { value, warnings } = await ctx.call<ForwardView[]>('forwards.list', {});
+    .action(async (o: { json?: boolean; verbose?: boolean }) => {
+      o = { ...o, verbose: verbose(ctx, o) };
+      const { value, warnings } = await ctx.call<ForwardView[]>('forwards.list', o.verbose ? { verbose: true } : {});
       printWarnings(ctx.io, warnings);
       if (wantsJson(o)) return void ctx.io.out(json(value));
       if (!value.length) return void ctx.io.out('no port forwards (qnet forward add VM --proto tcp --port N)\n');
       ctx.io.out(
-        formatTable(
-          [['ID', 'FORWARD', 'FROM', 'STATE', 'COMMENT'], ...value.map((f) => [f.id, describeForward(f), f.from.length ? f.from.join(',') : 'any', f.active ? 'active' : `inactive: ${f.why ?? ''}`, f.comment ?? ''])],
+        rowsWithHops(
+          ['ID', 'FORWARD', 'FROM', 'STATE', 'COMMENT'],
+          value.map((f) => ({ cells: [f.id, describeForward(f), f.from.length ? f.from.join(',') : 'any', f.active ? 'active' : `inactive: ${f.why ?? ''}`, f.comment ?? ''], ...(f.hops ? { hops: f.hops } : {}) })),
+          !!o.verbose,
         ),
       );
     });

@@ -15,6 +15,9 @@
 // top from its uplink (or --on interfaces), the others what arrives from their uplink for their own
 // address — and accepts the DNATed flow in `qubes forward`; Q accepts it in `qubes input`. No hop
 // masquerades downwards (postrouting `oifgroup 2 accept`), so Q and --from see the real source.
+//
+// Every rule counts (`counter`): `qnet connections -v` / `forward list -v` sum them per hop. They
+// sit after `established,related accept` (and nat sees a flow once), so they count new flows.
 import type { IrRule, Match, Value } from '../../ir/types.js';
 import { qubeIp, qubeIp6 } from '../../model/addressing.js';
 import { connectionPath, connectionsOf, describeConnection, forwardPath, forwardsOf, type Connection, type PortForward } from '../../model/connection.js';
@@ -136,7 +139,7 @@ function connection(
   for (const hop of p.up) {
     const own = addrOf(ctx, f, hop)!;
     const n = at(hop.name, f);
-    n.up.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], accept));
+    n.up.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], counter, accept));
     if (!n.upDests.includes(ipB)) n.upDests.push(ipB);
     guards.push({ node: hop.name, ipB, l4: m, origin });
     src = own;
@@ -145,13 +148,13 @@ function connection(
   const downHops = [p.x, ...p.down];
   downHops.forEach((hop, i) => {
     if (hop === p.b) return; // B receives in input
-    if (hop !== p.a) at(hop.name, f).down.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m], accept));
+    if (hop !== p.a) at(hop.name, f).down.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m], counter, accept));
     const next = downHops[i + 1];
     if (next === undefined) return; // B's own netvm knows B's vif already
     const n = at(hop.name, f);
     if (!n.allowed.some((x) => x.addr === ipB)) n.allowed.push({ vif: vifName(next), addr: ipB, qube: p.b.name });
   });
-  at(p.b.name, f).input.push(rule(origin, [is(saddr, addr(src)), ...m], accept));
+  at(p.b.name, f).input.push(rule(origin, [is(saddr, addr(src)), ...m], counter, accept));
 }
 
 function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: ReadonlySet<string>, at: (node: string, f: IpFamily) => NodeLinks): void {
@@ -196,11 +199,11 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
           : [is('iifgroup', int(1)), ...(upAddrs.length === 1 ? [is(daddr, addr(upAddrs[0]!))] : upAddrs.length > 1 ? [{ kind: 'in-anon' as const, field: daddr, op: '==' as const, values: upAddrs.map(addr) }] : [])]
         : [is('iifgroup', int(1)), is(daddr, addr(own))];
     const n = at(hop.name, f);
-    n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
+    n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], counter, { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
     if (!n.ports.some(([p, x]) => p === fw.proto && x === fw.port)) n.ports.push([fw.proto, fw.port]);
-    n.down.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], accept));
+    n.down.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
   });
-  at(q.name, f).input.push(rule(origin, [...src, is(dport, int(toPort))], accept));
+  at(q.name, f).input.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
 }
 
 /** `ip saddr 192.0.2.0/24` or `ip saddr { … }`, prefixes canonical (host bits cleared). */
