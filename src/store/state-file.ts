@@ -37,21 +37,9 @@ export async function readStateFile(path: string, maxBytes: number): Promise<Buf
     throw new StateFileError(path, `cannot read: ${reason(e)}`);
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new StateFileError(path, `is ${kind(st)}, not a regular file`);
-    if (st.size > maxBytes) throw new StateFileError(path, `is ${st.size} bytes, more than the ${maxBytes} qnet reads`);
-    // Read to EOF, not to st.size: a file that grows meanwhile is still bounded.
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(Math.max(st.size - total, 0) + 1, maxBytes + 1 - total, 1 << 24) || 1);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > maxBytes) throw new StateFileError(path, `is more than the ${maxBytes} bytes qnet reads`);
-      chunks.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-    }
-    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+    const r = new BoundedRead(path, await fh.stat(), maxBytes);
+    for (let buf; (buf = r.next()); ) if (!r.took(buf, (await fh.read(buf, 0, buf.length, null)).bytesRead)) break;
+    return r.result();
   } catch (e) {
     if (e instanceof StateFileError) throw e;
     throw new StateFileError(path, `cannot read: ${reason(e)}`);
@@ -73,25 +61,46 @@ export function readStateFileSync(path: string, maxBytes: number): Buffer | null
     throw new StateFileError(path, `cannot read: ${reason(e)}`);
   }
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new StateFileError(path, `is ${kind(st)}, not a regular file`);
-    if (st.size > maxBytes) throw new StateFileError(path, `is ${st.size} bytes, more than the ${maxBytes} qnet reads`);
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(Math.max(st.size - total, 0) + 1, maxBytes + 1 - total, 1 << 24) || 1);
-      const bytesRead = readSync(fd, buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > maxBytes) throw new StateFileError(path, `is more than the ${maxBytes} bytes qnet reads`);
-      chunks.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-    }
-    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+    const r = new BoundedRead(path, fstatSync(fd), maxBytes);
+    for (let buf; (buf = r.next()); ) if (!r.took(buf, readSync(fd, buf, 0, buf.length, null))) break;
+    return r.result();
   } catch (e) {
     if (e instanceof StateFileError) throw e;
     throw new StateFileError(path, `cannot read: ${reason(e)}`);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * The checks and the bounded loop of both readers: a regular file only, at most `maxBytes`, read to
+ * EOF rather than to st.size (a file that grows meanwhile is still bounded).
+ */
+class BoundedRead {
+  private readonly chunks: Buffer[] = [];
+  private total = 0;
+  constructor(
+    private readonly path: string,
+    private readonly st: import('node:fs').Stats,
+    private readonly maxBytes: number,
+  ) {
+    if (!st.isFile()) throw new StateFileError(path, `is ${kind(st)}, not a regular file`);
+    if (st.size > maxBytes) throw new StateFileError(path, `is ${st.size} bytes, more than the ${maxBytes} qnet reads`);
+  }
+  /** The buffer for the next read. */
+  next(): Buffer {
+    return Buffer.allocUnsafe(Math.min(Math.max(this.st.size - this.total, 0) + 1, this.maxBytes + 1 - this.total, 1 << 24) || 1);
+  }
+  /** Keep what a read gave; false at EOF. */
+  took(buf: Buffer, bytesRead: number): boolean {
+    if (bytesRead === 0) return false;
+    this.total += bytesRead;
+    if (this.total > this.maxBytes) throw new StateFileError(this.path, `is more than the ${this.maxBytes} bytes qnet reads`);
+    this.chunks.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+    return true;
+  }
+  result(): Buffer {
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.total);
   }
 }
 
