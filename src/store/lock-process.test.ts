@@ -3,7 +3,7 @@
 // and kill -9 at random moments during writes. QNET_KILL_ROUNDS scales the kill test (default 20
 // rounds of 5 writers = 100 kills, at most 60 s); bench/store-kill.ts runs 1,000 kills.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -93,11 +93,27 @@ test('a daemon holds the lock for its life: its updates run under it, other writ
   assert.equal((await daemon.load()).qubes.get('work')!.label, 'green');
 });
 
-test('no permission to make the lock is a clear error, not a bug', { skip: isRoot ? 'root may write anywhere: run as another user to cover EACCES' : false }, async (t) => {
+/** As root, the same check runs in a process of `nobody` (root may write anywhere); skipped only without runuser. */
+const noRunuser = isRoot && spawnSync('sh', ['-c', 'command -v runuser']).status !== 0 ? 'as root this needs runuser (util-linux) to run as nobody' : false;
+
+test('no permission to make the lock is a clear error, not a bug', { skip: noRunuser }, async (t) => {
   const { dir } = await seeded(t);
   await chmod(dir, 0o555);
   try {
-    await assert.rejects(new FileStore(dir).update(() => undefined), (e: unknown) => e instanceof QnetError && e.diag.code === LOCK_ACCESS && e.message.includes(join(dir, '.lock')));
+    if (!isRoot) {
+      await assert.rejects(new FileStore(dir).update(() => undefined), (e: unknown) => e instanceof QnetError && e.diag.code === LOCK_ACCESS && e.message.includes(join(dir, '.lock')));
+      return;
+    }
+    // A process of nobody that may read the state directory but not write in it.
+    await chmod(join(dir, '..'), 0o755).catch(() => {});
+    const store = new URL('./file-store.js', import.meta.url).href;
+    const script = `const { FileStore } = await import(${JSON.stringify(store)});
+      try { await new FileStore(${JSON.stringify(dir)}).update(() => undefined); console.log('written'); }
+      catch (e) { console.log(JSON.stringify({ code: e.diag?.code ?? null, message: e.message })); }`;
+    const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    const out = JSON.parse(r.stdout.trim() || 'null') as { code: string | null; message: string } | null;
+    assert.equal(out?.code, LOCK_ACCESS, `${r.stdout}${r.stderr}`);
+    assert.ok(out!.message.includes(join(dir, '.lock')), out!.message);
   } finally {
     await chmod(dir, 0o755);
   }
