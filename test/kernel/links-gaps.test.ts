@@ -73,7 +73,7 @@ else {
     });
   });
 
-  test('a port forward follows work to a new address while it runs', async () => {
+  test('a port forward follows work, then its firewall qube, to a new address while they run', async () => {
     await withLiveSystem('qg', async (s) => {
       await s.ok('init');
       await s.ok('forward add work --proto tcp --port 8080 --to-port 8000 --from 203.0.113.0/28');
@@ -88,6 +88,11 @@ else {
       const net = (await s.sh('sys-net', ['nft', 'list', 'ruleset'])).stdout;
       assert.doesNotMatch(net, /10\.137\.0\.3\b/, 'nothing in sys-net names the old address');
       assert.equal((await s.ok('check outside work:8080 --src-addr 203.0.113.10 --json')).includes('"accept"'), true);
+      // Its netvm's address too: work's gateway changes, and sys-net DNATs to the new hop.
+      await s.ok('prefs sys-firewall ip 10.137.0.66');
+      assert.equal(await probe(s, 'world', UPLINK, 8080, WEB), 'ok', 'through sys-firewall at its new address');
+      assert.equal(await probe(s, 'world', UPLINK, 8080, '203.0.113.20'), 'timeout');
+      assert.equal(await probe(s, 'work', '203.0.113.10', 80), 'ok', 'and work still reaches the world');
     });
   });
 }
