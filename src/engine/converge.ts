@@ -6,17 +6,22 @@ import { compile } from '../compile/compile.js';
 import { changedClients } from '../compile/fragments.js';
 import { diffTransaction } from '../ir/diff.js';
 import type { Ruleset } from '../ir/types.js';
-import { netvmName, qubeIp } from '../model/addressing.js';
+import { gateway, gateway6, netvmName, qubeIp, qubeIp6 } from '../model/addressing.js';
 import { WORLD_NODE, type NetPlan } from '../model/netplan.js';
-import type { Model } from '../model/qube.js';
+import type { Model, Qube } from '../model/qube.js';
 import { netvmChain, planNetwork } from '../model/topology.js';
 import type { ConvergeOptions, EngineCore } from './types.js';
 
 type Compiled = ReturnType<typeof compile>;
 
+/** What a client's uplink is made of besides its netvm: its addresses and its gateways. */
+const linkAddrs = (model: Model, q: Qube) => JSON.stringify([qubeIp(model, q), qubeIp6(model, q), gateway(model, q), gateway6(model, q)]);
+
 export class Converger {
   /** Per running netvm, the connection routes last made there (JSON), so unchanged ones cost nothing. */
   private readonly linkRoutes = new Map<string, string>();
+  /** Per running client, linkAddrs() of its uplink as last made or adopted. */
+  private readonly linked = new Map<string, string>();
   constructor(private readonly core: EngineCore) {}
 
   /** Mark running qubes whose namespace is gone as halted (killed, namespace deleted). */
@@ -53,7 +58,10 @@ export class Converger {
     const stop = [...live].filter((n) => n !== WORLD_NODE && !runningNames.has(n));
     if (stop.length) {
       await backend.tearDown(stop);
-      for (const n of stop) core.mirror.applied.delete(n);
+      for (const n of stop) {
+        core.mirror.applied.delete(n);
+        this.linked.delete(n);
+      }
       core.emit({ type: 'stopped', qubes: stop });
     }
     if (needWorld && !live.has(WORLD_NODE)) await core.deps.world?.ensure(plan);
@@ -78,7 +86,13 @@ export class Converger {
     for (const q of runningAll) {
       const nv = qubeIp(model, q) === null ? null : netvmName(model, q);
       if (nv === null || !runningNames.has(nv)) continue;
-      if (links.get(q.name) !== nv) {
+      // An address changed while it runs (prefs ip, or its netvm's): the uplink is made again. What
+      // the kernel holds is what this engine made, else the model it was told the kernel holds.
+      const want = linkAddrs(model, q);
+      const was = opts.assume?.qubes.get(q.name);
+      const known = start.includes(q.name) ? want : this.linked.get(q.name) ?? (was?.state === 'Running' ? linkAddrs(opts.assume!, was) : want);
+      this.linked.set(q.name, want);
+      if (links.get(q.name) !== nv || known !== want) {
         await backend.relink(plan, q.name);
         this.linkRoutes.delete(nv); // a new vif: the routes through it are made again below
       }
@@ -97,12 +111,14 @@ export class Converger {
       this.linkRoutes.set(n.name, want);
     }
 
+    // The routes flows took before this converge: a flow whose way out changes is judged anew.
+    const planBefore = core.plan ?? (opts.assume ? this.planOf(opts.assume, plan) : plan);
     core.plan = plan;
-    await this.applyRules(model, plan, opts, early);
+    await this.applyRules(model, plan, planBefore, opts, early);
   }
 
   /** Compile for the running nodes and load each node's delta; then cut forbidden flows. */
-  private async applyRules(model: Model, plan: NetPlan, opts: ConvergeOptions, early?: Compiled): Promise<void> {
+  private async applyRules(model: Model, plan: NetPlan, planBefore: NetPlan, opts: ConvergeOptions, early?: Compiled): Promise<void> {
     const { core } = this;
     const now = core.deps.now();
     const answersChanged = (await core.dns.resolve(model, now)).size > 0;
@@ -125,15 +141,23 @@ export class Converger {
       const ok = await core.loader.apply(model, node, before, after);
       if (ok) cleaned.add(node);
       // A node loaded from scratch has no flows to judge from before.
-      if (ok && before) await core.flows.cut(model, node, after, changedClients(model, node, before, after));
+      if (ok && before) {
+        await core.flows.cut(model, node, after, changedClients(model, node, before, after));
+        await core.flows.cutLinks(model, node, { plan: planBefore, rules: before }, { plan, rules: after });
+      }
     }
     if (leftovers.size) await core.mirror.writeUntidyFile([...leftovers].filter((n) => rulesets.has(n) && !cleaned.has(n)));
   }
 
   /** What the kernel holds when it holds compile(assume): the offline CLI's starting point. */
   private compileAssumed(assume: Model, plan: NetPlan, now: number): Map<string, Ruleset> {
-    const running = new Set([...assume.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
-    const p = planNetwork(assume, { ...this.core.deps.planOptions, uplink: plan.uplink, only: running });
+    const p = this.planOf(assume, plan);
     return compile({ model: assume, plan: p, resolutions: this.core.dns.resolutions, now }).rulesets;
+  }
+
+  /** The plan of `m`'s running qubes, with `plan`'s uplink. */
+  private planOf(m: Model, plan: NetPlan): NetPlan {
+    const running = new Set([...m.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+    return planNetwork(m, { ...this.core.deps.planOptions, uplink: plan.uplink, only: running });
   }
 }

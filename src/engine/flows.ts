@@ -2,13 +2,16 @@
 // client of the netvm has open is judged as a new packet by the forward hook of the new rules; the
 // refused ones are deleted from conntrack. Ports are compared as numbers (Qubes compares strings:
 // reference §4.4).
-import type { Backend } from '../backend/backend.js';
+import type { Backend, Flow } from '../backend/backend.js';
 import type { Ruleset } from '../ir/types.js';
+import type { NetPlan } from '../model/netplan.js';
 import { qubeIp, qubeIp6 } from '../model/addressing.js';
 import type { Model, Qube } from '../model/qube.js';
 import { vifName } from '../model/topology.js';
-import { evalHook } from '../sim/evaluate.js';
-import { PROTO } from '../sim/packet.js';
+import { evalHook, evalHookPkt } from '../sim/evaluate.js';
+import { parseAddr } from '../sim/addr.js';
+import { CT_BIT, CT_STATUS_BIT, PROTO, setDaddr, toPkt } from '../sim/packet.js';
+import { type PNode, type PPlan, preparePlan, route } from '../sim/route.js';
 import type { EngineEvent } from './types.js';
 
 export class FlowCutter {
@@ -58,4 +61,90 @@ export class FlowCutter {
       this.emit({ type: 'flow-cut', node, flow: f, qube: q.name });
     }
   }
+
+  /**
+   * Cut the flows through `node` that `before` let in as new and `after` refuses or sends out
+   * another way: what a removed connection or port forward allowed, on every hop that tracked it
+   * (converge calls this for each node whose rules changed). Each flow is judged as its first
+   * packet was seen here: prerouting (DNAT of a forward), then input if it ends here or forward if
+   * it goes on, interfaces from each side's plan. Flows the node itself opened, or that `before`
+   * did not let in (a flow we cannot place), are left alone: only what the change took away goes.
+   */
+  async cutLinks(model: Model, node: string, before: NodeState, after: NodeState): Promise<void> {
+    // Only a node that held connection or forward rules can lose what they allowed.
+    if (!hasLinkRules(before.rules)) return;
+    const [pb, pa] = [preparePlan(before.plan), preparePlan(after.plan)];
+    const [nb, na] = [pb.nodes.get(node), pa.nodes.get(node)];
+    if (!nb || !na) return;
+    let owner: Map<string, string> | undefined;
+    for (const f of await this.backend.flows(node)) {
+      const was = judge(pb, nb, before.rules, f);
+      if (was === 'skip' || was === 'refuse') continue;
+      if (judge(pa, na, after.rules, f) === was) continue;
+      await this.backend.deleteFlow(node, f);
+      if (!owner) {
+        owner = new Map();
+        for (const q of model.qubes.values()) for (const a of [qubeIp(model, q), qubeIp6(model, q)]) if (a) owner.set(a, q.name);
+      }
+      this.emit({ type: 'flow-cut', node, flow: f, qube: owner.get(f.src) ?? node });
+    }
+  }
+}
+
+/** A node's rules and the plan they route with. */
+export interface NodeState {
+  plan: NetPlan;
+  rules: Ruleset;
+}
+
+function hasLinkRules(rs: Ruleset): boolean {
+  return rs.tables.some((t) => t.chains.some((c) => c.rules.some((r) => r.origin.kind === 'connection' || r.origin.kind === 'forward')));
+}
+
+/**
+ * How `rs` in this node treats the first packet of `f`: `accept:IFACE` (`accept:` when it ends
+ * here), 'refuse', or 'skip' when the flow is the node's own or cannot be placed.
+ */
+function judge(pp: PPlan, pn: PNode, rs: Ruleset, f: Flow): string {
+  const l4 = (PROTO as Record<string, number>)[f.proto];
+  const sa = parseAddr(f.src, f.family);
+  if (l4 === undefined || sa === undefined || parseAddr(f.dst, f.family) === undefined) return 'skip';
+  // The interface a packet from f.src comes in by is the one the route back to it leaves by (Qubes'
+  // netvms check reverse paths: antispoofing).
+  const back = route(pp, pn, sa, f.family, false);
+  if (back.kind !== 'out') return 'skip';
+  const p = toPkt({
+    family: f.family,
+    saddr: f.src,
+    daddr: f.dst,
+    l4proto: l4,
+    ...(f.sport !== undefined ? { sport: f.sport } : {}),
+    ...(f.dport !== undefined ? { dport: f.dport } : {}),
+    iifname: back.iface.name,
+    iifgroup: back.iface.group,
+  });
+  // A DNAT in prerouting marks the flow (`ct status dnat`, which forwards' accepts match on).
+  let status = 0;
+  const pre = evalHookPkt(rs, 'prerouting', p, {
+    ctState: CT_BIT.new,
+    ctStatus: 0,
+    natAllowed: true,
+    nat: {
+      atNatSlot(q, nat) {
+        if (nat?.kind !== 'dnat') return;
+        setDaddr(q, nat.addr);
+        if (nat.port !== undefined) q.dport = nat.port;
+        status |= CT_STATUS_BIT.dnat!;
+      },
+    },
+  });
+  if (pre.verdict !== 'accept') return 'refuse';
+  const on = route(pp, pn, p.da, f.family, false);
+  if (on.kind !== 'local' && on.kind !== 'out') return 'refuse';
+  if (on.kind === 'out') {
+    p.oif = on.iface.name;
+    p.oifgroup = on.iface.group;
+  }
+  const r = evalHookPkt(rs, on.kind === 'local' ? 'input' : 'forward', p, { ctState: CT_BIT.new, ctStatus: status, natAllowed: false });
+  return r.verdict === 'accept' ? `accept:${p.oif ?? ''}` : 'refuse';
 }

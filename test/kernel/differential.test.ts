@@ -428,3 +428,93 @@ if (why) {
     });
   });
 }
+
+// ---- Port forwards: probes from the outside ------------------------------------------------------
+// The probes above all start inside qubes, so they never meet a forward's DNAT. Here random forwards
+// (--from ranges, --to-port, targets in both branches and straight on sys-net) are probed from the
+// world namespace, from each of its hosts, at the uplink address: the simulator (`outside` with that
+// source) and the kernel must agree on every probe. No listener is needed: a refused TCP connection
+// or a UDP port-unreachable from the target is delivery.
+
+const FWD_ROUNDS = Number(process.env['QNET_DIFF_FWD_ROUNDS'] ?? 5);
+const FWD_PROBES = 64;
+const FWD_TARGETS = ['work', 'personal', 'direct', 'lab'] as const;
+/** Hosts the world namespace holds: the probes' sources. */
+const WORLD_SRCS = ['203.0.113.10', '203.0.113.20', '192.0.2.53', '198.51.100.1'] as const;
+const FROM_RANGES = ['203.0.113.10/32', '203.0.113.0/28', '203.0.113.16/28', '203.0.113.0/24', '192.0.2.0/24', '198.51.100.0/30', '10.0.0.0/8'];
+const FWD_PORTS = [22, 80, 443, 2222, 8080, 8081];
+/** sys-net's address on the world link (worldUplinkAddresses.v4.netvm). */
+const UPLINK_V4 = '198.51.100.2';
+
+if (!why)
+  test('differential: port forwards probed from the outside, simulator and kernel agree', { timeout: 180_000 }, async (t) => {
+    const seed = Number(process.env['QNET_DIFF_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
+    t.diagnostic(`seed ${seed} (reproduce with QNET_DIFF_SEED=${seed})`);
+    const rng = new Rng(mulberry32(seed));
+    await withLiveSystem('dq', async (s) => {
+      await s.ok('init');
+      await s.ok('create direct --netvm sys-net');
+      await s.ok('create sys-fw2 --provides-network --netvm sys-net --label green');
+      await s.ok('create lab --netvm sys-fw2');
+      await s.ok(['start', ...FWD_TARGETS]);
+      for (const h of HOPS) await setSysctls(s, h, ['net.ipv4.icmp_ratelimit=0', 'net.ipv4.icmp_ratemask=0']);
+      const store = new FileStore(s.dir);
+      const prober = await NamespaceProber.start(s.ns('world'));
+      try {
+        const tally: Record<KernelClass, number> = { accept: 0, reject: 0, drop: 0, error: 0 };
+        const bad: string[] = [];
+        let sport = 30000;
+        let nextI = 0;
+        let forwards = 0;
+        for (let round = 0; round < FWD_ROUNDS; round++) {
+          const old = JSON.parse(await s.ok('forward list --json')) as { id: string }[];
+          for (const f of old) await s.ok(['forward', 'del', f.id]);
+          // The netvms' own rules apply to what they forward down too: sometimes restrictive.
+          for (const q of NETVMS) await s.ok(['firewall', q, 'set'], randomPolicy(rng, 0.6).map((l) => l + '\n').join(''));
+          for (let k = rng.int(1, 5); k > 0; k--) {
+            const from = rng.chance(0.3) ? [] : Array.from({ length: rng.int(1, 2) }, () => ['--from', rng.pick(FROM_RANGES)]).flat();
+            const toPort = rng.chance(0.4) ? ['--to-port', String(rng.pick(PORTS))] : [];
+            const args = ['forward', 'add', rng.pick(FWD_TARGETS), '--proto', rng.pick(['tcp', 'udp']), '--port', String(rng.pick(FWD_PORTS)), ...toPort, ...from];
+            const r = await s.q(args);
+            // Two forwards of one port clash; refused, and the round goes on with the others.
+            assert.ok(r.code === 0 || /QNET2/.test(r.err), `${args.join(' ')}: ${r.err}`);
+            if (r.code === 0) forwards++;
+          }
+          const analysis = await analysisOf(await store.load(), s.dir, Math.floor(Date.now() / 1000));
+          assert.equal(analysis.diagnostics.filter((d) => d.severity === 'error').length, 0, `round ${round}: does not compile`);
+          // Mostly at what is forwarded (the rest at ports nothing forwards, or the other protocol).
+          const live = (JSON.parse(await s.ok('forward list --json')) as { proto: 'tcp' | 'udp'; port: number }[]).map((f) => [f.proto, f.port] as const);
+          const planned = Array.from({ length: FWD_PROBES }, () => {
+            const src = rng.pick(WORLD_SRCS);
+            const [proto, dport] = live.length && rng.chance(0.7) ? rng.pick(live) : [rng.pick(['tcp', 'udp'] as const), rng.pick(FWD_PORTS)];
+            const i = nextI++;
+            const p = sport++;
+            return {
+              probe: { from: 'outside', src, to: UPLINK_V4, proto, dport, sport: p } satisfies Probe,
+              wire: { i, proto, to: UPLINK_V4, dport, sport: p, src } satisfies WireProbe,
+            };
+          });
+          const answer = await prober.run(planned.map((p) => p.wire), TIMEOUT_MS);
+          const byI = new Map(answer.results.map((r) => [r.i, r]));
+          for (const p of planned) {
+            const k = byI.get(p.wire.i);
+            assert.ok(k, `no kernel result for ${describeProbe(p.probe)}`);
+            tally[k.outcome]++;
+            const sim = ask(analysis, p.probe);
+            const expect = simClass(sim);
+            if (k.outcome !== expect)
+              bad.push(`round ${round}: ${describeProbe(p.probe)} from ${p.probe.src}: simulator ${expect} (${sim.reason}), kernel ${k.outcome} (${k.raw})\n${formatTrace(sim).replace(/^/gm, '  ')}`);
+          }
+          await Promise.all([...HOPS, ...FWD_TARGETS].map((q) => s.sh(q, ['conntrack', '-F'])));
+        }
+        const n = FWD_ROUNDS * FWD_PROBES;
+        t.diagnostic(`${n} outside probes over ${forwards} forwards; kernel ${tally.accept} accept / ${tally.reject} reject / ${tally.drop} drop / ${tally.error} error; ${bad.length} disagreements`);
+        assert.equal(bad.length, 0, `${bad.length} of ${n} disagree (seed ${seed}):\n${bad.slice(0, 8).join('\n\n')}`);
+        assert.equal(tally.error, 0, 'a probe could not be sent');
+        // Both outcomes must occur, or the probes tested nothing.
+        assert.ok(tally.accept >= 10 && tally.drop + tally.reject >= 10, `outcomes too one-sided: ${JSON.stringify(tally)}`);
+      } finally {
+        await prober.close();
+      }
+    });
+  });

@@ -23,6 +23,8 @@ export interface WireProbe {
   dport?: number;
   /** Local port to bind (tcp/udp): unique per probe, so no conntrack entry is shared. */
   sport?: number;
+  /** Local address to send from (tcp/udp), one of the namespace's own: the world's several hosts. */
+  src?: string;
 }
 
 export type KernelClass = 'accept' | 'reject' | 'drop' | 'error';
@@ -97,7 +99,7 @@ function dnsQuery(id: number): Buffer {
 function tcpProbe(p: WireProbe, timeoutMs: number): Promise<Omit<WireResult, 'i' | 'ms'>> {
   return new Promise((resolve) => {
     let done = false;
-    const s = connect({ host: p.to, port: p.dport!, ...(p.sport ? { localPort: p.sport } : {}) });
+    const s = connect({ host: p.to, port: p.dport!, ...(p.sport ? { localPort: p.sport } : {}), ...(p.src ? { localAddress: p.src } : {}) });
     const finish = (outcome: KernelClass, raw: string) => {
       if (done) return;
       done = true;
@@ -142,7 +144,7 @@ function udpProbe(p: WireProbe, timeoutMs: number): Promise<Omit<WireResult, 'i'
       const outcome = classify(code);
       finish(outcome, outcome === 'error' ? `${e.syscall ?? ''} ${code}`.trim() : code);
     });
-    s.bind(p.sport ?? 0, () => {
+    s.bind(p.sport ?? 0, p.src, () => {
       // A connected socket: the kernel reports ICMP errors for this flow as socket errors.
       s.connect(p.dport!, p.to, () => {
         s.send(dnsQuery(p.i & 0xffff), (e) => {
