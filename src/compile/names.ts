@@ -29,6 +29,25 @@ export const LINKS_UP_SET = 'links-up-dests';
 /** `l4proto . port` of the forwards a netvm DNATs: other packets leave dnat-forwards at once. */
 export const FORWARD_PORTS_SET = 'forward-ports';
 
+/**
+ * Verdict maps of the flat link layout (compile/passes/flat-links.ts): each element jumps to a chain
+ * named `<prefix>_<key parts>` that holds, in their order, the rules with exactly that key.
+ */
+export const LINK_MAPS = {
+  downConn: 'links-down-conn',
+  downPair: 'links-down-pair',
+  downFwd: 'links-down-fwd',
+  upConn: 'links-up-conn',
+  upPair: 'links-up-pair',
+  upGuard: 'links-up-guard',
+  dnat: 'dnat-forwards-ports',
+} as const;
+
+/** The chain a link map element jumps to: key parts joined by `_` (`:` is not allowed in names). */
+export function linkKeyChain(prefix: string, parts: string[]): string {
+  return [prefix, ...parts].join('_').replace(/:/g, '-');
+}
+
 /** Chains of table `qubes` (§5.2); the base chains carry the hook's name as Qubes does. */
 export const QUBES_CHAINS = {
   prerouting: 'prerouting',

@@ -134,7 +134,10 @@ test('a forward to a qube directly under sys-net, and the DNAT chain in the text
   const plan = planNetwork(m, { uplink: 'world' });
   const text = emitFull(compile({ model: m, plan, resolutions: new Map(), now: 0 }).rulesets.get('sys-net')!);
   assert.match(text, /add chain ip qubes dnat-forwards \{ type nat hook prerouting priority -100; policy accept; \}/);
-  assert.match(text, /dnat-forwards iifgroup 1 ip daddr 198\.51\.100\.2 tcp dport 443 counter dnat to 10\.137\.0\.9:443 comment "forward=f1"/);
+  // One lookup by protocol and port jumps to the forward's own chain, which holds its DNAT rule.
+  assert.match(text, /dnat-forwards meta l4proto \. th dport vmap @dnat-forwards-ports/);
+  assert.match(text, /dnat-forwards-ports \{ tcp \. 443 : jump dn_tcp_443/);
+  assert.match(text, /dn_tcp_443 iifgroup 1 ip daddr 198\.51\.100\.2 tcp dport 443 counter dnat to 10\.137\.0\.9:443 comment "forward=f1"/);
   // Only what is sent to the uplink address: not a packet for an internal address passing by.
   assert.equal(run(m, { from: 'outside', to: ip(9), proto: 'tcp', dport: 443 }).node === 'direct', false);
 });

@@ -18,7 +18,7 @@
 //
 // Every rule counts (`counter`): `qnet connections -v` / `forward list -v` sum them per hop. They
 // sit after `established,related accept` (and nat sees a flow once), so they count new flows.
-import type { IrRule, Match, Value } from '../../ir/types.js';
+import type { Chain, IrRule, Match, NamedMap, Value } from '../../ir/types.js';
 import { qubeIp, qubeIp6 } from '../../model/addressing.js';
 import { connectionPath, connectionsOf, describeConnection, forwardPath, forwardsOf, type Connection, type PortForward } from '../../model/connection.js';
 import { diag } from '../../model/diagnostics.js';
@@ -28,13 +28,20 @@ import type { Qube } from '../../model/qube.js';
 import { canonicalAddr, formatAddr, toPrefix } from '../addr.js';
 import type { CompileContext, IpFamily } from '../context.js';
 import { accept, addr, counter, drop, int, is, rule, sym } from './build.js';
+import { flatten } from './flat-links.js';
 
 /** What connections and forwards add to one node, per family. */
 export interface NodeLinks {
   /** Chain `links-down`: accepts for new flows into a client (the base chain jumps for oifgroup 2). */
   down: IrRule[];
+  /** Forwards' accepts into a client, after the connections' (joined to `down` at the end). */
+  downFwd: IrRule[];
   /** Chain `links-up`: upward hops' accepts, then their guards (jumped for `upDests` only). */
   up: IrRule[];
+  upGuard: IrRule[];
+  /** The flat layout's verdict maps and the chains their elements jump to (flat-links.ts). */
+  maps: NamedMap[];
+  chains: Chain[];
   upDests: string[];
   /** `l4proto . port` pairs the DNAT chain handles (its set `forward-ports`). */
   ports: [string, number][];
@@ -50,7 +57,7 @@ export interface NodeLinks {
   allowed: { vif: string; addr: string; qube: string }[];
 }
 
-const empty = (): NodeLinks => ({ down: [], up: [], upDests: [], ports: [], input: [], dnat: [], allowed: [] });
+const empty = (): NodeLinks => ({ down: [], downFwd: [], up: [], upGuard: [], maps: [], chains: [], upDests: [], ports: [], input: [], dnat: [], allowed: [] });
 const cache = new WeakMap<CompileContext, Map<string, NodeLinks>>();
 
 /** The node's share of every connection and forward (computed once per compile). */
@@ -78,9 +85,21 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
       const k = `${g.node} ${g.ipB} ${JSON.stringify(g.l4)}`;
       if (seen.has(k)) continue;
       seen.add(k);
-      at(g.node, f).up.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
+      at(g.node, f).upGuard.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
     }
     for (const fw of forwardsOf(ctx.model)) forward(ctx, f, fw, inPlan, at);
+  }
+  for (const [k, n] of out) {
+    if (ctx.layout === 'qubes-linear') {
+      // The rule lists: the baseline the flat layout is measured against.
+      n.down = [...n.down, ...n.downFwd];
+      n.up = [...n.up, ...n.upGuard];
+    } else {
+      const flat = flatten(k.startsWith('ip6 ') ? 'ip6' : 'ip', { downConn: n.down, downFwd: n.downFwd, upAccept: n.up, upGuard: n.upGuard, dnat: n.dnat });
+      Object.assign(n, { down: flat.down, up: flat.up, dnat: flat.dnat, maps: flat.maps, chains: flat.chains });
+    }
+    n.downFwd = [];
+    n.upGuard = [];
   }
   return out;
 }
@@ -201,7 +220,7 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
     const n = at(hop.name, f);
     n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], counter, { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
     if (!n.ports.some(([p, x]) => p === fw.proto && x === fw.port)) n.ports.push([fw.proto, fw.port]);
-    n.down.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
+    n.downFwd.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
   });
   at(q.name, f).input.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
 }
