@@ -41,6 +41,9 @@ export const LINK_MAPS = {
   upPair: 'links-up-pair',
   upGuard: 'links-up-guard',
   dnat: 'dnat-forwards-ports',
+  inputConn: 'input-conn',
+  inputSource: 'input-source',
+  inputFwd: 'input-fwd',
 } as const;
 
 /** The chain a link map element jumps to: key parts joined by `_` (`:` is not allowed in names). */

@@ -46,7 +46,9 @@ export function appQubesTable(ctx: CompileContext, q: Qube, f: IpFamily): Table 
       ...inboundAccepts(ctx, q, f),
     ],
   };
-  return { family: f, name: QUBES_TABLE, sets: [], chains: [userChain(CUSTOM_INPUT), input] };
+  // The flat layout's maps and the chains their elements jump to (links.ts, flat-links.ts).
+  const links = linksOf(ctx, q.name, f);
+  return { family: f, name: QUBES_TABLE, sets: [...links.maps], chains: [userChain(CUSTOM_INPUT), input, ...links.chains] };
 }
 
 /** IPv6 does not work without neighbour discovery, which arrives on every interface (ICMPv6). */

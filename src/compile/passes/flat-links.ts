@@ -69,32 +69,24 @@ const ipFields = (f: IpFamily) => (f === 'ip' ? (['ip saddr', 'ip daddr'] as con
 const addrType = (f: IpFamily): SetKeyType => (f === 'ip' ? 'ipv4_addr' : 'ipv6_addr');
 
 /**
- * Connection rules (each with an exact source and destination address) by pair or by pair and port,
- * see the header. Rules without an exact pair stay a list after the lookups (none today).
+ * Connection rules (each with an exact address in every one of `fields`) by those addresses, or by
+ * them and protocol . port, see the header. If a rule has no exact address, the list stays as it is.
  */
-function byConnection(out: FlatPart, f: IpFamily, rules: IrRule[], fine: string, pair: string, prefix: string): IrRule[] {
-  const [sF, dF] = ipFields(f);
-  if (rules.some((r) => !single(eq(r, sF)) || !single(eq(r, dF)))) return rules; // see byFields
-  const keyed = rules.map((r) => {
-    const s = eq(r, sF);
-    const d = eq(r, dF);
-    return single(s) && single(d) ? { r, pairKey: [s, d], l4: l4Key(r) } : { r, pairKey: null, l4: null };
-  });
+function byConnection(out: FlatPart, f: IpFamily, rules: IrRule[], fields: Field[], fine: string, pair: string, prefix: string): IrRule[] {
+  if (rules.some((r) => fields.some((x) => !single(eq(r, x))))) return rules; // see byFields
+  const keyed = rules.map((r) => ({ r, pairKey: fields.map((x) => eq(r, x)!), l4: l4Key(r) }));
   const coarse = new Set<string>();
   for (const k of keyed) if (k.pairKey && !k.l4) coarse.add(k.pairKey.map(part).join(' '));
   const fineItems: { key: Value[]; rule: IrRule }[] = [];
   const pairItems: { key: Value[]; rule: IrRule }[] = [];
-  const rest: IrRule[] = [];
   for (const k of keyed) {
-    if (!k.pairKey) rest.push(k.r);
-    else if (k.l4 && !coarse.has(k.pairKey.map(part).join(' '))) fineItems.push({ key: [...k.pairKey, ...k.l4], rule: k.r });
+    if (k.l4 && !coarse.has(k.pairKey.map(part).join(' '))) fineItems.push({ key: [...k.pairKey, ...k.l4], rule: k.r });
     else pairItems.push({ key: k.pairKey, rule: k.r });
   }
-  const t = addrType(f);
+  const t = fields.map(() => addrType(f));
   return [
-    ...dispatch(out, 'connections', { map: fine, prefix: `${prefix}p`, fields: [sF, dF, 'meta l4proto', 'th dport'], types: [t, t, 'inet_proto', 'inet_service'] }, fineItems),
-    ...dispatch(out, 'connections', { map: pair, prefix, fields: [sF, dF], types: [t, t] }, pairItems),
-    ...rest,
+    ...dispatch(out, 'connections', { map: fine, prefix: `${prefix}p`, fields: [...fields, 'meta l4proto', 'th dport'], types: [...t, 'inet_proto', 'inet_service'] }, fineItems),
+    ...dispatch(out, 'connections', { map: pair, prefix, fields, types: t }, pairItems),
   ];
 }
 
@@ -115,15 +107,18 @@ export interface LinkLists {
   upAccept: IrRule[];
   upGuard: IrRule[];
   dnat: IrRule[];
+  /** qubes input: connections' accepts first, then forwards'. */
+  inputConn: IrRule[];
+  inputFwd: IrRule[];
 }
 
 /** The flat form of one node's link rules: the rules of links-down, links-up and dnat-forwards. */
-export function flatten(f: IpFamily, l: LinkLists): FlatPart & { down: IrRule[]; up: IrRule[]; dnat: IrRule[] } {
+export function flatten(f: IpFamily, l: LinkLists): FlatPart & { down: IrRule[]; up: IrRule[]; dnat: IrRule[]; input: IrRule[] } {
   const out: FlatPart = { maps: [], chains: [] };
-  const [, dF] = ipFields(f);
+  const [sF, dF] = ipFields(f);
   const t = addrType(f);
   const down = [
-    ...byConnection(out, f, l.downConn, LINK_MAPS.downConn, LINK_MAPS.downPair, 'ld'),
+    ...byConnection(out, f, l.downConn, [sF, dF], LINK_MAPS.downConn, LINK_MAPS.downPair, 'ld'),
     ...byFields(out, 'forwards', { map: LINK_MAPS.downFwd, prefix: 'lf', fields: [dF, 'meta l4proto', 'th dport'], types: [t, 'inet_proto', 'inet_service'] }, l.downFwd, (r) => {
       const d = eq(r, dF);
       const p = l4Key(r);
@@ -131,12 +126,16 @@ export function flatten(f: IpFamily, l: LinkLists): FlatPart & { down: IrRule[];
     }),
   ];
   const up = [
-    ...byConnection(out, f, l.upAccept, LINK_MAPS.upConn, LINK_MAPS.upPair, 'lu'),
+    ...byConnection(out, f, l.upAccept, [sF, dF], LINK_MAPS.upConn, LINK_MAPS.upPair, 'lu'),
     ...byFields(out, 'connections', { map: LINK_MAPS.upGuard, prefix: 'lg', fields: [dF], types: [t] }, l.upGuard, (r) => {
       const d = eq(r, dF);
       return single(d) ? [d] : null;
     }),
   ];
   const dnat = byFields(out, 'forwards', { map: LINK_MAPS.dnat, prefix: 'dn', fields: ['meta l4proto', 'th dport'], types: ['inet_proto', 'inet_service'] }, l.dnat, l4Key);
-  return { ...out, down, up, dnat };
+  const input = [
+    ...byConnection(out, f, l.inputConn, [sF], LINK_MAPS.inputConn, LINK_MAPS.inputSource, 'ic'),
+    ...byFields(out, 'forwards', { map: LINK_MAPS.inputFwd, prefix: 'if', fields: ['meta l4proto', 'th dport'], types: ['inet_proto', 'inet_service'] }, l.inputFwd, l4Key),
+  ];
+  return { ...out, down, up, dnat, input };
 }

@@ -47,6 +47,8 @@ export interface NodeLinks {
   ports: [string, number][];
   /** `qubes input`, at the place for inbound accepts. */
   input: IrRule[];
+  /** Forwards' accepts in `qubes input`, after the connections' (joined to `input` at the end). */
+  inputFwd: IrRule[];
   /** A nat prerouting (dstnat) chain of its own: the forwards' DNAT. */
   dnat: IrRule[];
   /**
@@ -57,7 +59,7 @@ export interface NodeLinks {
   allowed: { vif: string; addr: string; qube: string }[];
 }
 
-const empty = (): NodeLinks => ({ down: [], downFwd: [], up: [], upGuard: [], maps: [], chains: [], upDests: [], ports: [], input: [], dnat: [], allowed: [] });
+const empty = (): NodeLinks => ({ down: [], downFwd: [], up: [], upGuard: [], maps: [], chains: [], upDests: [], ports: [], input: [], inputFwd: [], dnat: [], allowed: [] });
 const cache = new WeakMap<CompileContext, Map<string, NodeLinks>>();
 
 /** The node's share of every connection and forward (computed once per compile). */
@@ -94,12 +96,14 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
       // The rule lists: the baseline the flat layout is measured against.
       n.down = [...n.down, ...n.downFwd];
       n.up = [...n.up, ...n.upGuard];
+      n.input = [...n.input, ...n.inputFwd];
     } else {
-      const flat = flatten(k.startsWith('ip6 ') ? 'ip6' : 'ip', { downConn: n.down, downFwd: n.downFwd, upAccept: n.up, upGuard: n.upGuard, dnat: n.dnat });
-      Object.assign(n, { down: flat.down, up: flat.up, dnat: flat.dnat, maps: flat.maps, chains: flat.chains });
+      const flat = flatten(k.startsWith('ip6 ') ? 'ip6' : 'ip', { downConn: n.down, downFwd: n.downFwd, upAccept: n.up, upGuard: n.upGuard, dnat: n.dnat, inputConn: n.input, inputFwd: n.inputFwd });
+      Object.assign(n, { down: flat.down, up: flat.up, dnat: flat.dnat, input: flat.input, maps: flat.maps, chains: flat.chains });
     }
     n.downFwd = [];
     n.upGuard = [];
+    n.inputFwd = [];
   }
   return out;
 }
@@ -222,7 +226,7 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
     if (!n.ports.some(([p, x]) => p === fw.proto && x === fw.port)) n.ports.push([fw.proto, fw.port]);
     n.downFwd.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
   });
-  at(q.name, f).input.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
+  at(q.name, f).inputFwd.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
 }
 
 /** `ip saddr 192.0.2.0/24` or `ip saddr { … }`, prefixes canonical (host bits cleared). */
