@@ -59,6 +59,16 @@ export interface NodeLinks {
   allowed: { vif: string; addr: string; qube: string }[];
 }
 
+/** Keys already in `upDests`, `allowed` and `ports` of a node: a scan each was quadratic in links. */
+const added = new WeakMap<NodeLinks, Set<string>>();
+/** Whether `key` is new for `n` (and now recorded). */
+function once(n: NodeLinks, key: string): boolean {
+  let s = added.get(n);
+  if (!s) added.set(n, (s = new Set()));
+  if (s.has(key)) return false;
+  s.add(key);
+  return true;
+}
 const empty = (): NodeLinks => ({ down: [], downFwd: [], up: [], upGuard: [], maps: [], chains: [], upDests: [], ports: [], input: [], inputFwd: [], dnat: [], allowed: [] });
 const cache = new WeakMap<CompileContext, Map<string, NodeLinks>>();
 
@@ -163,7 +173,7 @@ function connection(
     const own = addrOf(ctx, f, hop)!;
     const n = at(hop.name, f);
     n.up.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], counter, accept));
-    if (!n.upDests.includes(ipB)) n.upDests.push(ipB);
+    if (once(n, `up ${ipB}`)) n.upDests.push(ipB);
     guards.push({ node: hop.name, ipB, l4: m, origin });
     src = own;
   }
@@ -175,7 +185,7 @@ function connection(
     const next = downHops[i + 1];
     if (next === undefined) return; // B's own netvm knows B's vif already
     const n = at(hop.name, f);
-    if (!n.allowed.some((x) => x.addr === ipB)) n.allowed.push({ vif: vifName(next), addr: ipB, qube: p.b.name });
+    if (once(n, `allowed ${ipB}`)) n.allowed.push({ vif: vifName(next), addr: ipB, qube: p.b.name });
   });
   at(p.b.name, f).input.push(rule(origin, [is(saddr, addr(src)), ...m], counter, accept));
 }
@@ -223,7 +233,7 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
         : [is('iifgroup', int(1)), is(daddr, addr(own))];
     const n = at(hop.name, f);
     n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], counter, { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
-    if (!n.ports.some(([p, x]) => p === fw.proto && x === fw.port)) n.ports.push([fw.proto, fw.port]);
+    if (once(n, `port ${fw.proto} ${fw.port}`)) n.ports.push([fw.proto, fw.port]);
     n.downFwd.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
   });
   at(q.name, f).inputFwd.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
