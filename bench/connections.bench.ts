@@ -6,9 +6,9 @@
 //     hold the full rulesets of the touched nodes (root only; skipped loudly otherwise).
 //   * per packet: rules the simulator evaluates for the first packet of the first vs the last
 //     connection/forward (and, as the floor, an ordinary outbound flow); flat means first ≈ last.
-// The layout measured is the current one: connections and forwards are rule lists (links-up,
-// links-down, dnat-forwards, input), reached through one set lookup per chain by ordinary traffic
-// (so it is itself the rule-per-forward baseline the issue asks to compare against).
+// Both layouts in the same run: 'qubes-linear' keeps connections and forwards as rule lists (links-up,
+// links-down, dnat-forwards: the rule-per-forward baseline), 'qnet' dispatches them by verdict maps
+// keyed by address . protocol . port to one small chain per key (compile/passes/flat-links.ts).
 // Topology: sys-net ← sys-firewall ← a0..a99, sys-net ← fw2 ← b0..b99; connection i: a(i%100) →
 // b(i*7%100) tcp/(2000+i), across branches (up sys-firewall, X sys-net, down fw2, input b);
 // forward i: sys-net tcp/(10000+i) → a(i%100).
@@ -45,7 +45,10 @@ function model(conns: number, fwds: number): Model {
   return m;
 }
 
-const compileAll = (m: Model) => compile({ model: m, plan: planNetwork(m, { uplink: 'world' }), resolutions: new Map(), now: 0, layout: 'qnet' });
+type Layout = 'qnet' | 'qubes-linear';
+const summaries: unknown[] = [];
+for (const layout of ['qubes-linear', 'qnet'] as Layout[]) {
+const compileAll = (m: Model) => compile({ model: m, plan: planNetwork(m, { uplink: 'world' }), resolutions: new Map(), now: 0, layout });
 type Rulesets = ReadonlyMap<string, Ruleset>;
 
 /** Per node whose ruleset changed: the nft operations of the delta and its text. */
@@ -155,7 +158,7 @@ else {
 }
 
 const rulesCount = (rs: Rulesets, node: string) => rs.get(node)!.tables.reduce((n, t) => n + t.chains.reduce((k, c) => k + c.rules.length, 0), 0);
-console.log(`${N} connections (across branches) + ${N} forwards, ${APPS * 2} app qubes; median of ${REPS}`);
+console.log(`\nlayout ${layout}: ${N} connections (across branches) + ${N} forwards, ${APPS * 2} app qubes; median of ${REPS}`);
 console.log(`nft rules: sys-net ${rulesCount(before, 'sys-net')}, sys-firewall ${rulesCount(before, 'sys-firewall')}, fw2 ${rulesCount(before, 'fw2')}, b0 ${rulesCount(before, 'b0')}`);
 console.log('| edit | compile ms | diff ms | nft ops | nodes | nft -f ms (slowest node) | to kernel ms |');
 console.log('|---|---:|---:|---:|---|---:|---:|');
@@ -166,15 +169,13 @@ for (const r of results)
 console.log('| first packet | rules evaluated | verdict |');
 console.log('|---|---:|---|');
 for (const [k, v] of Object.entries({ ...perPacket, ...floor })) console.log(`| ${k} | ${v.rules} | ${v.verdict} |`);
-console.log(
-  JSON.stringify({
-    bench: 'connections',
-    connections: N,
-    forwards: N,
+summaries.push({
+    layout,
     edits: results.map((r) => ({ name: r.name, compileMs: +r.compileMs.toFixed(1), diffMs: +r.diffMs.toFixed(1), ops: r.ops, nodes: r.nodes, kernelMs: r.kernelMs === undefined ? null : +r.kernelMs.toFixed(1) })),
     fullLoadMs,
     perPacketRules: Object.fromEntries(Object.entries({ ...perPacket, ...floor }).map(([k, v]) => [k, v.rules])),
     flat: perPacket.connLast.rules <= perPacket.connFirst.rules * 1.1 && perPacket.fwdLast.rules <= perPacket.fwdFirst.rules * 1.1,
     targetMet: results.every((r) => r.kernelMs !== undefined && r.compileMs + r.diffMs + r.kernelMs < 50),
-  }),
-);
+  });
+}
+console.log(JSON.stringify({ bench: 'connections', connections: N, forwards: N, layouts: summaries }));

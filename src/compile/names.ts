@@ -29,6 +29,28 @@ export const LINKS_UP_SET = 'links-up-dests';
 /** `l4proto . port` of the forwards a netvm DNATs: other packets leave dnat-forwards at once. */
 export const FORWARD_PORTS_SET = 'forward-ports';
 
+/**
+ * Verdict maps of the flat link layout (compile/passes/flat-links.ts): each element jumps to a chain
+ * named `<prefix>_<key parts>` that holds, in their order, the rules with exactly that key.
+ */
+export const LINK_MAPS = {
+  downConn: 'links-down-conn',
+  downPair: 'links-down-pair',
+  downFwd: 'links-down-fwd',
+  upConn: 'links-up-conn',
+  upPair: 'links-up-pair',
+  upGuard: 'links-up-guard',
+  dnat: 'dnat-forwards-ports',
+  inputConn: 'input-conn',
+  inputSource: 'input-source',
+  inputFwd: 'input-fwd',
+} as const;
+
+/** The chain a link map element jumps to: key parts joined by `_` (`:` is not allowed in names). */
+export function linkKeyChain(prefix: string, parts: string[]): string {
+  return [prefix, ...parts].join('_').replace(/:/g, '-');
+}
+
 /** Chains of table `qubes` (§5.2); the base chains carry the hook's name as Qubes does. */
 export const QUBES_CHAINS = {
   prerouting: 'prerouting',
@@ -79,15 +101,17 @@ export function clientOwns(chain: string): (name: string) => boolean {
 
 const CLIENT_RE = /^qbs-[0-9a-f-]+$/;
 const PACKED_RE = /^qbs-[0-9a-f-]+-(d|dp|dpt|pt)[0-9]+$/;
+/** linkKeyChain's names: a flat-links prefix, then addresses, protocol and port joined by `_`. */
+const LINK_CHAIN_RE = /^(ldp|ld|lf|lup|lu|lg|dn|icp|ic|if)_[0-9a-z._-]+$/;
 const FIXED_CHAINS: ReadonlySet<string> = new Set([...Object.values(QUBES_CHAINS), FIREWALL_FORWARD]);
 
 /** Chains qnet creates and may delete. Never true for the user's custom-* chains. */
 export function isGeneratedChain(name: string): boolean {
   if (name === CUSTOM_INPUT || name === CUSTOM_FORWARD) return false;
-  return FIXED_CHAINS.has(name) || CLIENT_RE.test(name);
+  return FIXED_CHAINS.has(name) || CLIENT_RE.test(name) || LINK_CHAIN_RE.test(name);
 }
 
 /** Sets and maps qnet creates. */
 export function isGeneratedSet(name: string): boolean {
-  return name === DOWNSTREAM_SET || name === ALLOWED_SET || name === DISPATCH_MAP || name === LINKS_UP_SET || name === FORWARD_PORTS_SET || PACKED_RE.test(name);
+  return name === DOWNSTREAM_SET || name === ALLOWED_SET || name === DISPATCH_MAP || name === LINKS_UP_SET || name === FORWARD_PORTS_SET || (Object.values(LINK_MAPS) as string[]).includes(name) || PACKED_RE.test(name);
 }

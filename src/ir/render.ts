@@ -27,6 +27,9 @@ export const MAX_COMMENT_BYTES = 128;
  */
 export function sanitizeComment(text: string): string {
   let s = text.replace(/"/g, "'").replace(/[\u0000-\u001f\u007f\\]/g, ' ');
+  // A UTF-16 unit is at most 3 UTF-8 bytes: short comments (all compiled ones) need no encoding,
+  // which the diff would otherwise pay for every rule it compares.
+  if (s.length * 3 <= MAX_COMMENT_BYTES) return s;
   const enc = new TextEncoder();
   if (enc.encode(s).length <= MAX_COMMENT_BYTES) return s;
   while (enc.encode(s).length > MAX_COMMENT_BYTES) s = [...s].slice(0, -1).join('');

@@ -1,7 +1,7 @@
 // Pass: table `qubes`, the base rules of every qube (reference §5.2: qubes-ipv4.nft / qubes-ipv6.nft,
 // qubes-antispoof.nft, qubes-setup-dnat-to-ns). Shared with the user: `custom-input` and
 // `custom-forward` are declared here and left empty for them.
-import type { Chain, IrRule, NamedSet, Statement, Table } from '../../ir/types.js';
+import type { Chain, IrRule, NamedMap, NamedSet, Statement, Table } from '../../ir/types.js';
 import { PRIORITY } from '../../ir/types.js';
 import type { Qube } from '../../model/qube.js';
 import type { CompileContext, IpFamily } from '../context.js';
@@ -46,7 +46,9 @@ export function appQubesTable(ctx: CompileContext, q: Qube, f: IpFamily): Table 
       ...inboundAccepts(ctx, q, f),
     ],
   };
-  return { family: f, name: QUBES_TABLE, sets: [], chains: [userChain(CUSTOM_INPUT), input] };
+  // The flat layout's maps and the chains their elements jump to (links.ts, flat-links.ts).
+  const links = linksOf(ctx, q.name, f);
+  return { family: f, name: QUBES_TABLE, sets: [...links.maps], chains: [userChain(CUSTOM_INPUT), input, ...links.chains] };
 }
 
 /** IPv6 does not work without neighbour discovery, which arrives on every interface (ICMPv6). */
@@ -73,7 +75,7 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
   const links = linksOf(ctx, q.name, f);
   for (const x of links.allowed) pairs.push({ key: [str(x.vif), addr(x.addr)], comment: x.qube });
   const addrType = v6 ? 'ipv6_addr' : 'ipv4_addr';
-  const sets: NamedSet[] = [
+  const sets: (NamedSet | NamedMap)[] = [
     { kind: 'set', name: DOWNSTREAM_SET, keyType: [addrType], interval: false, elements: addrs.map((a) => ({ key: addr(a) })) },
     { kind: 'set', name: ALLOWED_SET, keyType: ['ifname', addrType], interval: false, elements: pairs },
   ];
@@ -120,6 +122,9 @@ export function netvmQubesTable(ctx: CompileContext, q: Qube, f: IpFamily, nb: N
     chains.push({ name: C.linksUp, rules: links.up });
   }
   if (links.down.length) chains.push({ name: C.linksDown, rules: links.down });
+  // The flat layout's maps (declared with the sets) and the chains their elements jump to.
+  sets.push(...links.maps);
+  chains.push(...links.chains);
   chains.push(
     {
       name: C.postrouting,

@@ -134,7 +134,10 @@ test('a forward to a qube directly under sys-net, and the DNAT chain in the text
   const plan = planNetwork(m, { uplink: 'world' });
   const text = emitFull(compile({ model: m, plan, resolutions: new Map(), now: 0 }).rulesets.get('sys-net')!);
   assert.match(text, /add chain ip qubes dnat-forwards \{ type nat hook prerouting priority -100; policy accept; \}/);
-  assert.match(text, /dnat-forwards iifgroup 1 ip daddr 198\.51\.100\.2 tcp dport 443 counter dnat to 10\.137\.0\.9:443 comment "forward=f1"/);
+  // One lookup by protocol and port jumps to the forward's own chain, which holds its DNAT rule.
+  assert.match(text, /dnat-forwards meta l4proto \. th dport vmap @dnat-forwards-ports/);
+  assert.match(text, /dnat-forwards-ports \{ tcp \. 443 : jump dn_tcp_443/);
+  assert.match(text, /dn_tcp_443 iifgroup 1 ip daddr 198\.51\.100\.2 tcp dport 443 counter dnat to 10\.137\.0\.9:443 comment "forward=f1"/);
   // Only what is sent to the uplink address: not a packet for an internal address passing by.
   assert.equal(run(m, { from: 'outside', to: ip(9), proto: 'tcp', dport: 443 }).node === 'direct', false);
 });
@@ -160,4 +163,55 @@ test('IPv6 where the qubes have it: a connection across branches and a forward f
   assert.equal(f.deliveredTo, ip6(3));
   // The IPv6 --from range does not admit IPv4 sources.
   assert.equal(run(m, { from: 'outside', to: UPLINK, proto: 'tcp', dport: 8080 }).verdict, 'drop');
+});
+
+test('flat layout: the same verdict, deciding origin and counted origins as the rule lists, overlaps included', () => {
+  // Overlapping links on purpose: any-protocol and tcp/22 between the same pair (the pair shape),
+  // a port range, both ways, icmp, two forwards on one port told apart by --from, and a connection
+  // and a forward that both admit tcp/80 into work.
+  const m = model(
+    [
+      conn('work', 'other', { id: 'c1', proto: 'tcp', ports: { start: 22, end: 22 } }),
+      conn('work', 'other', { id: 'c2' }),
+      conn('personal', 'other', { id: 'c3', proto: 'tcp', ports: { start: 8000, end: 8010 } }),
+      conn('personal', 'other', { id: 'c4', proto: 'tcp', ports: { start: 8005, end: 8005 } }),
+      conn('untrusted', 'direct', { id: 'c5', proto: 'udp', ports: { start: 53, end: 53 }, bothWays: true }),
+      conn('other', 'work', { id: 'c6', proto: 'icmp' }),
+      conn('direct', 'work', { id: 'c7', proto: 'tcp', ports: { start: 80, end: 80 } }),
+      conn('personal', 'work', { id: 'c8', proto: 'tcp', ports: { start: 80, end: 80 } }),
+    ],
+    [
+      fwd({ id: 'f1', qube: 'work', port: 80, from: ['192.0.2.0/24'] }),
+      fwd({ id: 'f2', qube: 'personal', port: 80, from: ['203.0.113.0/24'] }),
+      fwd({ id: 'f3', qube: 'direct', proto: 'udp', port: 5000, toPort: 53 }),
+    ],
+  );
+  const plan = planNetwork(m, { uplink: 'world' });
+  const flat = compile({ model: m, plan, resolutions: new Map(), now: 0 }).rulesets;
+  const linear = compile({ model: m, plan, resolutions: new Map(), now: 0, layout: 'qubes-linear' }).rulesets;
+  for (const rs of flat.values()) assert.deepEqual(validateRuleset(rs), []);
+  assert.match(emitFull(flat.get('sys-net')!), /vmap @links-down-conn/, 'the flat layout is what is compared');
+  const probes: Probe[] = [];
+  for (const [from, src] of [['work', undefined], ['personal', undefined], ['untrusted', undefined], ['other', undefined], ['direct', undefined], ['outside', '192.0.2.7'], ['outside', '203.0.113.10'], ['outside', '198.51.100.9']] as const)
+    for (const to of [ip(3), ip(4), ip(5), ip(8), ip(9), UPLINK])
+      for (const [proto, dport] of [['tcp', 22], ['tcp', 23], ['tcp', 80], ['tcp', 8000], ['tcp', 8005], ['tcp', 8011], ['udp', 53], ['udp', 5000], ['icmp', undefined]] as const)
+        probes.push({ from, ...(src ? { src } : {}), to, proto, ...(dport === undefined ? {} : { dport }) } as Probe);
+  let accepted = 0;
+  // Counters: the qubes' own rules are laid out differently (dispatch vs jumps); only links compare.
+  const links = (r: SimResult) =>
+    r.hops
+      .flatMap((h) => h.counted ?? [])
+      .map((c) => c.rule.origin)
+      .filter((o) => o.kind === 'connection' || o.kind === 'forward')
+      .map((o) => JSON.stringify(o));
+  for (const p of probes) {
+    const a = simulate({ plan, rulesets: flat }, p);
+    const b = simulate({ plan, rulesets: linear }, p);
+    const what = JSON.stringify(p);
+    assert.equal(a.verdict, b.verdict, what);
+    assert.equal(a.node, b.node, what);
+    assert.deepEqual(links(a), links(b), what);
+    if (a.verdict === 'accept') accepted++;
+  }
+  assert.ok(accepted > 20, `the probes reach the links (${accepted} accepted)`);
 });

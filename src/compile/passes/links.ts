@@ -18,7 +18,7 @@
 //
 // Every rule counts (`counter`): `qnet connections -v` / `forward list -v` sum them per hop. They
 // sit after `established,related accept` (and nat sees a flow once), so they count new flows.
-import type { IrRule, Match, Value } from '../../ir/types.js';
+import type { Chain, IrRule, Match, NamedMap, Value } from '../../ir/types.js';
 import { qubeIp, qubeIp6 } from '../../model/addressing.js';
 import { connectionPath, connectionsOf, describeConnection, forwardPath, forwardsOf, type Connection, type PortForward } from '../../model/connection.js';
 import { diag } from '../../model/diagnostics.js';
@@ -28,18 +28,27 @@ import type { Qube } from '../../model/qube.js';
 import { canonicalAddr, formatAddr, toPrefix } from '../addr.js';
 import type { CompileContext, IpFamily } from '../context.js';
 import { accept, addr, counter, drop, int, is, rule, sym } from './build.js';
+import { flatten } from './flat-links.js';
 
 /** What connections and forwards add to one node, per family. */
 export interface NodeLinks {
   /** Chain `links-down`: accepts for new flows into a client (the base chain jumps for oifgroup 2). */
   down: IrRule[];
+  /** Forwards' accepts into a client, after the connections' (joined to `down` at the end). */
+  downFwd: IrRule[];
   /** Chain `links-up`: upward hops' accepts, then their guards (jumped for `upDests` only). */
   up: IrRule[];
+  upGuard: IrRule[];
+  /** The flat layout's verdict maps and the chains their elements jump to (flat-links.ts). */
+  maps: NamedMap[];
+  chains: Chain[];
   upDests: string[];
   /** `l4proto . port` pairs the DNAT chain handles (its set `forward-ports`). */
   ports: [string, number][];
   /** `qubes input`, at the place for inbound accepts. */
   input: IrRule[];
+  /** Forwards' accepts in `qubes input`, after the connections' (joined to `input` at the end). */
+  inputFwd: IrRule[];
   /** A nat prerouting (dstnat) chain of its own: the forwards' DNAT. */
   dnat: IrRule[];
   /**
@@ -50,7 +59,17 @@ export interface NodeLinks {
   allowed: { vif: string; addr: string; qube: string }[];
 }
 
-const empty = (): NodeLinks => ({ down: [], up: [], upDests: [], ports: [], input: [], dnat: [], allowed: [] });
+/** Keys already in `upDests`, `allowed` and `ports` of a node: a scan each was quadratic in links. */
+const added = new WeakMap<NodeLinks, Set<string>>();
+/** Whether `key` is new for `n` (and now recorded). */
+function once(n: NodeLinks, key: string): boolean {
+  let s = added.get(n);
+  if (!s) added.set(n, (s = new Set()));
+  if (s.has(key)) return false;
+  s.add(key);
+  return true;
+}
+const empty = (): NodeLinks => ({ down: [], downFwd: [], up: [], upGuard: [], maps: [], chains: [], upDests: [], ports: [], input: [], inputFwd: [], dnat: [], allowed: [] });
 const cache = new WeakMap<CompileContext, Map<string, NodeLinks>>();
 
 /** The node's share of every connection and forward (computed once per compile). */
@@ -78,9 +97,23 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
       const k = `${g.node} ${g.ipB} ${JSON.stringify(g.l4)}`;
       if (seen.has(k)) continue;
       seen.add(k);
-      at(g.node, f).up.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
+      at(g.node, f).upGuard.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
     }
     for (const fw of forwardsOf(ctx.model)) forward(ctx, f, fw, inPlan, at);
+  }
+  for (const [k, n] of out) {
+    if (ctx.layout === 'qubes-linear') {
+      // The rule lists: the baseline the flat layout is measured against.
+      n.down = [...n.down, ...n.downFwd];
+      n.up = [...n.up, ...n.upGuard];
+      n.input = [...n.input, ...n.inputFwd];
+    } else {
+      const flat = flatten(k.startsWith('ip6 ') ? 'ip6' : 'ip', { downConn: n.down, downFwd: n.downFwd, upAccept: n.up, upGuard: n.upGuard, dnat: n.dnat, inputConn: n.input, inputFwd: n.inputFwd });
+      Object.assign(n, { down: flat.down, up: flat.up, dnat: flat.dnat, input: flat.input, maps: flat.maps, chains: flat.chains });
+    }
+    n.downFwd = [];
+    n.upGuard = [];
+    n.inputFwd = [];
   }
   return out;
 }
@@ -140,7 +173,7 @@ function connection(
     const own = addrOf(ctx, f, hop)!;
     const n = at(hop.name, f);
     n.up.push(rule(origin, [is(saddr, addr(src)), is(daddr, addr(ipB)), ...m, is('oifgroup', int(1))], counter, accept));
-    if (!n.upDests.includes(ipB)) n.upDests.push(ipB);
+    if (once(n, `up ${ipB}`)) n.upDests.push(ipB);
     guards.push({ node: hop.name, ipB, l4: m, origin });
     src = own;
   }
@@ -152,7 +185,7 @@ function connection(
     const next = downHops[i + 1];
     if (next === undefined) return; // B's own netvm knows B's vif already
     const n = at(hop.name, f);
-    if (!n.allowed.some((x) => x.addr === ipB)) n.allowed.push({ vif: vifName(next), addr: ipB, qube: p.b.name });
+    if (once(n, `allowed ${ipB}`)) n.allowed.push({ vif: vifName(next), addr: ipB, qube: p.b.name });
   });
   at(p.b.name, f).input.push(rule(origin, [is(saddr, addr(src)), ...m], counter, accept));
 }
@@ -200,10 +233,10 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
         : [is('iifgroup', int(1)), is(daddr, addr(own))];
     const n = at(hop.name, f);
     n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], counter, { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
-    if (!n.ports.some(([p, x]) => p === fw.proto && x === fw.port)) n.ports.push([fw.proto, fw.port]);
-    n.down.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
+    if (once(n, `port ${fw.proto} ${fw.port}`)) n.ports.push([fw.proto, fw.port]);
+    n.downFwd.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
   });
-  at(q.name, f).input.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
+  at(q.name, f).inputFwd.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
 }
 
 /** `ip saddr 192.0.2.0/24` or `ip saddr { … }`, prefixes canonical (host bits cleared). */
