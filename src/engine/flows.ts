@@ -44,12 +44,7 @@ export class FlowCutter {
       // The packet as the netvm's forward hook sees it: in from the client's vif (group 2), out
       // of the uplink (eth0, group 1), new.
       const r = evalHook(rs, 'forward', f.family, {
-        family: f.family,
-        saddr: f.src,
-        daddr: f.dst,
-        l4proto: l4,
-        ...(f.sport !== undefined ? { sport: f.sport } : {}),
-        ...(f.dport !== undefined ? { dport: f.dport } : {}),
+        ...flowFields(f, l4),
         iifname: vifName(q),
         iifgroup: 2,
         oifname: 'eth0',
@@ -114,12 +109,7 @@ function judge(pp: PPlan, pn: PNode, rs: Ruleset, f: Flow): string {
   const back = route(pp, pn, sa, f.family, false);
   if (back.kind !== 'out') return 'skip';
   const p = toPkt({
-    family: f.family,
-    saddr: f.src,
-    daddr: f.dst,
-    l4proto: l4,
-    ...(f.sport !== undefined ? { sport: f.sport } : {}),
-    ...(f.dport !== undefined ? { dport: f.dport } : {}),
+    ...flowFields(f, l4),
     iifname: back.iface.name,
     iifgroup: back.iface.group,
   });
@@ -147,4 +137,16 @@ function judge(pp: PPlan, pn: PNode, rs: Ruleset, f: Flow): string {
   }
   const r = evalHookPkt(rs, on.kind === 'local' ? 'input' : 'forward', p, { ctState: CT_BIT.new, ctStatus: status, natAllowed: false });
   return r.verdict === 'accept' ? `accept:${p.oif ?? ''}` : 'refuse';
+}
+
+/** A tracked flow's original direction as the fields of a first packet. */
+function flowFields(f: Flow, l4proto: number) {
+  return {
+    family: f.family,
+    saddr: f.src,
+    daddr: f.dst,
+    l4proto,
+    ...(f.sport !== undefined ? { sport: f.sport } : {}),
+    ...(f.dport !== undefined ? { dport: f.dport } : {}),
+  };
 }
