@@ -1,17 +1,26 @@
-// Issue 9 items 1 and 2 through the CLI: one broken firewall.xml (or a FIFO, or a symlink to
-// /dev/zero) stops only what needs that qube's rules; everything else answers, each command within
+// Issue 9 items 1 and 2 through the CLI: one broken firewall.xml (every kind: not well-formed, v3,
+// unknown element, truncated, empty, binary, a directory, too big, a FIFO, a symlink to /dev/zero) stops only what needs that qube's rules; everything else answers, each command within
 // 2 s, and the broken file is never rewritten. What the CLI prints for the broken qube itself (ls
 // marking it, check saying the answer is unknown) is the operations layer's; here: it stays blocked.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { lstatSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { StateDir } from './helpers.js';
 
 const OTHERS = ['ls -n', 'ls', 'prefs personal netvm', 'firewall personal', 'check personal 203.0.113.10:80', 'matrix --json', 'firewall personal add accept proto=icmp', 'prefs personal label green', 'create fresh'];
 
+/** Every kind of broken file the store knows (src/store/corruption.test.ts has the same list at its level). */
+const edit = (p: string, f: (text: string) => string) => writeFileSync(p, f(readFileSync(p, 'utf8')));
 const kinds: { name: string; make(path: string): void; bytes: boolean }[] = [
   { name: 'not well-formed', make: (p) => writeFileSync(p, 'garbage<'), bytes: true },
+  { name: 'version 3', make: (p) => edit(p, (t) => t.replace('version="2"', 'version="3"')), bytes: true },
+  { name: 'with an unknown element', make: (p) => edit(p, (t) => t.replace('<rules>', '<rules>\n    <frob/>')), bytes: true },
+  { name: 'truncated', make: (p) => edit(p, (t) => t.slice(0, Math.floor(t.length / 2))), bytes: true },
+  { name: 'empty', make: (p) => writeFileSync(p, ''), bytes: true },
+  { name: 'binary', make: (p) => writeFileSync(p, Buffer.from([0x1b, 0x5b, 0x32, 0x4a, 0x0a, 0x00, 0xff])), bytes: true },
+  { name: 'a directory', make: (p) => (unlinkSync(p), mkdirSync(p)), bytes: false },
+  { name: 'bigger than 64 MiB (sparse)', make: (p) => truncateSync(p, 64 * 1024 * 1024 + 1), bytes: false },
   { name: 'a FIFO', make: (p) => (unlinkSync(p), spawnSync('mkfifo', [p])), bytes: false },
   { name: 'a symlink to /dev/zero', make: (p) => (unlinkSync(p), symlinkSync('/dev/zero', p)), bytes: false },
 ];
