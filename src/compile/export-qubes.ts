@@ -24,8 +24,8 @@ import { checkConnectionShape, checkForwardShape, connectionPath, connectionsOf,
 import { diag, type Diagnostic } from '../model/diagnostics.js';
 import type { Model, Qube } from '../model/qube.js';
 import { canonicalAddr, formatAddr, toPrefix } from './addr.js';
+import type { IpFamily } from './context.js';
 
-export type ExportFamily = 'ip' | 'ip6';
 export type ScriptName = 'qubes-firewall-user-script' | 'rc.local';
 
 export interface ExportFile {
@@ -70,9 +70,9 @@ export interface Shares {
   members: Map<string, string[]>;
 }
 
-const FAMILIES: readonly ExportFamily[] = ['ip', 'ip6'];
+const FAMILIES: readonly IpFamily[] = ['ip', 'ip6'];
 
-const addrOf = (m: Model, f: ExportFamily, q: Qube): string | null => {
+const addrOf = (m: Model, f: IpFamily, q: Qube): string | null => {
   const a = f === 'ip' ? qubeIp(m, q) : qubeIp6(m, q);
   if (a === null || toPrefix(a) === null || a.includes(':') !== (f === 'ip6')) return null;
   return canonicalAddr(a);
@@ -83,7 +83,7 @@ export function exportShares(model: Model): Shares {
   const rules = new Map<string, XRule[]>();
   const diagnostics: Diagnostic[] = [];
   const members = new Map<string, string[]>();
-  const at = (f: ExportFamily, q: string) => {
+  const at = (f: IpFamily, q: string) => {
     let r = rules.get(`${f} ${q}`);
     if (!r) rules.set(`${f} ${q}`, (r = []));
     return r;
@@ -150,10 +150,10 @@ function l4(c: Connection): Pick<XRule, 'proto' | 'ports'> {
 
 function connectionShare(
   m: Model,
-  f: ExportFamily,
+  f: IpFamily,
   c: Connection,
   paths: NonNullable<ReturnType<typeof connectionPath>>[],
-  at: (f: ExportFamily, q: string) => XRule[],
+  at: (f: IpFamily, q: string) => XRule[],
 ): void {
   const origin = `connection ${c.id}`;
   for (const p of paths) {
@@ -173,7 +173,7 @@ function connectionShare(
   }
 }
 
-function forwardShare(m: Model, f: ExportFamily, fw: PortForward, q: Qube, hops: Qube[], at: (f: ExportFamily, q: string) => XRule[]): void {
+function forwardShare(m: Model, f: IpFamily, fw: PortForward, q: Qube, hops: Qube[], at: (f: IpFamily, q: string) => XRule[]): void {
   const origin = `forward ${fw.id}`;
   const ipQ = addrOf(m, f, q);
   if (ipQ === null) return;
@@ -248,7 +248,7 @@ function header(qube: string, net: boolean, dialect: string): string {
 const CHAINS_NET = ['qnet-forward', 'qnet-input', 'qnet-dnat'] as const;
 const JUMPS: Record<string, string> = { 'qnet-forward': 'custom-forward', 'qnet-input': 'custom-input' };
 
-export function nftRule(f: ExportFamily, r: XRule): string {
+export function nftRule(f: IpFamily, r: XRule): string {
   const a = f === 'ip' ? 'ip' : 'ip6';
   const out: string[] = [];
   if (r.iifnames) out.push(r.iifnames.length === 1 ? `iifname "${r.iifnames[0]}"` : `iifname { ${r.iifnames.map((n) => `"${n}"`).join(', ')} }`);
@@ -270,7 +270,7 @@ export function nftRule(f: ExportFamily, r: XRule): string {
 
 const portText = (p: { start: number; end: number }, sep: string) => (p.start === p.end ? `${p.start}` : `${p.start}${sep}${p.end}`);
 
-function nftScript(qube: string, net: boolean, per: { family: ExportFamily; rules: XRule[] }[]): string {
+function nftScript(qube: string, net: boolean, per: { family: IpFamily; rules: XRule[] }[]): string {
   const chains = net ? CHAINS_NET : (['qnet-input'] as const);
   const parts = [header(qube, net, 'nftables, Qubes R4.2+')];
   for (const { family, rules } of per) {
@@ -305,7 +305,7 @@ const IPT_CHAIN = { forward: 'QNET-FWD', input: 'QNET-IN', dnat: 'QNET-DNAT' } a
 const IPT_HOOK = { forward: 'FORWARD', input: 'INPUT', dnat: 'PREROUTING' } as const;
 
 /** One XRule as iptables-restore lines (a list of sources or interfaces is one line each). */
-export function iptablesLines(f: ExportFamily, r: XRule): string[] {
+export function iptablesLines(f: IpFamily, r: XRule): string[] {
   const lines: string[] = [];
   for (const iif of r.iifnames ?? [undefined])
     for (const src of r.src ?? [undefined]) {
@@ -327,7 +327,7 @@ export function iptablesLines(f: ExportFamily, r: XRule): string[] {
   return lines;
 }
 
-function iptablesScript(qube: string, net: boolean, per: { family: ExportFamily; rules: XRule[] }[]): string {
+function iptablesScript(qube: string, net: boolean, per: { family: IpFamily; rules: XRule[] }[]): string {
   const kinds = net ? (['forward', 'input', 'dnat'] as const) : (['input'] as const);
   const parts = [
     header(qube, net, 'iptables, Qubes R4.1') +
