@@ -84,8 +84,7 @@ else {
   test('across branches: work under sys-firewall reaches other under a second firewall qube; nobody else does', async () => {
     await withLiveSystem('qc', async (s) => {
       await s.ok('init');
-      await s.ok('create fw2 --provides-network --netvm sys-net --label green');
-      await s.ok('create other --netvm fw2 --label orange');
+      await s.secondBranch();
       await s.ok(`connect work other --proto tcp --port ${PORT}`);
       await s.ok('start work personal other');
       await s.echoServer('other', '0.0.0.0', PORT);
@@ -102,8 +101,7 @@ else {
   test('across branches, connected and disconnected while everything runs: the routes follow', async () => {
     await withLiveSystem('qc', async (s) => {
       await s.ok('init');
-      await s.ok('create fw2 --provides-network --netvm sys-net --label green');
-      await s.ok('create other --netvm fw2 --label orange');
+      await s.secondBranch();
       await s.ok('start work other');
       await s.echoServer('other', '0.0.0.0', PORT);
       // Before: sent up to sys-net's default route, and the world answers net-unreachable.
@@ -184,8 +182,7 @@ else {
       const doc = JSON.parse(readFileSync(file, 'utf8')) as { qubes: { name: string; features: Record<string, string> }[] };
       doc.qubes.find((q) => q.name === 'sys-net')!.features.ipv6 = '1';
       writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
-      await s.ok('create fw2 --provides-network --netvm sys-net --label green');
-      await s.ok('create other --netvm fw2 --label orange');
+      await s.secondBranch();
       await s.ok(`forward add work --proto tcp --port 8080 --to-port ${PORT} --from 2001:db8::10/128`);
       await s.ok(`connect work other --proto tcp --port ${PORT}`);
       await s.ok('start work personal other');

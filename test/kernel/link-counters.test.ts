@@ -23,8 +23,7 @@ else {
   test('-v counts every new flow of a connection and a forward at each hop of its path', async () => {
     await withLiveSystem('qk', async (s) => {
       await s.ok('init');
-      await s.ok('create fw2 --provides-network --netvm sys-net --label green');
-      await s.ok('create other --netvm fw2 --label orange');
+      await s.secondBranch();
       await s.ok(`connect work other --proto tcp --port ${PORT}`);
       await s.ok(`forward add work --proto tcp --port 8080 --to-port ${PORT}`);
       await s.ok('start work other');

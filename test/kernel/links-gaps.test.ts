@@ -27,8 +27,7 @@ else {
   test('disconnect cuts the held flows of that connection on every hop, and only those', async () => {
     await withLiveSystem('qg', async (s) => {
       await s.ok('init');
-      await s.ok('create fw2 --provides-network --netvm sys-net --label green');
-      await s.ok('create other --netvm fw2 --label orange');
+      await s.secondBranch();
       await s.ok('connect work personal --proto tcp --port 8000'); // c1: one hop (sys-firewall)
       await s.ok('connect work personal --proto tcp --port 8001'); // c2: stays
       await s.ok('connect work other --proto tcp --port 8000'); // c3: sys-firewall, sys-net, fw2

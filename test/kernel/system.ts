@@ -39,6 +39,12 @@ export class LiveSystem {
     return { code, out: b.stdout(), err: b.stderr() };
   }
 
+  /** A second branch under sys-net: firewall qube fw2 and its client other (connections across branches). */
+  async secondBranch(): Promise<void> {
+    await this.ok('create fw2 --provides-network --netvm sys-net --label green');
+    await this.ok('create other --netvm fw2 --label orange');
+  }
+
   async ok(args: string | string[], stdin?: string): Promise<string> {
     const r = await this.q(args, stdin);
     if (r.code !== 0) throw new Error(`qnet ${typeof args === 'string' ? args : args.join(' ')} exited ${r.code}: ${r.err}`);
