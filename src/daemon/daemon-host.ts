@@ -8,6 +8,7 @@ import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 import { analyse, offlineResolver } from '../ops/analysis.js';
 import type { ApplyStatusView, Host } from '../ops/types.js';
+import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
 import type { Runtime } from '../store/runtime-file.js';
 import { loadQubeFrom, type Store } from '../store/store.js';
@@ -57,12 +58,15 @@ export class DaemonHost implements Host {
 
   async analysis(model: Model): Promise<Analysis> {
     const now = this.p.now();
-    const wanted = namesToResolve(model, now);
+    return analyse(model, await this.resolve(model, namesToResolve(model, now)), now);
+  }
+
+  /** The engine's answers (what the kernel's sets hold) where it has them; the rest asked now. */
+  async resolve(model: Model, names: readonly string[]): Promise<Resolutions> {
     const known = this.p.engine.resolutions;
-    const missing = wanted.filter((n) => !known.has(n));
+    const missing = names.filter((n) => !known.has(n));
     const fresh = missing.length ? await offlineResolver(model, this.stateDir).resolveAll(missing) : new Map();
-    const resolutions = new Map([...wanted.filter((n) => known.has(n)).map((n) => [n, known.get(n)!] as const), ...fresh]);
-    return analyse(model, resolutions, now);
+    return new Map([...names.filter((n) => known.has(n)).map((n) => [n, known.get(n)!] as const), ...fresh]);
   }
 
   async runtime(): Promise<Runtime> {

@@ -10,7 +10,6 @@ import { parseDstHost } from '../model/rule-parse.js';
 import { QnetError } from '../model/result.js';
 import { ask, outsideAddrs, reachabilityMatrix, resolveTarget, type Matrix } from '../sim/questions.js';
 import { OUTSIDE, type SimResult } from '../sim/walk.js';
-import { offlineResolver } from './analysis.js';
 import { port, proto, qubeName } from './schema.js';
 import { defineOp, result, type OpResult } from './types.js';
 import { CheckResultSchema, problemsOf } from './views.js';
@@ -55,7 +54,7 @@ export const check = defineOp({
       throw new QnetError(diag('QNET4205', `'${host_}' is not a qube, an address, a network or a host name`, { hint: 'DST, DST:PORT or [IPv6]:PORT, e.g. work, 192.0.2.1:80, web.example.com:443' }));
     const isName = !m.qubes.has(host_) && host_ !== OUTSIDE && !/^[\d.]+(\/\d+)?$/.test(host_) && !host_.includes(':');
     const known = isName ? a.resolutions.get(host_) : undefined;
-    const answers = isName ? (known ? new Map([[host_, known]]) : await offlineResolver(m, host.stateDir).resolveAll([host_])) : new Map();
+    const answers = isName ? (known ? new Map([[host_, known]]) : await host.resolve(m, [host_])) : new Map();
     const target = resolveTarget(m, host_, answers);
     // The outside reaches a qube only through the uplink above it (port forwards), never by its
     // internal address.

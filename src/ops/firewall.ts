@@ -68,20 +68,19 @@ export const firewallAdd = defineOp({
       q.rules = out.rules;
       return { index: out.rules.indexOf(rule), count: out.rules.length, warnings: out.warnings, model: m };
     });
-    const unresolved = await unresolvedName(r.model, host.stateDir, rule);
+    const unresolved = await unresolvedName(host, r.model, rule);
     return result({ qube: i.qube, index: r.index, count: r.count, rule: ruleView(rule, r.index) }, [...withQube(r.warnings, i.qube), ...(unresolved ? [{ ...unresolved, qube: i.qube }] : [])]);
   },
 });
 
 /**
  * Said at once when a rule names a host that does not resolve (else only nft and the daemon's log
- * would say it): asked the way analysis asks (the world's zone, or the host's resolver), one name.
+ * would say it): asked as this host resolves (a daemon answers from what its engine holds), one name.
  */
-async function unresolvedName(model: Model, stateDir: string, rule: Rule): Promise<Diagnostic | undefined> {
+async function unresolvedName(host: Host, model: Model, rule: Rule): Promise<Diagnostic | undefined> {
   if (rule.dsthost?.type !== 'dsthost') return undefined;
   const name = rule.dsthost.text;
-  const { offlineResolver } = await import('./analysis.js'); // the compiler's resolvers: only when a name needs them
-  const answer = (await offlineResolver(model, stateDir).resolveAll([name])).get(name);
+  const answer = (await host.resolve(model, [name])).get(name);
   if (!answer?.error) return undefined;
   return warning('QNET4001', `cannot resolve '${name}' (${answer.error}): the rule is disabled until it resolves`);
 }

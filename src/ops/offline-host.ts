@@ -9,6 +9,7 @@ import { diag } from '../model/diagnostics.js';
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
+import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
 import { presentNamespaces } from '../backend/netns/netns-dir.js';
 import { FileStore } from '../store/file-store.js';
@@ -81,6 +82,11 @@ export class OfflineHost implements Host {
   async analysis(model: Model): Promise<Analysis> {
     const { analysisOf } = await import('./analysis.js');
     return analysisOf(model, this.stateDir, this.o.now());
+  }
+
+  async resolve(model: Model, names: readonly string[]): Promise<Resolutions> {
+    const { offlineResolver } = await import('./analysis.js'); // the compiler's resolvers: only when a name needs them
+    return offlineResolver(model, this.stateDir).resolveAll(names);
   }
 
   async runtime(opts: { start?: boolean } = {}): Promise<Runtime | null> {

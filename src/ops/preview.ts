@@ -53,6 +53,7 @@ class PreviewHost implements Host {
   readQube = async (name: string) => cloneModel(this.working).qubes.get(name);
   change = async <T>(_effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T> => edit(this.working);
   analysis = (m: Model) => this.base.analysis(m);
+  resolve = (m: Model, names: readonly string[]) => this.base.resolve(m, names);
   runtime = () => this.base.runtime(); // never chooses one: a preview records nothing
   counters = (): never => {
     throw new QnetError(diag('QNET6103', 'a preview cannot read counters'));

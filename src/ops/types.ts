@@ -7,6 +7,7 @@ import type { RuleCounter } from '../backend/backend.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
+import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
 import type { Runtime } from '../store/runtime-file.js';
 
@@ -44,6 +45,8 @@ export interface Host {
   change<T>(effect: Effect, edit: (m: Model) => T | Promise<T>): Promise<T>;
   /** The policy of `model` as if every qube ran, with names resolved as this host resolves them. */
   analysis(model: Model): Promise<Analysis>;
+  /** Answers for these names, as this host resolves them (a daemon: what its engine holds first). */
+  resolve(model: Model, names: readonly string[]): Promise<Resolutions>;
   /** The runtime of the state directory; `start` chooses and records one the first time. */
   runtime(opts?: { start?: boolean }): Promise<Runtime | null>;
   /** Rule counters of a running node, with the kernel holding exactly what compile() gives. */
