@@ -14,6 +14,9 @@
 //     origins, else 403 (no cross-site requests, whatever the method). No CORS headers are sent.
 //   - Bounded: body (routes.ts MAX_BODY, 413), header size, header and request timeouts, number of
 //     connections, and what a slow event reader may leave buffered.
+// The manager's own files (dist/web, scripts/build-web.mjs) are served without a token to whoever
+// passes the Host and Origin checks: they hold no secret, and the page then calls the API with the
+// token it was given. GET /v1/session tells a token holder its role (the page hides what it may not do).
 // `qnet manager` prints http://HOST:PORT/#token=… : a URL fragment is never sent to a server nor
 // put in a Referer; the page takes it from location.hash and removes it from the address bar.
 import { timingSafeEqual } from 'node:crypto';
@@ -22,6 +25,7 @@ import { isIPv4 } from 'node:net';
 import { endianness } from 'node:os';
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { diag } from '../model/diagnostics.js';
 import { QnetError } from '../model/result.js';
 import { isCode, writeFileAtomic } from '../store/atomic.js';
@@ -107,6 +111,19 @@ export interface HttpOptions {
   keepaliveMs?: number;
 }
 
+/** Where scripts/build-web.mjs puts the manager: dist/web beside dist/src. */
+export const WEB_ROOT = fileURLToPath(new URL('../../web/', import.meta.url));
+const WEB_TYPES: Record<string, string> = {
+  html: 'text/html; charset=utf-8',
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
+  map: 'application/json',
+  svg: 'image/svg+xml',
+  txt: 'text/plain; charset=utf-8',
+};
+/** The page may load only its own files and talk only to this listener. */
+const WEB_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /** What an SSE reader may leave unread before it is dropped (it can reconnect and re-read status). */
 const MAX_SSE_BUFFER = 8 * 1024 * 1024;
 
@@ -172,10 +189,12 @@ export class HttpListener {
         throw new HttpRefusal(421, diag('QNET6111', `Host ${JSON.stringify(host.slice(0, 100))} is not this listener's`, { hint: `use http://${formatHost(this.address!)}/` }));
       const origin = req.headers.origin;
       if (origin !== undefined && !this.origins.has(origin.toLowerCase())) throw new HttpRefusal(403, diag('QNET6112', `cross-origin request from ${JSON.stringify(origin.slice(0, 100))} refused`));
+      const url = req.url ?? '';
+      if ((req.method === 'GET' || req.method === 'HEAD') && !url.startsWith('/v1/')) return await this.file(url, req.method === 'HEAD', res);
       const role = this.roleOf(req.headers.authorization);
       if (!role) throw new HttpRefusal(401, diag('QNET6107', 'not authorised', { hint: 'Authorization: Bearer <token> (qnet manager prints a URL with one)' }));
-      const url = req.url ?? '';
       if (req.method === 'GET' && url === '/v1/events') return this.events(req, res);
+      if (req.method === 'GET' && url === '/v1/session') return send(res, 200, { role, pid: process.pid });
       if (req.method === 'GET' && url === '/v1/openapi.json') {
         this.openapi ??= import('../ops/openapi.js').then((m) => m.openApiDocument());
         return send(res, 200, await this.openapi);
@@ -184,6 +203,24 @@ export class HttpListener {
     } catch (e) {
       refuse(res, e);
     }
+  }
+
+  /** One of the manager's files by its bare name (`/` is index.html); nothing else on disk can be named. */
+  private async file(url: string, head: boolean, res: ServerResponse): Promise<void> {
+    const name = url === '/' ? 'index.html' : /^\/([a-z0-9][a-z0-9_.-]{0,63})$/.exec(url)?.[1];
+    const type = name && WEB_TYPES[name.slice(name.lastIndexOf('.') + 1)];
+    let body: Buffer | undefined;
+    if (name && type) body = await readFile(join(WEB_ROOT, name)).catch(() => undefined);
+    if (!body || !type) throw new HttpRefusal(404, diag('QNET6109', `no such path: ${url.slice(0, 100)}`, { hint: 'the manager is at /' }));
+    res.writeHead(200, {
+      'content-type': type,
+      'content-length': body.length,
+      'content-security-policy': WEB_CSP,
+      'x-frame-options': 'DENY',
+      'cross-origin-opener-policy': 'same-origin',
+      'cross-origin-resource-policy': 'same-origin',
+    });
+    res.end(head ? undefined : body);
   }
 
   /** The event stream as Server-Sent Events: each event one `data:` line of JSON; a comment now and then keeps proxies and the reader's timeout content. */

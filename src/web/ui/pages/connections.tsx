@@ -1,0 +1,6 @@
+// Placeholder until this page is built (issue #11).
+import type { Route } from '../route.js';
+
+export function ConnectionsPage(_: { route: Route }) {
+  return <p class="empty">This page is not built yet.</p>;
+}
