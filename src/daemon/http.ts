@@ -25,11 +25,10 @@ import { isIPv4 } from 'node:net';
 import { endianness } from 'node:os';
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { diag } from '../model/diagnostics.js';
 import { QnetError } from '../model/result.js';
 import { isCode, writeFileAtomic } from '../store/atomic.js';
-import { runDir } from '../store/paths.js';
+import { packageRoot, runDir } from '../store/paths.js';
 import { HttpRefusal, refuse, route, send, type Caller, type EventSink, type Served } from './routes.js';
 import { newToken, owns, readPidFile, readRunFile, Untrusted } from './socket.js';
 
@@ -111,8 +110,8 @@ export interface HttpOptions {
   keepaliveMs?: number;
 }
 
-/** Where scripts/build-web.mjs puts the manager: dist/web beside dist/src. */
-export const WEB_ROOT = fileURLToPath(new URL('../../web/', import.meta.url));
+/** Where scripts/build-web.mjs puts the manager. */
+export const WEB_ROOT = join(packageRoot(), 'dist', 'web');
 const WEB_TYPES: Record<string, string> = {
   html: 'text/html; charset=utf-8',
   js: 'text/javascript; charset=utf-8',

@@ -5,7 +5,9 @@
 //   <dir>/vm-templates/<name>/firewall.xml   TemplateVM
 //   <dir>/.lock                              the writer lock (lock.ts)
 import { homedir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { QubeClass } from '../model/qube.js';
 
 /** The documented default when qnet runs as root (like /var/lib/qubes). */
@@ -45,3 +47,17 @@ export const qubeDirPath = (dir: string, name: string, klass: QubeClass): string
 
 export const firewallFilePath = (dir: string, name: string, klass: QubeClass): string =>
   join(qubeDirPath(dir, name, klass), 'firewall.xml');
+
+/**
+ * qnet's own folder (where its package.json is) from any of its modules: dist/src/…, the bundle in
+ * dist/cli, or src/… under tsx — so bin/qnet.js and dist/web are found from each layout alike.
+ */
+export function packageRoot(moduleUrl: string = import.meta.url): string {
+  let dir = dirname(fileURLToPath(moduleUrl));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(moduleUrl)}`);
+    dir = up;
+  }
+  return dir;
+}

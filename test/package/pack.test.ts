@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../cases/compile/baseline.js';
 
 const root = repoRoot();
-const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; dependencies?: Record<string, string> };
 
 function run(argv: string[], opts: SpawnSyncOptions = {}): { status: number | null; stdout: string; stderr: string; ms: number } {
   const t = Date.now();
@@ -30,21 +30,21 @@ test('npm pack → install -g into a prefix → the installed qnet runs', { skip
     assert.equal(pack.status, 0, pack.stderr);
     const [info] = JSON.parse(pack.stdout) as { filename: string; files: { path: string }[] }[];
     const files = info!.files.map((f) => f.path);
-    for (const want of ['bin/qnet.js', 'dist/src/cli/main.js', 'dist/man/qnet.1', 'systemd/qnet.service', 'completions/qnet.bash', 'README.md'])
+    for (const want of ['bin/qnet.js', 'dist/cli/main.js', 'dist/cli/resolve-main.js', 'dist/cli/world-services.js', 'dist/web/index.html', 'dist/web/app.js', 'dist/man/qnet.1', 'systemd/qnet.service', 'completions/qnet.bash', 'README.md'])
       assert.ok(files.includes(want), `the tarball lacks ${want}`);
-    const leaked = files.filter((f) => /\.test\.js$|\.test-helpers\.|^dist\/test\/|^dist\/bench\/|^test\/|^bench\/|^src\/|\/testing\/|\.ts$|\.map$/.test(f));
-    assert.deepEqual(leaked, [], 'no tests, helpers, sources or source maps in the package');
+    const leaked = files.filter((f) => /^dist\/src\/|\.test\.js$|\.test-helpers\.|^dist\/test\/|^dist\/bench\/|^test\/|^bench\/|^src\/|\/testing\/|\.ts$|\.map$/.test(f));
+    assert.deepEqual(leaked, [], 'no tests, helpers, sources, unbundled modules or source maps in the package');
 
     // 2. Install into a private prefix; the registry is asked only for what the cache lacks.
     const prefix = join(tmp, 'prefix');
     const inst = run(['npm', 'install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', join(tmp, info!.filename)]);
     if (inst.status !== 0 && /ENOTCACHED|EAI_AGAIN|ENOTFOUND|ECONNREFUSED|ETIMEDOUT|network/i.test(inst.stderr)) {
-      t.skip(`npm could not fetch ${Object.keys(pkg.dependencies).join(', ')}: neither cached nor reachable`);
+      t.skip(`npm could not fetch ${Object.keys(pkg.dependencies ?? {}).join(', ')}: neither cached nor reachable`);
       return;
     }
     assert.equal(inst.status, 0, inst.stderr);
     const modules = join(prefix, 'lib', 'node_modules');
-    for (const dep of Object.keys(pkg.dependencies)) assert.ok(existsSync(join(modules, 'qnet', 'node_modules', dep)) || existsSync(join(modules, dep)), `${dep} installed`);
+    for (const dep of Object.keys(pkg.dependencies ?? {})) assert.ok(existsSync(join(modules, 'qnet', 'node_modules', dep)) || existsSync(join(modules, dep)), `${dep} installed`);
     assert.equal(existsSync(join(modules, 'qnet', 'node_modules', 'fast-check')), false, 'test-only packages are not installed');
 
     // 3. The installed command, from outside the repository.

@@ -25,7 +25,7 @@ function scratch(): { dir: string; run: (...args: string[]) => { status: number 
 echo "npm $*" >> ${log}
 case "$1" in
   ci) mkdir -p node_modules && cp package-lock.json node_modules/.package-lock.json ;;
-  run) mkdir -p dist/src/cli && echo 'export {}' > dist/src/cli/main.js ;;
+  run) mkdir -p dist/cli && echo 'export {}' > dist/cli/main.js ;;
 esac
 `, { mode: 0o755 });
   mkdirSync(join(dir, 'bin'));

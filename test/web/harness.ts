@@ -19,7 +19,7 @@ export function browserUnavailable(): string | null {
   const k = kernelUnavailable();
   if (k) return k;
   if (!existsSync(CHROMIUM)) return `no browser at ${CHROMIUM} (apt-get install chromium; scripts/quickstart test installs it)`;
-  if (!existsSync(join(WEB_ROOT, 'app.js'))) return `the manager is not built (${WEB_ROOT}app.js missing; npm run build)`;
+  if (!existsSync(join(WEB_ROOT, 'app.js'))) return `the manager is not built (no app.js in ${WEB_ROOT}; npm run build)`;
   return null;
 }
 

@@ -4,14 +4,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { isLive, readPidFile } from '../../daemon/socket.js';
 import { diag } from '../../model/diagnostics.js';
 import { QnetError } from '../../model/result.js';
 import type { QubeView } from '../../ops/views.js';
-import { runDir } from '../../store/paths.js';
+import { packageRoot, runDir } from '../../store/paths.js';
 import { readRuntime } from '../../store/runtime-file.js';
 import type { Ctx } from '../context.js';
 import { daemonTransport, localTransport } from '../transport.js';
@@ -25,12 +24,7 @@ const DEMO_RULES: Record<string, string> = {
 
 const MARKER = '.created-by-demo';
 
-function binPath(): string {
-  // dist/src/cli/commands/demo.js or src/cli/commands/demo.ts → the repository's bin/qnet.js
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return join(dir, 'bin', 'qnet.js');
-}
+const binPath = (): string => join(packageRoot(), 'bin', 'qnet.js');
 
 async function waitFor<T>(what: string, fn: () => Promise<T | null>, ms: number, log?: string): Promise<T> {
   const until = Date.now() + ms;
