@@ -36,7 +36,18 @@ const maskV6 = (n: bigint, len: number) => n & (ALL6 ^ ((1n << BigInt(128 - len)
 /** IPv4 networks as one number (no strings on the hot path), IPv6 as text. */
 const dstKey = (family: 4 | 6, net: number | bigint, len: number): string | number => (family === 4 ? (net as number) * 64 + len : `6:${net.toString(16)}/${len}`);
 
+/** Spaces of frozen rules (the store freezes what it loads; an edit keeps the rules it left alone), so a view after an edit recomputes only the new rule's. */
+const SPACES = new WeakMap<Rule, MatchSpace | null>();
+
 export function matchSpace(r: Rule): MatchSpace | null {
+  const known = SPACES.get(r);
+  if (known !== undefined) return known;
+  const s = computeSpace(r);
+  if (Object.isFrozen(r)) SPACES.set(r, s);
+  return s;
+}
+
+function computeSpace(r: Rule): MatchSpace | null {
   const out: MatchSpace = { dst: '*', dns: r.specialtarget === 'dns', proto: 'all' };
   const h = r.dsthost;
   if (h?.type === 'dst4') {
@@ -199,3 +210,14 @@ export function shadowedRules(rules: readonly Rule[]): Shadow[] {
   });
   return out;
 }
+
+/** The earliest rule before `at` that covers rule `at` (one rule's check: linear, for an edit). */
+export function coveringRule(rules: readonly Rule[], at: number): number | undefined {
+  const s = matchSpace(rules[at]!);
+  if (!s) return undefined;
+  for (let j = 0; j < at; j++) if (covers(matchSpace(rules[j]!), s)) return j;
+  return undefined;
+}
+
+/** The words of a shadow, the same wherever it is said (the editor, an edit's warning). */
+export const shadowText = (index: number, by: number) => `rule ${index} never matches: rule ${by} covers it`;
