@@ -77,13 +77,14 @@ function useView(qube: string) {
     }
   }, [qube]);
   useEffect(() => {
+    // One after the other: the daemon answers one request at a time, so the first screen is not
+    // made to wait behind the whole list.
     call<FirewallView>('firewall.view', { qube, limit: FIRST }).then(
       (r) => {
         if (!full.current) setState({ view: r.value, complete: r.value.rules.length === r.value.count, skew: r.value.now - Date.now() / 1000 });
       },
       () => {}, // the full read says why
-    );
-    void load();
+    ).finally(() => void load());
   }, [qube, load]);
   useEvents((e) => {
     if (touches(e, qube)) void load();
@@ -276,10 +277,10 @@ function Editor({ qube }: { qube: string }) {
 
   const nameInfo = (n: NameView | undefined) => {
     if (!n) return null;
-    if (n.error) return <span class="bad name-info"> unresolved ({n.error})</span>;
+    if (n.error) return <span class="bad name-info"> unresolved ({n.error}): rule disabled</span>;
     const addrs = [...n.a, ...n.aaaa];
     return (
-      <span class="name-info muted">
+      <span class="name-info muted" title={addrs.join(', ')}>
         {' '}
         → <span class="mono">{addrs.slice(0, 3).join(', ')}{addrs.length > 3 ? ` +${addrs.length - 3}` : ''}</span>
         {n.refreshAt !== undefined ? (
@@ -348,7 +349,7 @@ function Editor({ qube }: { qube: string }) {
         <span role="cell" class="c-expire">
           {r.expire !== undefined ? (
             <span class="expire">
-              ⏱ <Countdown at={r.expire} now={clock} skew={skew} done="expired" />
+              <Countdown at={r.expire} now={clock} skew={skew} done="expired" />
             </span>
           ) : null}
         </span>
@@ -383,11 +384,9 @@ function Editor({ qube }: { qube: string }) {
   };
 
   const implicitRow = (x: FirewallView['implicit'][number]) => (
-    <div role="row" class={`fw-row implicit ${x.place}`} key={`${x.place}-${x.part}`} data-part={x.part} title={`${x.node}: ${x.chain} (qnet:base:${x.part})`}>
-      <span role="cell" class="c-handle" aria-label="implicit, read-only">
-        🔒
-      </span>
-      <span role="cell" class="c-no muted">{x.place === 'before' ? '·' : '∗'}</span>
+    <div role="row" class={`fw-row implicit ${x.place}`} key={`${x.place}-${x.part}`} data-part={x.part} title={`added by qnet, read-only: ${x.node}, ${x.chain} (${x.part})`}>
+      <span role="cell" class="c-handle" />
+      <span role="cell" class="c-no muted small">{x.place}</span>
       <span role="cell" class="c-action">
         <span class={`act act-${x.action}`}>{x.action}</span>
       </span>
