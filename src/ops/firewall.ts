@@ -20,7 +20,7 @@ import { replaceRules, rulesOf } from '../store/rules-problem.js';
 import { qubeName } from './schema.js';
 import type { Host } from './types.js';
 import { defineOp, result, type OpResult } from './types.js';
-import { apiLine, editorRow, FirewallViewSchema, nameView, ruleView, RuleViewSchema, withQube, type FirewallView, type RuleView } from './views.js';
+import { apiLine, editorRow, FirewallViewSchema, type FirewallRow, nameView, ruleView, RuleViewSchema, withQube, type FirewallView, type RuleView } from './views.js';
 
 const qube = qubeName;
 /** One rule in the Admin API form. */
@@ -215,6 +215,59 @@ export const firewallSet = defineOp({
 });
 
 
+interface Rows {
+  rows: FirewallRow[];
+  shadowed: number;
+  version: string;
+  names: string[];
+}
+
+/** Changes whenever any rule does: the rules' API lines, hashed. */
+function versionOf(rules: readonly Rule[]): string {
+  const hash = createHash('sha256');
+  for (const r of rules) hash.update(apiLine(r)).update('\n');
+  return hash.digest('hex').slice(0, 16);
+}
+
+const namesIn = (rules: readonly Rule[]) => [...new Set(rules.flatMap((r) => (r.dsthost?.type === 'dsthost' ? [r.dsthost.text] : [])))].slice(0, MAX_NAMES);
+
+function rowsOf(rules: readonly Rule[], version: string): Rows {
+  const by = new Map(shadowedRules(rules).map((s) => [s.index, s.by]));
+  return { rows: rules.map((r, no) => editorRow(r, no, by.get(no))), shadowed: by.size, version, names: namesIn(rules) };
+}
+
+/**
+ * The last whole views, by state directory and qube, with the rule objects they were made of. The
+ * store shares frozen rule objects between loads, so a read after a change elsewhere (another qube,
+ * a DNS refresh: every open editor reads again) finds the same objects and reuses the rows. Bounded.
+ */
+const VIEWS = new Map<string, { rules: readonly Rule[] } & Rows>();
+const MAX_VIEWS = 4;
+
+function cachedView(stateDir: string, qube: string, rules: readonly Rule[]): Rows | undefined {
+  const hit = VIEWS.get(`${stateDir}\0${qube}`);
+  return hit && hit.rules.length === rules.length && rules.every((r, i) => r === hit.rules[i]) ? hit : undefined;
+}
+
+function wholeView(stateDir: string, qube: string, rules: readonly Rule[]): Rows {
+  const hit = cachedView(stateDir, qube, rules);
+  if (hit) return hit;
+  const key = `${stateDir}\0${qube}`;
+  const rows = rowsOf(rules, versionOf(rules));
+  VIEWS.delete(key);
+  VIEWS.set(key, { rules, ...rows });
+  if (VIEWS.size > MAX_VIEWS) VIEWS.delete(VIEWS.keys().next().value!);
+  return rows;
+}
+
+/** The first `limit` rules: their shadows need only the rules before them. */
+function firstRows(stateDir: string, qube: string, rules: readonly Rule[], limit: number): Rows {
+  const hit = cachedView(stateDir, qube, rules);
+  if (hit) return { ...hit, rows: hit.rows.slice(0, limit), shadowed: hit.rows.slice(0, limit).filter((r) => r.shadowedBy !== undefined).length };
+  const head = rowsOf(rules.slice(0, limit), versionOf(rules));
+  return { ...head, names: namesIn(rules) };
+}
+
 /** At most this many names are looked up for one view (a list of names beyond it shows them unresolved). */
 const MAX_NAMES = 1000;
 
@@ -236,22 +289,17 @@ export const firewallView = defineOp({
     const q = getQube(model, i.qube);
     const now = host.now();
     const rules = editableRules(rulesOf(q), now);
-    const shown = i.limit === undefined ? rules : rules.slice(0, i.limit);
-    const by = new Map(shadowedRules(shown).map((s) => [s.index, s.by]));
-    const hash = createHash('sha256');
-    for (const r of rules) hash.update(apiLine(r)).update('\n');
-    const rows = shown.map((r, no) => editorRow(r, no, by.get(no)));
-    const names = [...new Set(rules.flatMap((r) => (r.dsthost?.type === 'dsthost' ? [r.dsthost.text] : [])))].slice(0, MAX_NAMES);
+    const { rows, shadowed, version, names } = i.limit === undefined || i.limit >= rules.length ? wholeView(host.stateDir, i.qube, rules) : firstRows(host.stateDir, i.qube, rules, i.limit);
     const answers = names.length ? await host.resolve(model, names) : new Map();
     const plan = planNetwork(model, { uplink: uplinkKind(model) });
     return result({
       qube: i.qube,
       netvm: netvmName(model, q),
       now,
-      version: hash.digest('hex').slice(0, 16),
+      version,
       count: rules.length,
       rules: rows,
-      shadowed: by.size,
+      shadowed,
       names: names.map((n) => nameView(n, answers.get(n))),
       implicit: implicitRows(model, plan, i.qube),
     });
