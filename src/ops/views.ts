@@ -142,7 +142,7 @@ export const FirewallViewSchema = v.strictObject({
   netvm: optStr,
   /** The daemon's clock (seconds since the epoch), for expiry countdowns. */
   now: v.number(),
-  /** Changes whenever any rule does. */
+  /** Changes whenever any rule does; '' in a first-screen view (a `limit` below the count): not computed. */
   version: str,
   /** How many rules the list has (`rules` holds the first `limit` of them when a limit was asked). */
   count: v.number(),

@@ -87,6 +87,7 @@ else {
       assert.equal(await probe(m), 'error:EHOSTUNREACH', 'refused by the new rule');
       const editMs = Number(await page.locator('.fw-status').getAttribute('data-edit-ms'));
       assert.ok(editMs > 0 && editMs < 3000, `click to kernel ${editMs} ms`);
+      console.log(JSON.stringify({ firewallEdit: { addClickToKernelReplyMs: editMs } }));
 
       // Delete it: allowed again.
       await page.getByRole('button', { name: 'delete rule 0', exact: true }).click();
@@ -211,12 +212,24 @@ else {
       const set = await m.api('editor', 'firewall.set', { qube: 'work', text });
       assert.equal(set.status, 200, JSON.stringify(set.body.diagnostics));
       const page = await m.open('editor');
+      // Timed in the page (its clock, from the address change to the DOM): the daemon runs in this
+      // test's process, so while it builds the whole view, Playwright's answers wait for it too.
+      await page.evaluate(() => {
+        const w = window as unknown as { fw: { first?: number; whole?: number } };
+        w.fw = {};
+        new MutationObserver(() => {
+          w.fw.first ??= document.querySelector('.vlist [data-no="0"]') ? performance.now() : undefined;
+          w.fw.whole ??= document.querySelector('[data-testid="count"][data-complete="true"]') ? performance.now() : undefined;
+        }).observe(document.body, { childList: true, subtree: true, attributes: true });
+      });
       const t0 = Date.now();
-      await page.evaluate(() => (location.hash = '#/firewall/work'));
+      const start = await page.evaluate(() => ((location.hash = '#/firewall/work'), performance.now()));
       await row(page, 0).waitFor({ timeout: 30_000 });
-      const first = Date.now() - t0;
       await page.locator('[data-testid="count"][data-complete="true"]').waitFor({ timeout: 60_000 });
-      const whole = Date.now() - t0;
+      const wholeWall = Date.now() - t0;
+      const fw = await page.evaluate(() => (window as unknown as { fw: { first: number; whole: number } }).fw);
+      const first = Math.round(fw.first - start);
+      const whole = Math.round(fw.whole - start);
       assert.ok((await page.locator('.vlist [role="row"]').count()) < 100, 'only the rows in view are rendered');
       assert.match((await page.getByTestId('count').textContent()) ?? '', /100000 rules/);
 
@@ -240,9 +253,9 @@ else {
       const editMs = Number(await page.locator('.fw-status').getAttribute('data-edit-ms'));
       assert.equal((await get(m))[no + 1], line, 'moved one down');
       await m.screenshot(page, 'firewall-100k');
-      console.log(JSON.stringify({ firewall100k: { firstScreenMs: first, wholeListMs: whole, filterInPageMs: filterMs, filterWallMs: filterWall, moveClickToReplyMs: editMs, moveWallMs: editWall } }));
+      console.log(JSON.stringify({ firewall100k: { firstScreenMs: first, wholeListMs: whole, wholeListWallMs: wholeWall, filterInPageMs: filterMs, filterWallMs: filterWall, moveClickToReplyMs: editMs, moveWallMs: editWall } }));
       // Loose bounds: this machine is shared (precise numbers: bench/firewall-editor.bench.ts, the report).
-      assert.ok(first < 5000, `first screen ${first} ms`);
+      assert.ok(first < 3000, `first screen ${first} ms`);
       assert.ok(filterMs < 1000 && filterWall < 3000, `filter ${filterMs} ms in the page, ${filterWall} ms seen`);
       assert.ok(editMs < 3000, `a move in 100k rules: ${editMs} ms to the daemon's answer`);
     });

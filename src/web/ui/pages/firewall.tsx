@@ -197,6 +197,10 @@ function Editor({ qube }: { qube: string }) {
       }
     } else if (active >= shown.length && shown.length) setActive(shown.length - 1);
   }, [shown]);
+  // A form opened on a first-screen view (no version yet) takes the first whole view's version.
+  useEffect(() => {
+    if (form && form.version === '' && view?.version) setForm({ ...form, version: view.version });
+  }, [view, form]);
   useEffect(() => {
     if (focusTo.current === undefined) return;
     const el = listBox.current?.querySelector<HTMLElement>(`[data-idx="${focusTo.current}"]`);
@@ -398,7 +402,7 @@ function Editor({ qube }: { qube: string }) {
   );
 
   const changedUnderneath =
-    form && form.version !== view.version ? (
+    form && form.version !== view.version && view.version !== '' ? (
       <p class="notice" role="status" data-testid="changed-underneath">
         The rules changed while this form was open (another window or the CLI). Your draft is kept;
         {form.kind === 'edit' ? ` saving is refused (QNET1905) if rule ${form.row.no} is no longer the rule you opened.` : ' check the position before adding.'}
