@@ -102,6 +102,8 @@ export interface Shadow {
 
 /** Which protocol classes of an earlier rule can cover a rule of class `p`. */
 const PROTO_SLOT: Record<ProtoClass, number> = { all: 0, tu: 1, tcp: 2, udp: 3, icmp: 4 };
+/** A bucket's key: its destination and slot (dns * 5 + PROTO_SLOT); IPv4 stays a number (< 2^43). */
+const slotKey = (dst: string | number, slot: number): string | number => (typeof dst === 'number' ? dst * 16 + slot : `${dst}|${slot}`);
 const COVERING: Record<ProtoClass, readonly number[]> = { all: [0], tu: [0, 1], tcp: [0, 1, 2], udp: [0, 1, 3], icmp: [0, 4] };
 
 /** Max-end-by-start over ports 0..65535 (a Fenwick tree of prefix maxima), for many port ranges. */
@@ -166,33 +168,28 @@ class Bucket {
  * Rules that match nothing by themselves (matchSpace null) are not reported here.
  */
 export function shadowedRules(rules: readonly Rule[]): Shadow[] {
-  /** Per destination key, a bucket per (dns, protocol class): slot dns * 5 + PROTO_SLOT. */
-  const buckets = new Map<string | number, (Bucket | undefined)[]>();
+  /** One bucket per (destination, dns, protocol class); see slotKey. */
+  const buckets = new Map<string | number, Bucket>();
   /** Prefix lengths the earlier rules use, per family: only those are looked up. */
   const lens = { 4: new Set<number>(), 6: new Set<number>() };
   /** Earlier rules that expire: few, checked one by one, and only by rules that expire too. */
   const expiring: [MatchSpace, number][] = [];
   const out: Shadow[] = [];
-  rules.forEach((r, i) => {
-    const s = matchSpace(r);
-    if (!s) return;
+  for (let i = 0; i < rules.length; i++) {
+    const s = matchSpace(rules[i]!);
+    if (!s) continue;
     let by: number | undefined;
-    const dsts: (string | number)[] = ['*'];
-    if (s.family !== undefined) {
-      for (const l of lens[s.family]) {
-        if (l > s.len!) continue;
-        dsts.push(s.family === 4 ? dstKey(4, maskV4(s.net as number, l), l) : dstKey(6, maskV6(s.net as bigint, l), l));
-      }
-    } else if (s.dst !== '*') dsts.push(s.dst);
-    for (const d of dsts) {
-      const slots = buckets.get(d);
-      if (!slots) continue;
+    const ask = (dst: string | number) => {
       for (let off = 0; off <= (s.dns ? 5 : 0); off += 5)
         for (const p of COVERING[s.proto]) {
-          const j: number | undefined = slots[off + p]?.find(s);
+          const j = buckets.get(slotKey(dst, off + p))?.find(s);
           if (j !== undefined && (by === undefined || j < by)) by = j;
         }
-    }
+    };
+    ask('*');
+    if (s.family !== undefined) {
+      for (const l of lens[s.family]) if (l <= s.len!) ask(s.family === 4 ? dstKey(4, maskV4(s.net as number, l), l) : dstKey(6, maskV6(s.net as bigint, l), l));
+    } else if (s.dst !== '*') ask(s.dst);
     if (s.expire !== undefined)
       for (const [e, j] of expiring) {
         if (by !== undefined && j > by) break;
@@ -201,13 +198,13 @@ export function shadowedRules(rules: readonly Rule[]): Shadow[] {
     if (by !== undefined) out.push({ index: i, by });
     if (s.expire !== undefined) expiring.push([s, i]);
     else {
-      let slots = buckets.get(s.dst);
-      if (!slots) buckets.set(s.dst, (slots = []));
-      const slot = (s.dns ? 5 : 0) + PROTO_SLOT[s.proto];
-      (slots[slot] ??= new Bucket()).add(s, i);
+      const key = slotKey(s.dst, (s.dns ? 5 : 0) + PROTO_SLOT[s.proto]);
+      let b = buckets.get(key);
+      if (!b) buckets.set(key, (b = new Bucket()));
+      b.add(s, i);
       if (s.family !== undefined) lens[s.family].add(s.len!);
     }
-  });
+  }
   return out;
 }
 
