@@ -69,6 +69,7 @@ else {
       // The shadowed rule, said with its code; the other rules are not.
       assert.match((await row(page, 3).locator('.shadow').textContent()) ?? '', /QNET1906 rule 3 never matches: rule 2 covers it/);
       assert.equal(await page.locator('.vlist .shadow').count(), 1);
+      await m.screenshot(page, 'firewall-shadow');
       // The name rule: what it resolved to and when it is asked again.
       const nameRow = async () => (await row(page, 1).textContent()) ?? '';
       await until('the name shows its answer', async () => /web\.example\.com → 203\.0\.113\.10, 2001:db8::10 · refresh in \d+:\d\d/.test(await nameRow()), 10_000, nameRow);

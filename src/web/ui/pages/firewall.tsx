@@ -309,7 +309,7 @@ function Editor({ qube }: { qube: string }) {
         class={`fw-row${r.shadowedBy !== undefined ? ' shadowed' : ''}${dropping ? ` drop-${drag!.from > r.no ? 'above' : 'below'}` : ''}${drag?.from === r.no ? ' dragging' : ''}`}
         data-no={r.no}
         data-idx={i}
-        aria-rowindex={i + 2}
+        aria-rowindex={i + 2 + (view?.implicit.filter((x) => x.place === 'before').length ?? 0)}
         tabIndex={i === active ? 0 : -1}
         draggable={editable}
         onFocus={() => setActive(i)}
@@ -491,7 +491,7 @@ function Editor({ qube }: { qube: string }) {
         </RuleForm>
       ) : null}
 
-      <div class="fw-table" role="table" aria-label={`rules of ${qube}`} aria-rowcount={shown.length + 1} ref={listBox}>
+      <div class="fw-table" role="table" aria-label={`rules of ${qube}`} aria-rowcount={shown.length + 1 + view.implicit.length} ref={listBox}>
         <div role="rowgroup" class="fw-head">
           <div role="row" class="fw-row head">
             <span role="columnheader" class="c-handle" />
