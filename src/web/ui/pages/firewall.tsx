@@ -149,6 +149,8 @@ function useMedia(query: string): boolean {
 type Form = { kind: 'add'; version: string; key: number } | { kind: 'edit'; row: FirewallRow; version: string; key: number };
 interface Status {
   ok?: string;
+  /** From the click to the daemon's answer, which comes once the kernel holds the change. */
+  ms?: number;
   problems: Diagnostic[];
   warnings: Diagnostic[];
 }
@@ -226,8 +228,7 @@ function Editor({ qube }: { qube: string }) {
     try {
       const r = await call(op, { qube, ...input });
       const ms = performance.now() - t0;
-      setStatus({ ok: `${what} (${ms.toFixed(0)} ms)`, problems: [], warnings: r.warnings });
-      document.querySelector('.fw-status')?.setAttribute('data-edit-ms', ms.toFixed(1));
+      setStatus({ ok: `${what} (${ms.toFixed(0)} ms)`, ms, problems: [], warnings: r.warnings });
       void reload();
       return null;
     } catch (e) {
@@ -455,7 +456,7 @@ function Editor({ qube }: { qube: string }) {
         ) : null}
       </div>
 
-      <div class="fw-status" role="status" aria-live="polite">
+      <div class="fw-status" role="status" aria-live="polite" data-edit-ms={status.ms?.toFixed(1)}>
         {status.ok ? <span class="ok">{status.ok}</span> : null}
         <Problems items={status.problems} />
         <Problems items={status.warnings} kind="warning" />
