@@ -214,7 +214,6 @@ export const firewallSet = defineOp({
   },
 });
 
-
 interface Rows {
   rows: FirewallRow[];
   shadowed: number;
@@ -269,7 +268,7 @@ function firstRows(stateDir: string, qube: string, rules: readonly Rule[], limit
   return rowsOf(rules.slice(0, limit), '');
 }
 
-/** At most this many names are looked up for one view (a list of names beyond it shows them unresolved). */
+/** At most this many names are looked up for one view (rules naming others come without their answers). */
 const MAX_NAMES = 1000;
 
 /**
