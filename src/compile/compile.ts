@@ -51,7 +51,7 @@ export function compile(input: CompileInput): CompileOutput {
  * Qubes: a ProxyVM DNATs 10.139.1.x to 10.139.1.x again (forwarded up the chain); the top netvm
  * DNATs to its real upstream (reference §5.2 qubes-setup-dnat-to-ns).
  */
-function upstreamDns(ctx: CompileContext, netvm: Qube): { upstream4: string[]; upstream6: string[] } {
+export function upstreamDns(ctx: Pick<CompileContext, 'model' | 'plan'>, netvm: Qube): { upstream4: string[]; upstream6: string[] } {
   const top = netvmName(ctx.model, netvm) === null;
   const upstream = top ? ctx.plan.upstreamDns.map(canonicalAddr) : [...ctx.plan.virtualDns];
   return { upstream4: upstream.filter((a) => !a.includes(':')), upstream6: upstream.filter((a) => a.includes(':')) };

@@ -13,6 +13,8 @@ export interface Resolution {
   ttl: number;
   /** Set when the name could not be resolved at all (NXDOMAIN, timeout…): the rule is disabled. */
   error?: string;
+  /** When it is asked again (seconds since the epoch), where the holder of the answer knows (a daemon's engine). */
+  expiresAt?: number;
 }
 
 export type Resolutions = ReadonlyMap<string, Resolution>;

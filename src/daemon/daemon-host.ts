@@ -61,12 +61,18 @@ export class DaemonHost implements Host {
     return analyse(model, await this.resolve(model, namesToResolve(model, now)), now);
   }
 
-  /** The engine's answers (what the kernel's sets hold) where it has them; the rest asked now. */
+  /** The engine's answers (what the kernel's sets hold, with when each is asked again) where it has them; the rest asked now. */
   async resolve(model: Model, names: readonly string[]): Promise<Resolutions> {
-    const known = this.p.engine.resolutions;
+    const { engine } = this.p;
+    const known = engine.resolutions;
     const missing = names.filter((n) => !known.has(n));
     const fresh = missing.length ? await offlineResolver(model, this.stateDir).resolveAll(missing) : new Map();
-    return new Map([...names.filter((n) => known.has(n)).map((n) => [n, known.get(n)!] as const), ...fresh]);
+    const held = (n: string) => {
+      const r = known.get(n)!;
+      const at = engine.dnsExpiry(n);
+      return at === undefined ? r : { ...r, expiresAt: at };
+    };
+    return new Map([...names.filter((n) => known.has(n)).map((n) => [n, held(n)] as const), ...fresh]);
   }
 
   async runtime(): Promise<Runtime> {

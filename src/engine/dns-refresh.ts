@@ -73,6 +73,11 @@ export class DnsAnswers {
     if (namesToResolve(model, now, only).some((n) => !this.resolutions.has(n))) await this.resolve(model, now, only);
   }
 
+  /** When the answer for `name` runs out and is asked again (seconds since the epoch). */
+  expiry(name: string): number | undefined {
+    return this.expiresAt.get(name);
+  }
+
   /** Seconds until the next answer expires, or undefined (at least 1). */
   nextRefresh(now: number): number | undefined {
     let min: number | undefined;

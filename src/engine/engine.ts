@@ -107,6 +107,11 @@ export class Engine implements EngineCore {
     return this.applyRuleEdits(model, qubesNaming(model, changed, now));
   }
 
+  /** When the answer for `name` is asked again (seconds since the epoch), if the engine holds one. */
+  dnsExpiry(name: string): number | undefined {
+    return this.dns.expiry(name);
+  }
+
   /** Seconds until the next DNS answer expires (for the daemon's refresh timer), or undefined. */
   nextDnsRefresh(now: number): number | undefined {
     return this.dns.nextRefresh(now);

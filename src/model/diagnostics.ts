@@ -49,6 +49,8 @@ export const DIAGNOSTICS = {
   QNET1902: { severity: 'error', summary: 'no rule with that number' },
   QNET1903: { severity: 'error', summary: 'no rule equal to the one given' },
   QNET1904: { severity: 'error', summary: 'rules contain non-ASCII characters' },
+  QNET1905: { severity: 'error', summary: 'the rule list changed since it was read: the rule at that number is not the one expected' },
+  QNET1906: { severity: 'warning', summary: 'a rule can never match: an earlier rule covers it' },
   // ---- 2xxx qubes and topology ----
   QNET2001: { severity: 'error', summary: 'invalid qube name' },
   QNET2002: { severity: 'error', summary: 'reserved qube name' },

@@ -5,6 +5,7 @@ import { formatApiRule, formatClientRule } from './rule-format.js';
 import { findRuleIndex } from './rule-words.js';
 import { effectiveRules, type Rule } from './rule.js';
 import { QnetError } from './result.js';
+import { coveringRule, shadowText } from './shadow.js';
 
 /** Python's list.insert: an index past the end appends, a negative one counts from the end. */
 export function pyInsert<T>(list: T[], index: number | undefined, item: T): T[] {
@@ -37,14 +38,58 @@ export function addRule(current: Rule[], rule: Rule, before?: number): { rules: 
   return { rules, warnings };
 }
 
-export function deleteRuleNo(current: Rule[], n: number): Rule[] {
+function checkRuleNo(current: readonly Rule[], n: number): void {
   if (!Number.isInteger(n) || n < 0 || n >= current.length)
     throw new QnetError(
       diag('QNET1902', `there is no rule number ${n}`, {
         hint: current.length ? `rules are numbered 0 to ${current.length - 1}` : 'the list is empty',
       }),
     );
+}
+
+export function deleteRuleNo(current: Rule[], n: number): Rule[] {
+  checkRuleNo(current, n);
   return current.filter((_, i) => i !== n);
+}
+
+/**
+ * The guard of an edit by number: rule `n` must still be `expected` (compared in API form), so an
+ * edit made from a list read earlier never lands on another rule when the list changed meanwhile.
+ */
+export function checkExpected(current: readonly Rule[], n: number, expected: Rule | undefined): void {
+  if (expected === undefined) return;
+  const want = formatApiRule(expected);
+  const cur = current[n];
+  if (cur && formatApiRule(cur) === want) return;
+  throw new QnetError(
+    diag('QNET1905', cur ? `rule ${n} is now '${formatApiRule(cur)}', not '${want}': the list changed since it was read` : `there is no rule ${n} any more (expected '${want}'): the list changed since it was read`, {
+      hint: 'read the rules again and repeat the edit on the rule you mean',
+    }),
+  );
+}
+
+/** Rule `from` moved so that it ends up as rule `to`; both must be rule numbers. */
+export function moveRule(current: Rule[], from: number, to: number): Rule[] {
+  checkRuleNo(current, from);
+  checkRuleNo(current, to);
+  const out = [...current];
+  const [r] = out.splice(from, 1);
+  out.splice(to, 0, r!);
+  return out;
+}
+
+/** Rule `n` replaced by `rule`, in place. */
+export function replaceRuleNo(current: Rule[], n: number, rule: Rule): Rule[] {
+  checkRuleNo(current, n);
+  const out = [...current];
+  out[n] = rule;
+  return out;
+}
+
+/** QNET1906 when an earlier rule covers rule `at` (the edit made a rule that never matches). */
+export function shadowWarning(rules: readonly Rule[], at: number): Diagnostic[] {
+  const by = coveringRule(rules, at);
+  return by === undefined ? [] : [warning('QNET1906', shadowText(at, by), { hint: `move it before rule ${by}, or delete it` })];
 }
 
 /** Remove the first rule equal to `rule` in client canonical form (qvm-firewall's comparison). */

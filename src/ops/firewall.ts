@@ -1,9 +1,15 @@
 // A qube's outbound rules (qvm-firewall): list, add, del, reset, set. Rules travel as Admin API lines
 // (`action=accept dsthost=qubes-os.org proto=tcp dstports=443-443`), Qubes' own lossless wire form,
 // and are parsed here by the model's one parser, so every door validates them the same way.
+import { createHash } from 'node:crypto';
 import * as v from 'valibot';
+import { implicitRows } from '../compile/implicit.js';
+import { netvmName } from '../model/addressing.js';
+import { uplinkKind } from '../model/netplan.js';
+import { shadowedRules } from '../model/shadow.js';
+import { planNetwork } from '../model/topology.js';
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
-import { addRule, deleteMatching, deleteRuleNo, editableRules } from '../model/firewall-ops.js';
+import { addRule, checkExpected, deleteMatching, deleteRuleNo, editableRules, moveRule, replaceRuleNo, shadowWarning } from '../model/firewall-ops.js';
 import { getQube } from '../model/ops.js';
 import { formatApiRule } from '../model/rule-format.js';
 import { parseApiRule, parseApiRules } from '../model/rule-parse.js';
@@ -14,11 +20,17 @@ import { replaceRules, rulesOf } from '../store/rules-problem.js';
 import { qubeName } from './schema.js';
 import type { Host } from './types.js';
 import { defineOp, result, type OpResult } from './types.js';
-import { ruleView, RuleViewSchema, withQube, type RuleView } from './views.js';
+import { apiLine, editorRow, FirewallViewSchema, type FirewallRow, nameView, ruleView, RuleViewSchema, withQube, type FirewallView, type RuleView } from './views.js';
 
 const qube = qubeName;
 /** One rule in the Admin API form. */
 const apiRule = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
+const ruleNo = v.pipe(v.number(), v.integer());
+/**
+ * The guard of an edit by rule number: the rule there as it was read (Admin API line). The edit is
+ * refused (QNET1905) when the rule there is another one: the list changed since it was read.
+ */
+const expect = v.optional(apiRule);
 
 /** A qube's rules as they stand; refused (QNET3024, naming the file) when its file is broken. */
 async function currentRules(host: Host, name: string): Promise<Rule[]> {
@@ -58,18 +70,76 @@ export const firewallAdd = defineOp({
   name: 'firewall.add',
   kind: 'change',
   summary: 'add a rule, at the end or before rule number `before` (qvm-firewall VM add)',
-  input: v.strictObject({ qube, rule: apiRule, before: v.optional(v.pipe(v.number(), v.integer())) }),
+  input: v.strictObject({ qube, rule: apiRule, before: v.optional(ruleNo), expect }),
   run: async (i, host) => {
     const rule = parseRule(i.rule, i.qube);
+    const expected = i.expect === undefined ? undefined : parseRule(i.expect, i.qube);
     const now = host.now();
     const r = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
       const q = getQube(m, i.qube);
-      const out = addRule(editableRules(rulesOf(q), now), rule, i.before);
+      const cur = editableRules(rulesOf(q), now);
+      if (i.before !== undefined) guard(cur, i.before, expected, i.qube);
+      const out = addRule(cur, rule, i.before);
       q.rules = out.rules;
-      return { index: out.rules.indexOf(rule), count: out.rules.length, warnings: out.warnings, model: m };
+      return { index: out.rules.indexOf(rule), count: out.rules.length, warnings: out.warnings, model: m, rules: out.rules };
+    });
+    // After the kernel has it: said, not waited for (the catch-all case is addRule's QNET1901).
+    const shadow = r.warnings.length ? [] : shadowWarning(r.rules, r.index);
+    const unresolved = await unresolvedName(host, r.model, rule);
+    return result({ qube: i.qube, index: r.index, count: r.count, rule: ruleView(rule, r.index) }, [...withQube([...r.warnings, ...shadow], i.qube), ...(unresolved ? [{ ...unresolved, qube: i.qube }] : [])]);
+  },
+});
+
+/** checkExpected, with the qube named in the refusal. */
+function guard(rules: readonly Rule[], no: number, expected: Rule | undefined, name: string): void {
+  try {
+    checkExpected(rules, no, expected);
+  } catch (e) {
+    if (e instanceof QnetError) throw new QnetError({ ...e.diag, qube: name });
+    throw e;
+  }
+}
+
+export const firewallMove = defineOp({
+  name: 'firewall.move',
+  kind: 'change',
+  summary: 'move rule number `from` so that it becomes rule number `to` (one rule, not a new list)',
+  input: v.strictObject({ qube, from: ruleNo, to: ruleNo, expect }),
+  run: async (i, host) => {
+    const expected = i.expect === undefined ? undefined : parseRule(i.expect, i.qube);
+    const now = host.now();
+    const r = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
+      const q = getQube(m, i.qube);
+      const cur = editableRules(rulesOf(q), now);
+      guard(cur, i.from, expected, i.qube);
+      q.rules = moveRule(cur, i.from, i.to);
+      return q.rules;
+    });
+    return result({ qube: i.qube, from: i.from, to: i.to, count: r.length, rule: ruleView(r[i.to]!, i.to) }, withQube(shadowWarning(r, i.to), i.qube));
+  },
+});
+
+export const firewallReplace = defineOp({
+  name: 'firewall.replace',
+  kind: 'change',
+  summary: 'replace rule number `ruleNo` by `rule`, in place',
+  input: v.strictObject({ qube, ruleNo, rule: apiRule, expect }),
+  run: async (i, host) => {
+    const rule = parseRule(i.rule, i.qube);
+    const expected = i.expect === undefined ? undefined : parseRule(i.expect, i.qube);
+    const now = host.now();
+    const r = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
+      const q = getQube(m, i.qube);
+      const cur = editableRules(rulesOf(q), now);
+      guard(cur, i.ruleNo, expected, i.qube);
+      q.rules = replaceRuleNo(cur, i.ruleNo, rule);
+      return { rules: q.rules, model: m };
     });
     const unresolved = await unresolvedName(host, r.model, rule);
-    return result({ qube: i.qube, index: r.index, count: r.count, rule: ruleView(rule, r.index) }, [...withQube(r.warnings, i.qube), ...(unresolved ? [{ ...unresolved, qube: i.qube }] : [])]);
+    return result({ qube: i.qube, index: i.ruleNo, count: r.rules.length, rule: ruleView(rule, i.ruleNo) }, [
+      ...withQube(shadowWarning(r.rules, i.ruleNo), i.qube),
+      ...(unresolved ? [{ ...unresolved, qube: i.qube }] : []),
+    ]);
   },
 });
 
@@ -101,13 +171,15 @@ export const firewallDel = defineOp({
   name: 'firewall.del',
   kind: 'change',
   summary: 'remove rule number `ruleNo`, or the first rule equal to `rule` (qvm-firewall VM del)',
-  input: v.union([v.strictObject({ qube, ruleNo: v.pipe(v.number(), v.integer()) }), v.strictObject({ qube, rule: apiRule })]),
+  input: v.union([v.strictObject({ qube, ruleNo, expect }), v.strictObject({ qube, rule: apiRule })]),
   run: async (i, host) => {
     const rule = 'rule' in i ? parseRule(i.rule, i.qube) : undefined;
+    const expected = 'expect' in i && i.expect !== undefined ? parseRule(i.expect, i.qube) : undefined;
     const now = host.now();
     const count = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
       const q = getQube(m, i.qube);
       const cur = editableRules(rulesOf(q), now);
+      if (!rule) guard(cur, (i as { ruleNo: number }).ruleNo, expected, i.qube);
       q.rules = rule ? deleteMatching(cur, rule) : deleteRuleNo(cur, (i as { ruleNo: number }).ruleNo);
       return q.rules.length;
     });
@@ -142,3 +214,94 @@ export const firewallSet = defineOp({
   },
 });
 
+interface Rows {
+  rows: FirewallRow[];
+  shadowed: number;
+  version: string;
+  names: string[];
+}
+
+/** Changes whenever any rule does: the rules' API lines, hashed. */
+function versionOf(rules: readonly Rule[]): string {
+  const hash = createHash('sha256');
+  for (const r of rules) hash.update(apiLine(r)).update('\n');
+  return hash.digest('hex').slice(0, 16);
+}
+
+const namesIn = (rules: readonly Rule[]) => [...new Set(rules.flatMap((r) => (r.dsthost?.type === 'dsthost' ? [r.dsthost.text] : [])))].slice(0, MAX_NAMES);
+
+function rowsOf(rules: readonly Rule[], version: string): Rows {
+  const by = new Map(shadowedRules(rules).map((s) => [s.index, s.by]));
+  return { rows: rules.map((r, no) => editorRow(r, no, by.get(no))), shadowed: by.size, version, names: namesIn(rules) };
+}
+
+/**
+ * The last whole views, by state directory and qube, with the rule objects they were made of. The
+ * store shares frozen rule objects between loads, so a read after a change elsewhere (another qube,
+ * a DNS refresh: every open editor reads again) finds the same objects and reuses the rows. Bounded.
+ */
+const VIEWS = new Map<string, { rules: readonly Rule[] } & Rows>();
+const MAX_VIEWS = 4;
+
+function cachedView(stateDir: string, qube: string, rules: readonly Rule[]): Rows | undefined {
+  const hit = VIEWS.get(`${stateDir}\0${qube}`);
+  return hit && hit.rules.length === rules.length && rules.every((r, i) => r === hit.rules[i]) ? hit : undefined;
+}
+
+function wholeView(stateDir: string, qube: string, rules: readonly Rule[]): Rows {
+  const hit = cachedView(stateDir, qube, rules);
+  if (hit) return hit;
+  const key = `${stateDir}\0${qube}`;
+  const rows = rowsOf(rules, versionOf(rules));
+  VIEWS.delete(key);
+  VIEWS.set(key, { rules, ...rows });
+  if (VIEWS.size > MAX_VIEWS) VIEWS.delete(VIEWS.keys().next().value!);
+  return rows;
+}
+
+/** The first `limit` rules: their shadows need only the rules before them. */
+function firstRows(stateDir: string, qube: string, rules: readonly Rule[], limit: number): Rows {
+  const hit = cachedView(stateDir, qube, rules);
+  if (hit) return { ...hit, rows: hit.rows.slice(0, limit), shadowed: hit.rows.slice(0, limit).filter((r) => r.shadowedBy !== undefined).length };
+  // Nothing here looks at the rules past `limit`: a first screen of 100k rules costs what 80 do
+  // (the version of the whole list would format every rule: it comes with the whole view).
+  return rowsOf(rules.slice(0, limit), '');
+}
+
+/** At most this many names are looked up for one view (rules naming others come without their answers). */
+const MAX_NAMES = 1000;
+
+/**
+ * The editor's view of a qube's rules: every rule with its fields and API line (no client form:
+ * a 100k-rule list travels as it must), which earlier rule covers it (QNET1906), what each name
+ * resolved to and when it is asked again, the rows qnet adds around the rules (compile/implicit),
+ * and a version of the list (changes when any rule does) to tell an edit was made meanwhile.
+ */
+export const firewallView = defineOp({
+  name: 'firewall.view',
+  kind: 'read',
+  summary: "a qube's rules for an editor: each rule with the earlier rule that covers it, names with their addresses and refresh time, and the implicit rules around them",
+  output: FirewallViewSchema,
+  /** `limit`: only the first rules (a first screen at once; shadows need only the rules before). */
+  input: v.strictObject({ qube, limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))) }),
+  run: async (i, host): Promise<OpResult<FirewallView>> => {
+    const model = await host.read();
+    const q = getQube(model, i.qube);
+    const now = host.now();
+    const rules = editableRules(rulesOf(q), now);
+    const { rows, shadowed, version, names } = i.limit === undefined || i.limit >= rules.length ? wholeView(host.stateDir, i.qube, rules) : firstRows(host.stateDir, i.qube, rules, i.limit);
+    const answers = names.length ? await host.resolve(model, names) : new Map();
+    const plan = planNetwork(model, { uplink: uplinkKind(model) });
+    return result({
+      qube: i.qube,
+      netvm: netvmName(model, q),
+      now,
+      version,
+      count: rules.length,
+      rules: rows,
+      shadowed,
+      names: names.map((n) => nameView(n, answers.get(n))),
+      implicit: implicitRows(model, plan, i.qube),
+    });
+  },
+});

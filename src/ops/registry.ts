@@ -28,7 +28,7 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   'features.list': 'qubes', 'features.get': 'qubes', 'features.set': 'qubes',
   'firewall.list': 'firewall', 'firewall.get': 'firewall', 'firewall.add': 'firewall',
   'firewall.del': 'firewall', 'firewall.reset': 'firewall', 'firewall.set': 'firewall',
-  'firewall.reload': 'firewall',
+  'firewall.reload': 'firewall', 'firewall.move': 'firewall', 'firewall.replace': 'firewall', 'firewall.view': 'firewall',
   nft: 'analyze', check: 'analyze', matrix: 'analyze',
   preview: 'preview',
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', counters: 'lifecycle',

@@ -6,6 +6,7 @@ import type { Diagnostic } from '../model/diagnostics.js';
 import type { Model, Qube } from '../model/qube.js';
 import { formatApiRule, formatClientRule } from '../model/rule-format.js';
 import type { Rule } from '../model/rule.js';
+import type { Resolution } from '../compile/dns.js';
 import { rulesUnknown } from '../store/rules-problem.js';
 import type { ApplyStatusView } from './types.js';
 
@@ -78,6 +79,80 @@ export const RuleViewSchema = v.strictObject({
   raw: str,
 });
 export type RuleView = v.InferOutput<typeof RuleViewSchema>;
+
+/** A rule in the editor's view (firewall.view): RuleView without the client form, with its shape and shadow. */
+const { raw: _raw, ...ruleFields } = RuleViewSchema.entries;
+export const FirewallRowSchema = v.strictObject({
+  ...ruleFields,
+  /** Which kind of destination `dsthost` is. */
+  dsttype: v.optional(v.picklist(['dst4', 'dst6', 'dsthost'])),
+  /** An earlier rule covers this one: it never matches (QNET1906). */
+  shadowedBy: v.optional(v.number()),
+});
+export type FirewallRow = v.InferOutput<typeof FirewallRowSchema>;
+
+/** API lines of frozen rules (see model/shadow.ts SPACES): a 100k-rule view formats only what changed. */
+const API_LINES = new WeakMap<Rule, string>();
+export function apiLine(r: Rule): string {
+  let line = API_LINES.get(r);
+  if (line === undefined) {
+    line = formatApiRule(r);
+    if (Object.isFrozen(r)) API_LINES.set(r, line);
+  }
+  return line;
+}
+
+export function editorRow(r: Rule, no: number, shadowedBy: number | undefined): FirewallRow {
+  const row = { no, ...r, dsthost: r.dsthost?.text, api: apiLine(r) } as FirewallRow;
+  if (r.dsthost) row.dsttype = r.dsthost.type;
+  if (shadowedBy !== undefined) row.shadowedBy = shadowedBy;
+  return row;
+}
+
+/** A name in a qube's rules: what it resolved to, and when it is asked again (a daemon knows). */
+export const NameViewSchema = v.strictObject({
+  name: str,
+  a: v.array(str),
+  aaaa: v.array(str),
+  /** Why it did not resolve: the rules that use it are disabled (QNET4001). */
+  error: v.optional(str),
+  ttl: v.optional(v.number()),
+  /** Seconds since the epoch. */
+  refreshAt: v.optional(v.number()),
+});
+export type NameView = v.InferOutput<typeof NameViewSchema>;
+
+export function nameView(name: string, r: Resolution | undefined): NameView {
+  if (!r) return { name, a: [], aaaa: [], error: 'not looked up' };
+  return { name, a: r.a, aaaa: r.aaaa, ...(r.error !== undefined ? { error: r.error } : {}), ttl: r.ttl, ...(r.expiresAt !== undefined ? { refreshAt: r.expiresAt } : {}) };
+}
+
+export const ImplicitRowSchema = v.strictObject({
+  place: v.picklist(['before', 'after']),
+  part: str,
+  node: str,
+  chain: str,
+  action: v.picklist(['accept', 'drop', 'reject', 'dnat']),
+  match: str,
+  note: str,
+});
+
+export const FirewallViewSchema = v.strictObject({
+  qube: str,
+  netvm: optStr,
+  /** The daemon's clock (seconds since the epoch), for expiry countdowns. */
+  now: v.number(),
+  /** Changes whenever any rule does; '' in a first-screen view (a `limit` below the count): not computed. */
+  version: str,
+  /** How many rules the list has (`rules` holds the first `limit` of them when a limit was asked). */
+  count: v.number(),
+  rules: v.array(FirewallRowSchema),
+  /** How many of `rules` never match. */
+  shadowed: v.number(),
+  names: v.array(NameViewSchema),
+  implicit: v.array(ImplicitRowSchema),
+});
+export type FirewallView = v.InferOutput<typeof FirewallViewSchema>;
 
 const ruleRef = v.looseObject({ table: v.optional(str), chain: v.optional(str), index: v.optional(v.number()), origin: v.optional(v.unknown()) });
 

@@ -417,6 +417,8 @@ export class FileStore implements Store {
   private async commitOnce(state: DiskState, model: Model, text?: string, untouched?: ReadonlySet<Qube>): Promise<DiskState> {
     const nowSec = this.now() / 1000;
     const writes: { path: string; data: Buffer; dirThere?: boolean }[] = [];
+    /** Files written from a rule list whose parse is that list (see below): cached as parsed. */
+    const written = new Map<string, { raw: Buffer; rules: Rule[] }>();
     const removes: string[] = [];
     const byQid = new Map<number, RulesOnDisk>();
     for (const q of model.qubes.values()) {
@@ -460,6 +462,9 @@ export class FileStore implements Store {
         canonical = true;
         // Rewritten in place: its directory is there (no mkdir on a rule edit's path).
         if (moved || prev.raw === null || !prev.raw.equals(raw)) writes.push({ path, data: raw, dirThere: !moved && prev.raw !== null });
+        // What reading these bytes back gives is these rules (no rule expires, so none was dropped):
+        // kept as parsed, so the next load of a big list does not parse it again after every edit.
+        if (!q.rules.some((r) => r.expire !== undefined)) written.set(path, { raw, rules: q.rules.slice() });
       }
       // The state returned only feeds the second commit of a two-step change, whose model is private.
       byQid.set(q.qid, { qid: q.qid, name: q.name, klass: q.klass, path, raw, rules: q.rules, canonical });
@@ -485,7 +490,12 @@ export class FileStore implements Store {
     if (qubesChanged) await io(qubesFilePath(this.dir), 'write', () => writeFileAtomic(qubesFilePath(this.dir), qubesText));
     // 3. leftovers
     await Promise.all(stale.map((p) => this.removeRules(p)));
-    for (const p of [...writes.map((w) => w.path), ...removes, ...stale]) this.parsed.delete(p);
+    for (const p of [...writes.map((w) => w.path), ...removes, ...stale]) {
+      const w = written.get(p);
+      const key = w ? statKey(p) : null;
+      if (w && key) this.parsed.set(p, { key, raw: w.raw, rules: freezeRules(w.rules), canonical: true });
+      else this.parsed.delete(p);
+    }
     return { qubesText: qubesChanged ? qubesText : state.qubesText, byQid };
   }
 
