@@ -40,7 +40,8 @@ interface NodeInfo {
 
 const CHAR_W = 7.3; // 12 px monospace
 const NODE_H = 40;
-const nodeWidth = (n: NodeInfo) => Math.max(90, Math.ceil(Math.max(n.label.length, n.sub.length) * CHAR_W) + 26);
+/** Wide enough for its name and any second line (an address is at most 15 characters): a state change needs no new layout. */
+const nodeWidth = (n: NodeInfo) => Math.ceil(Math.max(n.label.length, 15) * CHAR_W) + 26;
 const LABEL_H = 16;
 
 const protoPort = (proto?: string, ports?: { start: number; end: number }) =>
@@ -89,7 +90,9 @@ export function topologyOf(qubes: readonly QubeView[], connections: readonly Con
 
 type Elk = { layout(g: ElkNode): Promise<ElkNode> };
 let elk: Promise<Elk> | undefined;
-const getElk = () => (elk ??= import('elkjs/lib/elk.bundled.js').then((m) => new m.default()));
+/** After the next paint: elkjs starts (and lays out) in this thread, so what is ready shows first. */
+const afterPaint = () => new Promise<void>((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+const getElk = () => (elk ??= afterPaint().then(() => import('elkjs/lib/elk.bundled.js')).then((m) => new m.default()));
 
 interface Placed {
   width: number;
@@ -121,7 +124,9 @@ async function layout(nodes: readonly NodeInfo[], edges: readonly EdgeInfo[]): P
       }),
     ),
   };
-  const out = await (await getElk()).layout(graph);
+  const engine = await getElk();
+  await afterPaint();
+  const out = await engine.layout(graph);
   const placed: Placed = { width: out.width ?? 0, height: out.height ?? 0, nodes: new Map(), edges: new Map() };
   for (const c of out.children ?? []) placed.nodes.set(c.id, { x: c.x ?? 0, y: c.y ?? 0, w: c.width ?? 0 });
   for (const e of (out.edges ?? []) as ElkExtendedEdge[]) {
@@ -137,8 +142,9 @@ async function layout(nodes: readonly NodeInfo[], edges: readonly EdgeInfo[]): P
 
 export function Topology({ qubes, connections, forwards, labels }: { qubes: readonly QubeView[]; connections: readonly ConnectionView[]; forwards: readonly ForwardView[]; labels: ReadonlyMap<string, string> }) {
   const { nodes, edges } = useMemo(() => topologyOf(qubes, connections, forwards), [qubes, connections, forwards]);
-  // Lay out again only when the picture's structure changed, not on every re-read.
-  const key = JSON.stringify([nodes, edges.map((e) => [e.id, e.source, e.target, e.label])]);
+  // Lay out again only when the picture's structure changed, not on every re-read or state change
+  // (the layout runs in this thread: hundreds of qubes take a noticeable fraction of a second).
+  const key = JSON.stringify([nodes.map((n) => n.id), edges.map((e) => [e.id, e.source, e.target, e.label])]);
   const [placed, setPlaced] = useState<{ key: string; p: Placed }>();
   const [error, setError] = useState<string>();
   useEffect(() => {
