@@ -138,7 +138,9 @@ else {
       assert.doesNotMatch(await m.s.ok('forward list'), /^f3 /m, 'nothing refused was stored');
 
       await page.getByLabel('Packets and bytes per hop').check();
-      await page.locator('tr[data-forward="f1"] [data-hop="sys-net"] [data-packets]').waitFor();
+      const atTop = page.locator('tr[data-forward="f1"] [data-hop="sys-net"] [data-packets]');
+      await atTop.waitFor();
+      assert.ok(Number(await atTop.getAttribute('data-packets')) > 0, "sys-net's kernel counted the world's packets for f1");
       await m.screenshot(page, 'forwards-narrow');
 
       await page.getByRole('button', { name: 'delete forward f2' }).click();

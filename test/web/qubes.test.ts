@@ -106,7 +106,7 @@ else {
   });
 
   test('topology: a node per qube, netvm, connection and forward edges, each a link to its trace (mouse and keyboard)', async () => {
-    await withManager('qt', ['init', 'connect work personal --proto tcp --port 443', 'forward add work --proto tcp --port 8080 --to-port 8000', 'start work'], async (m) => {
+    await withManager('qt', ['init', 'connect work personal --proto tcp --port 443', 'connect untrusted personal --both-ways', 'forward add work --proto tcp --port 8080 --to-port 8000', 'start work'], async (m) => {
       const page = await m.open('editor', { colorScheme: 'dark' });
       const svg = page.locator('svg.topology[data-ready="yes"]');
       await svg.waitFor();
@@ -121,9 +121,12 @@ else {
       assert.match(d ?? '', /^M[\d.]+ [\d.]+ L/);
       await m.screenshot(page, 'qubes-dark');
 
+      // Both ways: an arrow at each end; one way: at the end only.
+      assert.ok(await svg.locator('a[data-edge="connection:c2"] path.line').getAttribute('marker-start'));
+      assert.equal(await svg.locator('a[data-edge="connection:c1"] path.line').getAttribute('marker-start'), null);
       // A CLI change shows in the picture without a reload.
       await m.s.ok('connect personal work --proto udp --port 53');
-      await svg.locator('a[data-edge="connection:c2"]').waitFor();
+      await svg.locator('a[data-edge="connection:c3"]').filter({ hasText: 'udp/53' }).waitFor();
 
       // Click: the connection's trace.
       await svg.locator('a[data-edge="connection:c1"] path.hit').click({ force: true });

@@ -25,6 +25,8 @@ interface EdgeInfo {
   source: string;
   target: string;
   label?: string;
+  /** A connection both ways: an arrow at each end. */
+  both?: boolean;
   /** Where the trace of this edge is (the Explain page's query keys). */
   link: string;
   /** Said to screen readers and shown as a tooltip. */
@@ -69,6 +71,7 @@ export function topologyOf(qubes: readonly QubeView[], connections: readonly Con
       source: c.from,
       target: c.to,
       label: `${c.id} ${pp}${c.bothWays ? ' ⇄' : ''}`,
+      both: c.bothWays,
       link: href('explain', { src: c.from, dst: c.to, proto: c.proto, port: c.ports?.start }),
       title: `connection ${c.id}: ${c.text}${c.active ? '' : ` (inactive${c.why ? `: ${c.why}` : ''})`}: trace ${c.from} → ${c.to} ${pp}`,
     });
@@ -176,7 +179,6 @@ export function Topology({ qubes, connections, forwards, labels }: { qubes: read
         {edges.map((e) => {
           const at = p.edges.get(e.id);
           if (!at) return null;
-          const both = e.kind === 'connection' && e.label?.endsWith('⇄');
           return (
             <a key={e.id} href={e.link} class={`edge edge-${e.kind}`} data-edge={e.id} aria-label={e.title}>
               <title>{e.title}</title>
@@ -185,7 +187,7 @@ export function Topology({ qubes, connections, forwards, labels }: { qubes: read
                 class="line"
                 d={at.d}
                 {...(e.kind !== 'netvm' ? { 'marker-end': `url(#topo-arrow-${e.kind})` } : {})}
-                {...(both ? { 'marker-start': `url(#topo-arrow-${e.kind})` } : {})}
+                {...(e.both ? { 'marker-start': `url(#topo-arrow-${e.kind})` } : {})}
               />
               {at.label && e.label ? (
                 <g class="edge-label">
