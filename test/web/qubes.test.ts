@@ -107,6 +107,32 @@ else {
 
   test('topology: a node per qube, netvm, connection and forward edges, each a link to its trace (mouse and keyboard)', async () => {
     await withManager('qt', ['init', 'connect work personal --proto tcp --port 443', 'connect untrusted personal --both-ways', 'forward add work --proto tcp --port 8080 --to-port 8000', 'start work'], async (m) => {
+      // elkjs under the CSP: the page collects every CSP violation from its first script on.
+      const ctx = await m.browser.newContext();
+      await ctx.addInitScript(() => {
+        const seen: string[] = ((window as unknown as { cspViolations: string[] }).cspViolations = []);
+        document.addEventListener('securitypolicyviolation', (e) => seen.push(`${e.violatedDirective} ${e.blockedURI}`));
+      });
+      const probe = await ctx.newPage();
+      const doc = await probe.goto(`${m.base}/#token=${m.tokens.viewer}`);
+      const csp = (await doc?.headerValue('content-security-policy')) ?? '';
+      assert.match(csp, /script-src 'self'(;|$)/);
+      assert.doesNotMatch(csp, /unsafe-eval|worker-src|blob:/);
+      await probe.locator('svg.topology[data-ready="yes"] [data-node="work"]').waitFor();
+      const violations = () => probe.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations);
+      assert.deepEqual(await violations(), [], 'the layout ran without tripping the CSP');
+      // The watch sees what the policy refuses (so the empty list above means something): an inline script.
+      const ran = await probe.evaluate(() => {
+        const el = document.createElement('script');
+        el.textContent = 'window.inlineRan = true';
+        document.head.append(el);
+        return (window as unknown as { inlineRan?: boolean }).inlineRan === true;
+      });
+      assert.equal(ran, false);
+      await until(async () => (await violations()).length > 0, 2000, 50);
+      assert.match((await violations()).join('\n'), /^script-src/);
+      await ctx.close();
+
       const page = await m.open('editor', { colorScheme: 'dark' });
       const svg = page.locator('svg.topology[data-ready="yes"]');
       await svg.waitFor();
