@@ -2,7 +2,7 @@
 // bundled build: no worker, no eval, so it runs under the CSP). What a user waits for, in Debian's
 // chromium against a real daemon: from opening the page to app.js received and to the qubes table (the baselines, same run)
 // and to the laid-out graph, and the longest task that kept input waiting, for the default layout and for N more app qubes with N/4 connections.
-// Also the size of the bundle the daemon serves (elkjs is most of it).
+// Also the sizes of the bundle every page loads and of elk.js, which only the topology loads.
 // Run: npm run build && node dist/bench/topology.bench.js   (root: the harness makes namespaces)
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,5 +75,5 @@ for (const n of SIZES) {
     console.log(`${total} qubes, ${conns} connections: app.js in ${row.scriptMs} ms, table ${row.tableMs} ms, graph ${row.graphMs} ms (+${row.graphAfterTableMs} ms), longest task ${row.longestTaskMs} ms`);
   });
 }
-const bundle = statSync(join(WEB_ROOT, 'app.js')).size;
-console.log(JSON.stringify({ bench: 'topology', reps: REPS, load: load(), bundleBytes: bundle, rows }));
+const size = (f: string) => statSync(join(WEB_ROOT, f)).size;
+console.log(JSON.stringify({ bench: 'topology', reps: REPS, load: load(), appBytes: size('app.js'), elkBytes: size('elk.js'), rows }));

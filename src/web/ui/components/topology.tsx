@@ -5,7 +5,7 @@
 //
 // elkjs: `elk.bundled.js` without a workerUrl runs the layout in this thread ("fake worker"), with no
 // eval and no Worker, so it runs under the manager's CSP `script-src 'self'` (the browser tests load
-// this page; a CSP refusal would log a console error and fail them). It is loaded on first use.
+// this page and watch for CSP violations). It is a file of its own (elk.js), loaded on first use.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { ElkExtendedEdge, ElkNode } from 'elkjs/lib/elk-api.js';
 import type { ConnectionView, ForwardView } from '../../../ops/connections.js';
@@ -95,7 +95,9 @@ type Elk = { layout(g: ElkNode): Promise<ElkNode> };
 let elk: Promise<Elk> | undefined;
 /** After the next paint: elkjs starts (and lays out) in this thread, so what is ready shows first. */
 const afterPaint = () => new Promise<void>((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-const getElk = () => (elk ??= afterPaint().then(() => import('elkjs/lib/elk.bundled.js')).then((m) => new m.default()));
+/** Served next to app.js (src/web/ui/elk.ts); a variable, so the bundler leaves the import to the browser. */
+const ELK_URL = '/elk.js';
+const getElk = () => (elk ??= afterPaint().then(async () => new ((await import(ELK_URL)) as typeof import('../elk.js')).default()));
 
 interface Placed {
   width: number;
