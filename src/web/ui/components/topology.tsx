@@ -106,7 +106,14 @@ interface Placed {
   edges: Map<string, { d: string; label?: { x: number; y: number; w: number } }>;
 }
 
-async function layout(nodes: readonly NodeInfo[], edges: readonly EdgeInfo[]): Promise<Placed> {
+/**
+ * Quiet time before a new layout of a changed picture: a burst of changes (a script creating qubes)
+ * costs one layout, not one each, and the page's thread stays free for the table meanwhile.
+ */
+const SETTLE_MS = 300;
+
+/** The layout, or undefined when `stale()` says a newer one was asked for before this one started. */
+async function layout(nodes: readonly NodeInfo[], edges: readonly EdgeInfo[], settleMs: number, stale: () => boolean): Promise<Placed | undefined> {
   const graph: ElkNode = {
     id: 'root',
     layoutOptions: {
@@ -130,7 +137,9 @@ async function layout(nodes: readonly NodeInfo[], edges: readonly EdgeInfo[]): P
     ),
   };
   const engine = await getElk();
+  if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
   await afterPaint();
+  if (stale()) return undefined;
   const out = await engine.layout(graph);
   const placed: Placed = { width: out.width ?? 0, height: out.height ?? 0, nodes: new Map(), edges: new Map() };
   for (const c of out.children ?? []) placed.nodes.set(c.id, { x: c.x ?? 0, y: c.y ?? 0, w: c.width ?? 0 });
@@ -154,8 +163,8 @@ export function Topology({ qubes, connections, forwards, labels }: { qubes: read
   const [error, setError] = useState<string>();
   useEffect(() => {
     let live = true;
-    layout(nodes, edges).then(
-      (p) => live && (setPlaced({ key, p }), setError(undefined)),
+    layout(nodes, edges, placed ? SETTLE_MS : 0, () => !live).then(
+      (p) => p && live && (setPlaced({ key, p }), setError(undefined)),
       (e: unknown) => live && setError(String(e)),
     );
     return () => {
