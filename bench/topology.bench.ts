@@ -16,6 +16,7 @@ const REPS = 3;
 const why = browserUnavailable();
 if (why) {
   console.log(`topology bench skipped: ${why}`);
+  console.log(JSON.stringify({ bench: 'topology', skipped: why }));
   process.exit(0);
 }
 
