@@ -1,5 +1,6 @@
-// Builds the manager (src/web/ui) into dist/web: one esbuild bundle plus the page and its styles,
-// all served by the daemon's HTTP listener (src/daemon/http.ts) as they are. No network at run time:
+// Builds the manager (src/web/ui) into dist/web: one esbuild bundle (and elkjs in elk.js, which only
+// the topology loads) plus the page and its styles, all served by the daemon's HTTP listener
+// (src/daemon/http.ts) as they are. No network at run time:
 // everything the page uses is in these files. Type checking is `tsc -p src/web/ui` (npm run build).
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
@@ -21,6 +22,17 @@ await build({
   jsx: 'automatic',
   jsxImportSource: 'preact',
   outfile: join(out, 'app.js'),
+  logLevel: 'warning',
+  legalComments: 'linked',
+});
+// elkjs (the topology's layout) on its own: only the Qubes page loads it, when it draws the graph.
+await build({
+  entryPoints: [join(src, 'elk.ts')],
+  bundle: true,
+  format: 'esm',
+  target: 'es2022',
+  minify: true,
+  outfile: join(out, 'elk.js'),
   logLevel: 'warning',
   legalComments: 'linked',
 });

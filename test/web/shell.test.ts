@@ -48,6 +48,8 @@ else {
       assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
 
       await page.getByLabel('theme').selectOption('dark');
+      // The theme is set in an effect, after the next frame: wait for it (bounded) rather than race it.
+      await page.waitForFunction(() => getComputedStyle(document.body).backgroundColor === 'rgb(20, 23, 27)', undefined, { timeout: 5000 }).catch(() => {});
       assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(20, 23, 27)');
       await m.screenshot(page, 'shell-dark');
       const narrow = await m.open('viewer', { viewport: { width: 390, height: 800 } });

@@ -1,6 +1,161 @@
-// Placeholder until this page is built (issue #11).
+// Port forwards from the outside (qnet forward): the list with whether each is active (and why not)
+// and, on request, what each hop's kernel counted; an add form (every field forwards.add takes, the
+// daemon's refusal shown next to it); delete per row; each row links to its trace from the outside.
+import { useState } from 'preact/hooks';
 import type { Route } from '../route.js';
+import { href } from '../route.js';
+import { canEdit, useOp, useSession } from '../state.js';
+import { ErrorOf } from '../components/problems.js';
+import { ActionResult, useOpAction } from '../components/op-action.js';
+import { Hops, LinkState, listOf, numberOrText, QubeNames } from '../components/links.js';
+import { OUTSIDE } from '../components/topology.js';
+import type { ForwardView } from '../../../ops/connections.js';
+
+function AddForward() {
+  const act = useOpAction();
+  const [qube, setQube] = useState('');
+  const [proto, setProto] = useState('tcp');
+  const [port, setPort] = useState('');
+  const [toPort, setToPort] = useState('');
+  const [from, setFrom] = useState('');
+  const [on, setOn] = useState('');
+  const [comment, setComment] = useState('');
+  const val = (set: (s: string) => void) => (e: Event) => set((e.currentTarget as HTMLInputElement).value);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const r = await act.run('forwards.add', {
+      qube,
+      proto,
+      port: numberOrText(port),
+      ...(toPort.trim() ? { toPort: numberOrText(toPort) } : {}),
+      from: listOf(from),
+      on: listOf(on),
+      ...(comment ? { comment } : {}),
+    });
+    if (r) {
+      setPort('');
+      setToPort('');
+      setComment('');
+    }
+  };
+  return (
+    <form class="inline add-form" aria-label="add a port forward" onSubmit={submit} aria-describedby="forward-add-result">
+      <QubeNames id="forward-qubes" />
+      <label>
+        Qube
+        <input name="qube" list="forward-qubes" value={qube} onInput={val(setQube)} required />
+      </label>
+      <label>
+        Protocol
+        <select name="proto" value={proto} onChange={val(setProto)}>
+          <option value="tcp">tcp</option>
+          <option value="udp">udp</option>
+        </select>
+      </label>
+      <label>
+        Outside port
+        <input name="port" inputMode="numeric" value={port} onInput={val(setPort)} size={6} required />
+      </label>
+      <label>
+        Qube's port (default: the same)
+        <input name="toPort" inputMode="numeric" value={toPort} onInput={val(setToPort)} size={6} />
+      </label>
+      <label>
+        From (addresses or CIDRs; empty: any)
+        <input name="from" value={from} onInput={val(setFrom)} placeholder="192.0.2.0/24" />
+      </label>
+      <label>
+        On interfaces (empty: the uplink)
+        <input name="on" value={on} onInput={val(setOn)} size={10} />
+      </label>
+      <label>
+        Comment
+        <input name="comment" value={comment} onInput={val(setComment)} maxLength={200} />
+      </label>
+      <button type="submit" class="primary" disabled={act.busy}>
+        Forward
+      </button>
+      <ActionResult action={act} id="forward-add-result" />
+    </form>
+  );
+}
+
+function ForwardRow({ f, editor, verbose }: { f: ForwardView; editor: boolean; verbose: boolean }) {
+  const act = useOpAction();
+  return (
+    <tr data-forward={f.id} class={f.active ? 'active' : 'inactive'}>
+      <th scope="row">{f.id}</th>
+      <td>
+        {f.top ?? '-'}
+        {f.on.length ? ` (${f.on.join(', ')})` : ''}
+      </td>
+      <td class="mono">
+        {f.proto}/{f.port} → {f.qube}:{f.toPort ?? f.port}
+      </td>
+      <td class="mono">{f.from.length ? f.from.join(', ') : 'any'}</td>
+      <td>{f.comment ?? ''}</td>
+      <td>
+        <LinkState active={f.active} why={f.why} />
+      </td>
+      {verbose ? (
+        <td>
+          <Hops hops={f.hops} />
+        </td>
+      ) : null}
+      <td>
+        <a href={href('explain', { src: OUTSIDE, dst: f.qube, proto: f.proto, port: f.port })}>trace</a>
+      </td>
+      {editor ? (
+        <td>
+          <button type="button" class="danger" disabled={act.busy} onClick={() => void act.run('forwards.del', { id: f.id })} aria-label={`delete forward ${f.id}`}>
+            Delete
+          </button>
+          <ActionResult action={act} />
+        </td>
+      ) : null}
+    </tr>
+  );
+}
 
 export function ForwardsPage(_: { route: Route }) {
-  return <p class="empty">This page is not built yet.</p>;
+  const editor = canEdit(useSession());
+  const [verbose, setVerbose] = useState(false);
+  const list = useOp<ForwardView[]>('forwards.list', { verbose });
+  const rows = list.value ?? [];
+  return (
+    <section class="links-page">
+      <h1>Port forwards</h1>
+      <p class="legend">A forward offers a qube's port to the outside on the uplink of the netvm at the top of its chain, through every hop down to it.</p>
+      {editor ? <AddForward /> : null}
+      <label class="check">
+        <input type="checkbox" checked={verbose} onChange={(e) => setVerbose(e.currentTarget.checked)} /> Packets and bytes per hop
+      </label>
+      <ErrorOf error={list.error} />
+      {list.value && !rows.length ? <p class="empty">No port forwards: nothing from the outside reaches a qube.</p> : null}
+      {rows.length ? (
+        <div class="table-scroll">
+          <table class="grid" aria-label="port forwards">
+            <thead>
+              <tr>
+                <th scope="col">ID</th>
+                <th scope="col">Offered by</th>
+                <th scope="col">Port</th>
+                <th scope="col">From</th>
+                <th scope="col">Comment</th>
+                <th scope="col">State</th>
+                {verbose ? <th scope="col">Per hop</th> : null}
+                <th scope="col">Trace</th>
+                {editor ? <th scope="col">Delete</th> : null}
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((f) => (
+                <ForwardRow key={f.id} f={f} editor={editor} verbose={verbose} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </section>
+  );
 }
