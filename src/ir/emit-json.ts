@@ -151,7 +151,7 @@ function stmtJson(s: Statement): Json {
     case 'log':
       return s.prefix === undefined && s.group === undefined
         ? { log: null }
-        : { log: { ...(s.prefix === undefined ? {} : { prefix: sanitizeComment(s.prefix) }), ...(s.group === undefined ? {} : { group: s.group }) } };
+        : { log: { ...(s.prefix === undefined ? {} : { prefix: sanitizeComment(s.prefix) }), ...(s.group === undefined ? {} : { group: s.group }), ...(s.queueThreshold === undefined ? {} : { 'queue-threshold': s.queueThreshold }) } };
     case 'limit':
       return { limit: { rate: s.rate, per: s.per, burst: s.burst } };
     case 'dnat': {

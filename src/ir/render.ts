@@ -103,7 +103,7 @@ export function renderStatement(s: Statement): string {
     case 'counter':
       return 'counter';
     case 'log':
-      return ['log', ...(s.prefix === undefined ? [] : [`prefix "${sanitizeComment(s.prefix)}"`]), ...(s.group === undefined ? [] : [`group ${s.group}`])].join(' ');
+      return ['log', ...(s.prefix === undefined ? [] : [`prefix "${sanitizeComment(s.prefix)}"`]), ...(s.group === undefined ? [] : [`group ${s.group}`]), ...(s.queueThreshold === undefined ? [] : [`queue-threshold ${s.queueThreshold}`])].join(' ');
     case 'limit':
       return `limit rate ${s.rate}/${s.per} burst ${s.burst} packets`;
     case 'dnat': {

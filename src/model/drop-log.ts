@@ -26,7 +26,7 @@ export interface DropEntry {
   decidedBy: string;
   /** The deciding rule's number, when one rule (or the first of a packed set) decided; absent for the policy. */
   rule?: number;
-  /** That rule as qvm-firewall prints it, at the time of the drop. */
+  /** That rule as qvm-firewall prints it, at the time of the drop (one rule decided, not a packed set). */
   ruleText?: string;
   family: 4 | 6;
   src: string;

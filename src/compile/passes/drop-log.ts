@@ -18,7 +18,8 @@ export function withDropLog(rules: readonly IrRule[]): IrRule[] {
             matches: r.matches,
             stmts: [
               { kind: 'limit', rate: DROP_LOG.rate, per: 'second', burst: DROP_LOG.burst },
-              { kind: 'log', prefix: r.comment, group: DROP_LOG.group },
+              // One netlink message per packet: batches are cut by a reader's buffer (tcpdump's is its snap length).
+              { kind: 'log', prefix: r.comment, group: DROP_LOG.group, queueThreshold: 1 },
             ],
             origin: r.origin,
           } satisfies IrRule,
