@@ -50,6 +50,21 @@ export interface DropGroup {
   rule?: number;
   ruleText?: string;
   hop: string;
+  /**
+   * The rule that would let this traffic through, placed before the deciding rule (at the end, in
+   * front of the policy, when the policy decided): `firewall.add`'s input, for "allow this".
+   */
+  allow: { qube: string; rule: string; before?: number };
+}
+
+/** An accept for exactly this destination (and protocol and port, where the rule language has them). */
+function allowRule(e: DropEntry): DropGroup['allow'] {
+  const words = ['action=accept', `${e.family === 4 ? 'dst4' : 'dst6'}=${e.dst}`];
+  if (e.proto === 'tcp' || e.proto === 'udp') {
+    words.push(`proto=${e.proto}`);
+    if (e.dport !== undefined) words.push(`dstports=${e.dport}-${e.dport}`);
+  } else if (e.proto === 'icmp' || e.proto === 'icmpv6') words.push('proto=icmp');
+  return { qube: e.qube, rule: words.join(' '), ...(e.rule !== undefined ? { before: e.rule } : {}) };
 }
 
 /** Entries grouped by qube, destination, protocol and port; the most recent group first. */
@@ -71,6 +86,7 @@ export function groupDrops(entries: readonly DropEntry[]): DropGroup[] {
         ...(e.rule !== undefined ? { rule: e.rule } : {}),
         ...(e.ruleText !== undefined ? { ruleText: e.ruleText } : {}),
         hop: e.hop,
+        allow: allowRule(e),
       });
       continue;
     }
@@ -84,6 +100,7 @@ export function groupDrops(entries: readonly DropEntry[]): DropGroup[] {
       else delete g.rule;
       if (e.ruleText !== undefined) g.ruleText = e.ruleText;
       else delete g.ruleText;
+      g.allow = allowRule(e);
     }
   }
   return [...groups.values()].sort((a, b) => (a.last < b.last ? 1 : a.last > b.last ? -1 : 0));

@@ -175,6 +175,7 @@ const GroupSchema = v.object({
   rule: v.optional(v.number()),
   ruleText: v.optional(v.string()),
   hop: v.string(),
+  allow: v.object({ qube: v.string(), rule: v.string(), before: v.optional(v.number()) }),
 });
 
 export interface DropLogView {

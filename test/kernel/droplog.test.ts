@@ -13,17 +13,6 @@ import { DROP_LOG, type DropEntry, type DropGroup } from '../../src/model/drop-l
 
 const PORT = 9999;
 
-/** `count` UDP datagrams from inside `qube` to host:port, as fast as one process sends them. */
-async function sendUdp(s: LiveSystem, qube: string, host: string, count: number): Promise<void> {
-  const r = await s.sh(qube, [
-    process.execPath,
-    '-e',
-    `const s = require('node:dgram').createSocket('udp4'); s.on('error', () => {});
-     let n = 0; const next = () => (n++ < ${count} ? s.send('x', ${PORT}, ${JSON.stringify(host)}, next) : s.close()); next();`,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-}
-
 const alive = (pid: number | undefined) => pid !== undefined && existsSync(`/proc/${pid}`);
 
 async function log(s: LiveSystem, args = ''): Promise<{ entries: DropEntry[]; groups: DropGroup[] }> {
@@ -55,7 +44,7 @@ else {
         // tcpdump binds its group a moment after it starts: send until the first drop is logged.
         assert.ok(
           await until(async () => {
-            await sendUdp(s, 'work', '192.0.2.7', 1);
+            await s.sendUdp('work', '192.0.2.7', PORT);
             return (await log(s)).entries.some((e) => e.dst === '192.0.2.7');
           }, 8000, 300),
           'a refused packet appears in the log',
@@ -75,7 +64,7 @@ else {
         // A flood: 400 datagrams at once; the kernel logs at most burst + rate × time of them.
         const { value: before } = { value: (await s.counters('work')).find((r) => r.rule === 'work rule 1')!.packets };
         const t0 = Date.now();
-        await sendUdp(s, 'work', '192.0.2.8', 400);
+        await s.sendUdp('work', '192.0.2.8', PORT, 400);
         const secs = (Date.now() - t0) / 1000;
         // The kernel batches NFLOG messages for up to a second: wait for them, then for stragglers.
         assert.ok(await until(async () => (await log(s)).entries.some((x) => x.dst === '192.0.2.8'), 5000, 100), 'the flood is logged');
