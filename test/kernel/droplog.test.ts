@@ -83,6 +83,22 @@ else {
         // The human form names the same.
         assert.match(await s.ok('log'), /work\s+192\.0\.2\.8\s+udp\s+9999\s+work rule 1/);
 
+        // --follow: each new drop as it happens (ended as SIGINT would, by calling the listener it added).
+        const others = new Set(process.listeners('SIGINT'));
+        const following = s.q('log --follow --json --qube work');
+        const mine = async () => process.listeners('SIGINT').find((l) => !others.has(l));
+        assert.ok(await until(async () => (await mine()) !== undefined, 5000, 20), 'log --follow is following');
+        for (let i = 0; i < 6; i++) {
+          await new Promise((r) => setTimeout(r, 500));
+          await s.sendUdp('work', '192.0.2.9', PORT);
+        }
+        await new Promise((r) => setTimeout(r, 1500)); // NFLOG's batching, the event's way
+        (await mine())!('SIGINT');
+        const followed = await following;
+        assert.equal(followed.code, 0, followed.err);
+        const lines = followed.out.trim().split('\n').map((l) => JSON.parse(l) as DropEntry);
+        assert.ok(lines.some((x) => x.dst === '192.0.2.9' && x.qube === 'work' && x.rule === 1), followed.out);
+
         // sys-firewall stops: its reader goes with it (it would hold the namespace), sys-net's stays.
         await s.ok('shutdown work sys-firewall');
         assert.ok(await until(async () => !alive(readers.get('sys-firewall')), 3000, 50), "sys-firewall's reader is gone");
