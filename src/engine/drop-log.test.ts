@@ -51,6 +51,16 @@ test('drop log: readers follow the running netvms; entries mapped to qube and ru
   assert.deepEqual([...log.running.keys()], ['sys-firewall']);
   await log.sync(m, new Set(['sys-net', 'sys-firewall', 'work']));
   assert.equal(log.running.size, 2);
+  f.readers.get('sys-net')!.onEnd('tcpdump exited (1)');
+  assert.equal(events.filter((e) => e.type === 'warning').length, 1, 'a reader that keeps failing is not said at every converge');
+  await log.sync(m, new Set(['sys-net', 'sys-firewall', 'work']));
+
+  // A rule edit converges nothing: the rule text follows the model it gives.
+  const edited = structuredClone(m);
+  edited.qubes.get('work')!.rules = [{ action: 'accept', proto: 'tcp' }, { action: 'drop', proto: 'udp', dstports: { start: 53, end: 53 } }];
+  log.see(edited);
+  f.feed('sys-firewall', 2, { kind: 'rule', qube: 'work', index: 1 });
+  assert.equal(log.entries().at(-1)!.ruleText, 'action=drop proto=udp dstports=53-53');
 
   // sys-firewall stops: its reader is stopped; then all.
   m.qubes.get('sys-firewall')!.state = 'Halted';

@@ -26,7 +26,7 @@ export class DropLog {
   private readonly perSecond: number;
   private tokens: number;
   private refilled = Date.now();
-  /** Nodes whose reader ended by itself: said once until one starts again. */
+  /** Nodes whose reader ended by itself: said once, until one of theirs reads a packet again. */
   private readonly failed = new Set<string>();
   private model?: Model;
 
@@ -66,8 +66,12 @@ export class DropLog {
         },
       );
       this.readers.set(n, reader);
-      this.failed.delete(n);
     }
+  }
+
+  /** The model rule numbers are read against from now on (a rule edit's, which converges nothing). */
+  see(model: Model): void {
+    this.model = model;
   }
 
   /** Stop the readers of these nodes (before their namespaces go). */
@@ -91,6 +95,7 @@ export class DropLog {
   }
 
   private record(d: DropRecord): void {
+    this.failed.delete(d.node);
     const o = d.origin;
     // Only qnet's own refusing rules log to this group; anything else (a user's rule in custom-*) is not mapped.
     if (!o || (o.kind !== 'rule' && o.kind !== 'rules' && o.kind !== 'policy')) return;

@@ -82,6 +82,7 @@ export class Engine implements EngineCore {
    * their chains and sets are recompiled alone and patched in. False: converge instead.
    */
   applyRuleEdits(model: Model, qubes: readonly string[], previous?: ReadonlyMap<string, RuleList>): Promise<boolean> {
+    this.drops?.see(model);
     return this.edits.applyLoaded(model, qubes, previous);
   }
 
