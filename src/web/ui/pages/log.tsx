@@ -96,7 +96,7 @@ export function LogPage({ route }: { route: Route }) {
       {log.value?.entries.length ? (
         <details>
           <summary>Recent packets ({log.value.entries.length})</summary>
-          <table class="grid" aria-label="recent refused packets">
+          <table class="grid stacked" aria-label="recent refused packets">
             <thead>
               <tr>
                 <th scope="col">Time</th>
@@ -111,15 +111,15 @@ export function LogPage({ route }: { route: Route }) {
             <tbody>
               {[...log.value.entries].reverse().map((e, i) => (
                 <tr key={i}>
-                  <td>
+                  <td data-label="Time">
                     <time dateTime={e.time}>{when(e.time)}</time>
                   </td>
-                  <td>{e.qube}</td>
-                  <td class="mono">{e.src}</td>
-                  <td class="mono">{e.dst}</td>
-                  <td>{e.proto}</td>
-                  <td class="mono">{portOf(e)}</td>
-                  <td>{e.decidedBy}</td>
+                  <td data-label="Qube">{e.qube}</td>
+                  <td class="mono" data-label="Source">{e.src}</td>
+                  <td class="mono" data-label="Destination">{e.dst}</td>
+                  <td data-label="Proto">{e.proto}</td>
+                  <td class="mono" data-label="Port">{portOf(e)}</td>
+                  <td data-label="Deciding rule">{e.decidedBy}</td>
                 </tr>
               ))}
             </tbody>
