@@ -17,6 +17,8 @@ export interface RuleCounter {
   origin: Origin | null;
   packets: number;
   bytes: number;
+  /** When the count last grew, as far as whoever read it before knows (ms; null: unknown). The daemon fills it. */
+  lastHit?: number | null;
 }
 
 /** A tracked connection in a node, as seen from its original direction. */
@@ -28,6 +30,28 @@ export interface Flow {
   sport?: number;
   dport?: number;
   state?: string;
+}
+
+/** A packet a node's rules refused and logged for the drop log (model/drop-log.ts), as its kernel said. */
+export interface DropRecord {
+  node: string;
+  /** Milliseconds since the epoch. */
+  time: number;
+  /** parseOrigin(the log prefix): null for a prefix qnet did not write. */
+  origin: Origin | null;
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  proto: string;
+  dport?: number;
+  icmpType?: number;
+  length: number;
+}
+
+/** A running drop reader of one node. */
+export interface DropReader {
+  stop(): Promise<void>;
+  readonly pid: number | undefined;
 }
 
 export interface Backend {
@@ -59,4 +83,9 @@ export interface Backend {
   /** Tracked flows in a node, of one family or both. */
   flows(node: string, family?: 4 | 6): Promise<Flow[]>;
   deleteFlow(node: string, flow: Flow): Promise<void>;
+  /**
+   * Read what a live node's rules refuse and log (the drop log), until stop(); `onEnd` says why a
+   * reader ended by itself. Absent where refused packets cannot be read (the simulator).
+   */
+  readDrops?(node: string, onDrop: (d: DropRecord) => void, onEnd: (why: string) => void): DropReader;
 }

@@ -28,7 +28,7 @@ type Group = keyof typeof GROUPS;
 export const COMMAND_GROUPS: Readonly<Record<string, Group>> = {
   init: 'qubes', create: 'qubes', remove: 'qubes', rename: 'qubes', clone: 'qubes', 'qubes-prefs': 'qubes',
   prefs: 'prefs', ls: 'ls', firewall: 'firewall', nft: 'analyze', check: 'analyze', matrix: 'analyze',
-  start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', run: 'lifecycle', counters: 'lifecycle',
+  start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', run: 'lifecycle', counters: 'lifecycle', log: 'lifecycle',
   daemon: 'daemon', events: 'daemon', manager: 'daemon', demo: 'demo', features: 'features', 'import-qubes': 'import',
   connect: 'connections', connections: 'connections', disconnect: 'connections', forward: 'connections',
   export: 'export',

@@ -214,7 +214,7 @@ test('resolutions helper keeps errors (fixture sanity)', () => {
   assert.equal(resolutions({ x: { error: 'NXDOMAIN' } }).get('x')?.error, 'NXDOMAIN');
 });
 
-test('compiled diff: add 1 rule to work = flush + 3 rules (2 rules + policy) + 0 elements, nothing else', () => {
+test('compiled diff: add 1 rule to work = flush + 4 rules (2 rules + the policy and its drop log) + 0 elements, nothing else', () => {
   const m = defaultLayout();
   m.qubes.get('work')!.rules = [rule('accept', { dsthost: dst4('203.0.113.1') })];
   const plan = planNetwork(m, { uplink: 'world' });
@@ -223,6 +223,6 @@ test('compiled diff: add 1 rule to work = flush + 3 rules (2 rules + policy) + 0
   const after = compile({ model: m, plan, resolutions: new Map(), now: 0 }).rulesets.get('sys-firewall')!;
   const tx = diffTransaction(before, after);
   assert.equal(tx.counts()['flush-chain'], 1);
-  assert.equal(tx.counts()['add-rule'], 3);
-  assert.equal(tx.size, 4, tx.toString());
+  assert.equal(tx.counts()['add-rule'], 4);
+  assert.equal(tx.size, 5, tx.toString());
 });

@@ -13,6 +13,8 @@ import type { Analysis } from '../sim/questions.js';
 import type { Runtime } from '../store/runtime-file.js';
 import { loadQubeFrom, type Store } from '../store/store.js';
 import type { Backend } from '../backend/backend.js';
+import { CounterMemory } from '../engine/counter-memory.js';
+import type { DropEntry } from '../model/drop-log.js';
 
 export interface DaemonHostParts {
   stateDir: string;
@@ -29,6 +31,7 @@ export interface DaemonHostParts {
 
 export class DaemonHost implements Host {
   readonly stateDir: string;
+  private readonly seen = new CounterMemory();
   constructor(private readonly p: DaemonHostParts) {
     this.stateDir = p.stateDir;
   }
@@ -81,7 +84,13 @@ export class DaemonHost implements Host {
 
   async counters(node: string): Promise<RuleCounter[]> {
     await this.p.settle(); // its rules as compiled, not a rule edit's leftovers
-    return this.p.backend.counters(node);
+    const rows = await this.p.backend.counters(node);
+    const hits = this.seen.stamp(node, rows, Date.now());
+    return rows.map((r, i) => ({ ...r, lastHit: hits[i]! }));
+  }
+
+  drops(qube?: string): DropEntry[] | undefined {
+    return this.p.engine.drops?.entries(qube);
   }
 
   applyStatus(): ReadonlyMap<string, ApplyStatusView> {

@@ -80,6 +80,11 @@ export class Daemon {
     this.log(line.trim());
   }
 
+  /** The drop log's readers now: netvm → process id (tests check none outlives its netvm). */
+  get dropReaders(): Map<string, number | undefined> {
+    return this.wired?.engine.drops?.running ?? new Map();
+  }
+
   /**
    * Start the qubes whose autostart property is set, with their netvm chains (qvm-start), before the
    * daemon reports ready: at boot under systemd, `After=qnet.service` finds them running. Its own
@@ -141,7 +146,7 @@ export class Daemon {
     // once, naming this daemon, instead of writing files and kernel behind its back.
     this.lock = await files.holdLock();
     const model = await files.load();
-    this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), overlay: true, ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
+    this.wired = wire({ stateDir: this.o.stateDir, runtime: this.o.runtime, model, now: this.now, emit: (e) => this.emit(e), overlay: true, dropLog: true, ...(this.o.sysctls ? { sysctls: this.o.sysctls } : {}) });
     // The daemon remembers what it loaded; its first converge loads every node whole (atomically,
     // so established flows of adopted namespaces carry on).
     const engineStore = new EngineStore(files, async () => this.wired!.engine, false);
@@ -190,6 +195,7 @@ export class Daemon {
     // Leave the kernel as a full compile has it: the offline CLI and the next daemon assume so.
     await this.serial(() => this.tidy()).catch((e) => this.log(`tidy failed: ${(e as Error).message}`));
     await this.queue.catch(() => {});
+    await this.wired?.engine.drops?.stopAll(); // each holds a namespace
     this.wired?.netns?.close(); // its nft sessions
     await this.lock?.release();
   }

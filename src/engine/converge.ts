@@ -34,6 +34,7 @@ export class Converger {
       core.mirror.applied.delete(q.name);
     }
     if (died.length) {
+      await core.drops?.stop(died.map((q) => q.name)); // its reader would keep the namespace, links and all
       core.emit({ type: 'died', qubes: died.map((q) => q.name) });
       const detached = [...model.qubes.values()].filter((c) => c.state === 'Running' && died.some((d) => d.name === netvmName(model, c)));
       if (detached.length) core.emit({ type: 'detached', qubes: detached.map((q) => q.name) });
@@ -57,6 +58,7 @@ export class Converger {
 
     const stop = [...live].filter((n) => n !== WORLD_NODE && !runningNames.has(n));
     if (stop.length) {
+      await core.drops?.stop(stop); // a reader holds its namespace
       await backend.tearDown(stop);
       for (const n of stop) {
         core.mirror.applied.delete(n);
@@ -115,6 +117,8 @@ export class Converger {
     const planBefore = core.plan ?? (opts.assume ? this.planOf(opts.assume, plan) : plan);
     core.plan = plan;
     await this.applyRules(model, plan, planBefore, opts, early);
+    // After the rules: a netvm's first logged drop already names what it holds now.
+    await core.drops?.sync(model, new Set([...live, ...start].filter((n) => !stop.includes(n))));
   }
 
   /** Compile for the running nodes and load each node's delta; then cut forbidden flows. */

@@ -16,6 +16,7 @@ import type { RuleList } from '../model/rule.js';
 import { NodeLoader } from './apply-node.js';
 import { Converger } from './converge.js';
 import { DnsAnswers, qubesNaming } from './dns-refresh.js';
+import { DropLog } from './drop-log.js';
 import { FlowCutter } from './flows.js';
 import { KernelMirror } from './kernel-mirror.js';
 import { RuleEditor } from './rule-edit.js';
@@ -28,6 +29,8 @@ export class Engine implements EngineCore {
   readonly dns: DnsAnswers;
   readonly flows: FlowCutter;
   readonly loader: NodeLoader;
+  /** The daemon's drop log (deps.dropLog): readers in step with the running netvms. */
+  readonly drops?: DropLog;
   private readonly converger: Converger;
   private readonly edits: RuleEditor;
   /** Per client qube: how its rules stand in its netvm; per app qube: its own input rules. */
@@ -42,6 +45,7 @@ export class Engine implements EngineCore {
     this.dns = new DnsAnswers(deps.resolver, (diag) => this.emit({ type: 'warning', diag }), deps.dnsFile);
     this.flows = new FlowCutter(deps.backend, (e) => this.emit(e));
     this.loader = new NodeLoader(this);
+    if (deps.dropLog) this.drops = new DropLog(deps.backend, (e) => this.emit(e));
     this.converger = new Converger(this);
     this.edits = new RuleEditor(this);
   }
@@ -78,6 +82,7 @@ export class Engine implements EngineCore {
    * their chains and sets are recompiled alone and patched in. False: converge instead.
    */
   applyRuleEdits(model: Model, qubes: readonly string[], previous?: ReadonlyMap<string, RuleList>): Promise<boolean> {
+    this.drops?.see(model);
     return this.edits.applyLoaded(model, qubes, previous);
   }
 

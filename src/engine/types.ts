@@ -2,6 +2,8 @@
 import type { Backend, Flow } from '../backend/backend.js';
 import type { Resolver } from '../compile/dns.js';
 import type { Diagnostic } from '../model/diagnostics.js';
+import type { DropEntry } from '../model/drop-log.js';
+import type { DropLog } from './drop-log.js';
 import type { NetPlan, UplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
 import type { PlanOptions } from '../model/topology.js';
@@ -24,7 +26,9 @@ export type EngineEvent =
   | { type: 'blocked'; qube: string; node: string; diag: Diagnostic }
   | { type: 'apply-failed'; node: string; diag: Diagnostic }
   | { type: 'flow-cut'; node: string; flow: Flow; qube: string }
-  | { type: 'warning'; diag: Diagnostic };
+  | { type: 'warning'; diag: Diagnostic }
+  /** A refused first packet, from the drop log (rate-bounded; DropLog keeps every one it read). */
+  | { type: 'dropped'; entry: DropEntry };
 
 /** The stand-in outside world's namespace and services, managed with the uplink. */
 export interface WorldControl {
@@ -54,6 +58,8 @@ export interface EngineDeps {
   untidyFile?: string;
   /** Where DNS answers are kept between engines, with their expiry (DnsAnswers). */
   dnsFile?: string;
+  /** Keep a drop log reader per running netvm (DropLog): for the daemon, which stops them with stopAll(). */
+  dropLog?: boolean;
 }
 
 export interface ConvergeOptions {
@@ -69,6 +75,7 @@ export interface EngineCore {
   readonly flows: FlowCutter;
   readonly loader: NodeLoader;
   readonly status: Map<string, ApplyStatus>;
+  readonly drops?: DropLog;
   /** The plan of the last converge: what is up and linked (for rule-only edits). */
   plan?: NetPlan;
   handled: number;

@@ -107,6 +107,8 @@ export interface WireOptions {
   readHostFile?: (path: string) => string | undefined;
   /** Rule edits additions-only, tidied later (EngineDeps.overlay): the daemon, which stays to tidy. */
   overlay?: boolean;
+  /** Keep the drop log's readers (EngineDeps.dropLog): the daemon. */
+  dropLog?: boolean;
 }
 
 const readText = (path: string): string | undefined => {
@@ -143,6 +145,7 @@ export function wire(o: WireOptions): Wired {
       dnsFile: join(runDir(o.stateDir), 'dns.json'),
       ...(o.emit ? { emit: o.emit } : {}),
       ...(o.overlay ? { overlay: true } : {}),
+      ...(o.dropLog ? { dropLog: true } : {}),
     });
   if (o.runtime.backend === 'sim') {
     const backend = new SimBackend();

@@ -149,7 +149,11 @@ function stmtJson(s: Statement): Json {
     case 'counter':
       return { counter: null };
     case 'log':
-      return { log: s.prefix === undefined ? null : { prefix: sanitizeComment(s.prefix) } };
+      return s.prefix === undefined && s.group === undefined
+        ? { log: null }
+        : { log: { ...(s.prefix === undefined ? {} : { prefix: sanitizeComment(s.prefix) }), ...(s.group === undefined ? {} : { group: s.group }), ...(s.queueThreshold === undefined ? {} : { 'queue-threshold': s.queueThreshold }) } };
+    case 'limit':
+      return { limit: { rate: s.rate, per: s.per, burst: s.burst } };
     case 'dnat': {
       const d: { [k: string]: Json } = { addr: s.addr };
       if (s.port !== undefined) d['port'] = s.port;

@@ -103,7 +103,9 @@ export function renderStatement(s: Statement): string {
     case 'counter':
       return 'counter';
     case 'log':
-      return s.prefix === undefined ? 'log' : `log prefix "${sanitizeComment(s.prefix)}"`;
+      return ['log', ...(s.prefix === undefined ? [] : [`prefix "${sanitizeComment(s.prefix)}"`]), ...(s.group === undefined ? [] : [`group ${s.group}`]), ...(s.queueThreshold === undefined ? [] : [`queue-threshold ${s.queueThreshold}`])].join(' ');
+    case 'limit':
+      return `limit rate ${s.rate}/${s.per} burst ${s.burst} packets`;
     case 'dnat': {
       const fam = s.family ? `${s.family} ` : '';
       const addr = s.port === undefined ? s.addr : s.addr.includes(':') ? `[${s.addr}]:${s.port}` : `${s.addr}:${s.port}`;

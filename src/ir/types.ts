@@ -70,7 +70,18 @@ export type Verdict =
 
 export type Statement =
   | { kind: 'counter' }
-  | { kind: 'log'; prefix?: string }
+  /**
+   * `log [prefix "…"] [group N [queue-threshold Q]]`: with a group, the packet goes to NFLOG group N
+   * (read by the drop log). The kernel batches up to Q messages (default 100) into one netlink
+   * message, which a reader with a small buffer cuts: the drop log asks for 1.
+   */
+  | { kind: 'log'; prefix?: string; group?: number; queueThreshold?: number }
+  /**
+   * `limit rate N/per burst B packets`: over the rate, the kernel skips the rest of the rule (as a
+   * failed match). Only in rules without a verdict (validate.ts), so it never changes one; the
+   * simulator, which has no clock, treats it as passing.
+   */
+  | { kind: 'limit'; rate: number; per: 'second' | 'minute'; burst: number }
   /** Destination NAT. `port` only with a transport match earlier in the rule. */
   | { kind: 'dnat'; family?: 'ip' | 'ip6'; addr: string; port?: number }
   | { kind: 'masquerade' }

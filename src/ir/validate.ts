@@ -13,7 +13,7 @@ export type IrCheck =
   | 'bad-name' | 'verdict-not-last' | 'comment-too-long' | 'key-arity' | 'interval-without-flag'
   | 'declared-twice' | 'user-chain-not-empty' | 'nat-misplaced' | 'map-element-without-verdict'
   | 'duplicate-key' | 'missing-set' | 'missing-map' | 'set-map-mixup' | 'key-type' | 'missing-chain'
-  | 'jump-to-base' | 'jump-loop';
+  | 'jump-to-base' | 'jump-loop' | 'limit-with-verdict';
 
 export interface IrProblem {
   check: IrCheck;
@@ -45,6 +45,10 @@ export function checkRule(r: IrRule, where: string): IrProblem[] {
     if ((s.kind === 'verdict' || s.kind === 'vmap') && i !== r.stmts.length - 1)
       out.push(problem('verdict-not-last', `${where}: a verdict (${s.kind === 'vmap' ? 'vmap' : s.verdict.kind}) must be the last statement`));
   });
+  // Over its rate a limit skips the rest of its rule: a verdict after it would then not be taken.
+  const lim = r.stmts.findIndex((s) => s.kind === 'limit');
+  if (lim >= 0 && r.stmts.slice(lim).some((s) => s.kind === 'verdict' || s.kind === 'vmap' || s.kind === 'dnat' || s.kind === 'masquerade'))
+    out.push(problem('limit-with-verdict', `${where}: a limit would skip the verdict after it whenever the rate is exceeded`));
   if (r.comment !== undefined && Buffer.byteLength(r.comment) > MAX_COMMENT_BYTES)
     out.push(problem('comment-too-long', `${where}: comment longer than ${MAX_COMMENT_BYTES} bytes (it would be cut)`, 'warning'));
   return out;
@@ -167,6 +171,7 @@ function validateTable(t: Table, out: IrProblem[]): void {
         switch (s.kind) {
           case 'counter':
           case 'log':
+          case 'limit':
             break;
           case 'dnat':
           case 'masquerade':

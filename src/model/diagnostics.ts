@@ -120,6 +120,7 @@ export const DIAGNOSTICS = {
   QNET5105: { severity: 'warning', summary: 'the state directory moved from the simulator to network namespaces' },
   QNET5106: { severity: 'warning', summary: 'qubes run on the simulator although network namespaces could run here' },
   QNET5107: { severity: 'warning', summary: 'starting the autostart qubes failed; the daemon serves without them' },
+  QNET5120: { severity: 'warning', summary: "a netvm's drop log reader stopped (tcpdump missing or failing)" },
   QNET5201: { severity: 'error', summary: 'invalid name or argument for a kernel command' },
   QNET5202: { severity: 'error', summary: 'the namespace already exists' },
   QNET5203: { severity: 'error', summary: 'inconsistent network plan' },
@@ -156,6 +157,7 @@ export const DIAGNOSTICS = {
   QNET6112: { severity: 'error', summary: "the request's Origin is not the HTTP listener's own (a cross-site request)" },
   QNET6113: { severity: 'error', summary: 'the HTTP listener takes a loopback address and port only' },
   QNET6114: { severity: 'error', summary: 'the daemon serves no verified HTTP listener' },
+  QNET6120: { severity: 'error', summary: 'the drop log needs the daemon (it reads the kernel while qubes run)' },
   QNET6199: { severity: 'error', summary: 'an operation failed with an internal error (a bug in qnet)' },
   // ---- 7xxx demo ----
   QNET7001: { severity: 'error', summary: 'demo: something did not come up in time' },

@@ -5,6 +5,7 @@ import * as v from 'valibot';
 import { netvmName } from '../model/addressing.js';
 import { connectionsOf, forwardsOf } from '../model/connection.js';
 import { diag } from '../model/diagnostics.js';
+import { groupDrops, type DropEntry, type DropGroup } from '../model/drop-log.js';
 import { getQube } from '../model/ops.js';
 import { describeOrigin, type Origin } from '../model/origin.js';
 import type { Model } from '../model/qube.js';
@@ -97,6 +98,11 @@ export interface CounterRow {
   origin: Origin;
   packets: number;
   bytes: number;
+  /**
+   * When the count last grew, as far as the daemon saw between its reads (ISO); null: not since
+   * it first read it. Absent without a daemon (nobody remembers an earlier read).
+   */
+  lastHit?: string | null;
 }
 
 export const counters = defineOp({
@@ -126,9 +132,73 @@ export const counters = defineOp({
           ((src?.kind === 'rule' || src?.kind === 'rules' || src?.kind === 'policy') && src.qube === whose) ||
           ((src?.kind === 'connection' || src?.kind === 'forward') && links.has(`${src.kind} ${src.id}`));
         if (src && (mine || (i.all && src.kind === 'base')))
-          rows.push({ hop: hop.name, chain: `${c.family} ${c.table} ${c.chain}`, rule: describeOrigin(src), origin: src, packets: c.packets, bytes: c.bytes });
+          rows.push({
+            hop: hop.name,
+            chain: `${c.family} ${c.table} ${c.chain}`,
+            rule: describeOrigin(src),
+            origin: src,
+            packets: c.packets,
+            bytes: c.bytes,
+            ...(c.lastHit !== undefined ? { lastHit: c.lastHit === null ? null : new Date(c.lastHit).toISOString() } : {}),
+          });
       }
     }
     return result(rows);
+  },
+});
+
+const EntrySchema = v.object({
+  time: v.string(),
+  hop: v.string(),
+  qube: v.string(),
+  origin: v.object({ kind: v.string() }),
+  decidedBy: v.string(),
+  rule: v.optional(v.number()),
+  ruleText: v.optional(v.string()),
+  family: v.picklist([4, 6]),
+  src: v.string(),
+  dst: v.string(),
+  proto: v.string(),
+  dport: v.optional(v.number()),
+  icmpType: v.optional(v.number()),
+  length: v.number(),
+});
+const GroupSchema = v.object({
+  qube: v.string(),
+  dst: v.string(),
+  proto: v.string(),
+  dport: v.optional(v.number()),
+  count: v.number(),
+  first: v.string(),
+  last: v.string(),
+  decidedBy: v.string(),
+  rule: v.optional(v.number()),
+  ruleText: v.optional(v.string()),
+  hop: v.string(),
+  allow: v.object({ qube: v.string(), rule: v.string(), before: v.optional(v.number()) }),
+});
+
+export interface DropLogView {
+  /** The most recent entries, oldest first (at most `limit`). */
+  entries: DropEntry[];
+  /** Every entry kept, grouped by qube, destination, protocol and port; the latest group first. */
+  groups: DropGroup[];
+}
+
+export const log = defineOp({
+  name: 'log',
+  kind: 'read',
+  summary: "refused first packets, read from each running netvm's kernel by the daemon and mapped to qube and rule: recent entries and groups by qube, destination and port",
+  input: v.strictObject({ qube: v.optional(qubeName), limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 200) }),
+  output: v.object({ entries: v.array(EntrySchema), groups: v.array(GroupSchema) }),
+  run: async (i, host): Promise<OpResult<DropLogView>> => {
+    const all = host.drops?.(i.qube);
+    if (!all)
+      throw new QnetError(
+        diag('QNET6120', 'the drop log needs the daemon: it reads what each running netvm refuses while it runs, and keeps the last entries in memory', {
+          hint: 'qnet daemon (systemctl start qnet)',
+        }),
+      );
+    return result({ entries: all.slice(-i.limit), groups: groupDrops(all) });
   },
 });

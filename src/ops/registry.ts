@@ -31,7 +31,7 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   'firewall.reload': 'firewall', 'firewall.move': 'firewall', 'firewall.replace': 'firewall', 'firewall.view': 'firewall',
   nft: 'analyze', check: 'analyze', matrix: 'analyze',
   preview: 'preview',
-  start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', counters: 'lifecycle',
+  start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', counters: 'lifecycle', log: 'lifecycle',
   status: 'status',
   'qubes.import': 'import',
   'connections.list': 'connections', 'connections.add': 'connections', 'connections.del': 'connections',

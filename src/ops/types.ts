@@ -6,6 +6,7 @@ import type * as v from 'valibot';
 import type { RuleCounter } from '../backend/backend.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { Effect } from '../model/effect.js';
+import type { DropEntry } from '../model/drop-log.js';
 import type { Model, Qube } from '../model/qube.js';
 import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
@@ -51,6 +52,8 @@ export interface Host {
   runtime(opts?: { start?: boolean }): Promise<Runtime | null>;
   /** Rule counters of a running node, with the kernel holding exactly what compile() gives. */
   counters(node: string): Promise<RuleCounter[]>;
+  /** The drop log's entries, oldest first (of one qube with `qube`); undefined where no daemon reads them. */
+  drops?(qube?: string): DropEntry[] | undefined;
   /** Per qube, how its rules stand in the kernel; undefined where the host does not keep it. */
   applyStatus(): ReadonlyMap<string, ApplyStatusView> | undefined;
 }

@@ -130,6 +130,8 @@ function runChain(start: PChain, p: Pkt, env: Env, out: Outcome): void {
             env.counted?.push({ rule: ruleRef(r), packets: n });
           }
           break;
+        case 'limit':
+          break;
         case 'log':
           if (env.trace) (out.logs ??= []).push(s.prefix ?? `${cur.table.name} ${cur.name} rule ${r.index}`);
           break;

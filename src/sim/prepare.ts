@@ -21,6 +21,7 @@ export type PVerdict =
 export type PStmt =
   | { k: 'counter' }
   | { k: 'log'; prefix: string | undefined }
+  | { k: 'limit' }
   | { k: 'dnat'; family: 4 | 6 | undefined; addr: string; port: number | undefined; decision: NatDecision | undefined }
   | { k: 'masquerade'; decision: NatDecision | undefined }
   | { k: 'vmap'; map: string; lookup: (p: Pkt) => PVerdict | undefined }
@@ -232,6 +233,10 @@ function prepareStmt(s: Statement, t: PTable, sets: SetCache): PStmt {
       return SHARED_COUNTER;
     case 'log':
       return mono({ k: 'log', prefix: s.prefix });
+    case 'limit':
+      // No clock here: always within the rate. validate.ts keeps verdicts out of rules with a limit,
+      // so the kernel skipping such a rule's rest changes no verdict the simulator gives.
+      return mono({ k: 'limit' });
     case 'dnat': {
       // nft refuses a dnat to something that is not an address: refuse at load, not on the first packet.
       if (parseAddr(s.addr, s.addr.includes(':') ? 6 : 4) === undefined) throw new Error(`dnat to '${s.addr}', which is not an IP address`);

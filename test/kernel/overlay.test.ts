@@ -60,7 +60,7 @@ test('a rule edit as an overlay: the kernel obeys the new rules at once, and tid
     assert.ok(engine.needsTidy, 'the overlay left something to tidy');
     const chain = (await s.sh('sys-firewall', ['nft', 'list', 'chain', 'ip', 'qubes-firewall', WORK_CHAIN])).stdout;
     // The old rules are still there, below the new ones, with the set that opens WEB.
-    assert.equal(chain.match(/"qube=work policy"/g)?.length, 2, chain);
+    assert.equal(chain.match(/comment "qube=work policy"/g)?.length, 2, chain);
     assert.ok(chain.indexOf(`@${WORK_CHAIN}-dpt0-g1 `) < chain.indexOf(`@${WORK_CHAIN}-dpt0 `), chain);
     const deadSet = await s.sh('sys-firewall', ['nft', 'list', 'set', 'ip', 'qubes-firewall', `${WORK_CHAIN}-dpt0`]);
     assert.match(deadSet.stdout, new RegExp(`${WEB.replace(/\./g, '\\.')} \\. tcp \\. 80`), deadSet.stdout);
@@ -72,7 +72,7 @@ test('a rule edit as an overlay: the kernel obeys the new rules at once, and tid
     work.rules = [{ action: 'accept', specialtarget: 'dns' }, tcpTo(OTHER), { action: 'drop', proto: 'udp' }];
     assert.ok(await engine.applyRuleEdits(model, ['work'], second));
     const twice = (await s.sh('sys-firewall', ['nft', 'list', 'chain', 'ip', 'qubes-firewall', WORK_CHAIN])).stdout;
-    assert.equal(twice.match(/"qube=work policy"/g)?.length, 3, twice);
+    assert.equal(twice.match(/comment "qube=work policy"/g)?.length, 3, twice);
     assert.ok(await reaches(s, OTHER), 'still through after the second overlay');
     assert.ok(!(await reaches(s, WEB)));
 

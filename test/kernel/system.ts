@@ -144,6 +144,17 @@ export class LiveSystem {
     }
   }
 
+  /** `count` UDP datagrams from inside a qube to host:port, from one socket, as fast as it sends them. */
+  async sendUdp(qube: string, host: string, port: number, count = 1): Promise<void> {
+    const r = await this.sh(qube, [
+      process.execPath,
+      '-e',
+      `const s = require('node:dgram').createSocket('udp4'); s.on('error', () => {});
+       let n = 0; const next = () => (n++ < ${count} ? s.send('x', ${port}, ${JSON.stringify(host)}, next) : s.close()); next();`,
+    ]);
+    if (r.code !== 0) throw new Error(`sending UDP from ${qube} failed: ${r.stderr.trim()}`);
+  }
+
   /** Set a qube's rules, one Admin API line each (all or nothing, like admin.vm.firewall.Set). */
   setRules(qube: string, lines: readonly string[]): Promise<string> {
     return this.ok(['firewall', qube, 'set'], lines.map((l) => l + '\n').join(''));

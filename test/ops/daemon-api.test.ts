@@ -215,6 +215,23 @@ test('every case gives the same answer through the local and the daemon transpor
   }
 });
 
+test('the drop log differs by door on purpose: offline refused (nobody reads the kernel), the daemon answers', async () => {
+  const offDir = mkdtempSync(join(tmpdir(), 'qnet-off-'));
+  try {
+    const off = await localTransport(offDir, bufferIo({ now: NOW }).io);
+    await off.call('qubes.init', {});
+    await assert.rejects(off.call('log', {}), (e: unknown) => e instanceof QnetError && e.diag.code === 'QNET6120');
+    await withDaemon(async (_c, dir) => {
+      // The simulator has no kernel to log: an empty log, in the declared shape.
+      const r = await (await daemonTransport(dir))!.call('log', { qube: 'work' });
+      assert.deepEqual(r.value, { entries: [], groups: [] });
+      assert.ok(v.safeParse((await findOp('log'))!.output!, r.value).success);
+    });
+  } finally {
+    rmSync(offDir, { recursive: true, force: true });
+  }
+});
+
 test('while the daemon runs it is the only writer: a CLI that does not reach it (QNET_NO_DAEMON) is refused at once, naming it', async () => {
   await withDaemon(async (_c, dir) => {
     const io = bufferIo({ now: NOW, env: { QNET_NO_DAEMON: '1' } }).io;

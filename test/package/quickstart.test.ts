@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../cases/compile/baseline.js';
 
-const STUBS = ['nft', 'ip', 'conntrack', 'runuser', 'curl', 'ping', 'socat', 'python3', 'systemd-analyze', 'man'];
+const STUBS = ['nft', 'ip', 'conntrack', 'runuser', 'tcpdump', 'curl', 'ping', 'socat', 'python3', 'systemd-analyze', 'man'];
 
 function scratch(): { dir: string; run: (...args: string[]) => { status: number | null; stderr: string; calls: string[] }; touch: (p: string, ageS?: number) => void } {
   const dir = mkdtempSync(join(tmpdir(), 'qnet-quickstart-'));

@@ -6,7 +6,9 @@ import { emitFull } from '../../ir/emit-text.js';
 import type { Ruleset } from '../../ir/types.js';
 import type { NetPlan } from '../../model/netplan.js';
 import { parseOrigin } from '../../model/origin.js';
-import type { Backend, Flow, RuleCounter } from '../backend.js';
+import type { Backend, DropReader, DropRecord, Flow, RuleCounter } from '../backend.js';
+import { DROP_LOG } from '../../model/drop-log.js';
+import { readNflog } from './nflog.js';
 import type { NetnsBackend } from './netns-backend.js';
 import { runChecked, type Runner } from './runner.js';
 import { ETC_NETNS, removeStaleEtcNetns } from './netns-dir.js';
@@ -120,6 +122,10 @@ export class NetnsExecutor implements Backend {
     // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
     await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after), { keep: o !== null });
     return o ? o.holds : after;
+  }
+
+  readDrops(node: string, onDrop: (d: DropRecord) => void, onEnd: (why: string) => void): DropReader {
+    return readNflog(`/run/netns/${this.netns.ns(node)}`, DROP_LOG.group, ({ prefix, ...r }) => onDrop({ node, origin: parseOrigin(prefix), ...r }), onEnd);
   }
 
   async counters(node: string): Promise<RuleCounter[]> {

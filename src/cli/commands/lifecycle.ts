@@ -1,9 +1,11 @@
 // Running qubes: qnet start / shutdown / kill (qvm-start, qvm-shutdown, qvm-kill), qnet run
-// (qvm-run: a program inside the qube's namespace), and qnet counters (packets per rule per hop).
+// (qvm-run: a program inside the qube's namespace), qnet counters (packets per rule per hop) and
+// qnet log (the drop log the daemon reads from each netvm).
 import type { Command } from 'commander';
 import { diag } from '../../model/diagnostics.js';
 import { QnetError } from '../../model/result.js';
-import type { CounterRow } from '../../ops/lifecycle.js';
+import type { CounterRow, DropLogView } from '../../ops/lifecycle.js';
+import { DROP_LOG, type DropEntry } from '../../model/drop-log.js';
 import type { QubeView } from '../../ops/views.js';
 import type { Ctx } from '../context.js';
 import { printWarnings, UsageError } from '../errors.js';
@@ -88,6 +90,60 @@ As qvm-run, one argument with a space in it is a shell command line, run by sh -
       if (wantsJson(o)) return void ctx.io.out(json(rows));
       ctx.io.out(formatTable([['HOP', 'CHAIN', 'RULE', 'PACKETS', 'BYTES'], ...rows.map((r) => [r.hop, r.chain, r.rule, String(r.packets), String(r.bytes)])]));
     });
+
+  program
+    .command('log')
+    .description('refused first packets, as the kernel of each running netvm logged them (needs the daemon): grouped by qube, destination and port')
+    .option('--qube <name>', 'only what this qube sent')
+    .option('--raw', 'one line per logged packet instead of groups')
+    .option('-f, --follow', 'then print each new drop as it happens (until interrupted)')
+    .option('--json', 'JSON output ({entries, groups}; with --follow one entry per line)')
+    .addHelpText(
+      'after',
+      `
+Each netvm logs the first packets its rules refuse (at most ${DROP_LOG.rate} a second per rule, after a short
+burst), and the daemon maps each back to the qube and rule that refused it, keeping the last 1000.
+Offline (no daemon) there is no log: nobody reads the kernel then.
+  qnet log                  # what was refused, grouped: count, last time, the deciding rule
+  qnet log --qube work -f   # work's drops, then each new one as it happens`,
+    )
+    .action(async (o: { qube?: string; raw?: boolean; follow?: boolean; json?: boolean }) => {
+      const { value } = await ctx.call<DropLogView>('log', o.qube === undefined ? {} : { qube: o.qube });
+      const line = (e: DropEntry) => [e.time, e.qube, e.dst, e.proto, e.dport === undefined ? (e.icmpType === undefined ? '-' : `type ${e.icmpType}`) : String(e.dport), e.decidedBy, e.ruleText ?? '-'];
+      const head = ['TIME', 'QUBE', 'DESTINATION', 'PROTO', 'PORT', 'DECIDED BY', 'RULE'];
+      if (o.follow) {
+        if (wantsJson(o)) for (const e of value.entries) ctx.io.out(JSON.stringify(e) + '\n');
+        else ctx.io.out(formatTable([head, ...value.entries.map(line)]));
+        return followDrops(ctx, o.qube, (e) => ctx.io.out(wantsJson(o) ? JSON.stringify(e) + '\n' : line(e).join('  ') + '\n'));
+      }
+      if (wantsJson(o)) return void ctx.io.out(json(value));
+      if (o.raw) return void ctx.io.out(formatTable([head, ...value.entries.map(line)]));
+      if (!value.groups.length) return void ctx.io.err('qnet: no refused packets logged since the daemon started\n');
+      ctx.io.out(
+        formatTable([
+          ['COUNT', 'LAST', 'QUBE', 'DESTINATION', 'PROTO', 'PORT', 'DECIDED BY', 'RULE'],
+          ...value.groups.map((g) => [String(g.count), g.last, g.qube, g.dst, g.proto, g.dport === undefined ? '-' : String(g.dport), g.decidedBy, g.ruleText ?? '-']),
+        ]),
+      );
+    });
+}
+
+/** The daemon's `dropped` events (of one qube), until SIGINT. */
+async function followDrops(ctx: Ctx, qube: string | undefined, onEntry: (e: DropEntry) => void): Promise<void> {
+  const { DaemonClient } = await import('../../daemon/client.js');
+  const c = await DaemonClient.connect(ctx.stateDir());
+  if (!c) throw new QnetError(diag('QNET6120', 'the drop log needs the daemon', { hint: 'qnet daemon' }));
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  await c.events((l) => {
+    let e: { type?: string; entry?: DropEntry };
+    try {
+      e = JSON.parse(l) as typeof e;
+    } catch {
+      return;
+    }
+    if (e.type === 'dropped' && e.entry && (qube === undefined || e.entry.qube === qube)) onEntry(e.entry);
+  }, ac.signal);
 }
 
 /**

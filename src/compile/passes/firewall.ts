@@ -13,6 +13,7 @@ import { accept, addr, ct, isNot, jump, rule } from './build.js';
 import type { Client } from './clients.js';
 import { lowerRule, type Atom } from './lower.js';
 import { packAtoms } from './pack.js';
+import { withDropLog } from './drop-log.js';
 import { toPrefix } from '../addr.js';
 
 export function firewallTable(ctx: CompileContext, f: IpFamily, clients: Client[], dnsTargets: readonly string[]): Table {
@@ -74,7 +75,7 @@ export function clientFragment(ctx: CompileContext, f: IpFamily, client: Client,
   };
   if (ctx.layout === 'qnet') {
     const packed = packAtoms(f, qube, chain, atoms);
-    return { chain: { name: chain, rules: [...packed.rules, policy], comment: qube }, sets: packed.sets };
+    return { chain: { name: chain, rules: withDropLog([...packed.rules, policy]), comment: qube }, sets: packed.sets };
   }
-  return { chain: { name: chain, rules: [...atoms.map((a) => atomRule(f, qube, a)), policy] }, sets: [] };
+  return { chain: { name: chain, rules: withDropLog([...atoms.map((a) => atomRule(f, qube, a)), policy]) }, sets: [] };
 }

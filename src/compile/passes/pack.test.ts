@@ -283,7 +283,9 @@ test('regroup merges runs across disjoint rules of the other verdict (the proper
   const t = workChain(rules, 'qnet');
   const chain = t.chains.find((c) => c.name === 'qbs-10-137-0-3')!;
   assert.equal(t.sets.filter((s) => s.kind === 'set').length, 2, 'one set of accepts, one of drops');
-  assert.equal(chain.rules.length, 3);
+  // accepts, drops, policy: each refusing rule after its drop-log rule (no comment, no verdict)
+  assert.equal(chain.rules.length, 5);
+  assert.equal(chain.rules.filter((r) => r.comment !== undefined).length, 3);
   assert.equal(chain.rules[0]!.comment, 'qube=work rules=0-1,3-4,6-7,9-10,12-13,15-16');
   assert.deepEqual(chain.rules[0]!.origin, { kind: 'rules', qube: 'work', ranges: [[0, 1], [3, 4], [6, 7], [9, 10], [12, 13], [15, 16]] });
   for (const [d, proto, want] of [

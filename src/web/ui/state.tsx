@@ -31,8 +31,8 @@ export interface OpState<T> {
   reload(): void;
 }
 
-/** Events after which a read op's value may differ (everything but the greeting). */
-const changes = (e: QnetEvent) => e.type !== 'hello';
+/** Events after which a read op's value may differ (everything but the greeting and the drop log's news). */
+const changes = (e: QnetEvent) => e.type !== 'hello' && e.type !== 'dropped';
 
 /**
  * The value of read op `op` on `input`; read again when `deps` change and after any change event
