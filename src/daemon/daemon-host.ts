@@ -7,7 +7,9 @@ import type { Engine } from '../engine/engine.js';
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 import { analyse, offlineResolver } from '../ops/analysis.js';
-import type { ApplyStatusView, Host } from '../ops/types.js';
+import type { ApplyStatusView, Host, KernelView } from '../ops/types.js';
+import type { Ruleset } from '../ir/types.js';
+import { CheckpointFile } from '../store/checkpoints-file.js';
 import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
 import type { Runtime } from '../store/runtime-file.js';
@@ -25,12 +27,16 @@ export interface DaemonHostParts {
   settle: () => Promise<void>;
   /** Told of every model a change leaves (the timers and the netns watch read it). */
   changed: (model: Model, effect: Effect) => void;
+  /** Arms or disarms a checkpoint's confirm timer (Host.confirmTimer; the daemon's, absent in benches). */
+  confirmTimer?: (id: string, at: number | undefined) => void;
 }
 
 export class DaemonHost implements Host {
   readonly stateDir: string;
+  readonly checkpoints: CheckpointFile;
   constructor(private readonly p: DaemonHostParts) {
     this.stateDir = p.stateDir;
+    this.checkpoints = new CheckpointFile(p.stateDir);
   }
 
   now(): number {
@@ -80,5 +86,17 @@ export class DaemonHost implements Host {
 
   applyStatus(): ReadonlyMap<string, ApplyStatusView> {
     return this.p.engine.status;
+  }
+
+  /** What the engine loaded, node by node; a node an overlay left untidy as it behaves (`live`). */
+  kernel(): KernelView {
+    const { mirror, plan } = this.p.engine;
+    const rulesets = new Map<string, Ruleset>();
+    for (const [node, rs] of mirror.applied) rulesets.set(node, mirror.untidy.get(node)?.live ?? rs);
+    return { plan, rulesets, resolutions: this.p.engine.resolutions };
+  }
+
+  confirmTimer(id: string, at: number | undefined): void {
+    this.p.confirmTimer?.(id, at);
   }
 }

@@ -40,7 +40,7 @@ export function reportChange(before: Analysis, after: Analysis, now: number): Ch
 }
 
 /** A host whose changes edit a working copy: reads see them, nothing reaches files or kernel. */
-class PreviewHost implements Host {
+export class PreviewHost implements Host {
   readonly stateDir: string;
   constructor(
     private readonly base: Host,
@@ -62,12 +62,14 @@ class PreviewHost implements Host {
 }
 
 const step = v.strictObject({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(64)), input: v.unknown() });
+/** A list of change operations, as `preview` and `apply` take it. */
+export const steps = v.pipe(v.array(step), v.minLength(1), v.maxLength(1000));
 
 export const preview = defineOp({
   name: 'preview',
   kind: 'read',
   summary: 'what a list of change operations would load and which verdicts would change; nothing is changed',
-  input: v.strictObject({ ops: v.pipe(v.array(step), v.minLength(1), v.maxLength(1000)) }),
+  input: v.strictObject({ ops: steps }),
   run: async (i, host) => {
     const { invoke, findOp } = await import('./registry.js');
     const before = await host.read();

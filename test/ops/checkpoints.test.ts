@@ -1,0 +1,146 @@
+// Safe apply (ops/checkpoints.ts) without root: all or nothing, undo and its refusal offline; the
+// confirm timer, confirm, rollback and the rollback of a pending apply at start with a sim daemon.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { daemonTransport, localTransport, type Transport } from '../../src/cli/transport.js';
+import { bufferIo } from '../../src/cli/io.js';
+import { Daemon } from '../../src/daemon/server.js';
+import { QnetError } from '../../src/model/result.js';
+import { checkpointsFilePath } from '../../src/store/checkpoints-file.js';
+
+const NOW = 1_800_000_000;
+
+async function withDir<T>(fn: (local: Transport, dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-cp-'));
+  try {
+    const local = await localTransport(dir, bufferIo({ now: NOW }).io);
+    await local.call('qubes.init', {});
+    return await fn(local, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function refused(p: Promise<unknown>, code: string): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof QnetError, String(e));
+    assert.equal(e.diag.code, code, e.diag.message);
+    return e.diag.message;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+const rules = async (t: Transport, qube: string) => ((await t.call<{ api: string }[]>('firewall.list', { qube })).value).map((r) => r.api);
+const add = (qube: string, rule: string) => ({ name: 'firewall.add', input: { qube, rule } });
+
+test('apply offline: a timer is refused, a batch with one bad step changes nothing, a good one is one checkpoint that undo puts back', async () => {
+  await withDir(async (local) => {
+    const before = await rules(local, 'work');
+    await refused(local.call('apply', { ops: [add('work', 'action=drop proto=tcp dstports=22-22')] }), 'QNET6201');
+    // Step 2 names a qube that does not exist: step 1 must not stay.
+    const msg = await refused(local.call('apply', { ops: [add('work', 'action=drop proto=tcp dstports=22-22'), add('nosuch', 'action=accept')], confirmWithin: 0 }), 'QNET2003');
+    assert.match(msg, /^step 2 \(firewall\.add\)/);
+    assert.deepEqual(await rules(local, 'work'), before);
+    await refused(local.call('apply', { ops: [{ name: 'firewall.list', input: { qube: 'work' } }], confirmWithin: 0 }), 'QNET6205');
+    await refused(local.call('apply', { ops: [{ name: 'apply', input: { ops: [] } }], confirmWithin: 0 }), 'QNET6205');
+
+    const r = await local.call<{ checkpoint: string; state: string; changed: string[] }>('apply', {
+      ops: [add('work', 'action=drop proto=tcp dstports=22-22'), add('personal', 'action=drop proto=udp dstports=53-53'), { name: 'connections.add', input: { from: 'work', to: 'personal' } }],
+      confirmWithin: 0,
+      label: 'three steps',
+    });
+    assert.equal(r.value.state, 'confirmed');
+    assert.deepEqual(r.value.changed.sort(), ['connection c1', 'the rules of personal', 'the rules of work']);
+    assert.equal((await rules(local, 'work')).length, before.length + 1);
+    const h = await local.call<{ id: string; undoable: boolean; label?: string }[]>('history', {});
+    assert.deepEqual(h.value.map((x) => [x.id, x.undoable, x.label]), [[r.value.checkpoint, true, 'three steps']]);
+    await refused(local.call('confirm', { checkpoint: r.value.checkpoint }), 'QNET6203');
+    await refused(local.call('undo', { checkpoint: 'cp99' }), 'QNET6202');
+
+    await local.call('undo', { checkpoint: r.value.checkpoint });
+    assert.deepEqual(await rules(local, 'work'), before);
+    assert.deepEqual((await local.call<unknown[]>('connections.list', {})).value, []);
+    await refused(local.call('undo', { checkpoint: r.value.checkpoint }), 'QNET6203');
+
+    // A preview of an apply records nothing.
+    await refused(local.call('preview', { ops: [{ name: 'apply', input: { ops: [add('work', 'action=accept')], confirmWithin: 0 } }] }), 'QNET6208');
+  });
+});
+
+test('undo is refused, naming what changed since, when a later change touched the same part; a part it did not touch is no obstacle', async () => {
+  await withDir(async (local) => {
+    const a = await local.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=22-22')], confirmWithin: 0 });
+    await local.call('firewall.add', { qube: 'personal', rule: 'action=drop proto=tcp dstports=23-23' });
+    await local.call('firewall.add', { qube: 'work', rule: 'action=drop proto=tcp dstports=24-24' });
+    const h = (await local.call<{ undoable: boolean; why?: string }[]>('history', {})).value[0]!;
+    assert.equal(h.undoable, false);
+    assert.equal(h.why, 'the rules of work changed since');
+    const msg = await refused(local.call('undo', { checkpoint: a.value.checkpoint }), 'QNET6204');
+    assert.match(msg, /the rules of work changed since/);
+    await local.call('firewall.del', { qube: 'work', rule: 'action=drop proto=tcp dstports=24-24' });
+    await local.call('undo', { checkpoint: a.value.checkpoint });
+    assert.ok(!(await rules(local, 'work')).some((x) => x.includes('dstports=22-22')));
+    assert.ok((await rules(local, 'personal')).some((x) => x.includes('dstports=23-23')), 'the other qube keeps its later change');
+  });
+});
+
+async function withDaemon<T>(dir: string, fn: (d: Transport, daemon: Daemon) => Promise<T>): Promise<T> {
+  const daemon = new Daemon({ stateDir: dir, runtime: { backend: 'sim', prefix: 'qcp-' } });
+  await daemon.start();
+  try {
+    const t = await daemonTransport(dir);
+    assert.ok(t);
+    return await fn(t, daemon);
+  } finally {
+    await daemon.stop();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('with the daemon: an unconfirmed apply rolls back when its time runs out (event by rollback); confirm keeps one; rollback now; a pending one is rolled back at start', async () => {
+  await withDir(async (local, dir) => {
+    const before = await rules(local, 'work');
+    await withDaemon(dir, async (d, daemon) => {
+      await d.call('start', { qubes: ['work'] }); // the simulator's kernel: rules reach an engine
+      const events: string[] = [];
+      daemon.listeners.add({ write: (l: string) => events.push(l), end: () => {} });
+      const a = await d.call<{ checkpoint: string; state: string; confirmBy: number }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=22-22')], confirmWithin: 1 });
+      assert.equal(a.value.state, 'pending');
+      assert.equal((await rules(d, 'work')).length, before.length + 1);
+      const deadline = Date.now() + 5000;
+      while ((await rules(d, 'work')).length !== before.length && Date.now() < deadline) await sleep(100);
+      assert.deepEqual(await rules(d, 'work'), before, 'rolled back by the timer');
+      assert.ok(events.some((l) => /"type":"changed".*"by":"rollback","checkpoint":"cp1"/.test(l)), events.join(''));
+      assert.equal((await d.call<{ state: string }[]>('history', {})).value[0]!.state, 'rolled-back');
+
+      const b = await d.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=23-23')], confirmWithin: 1 });
+      await d.call('confirm', { checkpoint: b.value.checkpoint });
+      await sleep(1500);
+      assert.equal((await rules(d, 'work')).length, before.length + 1, 'confirmed: it stays');
+
+      const c = await d.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=25-25')], confirmWithin: 60 });
+      await d.call('rollback', { checkpoint: c.value.checkpoint });
+      assert.equal((await rules(d, 'work')).length, before.length + 1);
+      await d.call('undo', { checkpoint: b.value.checkpoint });
+      assert.deepEqual(await rules(d, 'work'), before);
+    });
+    // A checkpoint left pending on disk (a daemon that died before its timer): the next daemon rolls it back.
+    const x = await local.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=26-26')], confirmWithin: 0 });
+    const file = checkpointsFilePath(dir);
+    const data = JSON.parse(readFileSync(file, 'utf8')) as { checkpoints: { id: string; state: string; confirmBy?: number }[] };
+    const cp = data.checkpoints.find((c) => c.id === x.value.checkpoint)!;
+    cp.state = 'pending';
+    cp.confirmBy = NOW + 3600;
+    writeFileSync(file, JSON.stringify(data));
+    await withDaemon(dir, async (d) => {
+      assert.deepEqual(await rules(d, 'work'), before, 'rolled back at start');
+      assert.equal((await d.call<{ id: string; state: string }[]>('history', {})).value.find((h) => h.id === x.value.checkpoint)!.state, 'rolled-back');
+    });
+  });
+});
