@@ -18,6 +18,7 @@ import { uplinkKind } from '../model/netplan.js';
 import { describeOrigin } from '../model/origin.js';
 import type { Model } from '../model/qube.js';
 import { formatApiRule } from '../model/rule-format.js';
+import { ACCEPT_ALL } from '../model/rule.js';
 import { planNetwork } from '../model/topology.js';
 import { port, proto, qubeName } from './schema.js';
 import { defineOp, result, type Host, type OpResult } from './types.js';
@@ -95,6 +96,9 @@ async function answer(i: CheckInput, host: Host, m: Model, against: Against): Pr
   const addrs = target.kind === 'name' && !hasV6 ? target.addrs.filter((x) => !x.includes(':')) : target.addrs;
   if (!addrs.length) throw new QnetError(diag('QNET4203', `'${host_}' has only IPv6 addresses and ${i.src} has no IPv6`));
   const results = addrs.map((to) => annotate(m, ask(a, { from: i.src, to, proto: p, ...(i.port !== undefined ? { dport: i.port } : {}), ...(i.srcAddr ? { src: i.srcAddr } : {}) })));
+  // The kernel has no namespace for a qube that does not run: say that, not "not in the plan".
+  if (against === 'kernel' && srcQube && !a.plan.nodes.some((n) => n.name === i.src))
+    for (const r of results) if (!r.hops.length) r.reason = `${i.src} is not running: the kernel holds no network stack for it`;
   // A qube whose rules file is broken is blocked: the answer is what the kernel does, not its policy.
   const crossed = new Set(results.flatMap((r) => [r.probe.from, ...r.hops.map((h) => h.node)]));
   return result(results, problemsOf(m, [...m.qubes.values()].filter((q) => crossed.has(q.name))));
@@ -109,8 +113,10 @@ function annotateRef(m: Model, ref: RuleRef): AnnotatedRef {
   const o = ref.origin;
   const out: AnnotatedRef = { ...ref, text: describeOrigin(o) };
   const ruleOf = (qube: string, no: number) => {
-    const r = m.qubes.get(qube)?.rules?.[no];
-    return { qube, no, text: r ? formatApiRule(r) : '(no such rule in the stored policy)' };
+    const q = m.qubes.get(qube);
+    // No firewall file is Qubes' one accept rule.
+    const r = q && (q.rules ?? [ACCEPT_ALL])[no];
+    return { qube, no, text: r ? formatApiRule(r) + (q.rules === null ? ' (no firewall file: accept all)' : '') : '(no such rule in the stored policy)' };
   };
   if (o.kind === 'rule') out.rules = [ruleOf(o.qube, o.index)];
   else if (o.kind === 'rules') out.rules = o.ranges.flatMap(([lo, hi]) => Array.from({ length: Math.min(hi - lo + 1, MAX_LISTED) }, (_, k) => lo + k)).slice(0, MAX_LISTED).map((n) => ruleOf(o.qube, n));
@@ -163,9 +169,9 @@ function compare(policy: SimResult[], kernel: SimResult[]): string[] {
   for (let n = 0; n < Math.min(policy.length, kernel.length); n++) {
     const leg = (p: SimResult, k: SimResult, what: string) => {
       const at = policy.length > 1 ? ` (${p.probe.to})` : '';
-      if (p.verdict !== k.verdict || p.node !== k.node)
-        out.push(`${what}${at}: ${p.verdict} at ${p.node} in the stored policy, ${k.verdict} at ${k.node} in the kernel`);
-      else if ((p.by as AnnotatedRef | undefined)?.text !== (k.by as AnnotatedRef | undefined)?.text)
+      // A different outcome says it all; the hops are on the page.
+      if (p.verdict !== k.verdict || p.node !== k.node) return void out.push(`${what}${at}: ${p.verdict} at ${p.node} in the stored policy, ${k.verdict} at ${k.node} in the kernel`);
+      if ((p.by as AnnotatedRef | undefined)?.text !== (k.by as AnnotatedRef | undefined)?.text)
         out.push(`${what}${at}: decided by ${(p.by as AnnotatedRef | undefined)?.text ?? 'a policy'} in the stored policy, by ${(k.by as AnnotatedRef | undefined)?.text ?? 'a policy'} in the kernel`);
       const dp = decisions(p);
       const dk = decisions(k);

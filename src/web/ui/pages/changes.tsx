@@ -186,7 +186,7 @@ function StageForm() {
         const q = qube || names[0] || '';
         if (!q || !rule.trim()) return setError('choose a qube and write a rule, e.g. action=accept dsthost=192.0.2.0/24 proto=tcp dstports=443-443');
         setError(undefined);
-        stage({ name: 'firewall.add', input: { qube: q, rule: rule.trim() } }, `${q}: add ${rule.trim()}`);
+        stage({ name: 'firewall.add', input: { qube: q, rule: rule.trim(), before: 0 } }, `${q}: add ${rule.trim()} first`);
         setRule('');
       }}
     >
