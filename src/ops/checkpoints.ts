@@ -214,7 +214,7 @@ export const HistoryEntrySchema = v.strictObject({
   confirmBy: v.optional(v.number()),
   ended: v.optional(v.number()),
   changed: v.array(str),
-  /** Whether undo would be taken now; else why not. */
+  /** Whether undo would be taken now; for a pending or confirmed apply that it would not, why. */
   undoable: v.boolean(),
   why: v.optional(str),
 });
@@ -236,7 +236,7 @@ export const history = defineOp({
         const keys = keysOf(c);
         const live = c.state === 'pending' || c.state === 'confirmed';
         const moved = live ? partsDiffering(m, keys, c.after) : [];
-        const why = !live ? `${c.state}` : moved.length ? `${moved.map(describePart).join(', ')} changed since` : undefined;
+        const why = moved.length ? `${moved.map(describePart).join(', ')} changed since` : undefined;
         return {
           id: c.id,
           at: c.at,

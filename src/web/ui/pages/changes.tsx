@@ -113,7 +113,7 @@ function Staging({ done }: { done: (o: Outcome) => void }) {
   const apply = async () => {
     setBusy(true);
     // Not a number: passed on as typed, and the op's refusal says what is wrong.
-    const within: unknown = /^\d+$/.test(confirmWithin.trim()) ? Number(confirmWithin.trim()) : confirmWithin;
+    const within: unknown = confirmWithin.trim() !== '' && Number.isFinite(Number(confirmWithin)) ? Number(confirmWithin) : confirmWithin;
     const label = steps.map((s) => s.label).join('; ').slice(0, 200);
     try {
       const r = await call<{ checkpoint: string | null; confirmBy: number | null }>('apply', { ops: steps.map(({ name, input }) => ({ name, input })), confirmWithin: within, label });
@@ -314,7 +314,7 @@ function HistoryTable({ items, editor, act }: { items: HistoryEntry[]; editor: b
                     Undo
                   </button>
                 ) : (
-                  <span class="muted">{h.why}</span>
+                  <span class="muted">{h.why ?? '—'}</span>
                 )}
               </td>
             ) : null}
