@@ -41,7 +41,7 @@ else {
       const banner = page.getByTestId('pending');
       await banner.waitFor();
       assert.match((await banner.getByTestId('countdown').textContent()) ?? '', /^Confirm or this rolls back in 0:0[0-3]$/);
-      assert.equal(await page.getByTestId('staged').count(), 0, 'applied edits leave the staging list');
+      await page.getByTestId('staged').first().waitFor({ state: 'detached' }); // applied edits leave the staging list
       assert.equal(await probe(), 'error:EHOSTUNREACH', 'the kernel blocks while the apply stands');
       assert.notEqual(await list(), before);
       await m.screenshot(page, 'changes-pending');
