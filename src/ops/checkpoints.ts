@@ -23,8 +23,11 @@ import { defineOp, result, type Host, type OpResult } from './types.js';
 export const HISTORY = 10;
 /** The confirm timer's default, in seconds (NetworkManager's checkpoint default is also minutes). */
 export const CONFIRM_DEFAULT_S = 120;
-/** Ops that cannot be a step of an apply: they act on checkpoints, or are not about the policy. */
-const NOT_A_STEP = new Set(['apply', 'confirm', 'rollback', 'undo', 'qubes.init', 'qubes.import']);
+/**
+ * Ops that cannot be a step of an apply: they act on checkpoints, replace the whole state, or start
+ * and stop qubes (whether a qube runs is not a part: model/parts.ts) or reload what is unchanged.
+ */
+const NOT_A_STEP = new Set(['apply', 'confirm', 'rollback', 'undo', 'qubes.init', 'qubes.import', 'start', 'shutdown', 'kill', 'firewall.reload']);
 
 const checkpointId = v.pipe(v.string(), v.regex(CHECKPOINT_ID_RE, 'a checkpoint id: cp1, cp2, …'));
 
@@ -91,7 +94,7 @@ export const apply = defineOp({
     const values: unknown[] = [];
     for (const [n, s] of i.ops.entries()) {
       const op = await findOp(s.name);
-      if (op?.kind !== 'change' || NOT_A_STEP.has(s.name)) throw new QnetError(diag('QNET6205', `step ${n + 1}: '${s.name.slice(0, 64)}' cannot be a step of an apply`, { hint: 'steps are the change operations that edit the policy: firewall.*, connections.*, forwards.*, prefs.set, …' }));
+      if (op?.kind !== 'change' || NOT_A_STEP.has(s.name)) throw new QnetError(diag('QNET6205', `step ${n + 1}: '${s.name.slice(0, 64)}' cannot be a step of an apply`, { hint: 'steps are the change operations that edit the policy: firewall.add/del/set/reset, connections.*, forwards.*, qubes.*, prefs.set, …; start and stop qubes on their own' }));
       try {
         const r = await invoke(p, s.name, s.input);
         values.push(r.value);

@@ -1,7 +1,8 @@
 // Safe apply with a real daemon and real packets: an apply nobody confirms is rolled back when its
 // time runs out — the rule that blocked traffic stops blocking and `qnet firewall work list` is as
 // before; a confirmed one stays past its time; undo puts it back; a batch with a bad step changes
-// neither the files nor the kernel; a pending apply is rolled back when the daemon stops.
+// neither the files nor the kernel; a pending apply is rolled back when the daemon stops. `qnet
+// history`, `qnet confirm` and `qnet undo` reach the daemon from the command line.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { kernelUnavailable } from './ns.js';
@@ -43,15 +44,16 @@ else {
         assert.notEqual(await list(), before);
         assert.ok(await until(async () => (await probe()) === 'ok', 8000, 200), 'the rollback reopened traffic');
         assert.equal(await list(), before);
-        assert.equal((await d.call<{ id: string; state: string }[]>('history', {})).value[0]!.state, 'rolled-back');
+        assert.match(await s.ok('history'), /^cp1 .* rolled-back +the rules of work/m);
 
         // Confirmed: it stays past its time.
         const b = await d.call<{ checkpoint: string }>('apply', { ops: [step], confirmWithin: 2 });
-        await d.call('confirm', { checkpoint: b.value.checkpoint });
+        assert.match(await s.ok('history'), /^cp2 .* pending \(rolls back at .*\) +the rules of work +yes$/m);
+        assert.equal(await s.ok(`confirm ${b.value.checkpoint}`), 'cp2: confirmed\n');
         await new Promise((r) => setTimeout(r, 3000));
         assert.equal(await probe(), 'error:EHOSTUNREACH');
         // Undo: as before again.
-        await d.call('undo', { checkpoint: b.value.checkpoint });
+        assert.equal(await s.ok(`undo ${b.value.checkpoint}`), 'cp2: undone\n');
         assert.equal(await probe(), 'ok');
         assert.equal(await list(), before);
 

@@ -48,6 +48,8 @@ test('apply offline: a timer is refused, a batch with one bad step changes nothi
     assert.deepEqual(await rules(local, 'work'), before);
     await refused(local.call('apply', { ops: [{ name: 'firewall.list', input: { qube: 'work' } }], confirmWithin: 0 }), 'QNET6205');
     await refused(local.call('apply', { ops: [{ name: 'apply', input: { ops: [] } }], confirmWithin: 0 }), 'QNET6205');
+    // Whether a qube runs is not part of what an apply puts back: starting one is not a step.
+    await refused(local.call('apply', { ops: [{ name: 'start', input: { qubes: ['work'] } }], confirmWithin: 0 }), 'QNET6205');
 
     const r = await local.call<{ checkpoint: string; state: string; changed: string[] }>('apply', {
       ops: [add('work', 'action=drop proto=tcp dstports=22-22'), add('personal', 'action=drop proto=udp dstports=53-53'), { name: 'connections.add', input: { from: 'work', to: 'personal' } }],
