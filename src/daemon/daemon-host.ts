@@ -6,7 +6,7 @@ import { namesToResolve } from '../compile/compile.js';
 import type { Engine } from '../engine/engine.js';
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
-import { analyse, offlineResolver } from '../ops/analysis.js';
+import { analyseWith, offlineResolver, type AnalysisMemo } from '../ops/analysis.js';
 import type { ApplyStatusView, Host, KernelView } from '../ops/types.js';
 import type { Ruleset } from '../ir/types.js';
 import { CheckpointFile } from '../store/checkpoints-file.js';
@@ -62,9 +62,13 @@ export class DaemonHost implements Host {
     return r;
   }
 
+  /** The last analysis and what it was made of: Explain and the matrix ask again after every event. */
+  private memo?: AnalysisMemo;
+
   async analysis(model: Model): Promise<Analysis> {
     const now = this.p.now();
-    return analyse(model, await this.resolve(model, namesToResolve(model, now)), now);
+    this.memo = analyseWith(this.memo, model, await this.resolve(model, namesToResolve(model, now)), now);
+    return this.memo.analysis;
   }
 
   /** The engine's answers (what the kernel's sets hold) where it has them; the rest asked now. */
