@@ -118,7 +118,9 @@ test('with the daemon: an unconfirmed apply rolls back when its time runs out (e
       const deadline = Date.now() + 5000;
       while ((await rules(d, 'work')).length !== before.length && Date.now() < deadline) await sleep(100);
       assert.deepEqual(await rules(d, 'work'), before, 'rolled back by the timer');
-      assert.ok(events.some((l) => /"type":"changed".*"by":"rollback","checkpoint":"cp1"/.test(l)), events.join(''));
+      const said = () => events.some((l) => /"type":"changed".*"by":"rollback","checkpoint":"cp1"/.test(l));
+      while (!said() && Date.now() < deadline) await sleep(50); // the event follows the change
+      assert.ok(said(), events.join(''));
       assert.equal((await d.call<{ state: string }[]>('history', {})).value[0]!.state, 'rolled-back');
 
       const b = await d.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=23-23')], confirmWithin: 1 });
