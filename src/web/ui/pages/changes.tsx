@@ -87,8 +87,11 @@ function PendingBanner({ p, editor, act }: { p: HistoryEntry; editor: boolean; a
     return () => clearInterval(t);
   }, []);
   const left = Math.max(0, (p.confirmBy ?? now) - now);
+  const at = p.confirmBy !== undefined ? new Date(p.confirmBy * 1000).toLocaleTimeString() : '';
+  // Announced once (a live region that changed every second would be read out every second).
   return (
-    <div class="pending" role="alert" data-testid="pending" data-checkpoint={p.id}>
+    <div class="pending" role="region" aria-label={`pending apply ${p.id}`} data-testid="pending" data-checkpoint={p.id}>
+      <p class="sr-only" role="alert">{`Apply ${p.id} is pending: confirm it, or it rolls back at ${at}.`}</p>
       <p>
         <strong data-testid="countdown">{left > 0 ? `Confirm or this rolls back in ${mmss(left)}` : 'Rolling back…'}</strong> — {p.label ?? p.changed.join(', ')} ({p.id})
       </p>
@@ -288,39 +291,41 @@ function Reach({ title, testid, items, sign }: { title: string; testid: string; 
 function HistoryTable({ items, editor, act }: { items: HistoryEntry[]; editor: boolean; act: (op: string, input: object, ok: string) => Promise<void> }) {
   if (!items.length) return <p class="empty">No applies yet.</p>;
   return (
-    <table class="grid history" aria-label="recent applies">
-      <thead>
-        <tr>
-          <th scope="col">Checkpoint</th>
-          <th scope="col">When</th>
-          <th scope="col">What</th>
-          <th scope="col">Changed</th>
-          <th scope="col">State</th>
-          {editor ? <th scope="col">Undo</th> : null}
-        </tr>
-      </thead>
-      <tbody>
-        {items.map((h) => (
-          <tr key={h.id} data-checkpoint={h.id}>
-            <th scope="row">{h.id}</th>
-            <td>{new Date(h.at * 1000).toLocaleString()}</td>
-            <td>{h.label ?? h.steps.join('; ')}</td>
-            <td>{h.changed.join(', ')}</td>
-            <td data-testid="state">{h.state}</td>
-            {editor ? (
-              <td>
-                {h.undoable ? (
-                  <button type="button" onClick={() => void act('undo', { checkpoint: h.id }, `${h.id} undone`)}>
-                    Undo
-                  </button>
-                ) : (
-                  <span class="muted">{h.why ?? '—'}</span>
-                )}
-              </td>
-            ) : null}
+    <div class="table-scroll">
+      <table class="grid history" aria-label="recent applies">
+        <thead>
+          <tr>
+            <th scope="col">Checkpoint</th>
+            <th scope="col">When</th>
+            <th scope="col">What</th>
+            <th scope="col">Changed</th>
+            <th scope="col">State</th>
+            {editor ? <th scope="col">Undo</th> : null}
           </tr>
-        ))}
-      </tbody>
-    </table>
+        </thead>
+        <tbody>
+          {items.map((h) => (
+            <tr key={h.id} data-checkpoint={h.id}>
+              <th scope="row">{h.id}</th>
+              <td>{new Date(h.at * 1000).toLocaleString()}</td>
+              <td>{h.label ?? h.steps.join('; ')}</td>
+              <td>{h.changed.join(', ')}</td>
+              <td data-testid="state">{h.state}</td>
+              {editor ? (
+                <td>
+                  {h.undoable ? (
+                    <button type="button" onClick={() => void act('undo', { checkpoint: h.id }, `${h.id} undone`)}>
+                      Undo
+                    </button>
+                  ) : (
+                    <span class="muted">{h.why ?? '—'}</span>
+                  )}
+                </td>
+              ) : null}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
