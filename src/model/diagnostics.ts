@@ -165,6 +165,7 @@ export const DIAGNOSTICS = {
   QNET6207: { severity: 'warning', summary: 'a rollback also put back later changes to the same parts' },
   QNET6208: { severity: 'error', summary: 'checkpoints are not kept in a preview' },
   QNET6209: { severity: 'warning', summary: 'pending applies could not be rolled back' },
+  QNET6210: { severity: 'error', summary: 'another apply is not confirmed yet' },
   QNET6199: { severity: 'error', summary: 'an operation failed with an internal error (a bug in qnet)' },
   // ---- 7xxx demo ----
   QNET7001: { severity: 'error', summary: 'demo: something did not come up in time' },

@@ -87,6 +87,11 @@ export const apply = defineOp({
       throw new QnetError(
         diag('QNET6201', 'a confirm timer needs the daemon: without one nothing would roll this back', { hint: 'start qnet daemon, or apply with confirmWithin 0 (undo stays possible)' }),
       );
+    // One unconfirmed apply at a time: a second one built on it would, rolled back on its own,
+    // bring the first back after the first was rolled back.
+    const waiting = (await book.read()).checkpoints.find((c) => c.state === 'pending');
+    if (waiting)
+      throw new QnetError(diag('QNET6210', `apply ${waiting.id} is not confirmed yet: confirm or roll it back first`, { hint: `qnet confirm ${waiting.id}, or qnet rollback ${waiting.id}` }));
     const before = await host.read();
     const p = new PreviewHost(host, cloneModel(before));
     const { findOp, invoke } = await import('./registry.js');

@@ -123,9 +123,11 @@ test('with the daemon: an unconfirmed apply rolls back when its time runs out (e
       assert.ok(said(), events.join(''));
       assert.equal((await d.call<{ state: string }[]>('history', {})).value[0]!.state, 'rolled-back');
 
-      const b = await d.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=23-23')], confirmWithin: 1 });
+      const b = await d.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=23-23')], confirmWithin: 3 });
+      // One unconfirmed apply at a time.
+      await refused(d.call('apply', { ops: [add('personal', 'action=drop')], confirmWithin: 0 }), 'QNET6210');
       await d.call('confirm', { checkpoint: b.value.checkpoint });
-      await sleep(1500);
+      await sleep(3500);
       assert.equal((await rules(d, 'work')).length, before.length + 1, 'confirmed: it stays');
 
       const c = await d.call<{ checkpoint: string }>('apply', { ops: [add('work', 'action=drop proto=tcp dstports=25-25')], confirmWithin: 60 });
