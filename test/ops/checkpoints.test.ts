@@ -150,3 +150,17 @@ test('with the daemon: an unconfirmed apply rolls back when its time runs out (e
     });
   });
 });
+
+test('a broken checkpoints file is refused with its code, naming the file; history and apply say so, nothing changes', async () => {
+  await withDir(async (local, dir) => {
+    const before = await rules(local, 'work');
+    for (const text of ['not json', '{"next": 1, "checkpoints": [{"id": "../x"}]}', '{"next": -1, "checkpoints": []}', '[]']) {
+      writeFileSync(checkpointsFilePath(dir), text);
+      const msg = await refused(local.call('history', {}), 'QNET3401');
+      assert.ok(msg.startsWith(checkpointsFilePath(dir)), msg);
+      await refused(local.call('apply', { ops: [add('work', 'action=drop')], confirmWithin: 0 }), 'QNET3401');
+      assert.deepEqual(await rules(local, 'work'), before);
+    }
+  });
+});
+

@@ -61,6 +61,11 @@ else {
       await new Promise((r) => setTimeout(r, 3500));
       assert.equal(await probe(), 'error:EHOSTUNREACH', 'confirmed: still blocked after its time');
 
+      // A later change to the same rules: undo is not offered, and the page says why.
+      await m.s.ok('firewall work add --before 0 drop 203.0.113.20 tcp 81');
+      await page.locator('tr[data-checkpoint="cp2"]').filter({ hasText: 'the rules of work changed since' }).waitFor();
+      assert.equal(await page.locator('tr[data-checkpoint="cp2"] button').count(), 0);
+      await m.s.ok('firewall work del --rule-no 0');
       // Undo: back as before.
       await page.locator('tr[data-checkpoint="cp2"]').getByRole('button', { name: 'Undo' }).click();
       await page.locator('tr[data-checkpoint="cp2"] [data-testid="state"]').filter({ hasText: 'undone' }).waitFor();
