@@ -164,3 +164,35 @@ test('a broken checkpoints file is refused with its code, naming the file; histo
   });
 });
 
+test('undo of an apply that creates, renames, removes and re-links qubes gives back exactly the state before', async () => {
+  await withDir(async (local) => {
+    await local.call('firewall.set', { qube: 'untrusted', text: 'action=accept proto=icmp\naction=drop\n' });
+    const snapshot = async () => ({
+      qubes: (await local.call('qubes.list', {})).value,
+      rules: await Promise.all(['work', 'personal', 'untrusted', 'vault'].map((q) => rules(local, q).catch((e: Error) => e.message))),
+      connections: (await local.call('connections.list', {})).value,
+      forwards: (await local.call('forwards.list', {})).value,
+      global: (await local.call('global.get', {})).value,
+    });
+    const before = await snapshot();
+    const step = (name: string, input: object) => ({ name, input });
+    const a = await local.call<{ checkpoint: string; changed: string[] }>('apply', {
+      confirmWithin: 0,
+      ops: [
+        step('qubes.create', { name: 'dev', label: 'purple' }),
+        step('firewall.set', { qube: 'dev', text: 'action=accept proto=tcp dstports=443-443\naction=drop\n' }),
+        step('connections.add', { from: 'work', to: 'dev', proto: 'tcp', ports: '22' }),
+        step('forwards.add', { qube: 'dev', proto: 'tcp', port: 8080 }),
+        step('qubes.rename', { from: 'personal', to: 'home' }),
+        step('qubes.remove', { names: ['untrusted'] }),
+        step('prefs.set', { qube: 'work', property: 'label', value: 'red' }),
+        step('global.set', { property: 'default_netvm', value: 'sys-net' }),
+      ],
+    });
+    assert.ok(a.value.changed.includes('qube dev') && a.value.changed.includes('qube home') && a.value.changed.includes('the global properties'), a.value.changed.join(', '));
+    assert.notDeepEqual(await snapshot(), before);
+    await local.call('undo', { checkpoint: a.value.checkpoint });
+    assert.deepEqual(await snapshot(), before);
+  });
+});
+
