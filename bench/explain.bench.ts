@@ -1,9 +1,10 @@
 // The manager's Explain page (issue 11): op `explain` answers for the stored policy and for what the
 // kernel holds now, side by side. Target: under 200 ms. Measured over a sim-backend daemon's socket
 // (no root: the sim engine keeps the same mirror a netns engine does), with 100 running app qubes of
-// 100 realistic rules each (10,000 rules): `check` on each side alone, `explain`, and as the baseline
-// `explain` right after a rule edit, when the stored policy must be compiled again (the daemon keeps
-// its last analysis, keyed by what it was made of: DaemonHost.analysis).
+// 100 realistic rules each (10,000 rules): `check` on each side alone and `explain` (the daemon keeps
+// its last analysis: DaemonHost.analysis), and as the baseline `explain` right after a rule edit,
+// when nothing is reused but the unchanged nodes: the edited client is compiled and patched in
+// (analyseWith), and the simulator prepares its netvm's new ruleset again, on both sides.
 // Run: npm run bench explain
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,8 +47,7 @@ try {
     out[label] = { medianMs: round(median(ms)), p95Ms: round(percentile(ms, 95)) };
     rows.push([label, out[label].medianMs, out[label].p95Ms]);
   }
-  // Cold: right after a rule edit the policy is compiled again (what every call paid before the
-  // daemon kept its last analysis: the baseline).
+  // Cold: right after a rule edit (what the Explain page pays on the event that follows one).
   const cold: number[] = [];
   for (let i = 0; i < 10; i++) {
     await d.call('firewall.add', { qube: names[0]!, rule: `action=accept proto=tcp dstports=${1000 + i}-${1000 + i}` });
@@ -55,8 +55,8 @@ try {
     await d.call('explain', question);
     cold.push(performance.now() - t);
   }
-  out['explain after a rule edit (compiles: baseline)'] = { medianMs: round(median(cold)), p95Ms: round(percentile(cold, 95)) };
-  rows.push(['explain after a rule edit (compiles: baseline)', out['explain after a rule edit (compiles: baseline)'].medianMs, out['explain after a rule edit (compiles: baseline)'].p95Ms]);
+  out['explain right after a rule edit (baseline)'] = { medianMs: round(median(cold)), p95Ms: round(percentile(cold, 95)) };
+  rows.push(['explain right after a rule edit (baseline)', out['explain right after a rule edit (baseline)'].medianMs, out['explain right after a rule edit (baseline)'].p95Ms]);
   console.log(`explain: ${QUBES} running qubes × ${RULES} rules, ${RUNS} runs each, over the daemon's socket\n${table(rows)}`);
   const explainMs = out['explain (both, compared)']!.p95Ms;
   console.log(JSON.stringify({ bench: 'explain', qubes: QUBES, rules: QUBES * RULES, load: load(), ops: out, target: { maxMs: TARGET_MS, p95Ms: explainMs, ok: explainMs < TARGET_MS } }));
