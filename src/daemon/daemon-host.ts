@@ -100,7 +100,42 @@ export class DaemonHost implements Host {
     return { plan, rulesets, resolutions: this.p.engine.resolutions };
   }
 
+  async kernelDrift(nodes: readonly string[]): Promise<string[]> {
+    const read = this.p.backend.chainSizes?.bind(this.p.backend);
+    if (!read) return [];
+    const { mirror } = this.p.engine;
+    const lines = await Promise.all(
+      [...new Set(nodes)].filter((n) => mirror.applied.has(n)).map(async (node) => {
+        const loaded = chainSizes(mirror.applied.get(node)!);
+        let held: Map<string, number>;
+        try {
+          held = await read(node);
+        } catch (e) {
+          return [`${node}: its ruleset cannot be read back: ${(e as Error).message}`];
+        }
+        const out: string[] = [];
+        for (const [chain, n] of loaded) {
+          const k = held.get(chain);
+          if (k === undefined) out.push(`${node}: chain ${chain} is missing from the kernel (qnet loaded ${rules(n)})`);
+          else if (k !== n) out.push(`${node}: chain ${chain} holds ${rules(k)}, qnet loaded ${n}`);
+        }
+        for (const [chain, k] of held) if (!loaded.has(chain)) out.push(`${node}: chain ${chain} (${rules(k)}) is not qnet's: this explanation does not include it`);
+        return out;
+      }),
+    );
+    return lines.flat();
+  }
+
   confirmTimer(id: string, at: number | undefined): void {
     this.p.confirmTimer?.(id, at);
   }
 }
+
+/** Rules per chain of a ruleset, keyed as the backend reads them back (`family table chain`). */
+function chainSizes(rs: Ruleset): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const t of rs.tables) for (const c of t.chains) out.set(`${t.family} ${t.name} ${c.name}`, c.rules.length);
+  return out;
+}
+
+const rules = (n: number) => `${n} rule${n === 1 ? '' : 's'}`;

@@ -199,6 +199,8 @@ export const ExplainSchema = v.strictObject({
   /** null when there is no kernel side to compare. */
   agree: v.nullable(v.boolean()),
   differences: v.array(v.string()),
+  /** With `verify`: where the kernels on the path hold other chains or rule counts than qnet loaded; null when not read back. */
+  kernelDrift: v.nullable(v.array(v.string())),
 });
 
 export const explain = defineOp({
@@ -206,7 +208,10 @@ export const explain = defineOp({
   kind: 'read',
   summary: 'check for the stored policy and for what the kernel holds now, side by side, and where they disagree',
   output: ExplainSchema,
-  input: checkInput,
+  input: v.strictObject({
+    ...checkInput.entries,
+    verify: v.optional(v.pipe(v.boolean(), v.description('also read the rulesets of the nodes on the path back from the kernel (slower) and say where they differ from what qnet loaded')), false),
+  }),
   run: async (i, host) => {
     const m = await host.read();
     const policy = await answer(i, host, m, 'policy');
@@ -219,7 +224,11 @@ export const explain = defineOp({
       kernelRefused = e.diag;
     }
     const differences = kernel ? compare(policy.value, kernel.value) : [];
-    return result({ policy: policy.value, kernel: kernel?.value ?? null, kernelRefused, agree: kernel ? differences.length === 0 : null, differences }, policy.warnings);
+    // The mirror is what qnet loaded; reading back says whether the kernel still holds it.
+    const legs = (r: SimResult): SimResult[] => [r, ...(r.reply ? legs(r.reply) : [])];
+    const path = kernel ? kernel.value.flatMap(legs).flatMap((r) => r.hops.map((h) => h.node)) : [];
+    const kernelDrift = i.verify && kernel && host.kernelDrift ? await host.kernelDrift(path) : null;
+    return result({ policy: policy.value, kernel: kernel?.value ?? null, kernelRefused, agree: kernel ? differences.length === 0 : null, differences, kernelDrift }, policy.warnings);
   },
 });
 

@@ -62,6 +62,12 @@ export interface Host {
    * command (offline: a fresh engine only assumes what the kernel holds, so it cannot say).
    */
   kernel?(): KernelView;
+  /**
+   * Where these nodes' kernels hold other chains or rule counts than qnet loaded (read back with
+   * nft: a hand edit, user rules in custom-input/custom-forward, another program's table), one line
+   * each; empty when they match. Absent where the executor is its own truth or nothing is kept.
+   */
+  kernelDrift?(nodes: readonly string[]): Promise<string[]>;
   /** Where applies keep their checkpoints (ops/checkpoints.ts); absent where nothing is real (a preview). */
   readonly checkpoints?: CheckpointBook;
   /**

@@ -1,7 +1,8 @@
 // The Explain page in a real browser against a real daemon and real namespaces: a question from the
 // address shows the verdict and the deciding rule per hop (number and text) for the stored policy
-// and for the kernel, agreeing with real packets; a halted source is a loud disagreement that goes
-// away live when it starts; the form's validation and the op's refusal are shown; light, dark, narrow.
+// and for the kernel, agreeing with real packets; a rule added by hand in a namespace is found by
+// reading the kernel back; a halted source is a loud disagreement that goes away live when it
+// starts; the form's validation and the op's refusal are shown; light, dark, narrow.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { browserUnavailable, withManager } from './harness.js';
@@ -35,13 +36,38 @@ else {
       await page.getByTestId('side-kernel').locator('[data-direction="reply"]').first().waitFor();
       assert.equal(await page.getByTestId('side-kernel').getByTestId('verdict').first().textContent(), 'accept');
       assert.match(page.url(), /#\/explain\?src=work&dst=203\.0\.113\.10&proto=tcp&port=443$/);
-      const t0 = Date.now();
-      const r = await m.api('editor', 'explain', { src: 'work', dst: WEB, proto: 'tcp', port: 443 });
-      const ms = Date.now() - t0;
-      assert.equal(r.status, 200);
-      assert.ok(ms < 200, `explain took ${ms} ms`);
-      console.log(`explain over HTTP with a live daemon: ${ms} ms`);
+      // The target: under 200 ms (the median of five, the machine being shared).
+      const times: number[] = [];
+      for (let k = 0; k < 5; k++) {
+        const t0 = Date.now();
+        const r = await m.api('editor', 'explain', { src: 'work', dst: WEB, proto: 'tcp', port: 443 });
+        times.push(Date.now() - t0);
+        assert.equal(r.status, 200);
+      }
+      const ms = times.sort((a, b) => a - b)[2]!;
+      assert.ok(ms < 200, `explain took ${times.join(', ')} ms`);
+      console.log(`explain over HTTP with a live daemon: ${times.join(', ')} ms`);
       await m.screenshot(page, 'explain-desktop');
+
+      // A rule added by hand in sys-firewall's user chain: the mirror (what qnet loaded) does not
+      // know it; reading the kernel back does, and the page says so loudly.
+      const hand = await m.s.sh('sys-firewall', ['nft', 'add', 'rule', 'ip', 'qubes', 'custom-forward', 'ip', 'daddr', WEB, 'tcp', 'dport', '443', 'drop']);
+      assert.equal(hand.code, 0, hand.stderr);
+      assert.equal((await m.s.tcpProbe('work', WEB, 443, { timeoutMs: 1000 })).result, 'timeout', 'the hand rule drops it');
+      await page.locator('input[name="verify"]').check();
+      await page.getByRole('button', { name: 'Explain' }).click();
+      const drift = page.getByTestId('drift');
+      await drift.waitFor();
+      assert.match((await drift.textContent()) ?? '', /sys-firewall: chain ip qubes custom-forward holds 1 rule, qnet loaded 0/);
+      assert.match(page.url(), /&verify=1$/);
+      await m.screenshot(page, 'explain-drift');
+      assert.equal((await m.s.sh('sys-firewall', ['nft', 'flush', 'chain', 'ip', 'qubes', 'custom-forward'])).code, 0);
+      await page.reload();
+      await page.getByTestId('drift-none').waitFor();
+      const tv = Date.now();
+      const verified = await m.api('editor', 'explain', { src: 'work', dst: WEB, proto: 'tcp', port: 443, verify: true });
+      console.log(`explain with the kernel read back: ${Date.now() - tv} ms`);
+      assert.deepEqual((verified.body.value as { kernelDrift: string[] }).kernelDrift, []);
 
       // personal is halted: the stored policy (as if every qube ran) lets it out, the kernel has no
       // such node. Loud, and gone live once it starts.

@@ -122,6 +122,10 @@ export class NetnsExecutor implements Backend {
     return o ? o.holds : after;
   }
 
+  chainSizes(node: string): Promise<Map<string, number>> {
+    return this.netns.chainSizes(node);
+  }
+
   async counters(node: string): Promise<RuleCounter[]> {
     return (await this.netns.counters(node)).map((c) => ({
       node,

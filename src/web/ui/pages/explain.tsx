@@ -2,7 +2,8 @@
 // to the qube's rule (number and text) or to the connection, forward or base part it is, and the
 // reply. Side by side for the stored policy and for what the kernel holds now (op `explain`); a
 // disagreement is said first and loudly. The address holds the question:
-// #/explain?src=work&dst=192.0.2.5&proto=tcp&port=443 (other pages link here that way).
+// #/explain?src=work&dst=192.0.2.5&proto=tcp&port=443 (other pages link here that way); `verify=1`
+// also reads the path's rulesets back from the kernel, to say where it holds what qnet did not load.
 import { useEffect, useState } from 'preact/hooks';
 import type { Route } from '../route.js';
 import { href, navigate } from '../route.js';
@@ -19,19 +20,20 @@ interface Explained {
   kernelRefused: Diagnostic | null;
   agree: boolean | null;
   differences: string[];
+  kernelDrift: string[] | null;
 }
 
 const PROTOS = ['tcp', 'udp', 'icmp'] as const;
 
 /** The question in the address, as the op takes it (undefined until src and dst are given). */
-function question(q: URLSearchParams): { src: string; dst: string; proto?: string; port?: number } | undefined {
+function question(q: URLSearchParams): { src: string; dst: string; proto?: string; port?: number; verify?: boolean } | undefined {
   const src = q.get('src')?.trim();
   const dst = q.get('dst')?.trim();
   if (!src || !dst) return undefined;
   const proto = q.get('proto') ?? undefined;
   const port = q.get('port');
   // A port that is not a number is passed on as such: the op's refusal says what is wrong.
-  return { src, dst, ...(proto ? { proto } : {}), ...(port ? { port: /^\d+$/.test(port) ? Number(port) : (port as unknown as number) } : {}) };
+  return { src, dst, ...(proto ? { proto } : {}), ...(port ? { port: /^\d+$/.test(port) ? Number(port) : (port as unknown as number) } : {}), ...(q.get('verify') === '1' ? { verify: true } : {}) };
 }
 
 export function ExplainPage({ route }: { route: Route }) {
@@ -51,6 +53,7 @@ function AskForm({ query }: { query: URLSearchParams }) {
   const [dst, setDst] = useState(query.get('dst') ?? '');
   const [proto, setProto] = useState(query.get('proto') ?? 'tcp');
   const [port, setPort] = useState(query.get('port') ?? '');
+  const [verify, setVerify] = useState(query.get('verify') === '1');
   const [errors, setErrors] = useState<Record<string, string>>({});
   // Following a link (or Back) puts the new question in the form.
   useEffect(() => {
@@ -58,6 +61,7 @@ function AskForm({ query }: { query: URLSearchParams }) {
     setDst(query.get('dst') ?? '');
     setProto(query.get('proto') ?? 'tcp');
     setPort(query.get('port') ?? '');
+    setVerify(query.get('verify') === '1');
   }, [query.toString()]);
   const submit = (e: Event) => {
     e.preventDefault();
@@ -67,7 +71,7 @@ function AskForm({ query }: { query: URLSearchParams }) {
     if (proto !== 'icmp' && port.trim() && !/^\d+$/.test(port.trim())) bad['port'] = 'a number, 1-65535';
     setErrors(bad);
     if (Object.keys(bad).length) return;
-    navigate(href('explain', { src: src.trim(), dst: dst.trim(), proto, port: proto === 'icmp' || !port.trim() ? undefined : port.trim() }));
+    navigate(href('explain', { src: src.trim(), dst: dst.trim(), proto, port: proto === 'icmp' || !port.trim() ? undefined : port.trim(), verify: verify ? 1 : undefined }));
   };
   const err = (k: string) =>
     errors[k] ? (
@@ -108,6 +112,10 @@ function AskForm({ query }: { query: URLSearchParams }) {
         <input name="port" inputMode="numeric" size={6} value={proto === 'icmp' ? '' : port} disabled={proto === 'icmp'} onInput={(e) => setPort((e.target as HTMLInputElement).value)} aria-invalid={errors['port'] ? 'true' : undefined} aria-describedby={errors['port'] ? 'explain-port-error' : undefined} />
         {err('port')}
       </label>
+      <label class="check">
+        <input type="checkbox" name="verify" checked={verify} onChange={(e) => setVerify((e.target as HTMLInputElement).checked)} />
+        Read the kernel back (slower)
+      </label>
       <button class="primary" type="submit">
         Explain
       </button>
@@ -133,7 +141,21 @@ function Answer({ asked }: { asked: NonNullable<ReturnType<typeof question>> }) 
         </div>
       ) : v.agree === true ? (
         <p class="agree" data-testid="agree">
-          The kernel holds what the stored policy says for this question.
+          What qnet loaded into the kernel answers this question as the stored policy does.
+        </p>
+      ) : null}
+      {v.kernelDrift?.length ? (
+        <div class="disagree" role="alert" data-testid="drift">
+          <strong>The kernel holds something qnet did not load: the kernel side below may not be what it does.</strong>
+          <ul>
+            {v.kernelDrift.map((d, k) => (
+              <li key={k}>{d}</li>
+            ))}
+          </ul>
+        </div>
+      ) : v.kernelDrift ? (
+        <p class="agree" data-testid="drift-none">
+          Read back from the kernel: the nodes on the path hold what qnet loaded.
         </p>
       ) : null}
       <div class="sides">
