@@ -80,6 +80,11 @@ export interface Backend {
    */
   apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }): Promise<Ruleset>;
   counters(node: string): Promise<RuleCounter[]>;
+  /**
+   * How many rules each chain of the node's kernel holds, by `family table chain` (read back, not
+   * remembered). Absent where the executor is its own truth (the simulator).
+   */
+  chainSizes?(node: string): Promise<Map<string, number>>;
   /** Tracked flows in a node, of one family or both. */
   flows(node: string, family?: 4 | 6): Promise<Flow[]>;
   deleteFlow(node: string, flow: Flow): Promise<void>;

@@ -21,6 +21,7 @@ const GROUPS = {
   demo: async (): Promise<Register> => (await import('./commands/demo.js')).registerDemo,
   import: async (): Promise<Register> => (await import('./commands/import.js')).registerImport,
   export: async (): Promise<Register> => (await import('./commands/export.js')).registerExport,
+  checkpoints: async (): Promise<Register> => (await import('./commands/checkpoints.js')).registerCheckpoints,
 };
 type Group = keyof typeof GROUPS;
 
@@ -32,6 +33,7 @@ export const COMMAND_GROUPS: Readonly<Record<string, Group>> = {
   daemon: 'daemon', events: 'daemon', manager: 'daemon', demo: 'demo', features: 'features', 'import-qubes': 'import',
   connect: 'connections', connections: 'connections', disconnect: 'connections', forward: 'connections',
   export: 'export',
+  history: 'checkpoints', confirm: 'checkpoints', rollback: 'checkpoints', undo: 'checkpoints',
 };
 
 /** The command word: the first word that is not a global option or its value; undefined for none. */

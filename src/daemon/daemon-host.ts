@@ -6,8 +6,10 @@ import { namesToResolve } from '../compile/compile.js';
 import type { Engine } from '../engine/engine.js';
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
-import { analyse, offlineResolver } from '../ops/analysis.js';
-import type { ApplyStatusView, Host } from '../ops/types.js';
+import { analyseWith, offlineResolver, type AnalysisMemo } from '../ops/analysis.js';
+import type { ApplyStatusView, Host, KernelView } from '../ops/types.js';
+import type { Ruleset } from '../ir/types.js';
+import { CheckpointFile } from '../store/checkpoints-file.js';
 import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
 import type { Runtime } from '../store/runtime-file.js';
@@ -27,13 +29,17 @@ export interface DaemonHostParts {
   settle: () => Promise<void>;
   /** Told of every model a change leaves (the timers and the netns watch read it). */
   changed: (model: Model, effect: Effect) => void;
+  /** Arms or disarms a checkpoint's confirm timer (Host.confirmTimer; the daemon's, absent in benches). */
+  confirmTimer?: (id: string, at: number | undefined) => void;
 }
 
 export class DaemonHost implements Host {
   readonly stateDir: string;
   private readonly seen = new CounterMemory();
+  readonly checkpoints: CheckpointFile;
   constructor(private readonly p: DaemonHostParts) {
     this.stateDir = p.stateDir;
+    this.checkpoints = new CheckpointFile(p.stateDir);
   }
 
   now(): number {
@@ -59,9 +65,13 @@ export class DaemonHost implements Host {
     return r;
   }
 
+  /** The last analysis and what it was made of: Explain and the matrix ask again after every event. */
+  private memo?: AnalysisMemo;
+
   async analysis(model: Model): Promise<Analysis> {
     const now = this.p.now();
-    return analyse(model, await this.resolve(model, namesToResolve(model, now)), now);
+    this.memo = analyseWith(this.memo, model, await this.resolve(model, namesToResolve(model, now)), now);
+    return this.memo.analysis;
   }
 
   /** The engine's answers (what the kernel's sets hold, with when each is asked again) where it has them; the rest asked now. */
@@ -96,4 +106,51 @@ export class DaemonHost implements Host {
   applyStatus(): ReadonlyMap<string, ApplyStatusView> {
     return this.p.engine.status;
   }
+
+  /** What the engine loaded, node by node; a node an overlay left untidy as it behaves (`live`). */
+  kernel(): KernelView {
+    const { mirror, plan } = this.p.engine;
+    const rulesets = new Map<string, Ruleset>();
+    for (const [node, rs] of mirror.applied) rulesets.set(node, mirror.untidy.get(node)?.live ?? rs);
+    return { plan, rulesets, resolutions: this.p.engine.resolutions };
+  }
+
+  async kernelDrift(nodes: readonly string[]): Promise<string[]> {
+    const read = this.p.backend.chainSizes?.bind(this.p.backend);
+    if (!read) return [];
+    const { mirror } = this.p.engine;
+    const lines = await Promise.all(
+      [...new Set(nodes)].filter((n) => mirror.applied.has(n)).map(async (node) => {
+        const loaded = chainSizes(mirror.applied.get(node)!);
+        let held: Map<string, number>;
+        try {
+          held = await read(node);
+        } catch (e) {
+          return [`${node}: its ruleset cannot be read back: ${(e as Error).message}`];
+        }
+        const out: string[] = [];
+        for (const [chain, n] of loaded) {
+          const k = held.get(chain);
+          if (k === undefined) out.push(`${node}: chain ${chain} is missing from the kernel (qnet loaded ${rules(n)})`);
+          else if (k !== n) out.push(`${node}: chain ${chain} holds ${rules(k)}, qnet loaded ${n}`);
+        }
+        for (const [chain, k] of held) if (!loaded.has(chain)) out.push(`${node}: chain ${chain} (${rules(k)}) is not qnet's: this explanation does not include it`);
+        return out;
+      }),
+    );
+    return lines.flat();
+  }
+
+  confirmTimer(id: string, at: number | undefined): void {
+    this.p.confirmTimer?.(id, at);
+  }
 }
+
+/** Rules per chain of a ruleset, keyed as the backend reads them back (`family table chain`). */
+function chainSizes(rs: Ruleset): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const t of rs.tables) for (const c of t.chains) out.set(`${t.family} ${t.name} ${c.name}`, c.rules.length);
+  return out;
+}
+
+const rules = (n: number) => `${n} rule${n === 1 ? '' : 's'}`;

@@ -35,7 +35,7 @@ export interface DaemonOptions {
 }
 
 /** Why a qube's rules or properties changed: an operation, a rule that expired, a DNS refresh. */
-export type ChangeCause = { by: 'op'; op: string } | { by: 'expiry' } | { by: 'dns' } | { by: 'watch' };
+export type ChangeCause = { by: 'op'; op: string } | { by: 'expiry' } | { by: 'dns' } | { by: 'watch' } | { by: 'rollback'; checkpoint: string };
 
 export type DaemonEvent = EngineEvent | { type: 'hello'; pid: number } | ({ type: 'changed'; effect: Effect } & ChangeCause);
 
@@ -167,10 +167,13 @@ export class Daemon {
         this.effects.push(effect);
         this.noteExpiries(m, effect);
       },
+      confirmTimer: (id, at) => this.arm(`confirm:${id}`, at === undefined ? undefined : at - this.now(), () => this.rollBack(id), true),
     });
     await this.serial(() => this.host!.change({ kind: 'all' }, () => undefined));
     await this.autostart();
     this.takeEffects();
+    // An apply nobody confirmed does not outlive its daemon (it may have died before the timer ran).
+    await this.rollBackPending();
     await publishDaemon(this.o.stateDir, this.token); // the token, then the pid file: clients can verify us now
     if (this.o.http) {
       // Last, like the socket's publishing: no HTTP request reaches an op before the host exists.
@@ -192,6 +195,7 @@ export class Daemon {
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await withdrawDaemon(this.o.stateDir, this.token); // the name is free now: no pid file outlives the socket
     await closed;
+    await this.rollBackPending();
     // Leave the kernel as a full compile has it: the offline CLI and the next daemon assume so.
     await this.serial(() => this.tidy()).catch((e) => this.log(`tidy failed: ${(e as Error).message}`));
     await this.queue.catch(() => {});
@@ -209,6 +213,27 @@ export class Daemon {
       this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'dns' });
     });
     this.armTimers();
+  }
+
+  /** Put pending apply `id` back (its confirm time ran out, or the daemon starts or stops). */
+  private async rollBack(id: string): Promise<void> {
+    const { invoke } = await import('../ops/registry.js');
+    try {
+      await invoke(this.host!, 'rollback', { checkpoint: id });
+    } finally {
+      for (const effect of this.takeEffects()) this.emit({ type: 'changed', effect, by: 'rollback', checkpoint: id });
+    }
+  }
+
+  private async rollBackPending(): Promise<void> {
+    if (!this.host) return;
+    try {
+      const { pendingCheckpoints } = await import('../ops/checkpoints.js');
+      for (const cp of await pendingCheckpoints(this.host!.checkpoints)) await this.serial(() => this.rollBack(cp.id));
+    } catch (e) {
+      const why = e instanceof QnetError ? formatDiagnostic(e.diag) : (e as Error).message;
+      this.emit({ type: 'warning', diag: warning('QNET6209', `pending applies could not be rolled back: ${why}`) });
+    }
   }
 
   /** One change at a time: the daemon serialises every writer. */

@@ -99,6 +99,7 @@ export const DIAGNOSTICS = {
   QNET3304: { severity: 'error', summary: "qube import: a qube's firewall.xml cannot be read" },
   QNET3305: { severity: 'warning', summary: 'qube import: something in qubes.xml that qnet does not model was left out' },
   QNET3201: { severity: 'error', summary: 'the runtime file cannot be read' },
+  QNET3401: { severity: 'error', summary: 'the checkpoints file (recent applies) cannot be read' },
   QNET3202: { severity: 'error', summary: 'bad namespace prefix' },
   // ---- 4xxx compiler, DNS, analysis ----
   QNET4001: { severity: 'warning', summary: 'a name in dsthost did not resolve: the rules that use it are disabled' },
@@ -112,6 +113,7 @@ export const DIAGNOSTICS = {
   QNET4203: { severity: 'error', summary: 'the destination has only IPv6 addresses and the source has no IPv6' },
   QNET4204: { severity: 'error', summary: 'icmp has no ports' },
   QNET4205: { severity: 'error', summary: 'the destination is not a qube, an address, a network or a host name' },
+  QNET4206: { severity: 'error', summary: 'what the kernel holds is known to the daemon only' },
   // ---- 5xxx backend / kernel ----
   QNET5001: { severity: 'error', summary: 'loading the rules of a node failed; its clients are blocked' },
   QNET5101: { severity: 'error', summary: 'the netns backend cannot run here' },
@@ -158,6 +160,16 @@ export const DIAGNOSTICS = {
   QNET6113: { severity: 'error', summary: 'the HTTP listener takes a loopback address and port only' },
   QNET6114: { severity: 'error', summary: 'the daemon serves no verified HTTP listener' },
   QNET6120: { severity: 'error', summary: 'the drop log needs the daemon (it reads the kernel while qubes run)' },
+  QNET6201: { severity: 'error', summary: 'a confirm timer needs the daemon' },
+  QNET6202: { severity: 'error', summary: 'no such checkpoint' },
+  QNET6203: { severity: 'error', summary: 'the checkpoint is not pending (or already put back)' },
+  QNET6204: { severity: 'error', summary: 'undo refused: what the apply changed has changed since' },
+  QNET6205: { severity: 'error', summary: 'this operation cannot be a step of an apply' },
+  QNET6206: { severity: 'error', summary: 'the model changed while the apply ran' },
+  QNET6207: { severity: 'warning', summary: 'a rollback also put back later changes to the same parts' },
+  QNET6208: { severity: 'error', summary: 'checkpoints are not kept in a preview' },
+  QNET6209: { severity: 'warning', summary: 'pending applies could not be rolled back' },
+  QNET6210: { severity: 'error', summary: 'another apply is not confirmed yet' },
   QNET6199: { severity: 'error', summary: 'an operation failed with an internal error (a bug in qnet)' },
   // ---- 7xxx demo ----
   QNET7001: { severity: 'error', summary: 'demo: something did not come up in time' },

@@ -4,7 +4,9 @@
 // resolver is asked (a daemon answers from what it already resolved: DaemonHost).
 import { worldZone } from '../backend/netns/world.js';
 import { SystemResolver } from '../backend/netns/resolver.js';
-import { compile, namesToResolve } from '../compile/compile.js';
+import { compile, compileClient, namesToResolve } from '../compile/compile.js';
+import { patchClient } from '../compile/fragments.js';
+import { netvmName } from '../model/addressing.js';
 import { StaticResolver, type Resolutions, type Resolver } from '../compile/dns.js';
 import { uplinkKind } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
@@ -33,4 +35,44 @@ export function analyse(model: Model, resolutions: Resolutions, now: number): An
 /** analyse() with names resolved the offline way. */
 export async function analysisOf(model: Model, stateDir: string, now: number): Promise<Analysis> {
   return analyse(model, await offlineResolver(model, stateDir).resolveAll(namesToResolve(model, now)), now);
+}
+
+/** An analysis and what it was made of, so the next one may reuse it (DaemonHost keeps one). */
+export interface AnalysisMemo {
+  /** Everything but the rule lists (the rules' expiry at the time included). */
+  frame: string;
+  /** Each qube's rule list, as JSON. */
+  rules: Map<string, string>;
+  analysis: Analysis;
+}
+
+/**
+ * analyse(), reusing `memo` where it can: the same model, the analysis itself; the same but for some
+ * qubes' rules, those clients' chains and sets compiled alone and patched into their netvms' rulesets
+ * (the daemon's rule-edit path: compileClient, patchClient); anything else, a full compile. Explain
+ * asks again after every change, and a full compile of 10k rules costs hundreds of milliseconds.
+ */
+export function analyseWith(memo: AnalysisMemo | undefined, model: Model, resolutions: Resolutions, now: number): AnalysisMemo {
+  let expired = 0;
+  for (const q of model.qubes.values()) for (const r of q.rules ?? []) if (r.expire !== undefined && r.expire < now) expired++;
+  const frame = JSON.stringify([model.default_netvm, model.uplink, [...model.qubes.values()].map(({ rules: _r, ...q }) => q), model.connections, model.forwards, [...resolutions], expired]);
+  const rules = new Map([...model.qubes.values()].map((q) => [q.name, JSON.stringify(q.rules)] as const));
+  const full = (): AnalysisMemo => ({ frame, rules, analysis: analyse(model, resolutions, now) });
+  if (!memo || memo.frame !== frame) return full();
+  const edited = [...rules].filter(([n, r]) => memo.rules.get(n) !== r).map(([n]) => n);
+  if (!edited.length) return { frame, rules, analysis: { ...memo.analysis, model } };
+  const prev = memo.analysis;
+  const rulesets = new Map(prev.rulesets);
+  const diagnostics = prev.diagnostics.filter((d) => d.qube === undefined || !edited.includes(d.qube));
+  for (const c of edited) {
+    const nv = netvmName(model, model.qubes.get(c)!);
+    const rs = nv === null ? undefined : rulesets.get(nv);
+    if (nv === null || !rs) return full();
+    const { fragments, diagnostics: ds } = compileClient({ model, plan: prev.plan, resolutions, now }, nv, c);
+    const patched = fragments.length ? patchClient(rs, fragments) : null;
+    if (!patched) return full();
+    rulesets.set(nv, patched);
+    diagnostics.push(...ds);
+  }
+  return { frame, rules, analysis: { model, plan: prev.plan, rulesets, diagnostics, resolutions } };
 }

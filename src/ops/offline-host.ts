@@ -12,6 +12,7 @@ import { QnetError } from '../model/result.js';
 import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
 import { presentNamespaces } from '../backend/netns/netns-dir.js';
+import { CheckpointFile } from '../store/checkpoints-file.js';
 import { FileStore } from '../store/file-store.js';
 import { readRuntime, type Runtime } from '../store/runtime-file.js';
 import { loadQubeFrom, type Store } from '../store/store.js';
@@ -28,12 +29,15 @@ export interface OfflineHostOptions {
 
 export class OfflineHost implements Host {
   readonly stateDir: string;
+  /** Applies keep checkpoints offline too (for undo); a confirm timer needs the daemon (no confirmTimer). */
+  readonly checkpoints: CheckpointFile;
   private files?: FileStore;
   private store?: Store;
   private wired?: Promise<Wired | null>;
 
   constructor(private readonly o: OfflineHostOptions) {
     this.stateDir = o.stateDir;
+    this.checkpoints = new CheckpointFile(o.stateDir);
   }
 
   now(): number {

@@ -10,12 +10,64 @@ import type { Model, Qube } from '../model/qube.js';
 import { QnetError } from '../model/result.js';
 import { describeProbe, probeSet, verdictChanges, type Analysis } from '../sim/questions.js';
 import { cloneModel } from '../store/memory-store.js';
+import { qubeIp, qubeIp6 } from '../model/addressing.js';
+import { VIRTUAL_DNS } from '../model/netplan.js';
+import { formatApiRule } from '../model/rule-format.js';
+import { ACCEPT_ALL } from '../model/rule.js';
+import { OUTSIDE, OUTSIDE_HOST } from '../sim/walk.js';
 import { defineOp, result, type Host } from './types.js';
+
+/** One probe whose verdict changes: who gains (opens) or loses (closes) what. */
+export interface ReachChange {
+  from: string;
+  to: string;
+  /** The qube `to` belongs to, or `outside`/the DNS resolvers where that is what it is. */
+  toName?: string;
+  proto: string;
+  port?: number;
+  /** The rule that decides after the change, when one does. */
+  by?: string;
+}
+
+/** A qube's rule list before and after, as a line diff of the Admin API forms. */
+export interface RulesDiff {
+  qube: string;
+  lines: { op: '+' | '-' | ' '; text: string }[];
+}
 
 export interface ChangeReport {
   nodes: { node: string; operations: number; nft: string }[];
   opens: string[];
   closes: string[];
+  rules: RulesDiff[];
+  gains: ReachChange[];
+  losses: ReachChange[];
+}
+
+/** At most this many unchanged lines around a change are shown. */
+const CONTEXT = 2;
+
+/** The rules that differ, qube by qube: common head and tail kept (a few as context), the middle replaced. */
+export function rulesDiff(before: Model, after: Model): RulesDiff[] {
+  const out: RulesDiff[] = [];
+  // No file reads as the one rule Qubes means by it.
+  const text = (q: Qube | undefined) => (q ? (q.rules ?? [ACCEPT_ALL]).map(formatApiRule) : []);
+  for (const name of new Set([...before.qubes.keys(), ...after.qubes.keys()])) {
+    const a = text(before.qubes.get(name));
+    const b = text(after.qubes.get(name));
+    if (a.length === b.length && a.every((x, k) => x === b[k])) continue;
+    let head = 0;
+    while (head < a.length && head < b.length && a[head] === b[head]) head++;
+    let tail = 0;
+    while (tail < a.length - head && tail < b.length - head && a[a.length - 1 - tail] === b[b.length - 1 - tail]) tail++;
+    const lines: RulesDiff['lines'] = [];
+    for (let k = Math.max(0, head - CONTEXT); k < head; k++) lines.push({ op: ' ', text: a[k]! });
+    for (let k = head; k < a.length - tail; k++) lines.push({ op: '-', text: a[k]! });
+    for (let k = head; k < b.length - tail; k++) lines.push({ op: '+', text: b[k]! });
+    for (let k = a.length - tail; k < Math.min(a.length, a.length - tail + CONTEXT); k++) lines.push({ op: ' ', text: a[k]! });
+    out.push({ qube: name, lines });
+  }
+  return out;
 }
 
 export function reportChange(before: Analysis, after: Analysis, now: number): ChangeReport {
@@ -32,15 +84,30 @@ export function reportChange(before: Analysis, after: Analysis, now: number): Ch
   const resolutions = new Map([...before.resolutions, ...after.resolutions]);
   const changes = verdictChanges(before, after, probeSet([before.model, after.model], resolutions, now));
   const line = (c: (typeof changes)[number]) => `${describeProbe(c.probe)}${c.by ? ` (${c.by})` : ''}`;
+  const names = new Map<string, string>([[OUTSIDE_HOST[4], OUTSIDE], ...VIRTUAL_DNS.map((a) => [a, 'dns'] as [string, string])]);
+  for (const m of [before.model, after.model]) for (const q of m.qubes.values()) for (const a of [qubeIp(m, q), qubeIp6(m, q)]) if (a) names.set(a, q.name);
+  const reach = (c: (typeof changes)[number]): ReachChange => ({
+    from: c.probe.from,
+    to: c.probe.to,
+    ...(names.has(c.probe.to) ? { toName: names.get(c.probe.to)! } : {}),
+    proto: c.probe.proto,
+    ...(c.probe.dport !== undefined ? { port: c.probe.dport } : {}),
+    ...(c.by ? { by: c.by } : {}),
+  });
+  const opened = changes.filter((c) => c.after === 'accept');
+  const closed = changes.filter((c) => c.after !== 'accept');
   return {
     nodes,
-    opens: changes.filter((c) => c.after === 'accept').map(line),
-    closes: changes.filter((c) => c.after !== 'accept').map(line),
+    opens: opened.map(line),
+    closes: closed.map(line),
+    rules: rulesDiff(before.model, after.model),
+    gains: opened.map(reach),
+    losses: closed.map(reach),
   };
 }
 
 /** A host whose changes edit a working copy: reads see them, nothing reaches files or kernel. */
-class PreviewHost implements Host {
+export class PreviewHost implements Host {
   readonly stateDir: string;
   constructor(
     private readonly base: Host,
@@ -62,12 +129,14 @@ class PreviewHost implements Host {
 }
 
 const step = v.strictObject({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(64)), input: v.unknown() });
+/** A list of change operations, as `preview` and `apply` take it. */
+export const steps = v.pipe(v.array(step), v.minLength(1), v.maxLength(1000));
 
 export const preview = defineOp({
   name: 'preview',
   kind: 'read',
   summary: 'what a list of change operations would load and which verdicts would change; nothing is changed',
-  input: v.strictObject({ ops: v.pipe(v.array(step), v.minLength(1), v.maxLength(1000)) }),
+  input: v.strictObject({ ops: steps }),
   run: async (i, host) => {
     const { invoke, findOp } = await import('./registry.js');
     const before = await host.read();

@@ -17,6 +17,7 @@ const MODULES = {
   import: () => import('./import.js'),
   connections: () => import('./connections.js'),
   export: () => import('./export.js'),
+  checkpoints: () => import('./checkpoints.js'),
 } as const;
 type ModuleName = keyof typeof MODULES;
 
@@ -29,7 +30,7 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   'firewall.list': 'firewall', 'firewall.get': 'firewall', 'firewall.add': 'firewall',
   'firewall.del': 'firewall', 'firewall.reset': 'firewall', 'firewall.set': 'firewall',
   'firewall.reload': 'firewall', 'firewall.move': 'firewall', 'firewall.replace': 'firewall', 'firewall.view': 'firewall',
-  nft: 'analyze', check: 'analyze', matrix: 'analyze',
+  nft: 'analyze', check: 'analyze', explain: 'analyze', matrix: 'analyze',
   preview: 'preview',
   start: 'lifecycle', shutdown: 'lifecycle', kill: 'lifecycle', counters: 'lifecycle', log: 'lifecycle',
   status: 'status',
@@ -37,6 +38,7 @@ export const OP_INDEX: Readonly<Record<string, ModuleName>> = {
   'connections.list': 'connections', 'connections.add': 'connections', 'connections.del': 'connections',
   'forwards.list': 'connections', 'forwards.add': 'connections', 'forwards.del': 'connections',
   'export.qubes': 'export',
+  apply: 'checkpoints', confirm: 'checkpoints', rollback: 'checkpoints', undo: 'checkpoints', history: 'checkpoints',
 };
 
 const isOp = (x: unknown): x is Op => typeof x === 'object' && x !== null && typeof (x as Op).run === 'function' && typeof (x as Op).name === 'string';

@@ -11,6 +11,9 @@ import type { Model, Qube } from '../model/qube.js';
 import type { Resolutions } from '../compile/dns.js';
 import type { Analysis } from '../sim/questions.js';
 import type { Runtime } from '../store/runtime-file.js';
+import type { NetPlan } from '../model/netplan.js';
+import type { Ruleset } from '../ir/types.js';
+import type { CheckpointBook } from '../store/checkpoints-file.js';
 
 /** `read` ops run beside changes and are open to viewers; `change` ops are serialised and need an editor. */
 export type OpKind = 'read' | 'change';
@@ -56,6 +59,32 @@ export interface Host {
   drops?(qube?: string): DropEntry[] | undefined;
   /** Per qube, how its rules stand in the kernel; undefined where the host does not keep it. */
   applyStatus(): ReadonlyMap<string, ApplyStatusView> | undefined;
+  /**
+   * What the kernel holds now, as the daemon's engine loaded it (KernelMirror): the plan of the
+   * running qubes and each node's ruleset as it behaves. Undefined where no engine outlives a
+   * command (offline: a fresh engine only assumes what the kernel holds, so it cannot say).
+   */
+  kernel?(): KernelView;
+  /**
+   * Where these nodes' kernels hold other chains or rule counts than qnet loaded (read back with
+   * nft: a hand edit, user rules in custom-input/custom-forward, another program's table), one line
+   * each; empty when they match. Absent where the executor is its own truth or nothing is kept.
+   */
+  kernelDrift?(nodes: readonly string[]): Promise<string[]>;
+  /** Where applies keep their checkpoints (ops/checkpoints.ts); absent where nothing is real (a preview). */
+  readonly checkpoints?: CheckpointBook;
+  /**
+   * Roll checkpoint `id` back at `at` (epoch seconds) unless confirmed first; `undefined` disarms.
+   * Only a daemon has timers: absent offline.
+   */
+  confirmTimer?(id: string, at: number | undefined): void;
+}
+
+/** The kernel as a simulator world (Host.kernel). */
+export interface KernelView {
+  plan: NetPlan | undefined;
+  rulesets: ReadonlyMap<string, Ruleset>;
+  resolutions: Resolutions;
 }
 
 /** An op's definition, typed by its schema: `defineOp({...})` infers the input type for `run`. */

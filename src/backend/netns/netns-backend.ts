@@ -26,7 +26,7 @@ import {
   type BringUpSteps,
 } from './links.js';
 import { FORWARDING, setSysctls, type Sysctls } from './sysctl.js';
-import { checkRuleset, listCounters, loadRuleset, nftRefusal, type RuleCounter } from './nft.js';
+import { checkRuleset, listChainSizes, listCounters, loadRuleset, nftRefusal, type RuleCounter } from './nft.js';
 import { NftSession, SessionError } from './nft-session.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -269,6 +269,11 @@ export class NetnsBackend {
 
   counters(qube: string): Promise<RuleCounter[]> {
     return listCounters(this.runner, this.ns(qube), qube);
+  }
+
+  /** Rules per chain in the node's kernel (nft.ts parseChainSizes). */
+  chainSizes(qube: string): Promise<Map<string, number>> {
+    return listChainSizes(this.runner, this.ns(qube), qube);
   }
 
   /** Conntrack entries of both families (or one). */

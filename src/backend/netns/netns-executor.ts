@@ -128,6 +128,10 @@ export class NetnsExecutor implements Backend {
     return readNflog(`/run/netns/${this.netns.ns(node)}`, DROP_LOG.group, ({ prefix, ...r }) => onDrop({ node, origin: parseOrigin(prefix), ...r }), onEnd);
   }
 
+  chainSizes(node: string): Promise<Map<string, number>> {
+    return this.netns.chainSizes(node);
+  }
+
   async counters(node: string): Promise<RuleCounter[]> {
     return (await this.netns.counters(node)).map((c) => ({
       node,

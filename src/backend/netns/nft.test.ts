@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { checkRuleset, listCounters, loadRuleset, NftError, parseCounters, parseNftErrors } from './nft.js';
+import { checkRuleset, listCounters, loadRuleset, NftError, parseChainSizes, parseCounters, parseNftErrors } from './nft.js';
 import { NetnsError } from './links.js';
 import { ScriptedRunner } from './runner.js';
 
@@ -78,4 +78,22 @@ test('counters: every rule with an inline counter, with its comment', async () =
   ]);
   const r = new ScriptedRunner([{ argv: ['nft', '-j', 'list', 'ruleset'], netns: 'qn-fw', result: { stdout: JSON_RULESET } }]);
   assert.equal((await listCounters(r, 'qn-fw')).length, 2);
+});
+
+test('parseChainSizes counts rules per chain, empty chains included', () => {
+  const json = JSON.stringify({
+    nftables: [
+      { metainfo: { version: '1.0.6' } },
+      { table: { family: 'ip', name: 'qubes', handle: 1 } },
+      { chain: { family: 'ip', table: 'qubes', name: 'custom-forward', handle: 2 } },
+      { chain: { family: 'ip', table: 'qubes', name: 'forward', handle: 3, type: 'filter', hook: 'forward', prio: 0, policy: 'accept' } },
+      { rule: { family: 'ip', table: 'qubes', chain: 'forward', handle: 4, expr: [{ jump: { target: 'custom-forward' } }] } },
+      { rule: { family: 'ip', table: 'qubes', chain: 'forward', handle: 5, expr: [{ accept: null }] } },
+      { set: { family: 'ip', table: 'qubes', name: 's', type: 'ipv4_addr', handle: 6 } },
+    ],
+  });
+  assert.deepEqual([...parseChainSizes(json)], [
+    ['ip qubes custom-forward', 0],
+    ['ip qubes forward', 2],
+  ]);
 });

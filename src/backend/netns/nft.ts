@@ -145,3 +145,27 @@ export async function listCounters(runner: Runner, ns: string, qube?: string): P
   });
   return parseCounters(out);
 }
+
+/**
+ * How many rules each chain holds, by `family table chain` (chains without rules too), from
+ * `nft -j list ruleset` output: what the kernel holds, to hold against what qnet loaded.
+ */
+export function parseChainSizes(json: string): Map<string, number> {
+  const doc = JSON.parse(json) as { nftables?: Record<string, unknown>[] };
+  const out = new Map<string, number>();
+  for (const item of doc.nftables ?? []) {
+    const c = (item['chain'] ?? item['rule']) as { family?: string; table?: string; name?: string; chain?: string } | undefined;
+    if (!c) continue;
+    const key = `${c.family} ${c.table} ${c.name ?? c.chain}`;
+    out.set(key, (out.get(key) ?? 0) + (item['rule'] ? 1 : 0));
+  }
+  return out;
+}
+
+export async function listChainSizes(runner: Runner, ns: string, qube?: string): Promise<Map<string, number>> {
+  const out = await runChecked(runner, ['nft', '-j', 'list', 'ruleset'], { netns: ns }).catch((e) => {
+    throw classifyCommandError(e, qube);
+  });
+  return parseChainSizes(out);
+}
+

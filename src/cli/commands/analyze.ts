@@ -50,14 +50,15 @@ export function registerAnalyze(program: Command, ctx: Ctx): void {
     .option('-p, --proto <proto>', 'tcp, udp or icmp (default tcp with a port, icmp without)')
     .option('--port <port>', 'destination port (same as DST:PORT)')
     .option('--src-addr <addr>', 'send with this source address (anti-spoofing checks)')
+    .option('--kernel', 'ask what the kernel holds now (the daemon knows it) instead of the stored policy')
     .option('--json', 'JSON output')
-    .addHelpText('after', `\nExamples:\n  qnet check work web.example.com:443\n  qnet check personal work --proto icmp\n  qnet check outside work:22\n  qnet check work 10.139.1.1:53 --proto udp`)
-    .action(async (src: string, dst: string, o: { proto?: string; port?: string; srcAddr?: string; json?: boolean }) => {
+    .addHelpText('after', `\nExamples:\n  qnet check work web.example.com:443\n  qnet check work web.example.com:443 --kernel\n  qnet check personal work --proto icmp\n  qnet check outside work:22\n  qnet check work 10.139.1.1:53 --proto udp`)
+    .action(async (src: string, dst: string, o: { proto?: string; port?: string; srcAddr?: string; kernel?: boolean; json?: boolean }) => {
       const { host, port: p1 } = splitPort(dst);
       const port = portOpt(o.port ?? p1);
       const proto = protoOpt(o.proto);
       if (proto === 'icmp' && port !== undefined) throw new UsageError('icmp has no ports');
-      const input = { src, dst: host, ...(proto ? { proto } : {}), ...(port !== undefined ? { port } : {}), ...(o.srcAddr ? { srcAddr: o.srcAddr } : {}) };
+      const input = { src, dst: host, ...(proto ? { proto } : {}), ...(port !== undefined ? { port } : {}), ...(o.srcAddr ? { srcAddr: o.srcAddr } : {}), ...(o.kernel ? { against: 'kernel' } : {}) };
       const { value: results, warnings } = await ctx.call<SimResult[]>('check', input);
       printWarnings(ctx.io, warnings);
       if (wantsJson(o)) return void ctx.io.out(json(results.length === 1 ? results[0] : results));
