@@ -90,7 +90,6 @@ else {
       await page.locator('input[name="dst"]').fill('no such host!');
       await page.getByRole('button', { name: 'Explain' }).click();
       await page.locator('[data-code="QNET4205"]').waitFor();
-      m.forgetRefusals(422);
 
       // A viewer may explain too (a read); narrow and dark.
       const narrow = await m.open('viewer', { path: `#/explain?src=outside&dst=work&proto=tcp&port=22`, viewport: { width: 390, height: 800 } });

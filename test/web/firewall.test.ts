@@ -34,16 +34,6 @@ async function until(what: string, fn: () => Promise<boolean>, ms = 10_000, seen
   assert.fail(`timed out: ${what}${seen ? `; seen: ${JSON.stringify(await seen())}` : ''}`);
 }
 
-/**
- * Chromium logs every 4xx answer as a console error, which fails a harness test: the refusals this
- * test asks for (exactly `n` of them, with status `status`) are taken off that list, no others.
- */
-async function expectRefused(m: Manager, n: number, status = 422): Promise<void> {
-  const line = `Failed to load resource: the server responded with a status of ${status}`;
-  await until(`${n} refusals logged`, async () => m.errors.filter((e) => e.includes(line)).length >= n, 5000, async () => m.errors);
-  for (let k = 0; k < n; k++) m.errors.splice(m.errors.findIndex((e) => e.includes(line)), 1);
-}
-
 async function openForm(page: Page, which: 'add' | number): Promise<void> {
   if (which === 'add') await page.getByRole('button', { name: 'Add rule' }).click();
   else await page.getByRole('button', { name: `edit rule ${which}`, exact: true }).click();
@@ -126,7 +116,6 @@ else {
       await page.locator('form.rule-form [data-code="QNET1905"]').waitFor();
       assert.match((await page.locator('form.rule-form [data-code="QNET1905"]').textContent()) ?? '', /rule 0 is now 'action=accept proto=icmp'.*read the rules again/);
       assert.equal((await get(m))[0], 'action=accept proto=icmp', 'nothing was written over rule 0');
-      await expectRefused(m, 1);
       await page.getByRole('button', { name: 'Cancel' }).click();
 
       // Every validation message of the parser, at its field, with code, message and hint.
@@ -162,7 +151,6 @@ else {
         if (at) assert.equal(await page.locator(`#rf-${at}`).getAttribute('aria-invalid'), 'true', `${code} marks its field`);
       }
       assert.deepEqual(await get(m), before, 'no refused rule was written');
-      await expectRefused(m, cases.length);
       await m.screenshot(page, 'firewall-form');
       await page.getByRole('button', { name: 'Cancel' }).click();
 

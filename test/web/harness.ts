@@ -87,15 +87,6 @@ export class Manager {
     return { status: r.status, body: (await r.json()) as never };
   }
 
-  /**
-   * The test provoked a refusal on purpose: chromium logs each 4xx answer as a console error, so
-   * those with this status are forgotten (call it after the refusal has been seen on the page).
-   */
-  forgetRefusals(status: number): void {
-    const msg = `the server responded with a status of ${status}`;
-    for (let i = this.errors.length - 1; i >= 0; i--) if (this.errors[i]!.includes(msg)) this.errors.splice(i, 1);
-  }
-
   async screenshot(page: Page, name: string): Promise<string> {
     mkdirSync(SCREENSHOTS, { recursive: true });
     const path = join(SCREENSHOTS, `${name}.png`);

@@ -55,13 +55,13 @@ else {
       // Allow this: staged for preview, and off to the Changes page.
       await row.getByRole('button', { name: 'Allow this' }).click();
       await page.waitForFunction(() => location.hash === '#/changes');
-      const staged = JSON.parse((await page.evaluate(() => sessionStorage.getItem('qnet-staged'))) ?? '[]') as { step: { name: string; input: { qube: string; rule: string; before?: number } }; label?: string }[];
+      const staged = JSON.parse((await page.evaluate(() => sessionStorage.getItem('qnet-staged'))) ?? '[]') as { name: string; input: { qube: string; rule: string; before?: number }; label: string }[];
       assert.equal(staged.length, 1);
-      assert.deepEqual(staged[0]!.step, { name: 'firewall.add', input: { qube: 'work', rule: `action=accept dst4=192.0.2.7 proto=udp dstports=${PORT}-${PORT}`, before: 0 } });
+      assert.deepEqual({ name: staged[0]!.name, input: staged[0]!.input }, { name: 'firewall.add', input: { qube: 'work', rule: `action=accept dst4=192.0.2.7 proto=udp dstports=${PORT}-${PORT}`, before: 0 } });
       assert.match(staged[0]!.label ?? '', /work → 192\.0\.2\.7:9999\/udp/);
 
       // The staged step is a change the daemon takes, and it lets exactly that traffic through.
-      const r = await m.api('editor', staged[0]!.step.name, staged[0]!.step.input);
+      const r = await m.api('editor', staged[0]!.name, staged[0]!.input);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.match(await m.s.ok('firewall work list'), /0\s+accept\s+192\.0\.2\.7\/32\s+udp\s+9999[\s\S]*1\s+drop/);
       await m.s.sendUdp('work', '192.0.2.7', PORT, 3);
