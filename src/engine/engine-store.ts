@@ -5,7 +5,8 @@
 //
 // What the change touched is declared by its maker (an Effect), never re-derived here: a rule edit
 // takes the engine's rule-edit path (the daemon's, against what it loaded; offline, against
-// compile() of the model before the change), anything else or nothing declared converges.
+// compile() of the model before the change), a links-only change the daemon's link-edit path,
+// anything else or nothing declared converges.
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 import type { RuleList } from '../model/rule.js';
@@ -46,6 +47,12 @@ export class EngineStore implements Store {
       // Offline, what the kernel holds is assumed to be compile() of the model as read: kept whole
       // for a converge, and for a rule edit rebuilt from the edited qubes' old rules (see below).
       const before = this.assumeKernelHoldsModel && wasRunning && !edited && !reload ? cloneModel(model) : undefined;
+      // The daemon: a links-only change is patched into what its engine loaded (a copy of the
+      // links before: the change replaces them).
+      const linksBefore =
+        effect?.kind === 'links' && !died.length && !this.assumeKernelHoldsModel
+          ? { ...model, connections: cloneData(model.connections ?? []), forwards: cloneData(model.forwards ?? []) }
+          : undefined;
       const result = await change(model);
       if (!(wasRunning || running(model)) || !(await this.enabled())) return result;
       const engine = await this.engine();
@@ -58,6 +65,7 @@ export class EngineStore implements Store {
           : await engine.applyRuleEdits(model, edited, reload ? undefined : rulesBefore); // a reload may close: flows are checked
         if (ok) return result;
       }
+      if (linksBefore && (await engine.applyLinkEdits(model, linksBefore))) return result;
       const assume = before ?? (edited && this.assumeKernelHoldsModel ? withRules(model, rulesBefore) : undefined);
       await engine.converge(model, assume ? { assume } : {});
       return result;
