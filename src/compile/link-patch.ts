@@ -30,10 +30,13 @@ export interface LinkPatch {
   diagnostics: Diagnostic[];
 }
 
-/** The links of `m` that differ from those of `other` (added, removed or changed), by id. */
+/** The links of `mine` that differ from those of `other` (added, removed or changed), by id; the same object is the same link. */
 function changed<T extends { id: string }>(mine: readonly T[], other: readonly T[]): T[] {
-  const theirs = new Map(other.map((x) => [x.id, JSON.stringify(x)]));
-  return mine.filter((x) => theirs.get(x.id) !== JSON.stringify(x));
+  const theirs = new Map(other.map((x) => [x.id, x]));
+  return mine.filter((x) => {
+    const o = theirs.get(x.id);
+    return o !== x && (o === undefined || JSON.stringify(o) !== JSON.stringify(x));
+  });
 }
 
 /** Destinations of a connection: B, and A too when both ways. */
@@ -143,20 +146,20 @@ function patchChains(held: Chain[], was: Chain[], now: Chain[]): Chain[] | null 
   if (!was.length && !now.length) return held;
   const w = new Map(was.map((c) => [c.name, c]));
   const n = new Map(now.map((c) => [c.name, c]));
-  const at = new Map(held.map((c, i) => [c.name, i]));
-  // The node must hold exactly what compile() gave for the touched keys, and nothing more.
-  for (const c of was) {
-    const i = at.get(c.name);
-    if (i === undefined || rulesText(held[i]!) !== rulesText(c)) return null;
-  }
-  for (const c of now) if (at.has(c.name) && !w.has(c.name)) return null;
+  let found = 0;
   let same = true;
   const out: Chain[] = [];
   for (const c of held) {
-    if (!w.has(c.name)) {
+    const old = w.get(c.name);
+    if (!old) {
+      // A key's chain held but not compiled from the scoped links: the node is not compile()'s.
+      if (n.has(c.name)) return null;
       out.push(c);
       continue;
     }
+    // The node must hold exactly what compile() gave for the touched keys.
+    if (rulesText(c) !== rulesText(old)) return null;
+    found++;
     const next = n.get(c.name);
     if (next && rulesText(next) === rulesText(c)) out.push(c);
     else {
@@ -164,6 +167,7 @@ function patchChains(held: Chain[], was: Chain[], now: Chain[]): Chain[] | null 
       if (next) out.push(next);
     }
   }
+  if (found !== w.size) return null;
   for (const c of now)
     if (!w.has(c.name)) {
       out.push(c);
@@ -173,19 +177,40 @@ function patchChains(held: Chain[], was: Chain[], now: Chain[]): Chain[] | null 
 }
 
 /**
+ * Element keys per held set or map, made once per object and handed on to the object a patch
+ * makes from it: a link edit touches a few elements of maps of thousands, several times.
+ */
+const keyIndex = new WeakMap<readonly (SetElement | MapElement)[], Set<string>>();
+function keysOf(elements: readonly (SetElement | MapElement)[]): Set<string> {
+  let k = keyIndex.get(elements);
+  if (!k) keyIndex.set(elements, (k = new Set(elements.map(elementKey))));
+  return k;
+}
+
+/**
  * The elements with the keys of `was` that `now` lacks removed and those only `now` has added
  * (a key in both is the same element: a flat-links element names its chain by its key). Null when
- * the held elements lack one of `was`.
+ * the held elements lack one of `was`, or hold one only `now` has.
  */
 function patchElements<E extends SetElement | MapElement>(held: E[], was: E[], now: E[]): E[] | null {
+  if (!was.length && !now.length) return held;
   const w = new Set(was.map(elementKey));
   const n = new Map(now.map((e) => [elementKey(e), e]));
-  const have = new Set(held.map(elementKey));
+  const have = keysOf(held);
   for (const k of w) if (!have.has(k)) return null;
   const gone = [...w].filter((k) => !n.has(k));
-  const added = [...n].filter(([k]) => !w.has(k) && !have.has(k)).map(([, e]) => e);
-  for (const [k] of n) if (!w.has(k) && have.has(k)) return null; // held but not compiled from these links
+  const added: [string, E][] = [];
+  for (const [k, e] of n)
+    if (!w.has(k)) {
+      if (have.has(k)) return null; // held but not compiled from these links
+      added.push([k, e]);
+    }
   if (!gone.length && !added.length) return held;
   const drop = new Set(gone);
-  return [...held.filter((e) => !drop.has(elementKey(e))), ...added];
+  const out = [...(drop.size ? held.filter((e) => !drop.has(elementKey(e))) : held), ...added.map(([, e]) => e)];
+  const keys = new Set(have);
+  for (const k of gone) keys.delete(k);
+  for (const [k] of added) keys.add(k);
+  keyIndex.set(out, keys);
+  return out;
 }

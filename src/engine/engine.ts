@@ -102,6 +102,15 @@ export class Engine implements EngineCore {
     return this.links.apply(model, before);
   }
 
+  /**
+   * Only connections and forwards changed, and the kernel is assumed to hold compile(`before`) (the
+   * offline CLI): one delta of the `qubes` tables of each node on the changed links' paths. False:
+   * converge instead.
+   */
+  applyLinkEditsAssumed(model: Model, before: Model): Promise<boolean> {
+    return this.links.applyAssumed(model, before);
+  }
+
   /** Names whose answer is new or differs (see DnsAnswers.resolve; `all`: ask again even before the TTL runs out). */
   resolve(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Set<string>> {
     return this.dns.resolve(model, now, only, all);

@@ -1,7 +1,7 @@
-// The daemon's link-edit path (EngineStore with a `links` effect → Engine.applyLinkEdits): adding or
-// removing a connection or forward loads only the nodes on its path, each with a delta of its own
-// keys, and no converge; where it cannot (new connection routes, a map that would appear or go), it
-// converges. Either way the kernel ends holding what a full compile gives. On the sim backend,
+// The link-edit path (EngineStore with a `links` effect → Engine.applyLinkEdits, the daemon's, or
+// applyLinkEditsAssumed, the offline CLI's): adding or removing a connection or forward loads only
+// the nodes on its path, each with a delta of its own keys, and no converge; where it cannot (new
+// connection routes, a map that would appear or go), it converges. Either way the kernel ends holding what a full compile gives. On the sim backend,
 // which applies the very transactions the netns backend sends (ir/apply.ts).
 // Layout: sys-net(1) ─ sys-firewall(2) ─ work(3), personal(4); sys-net ─ fw2(7) ─ other(8), other2(10).
 import assert from 'node:assert/strict';
@@ -24,17 +24,20 @@ const ip = (n: number) => `10.137.0.${n}`;
 const conn = (id: string, from: string, to: string, port: number): Connection => ({ id, from, to, proto: 'tcp', ports: { start: port, end: port }, bothWays: false });
 const fwd = (id: string, qube: string, port: number): PortForward => ({ id, qube, proto: 'tcp', port, from: [], on: [] });
 
-async function daemonSetup() {
+/** A kernel converged to the layout by one engine, and a store over it: the daemon's (that engine) or, `offline`, a fresh engine's. */
+async function setup(offline = false) {
   const backend = new SimBackend();
   const events: EngineEvent[] = [];
-  const engine = new Engine({
-    backend,
-    resolver: new StaticResolver({}),
-    uplink: 'world',
-    now: () => NOW,
-    emit: (e) => events.push(e),
-    world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
-  });
+  const mk = () =>
+    new Engine({
+      backend,
+      resolver: new StaticResolver({}),
+      uplink: 'world',
+      now: () => NOW,
+      emit: (e) => events.push(e),
+      world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
+    });
+  let engine = mk();
   const model: Model = defaultLayout();
   model.qubes.delete('vault');
   model.qubes.delete('untrusted');
@@ -45,13 +48,14 @@ async function daemonSetup() {
   model.connections = [conn('c1', 'work', 'other', 22), conn('c2', 'personal', 'other', 23)];
   model.forwards = [fwd('f1', 'work', 8080), fwd('f2', 'personal', 8081)];
   await engine.converge(model);
+  if (offline) engine = mk();
   const loads: string[] = [];
   const apply = backend.apply.bind(backend);
   backend.apply = (node, before, after, opts) => (loads.push(node), apply(node, before, after, opts));
   let converges = 0;
   const converge = engine.converge.bind(engine);
   engine.converge = (m, o) => (converges++, converge(m, o));
-  const store = new EngineStore(new MemoryStore(model, { now: () => NOW * 1000 }), async () => engine, false);
+  const store = new EngineStore(new MemoryStore(model, { now: () => NOW * 1000 }), async () => engine, offline);
   return { backend, store, loads, events, converges: () => converges };
 }
 
@@ -67,7 +71,7 @@ const addConn = (c: Connection) => (m: Model) => void (m.connections = [...(m.co
 const links = { kind: 'links' } as const;
 
 test('adding a connection loads its hops only, no converge; the kernel is a full compile and lets it through', async () => {
-  const { backend, store, loads, converges } = await daemonSetup();
+  const { backend, store, loads, converges } = await setup();
   assert.equal(backend.probe({ from: 'work', to: ip(8), proto: 'tcp', dport: 24 }).verdict, 'drop');
   await store.update(addConn(conn('c3', 'work', 'other', 24)), links);
   assert.equal(converges(), 0, 'no converge');
@@ -78,7 +82,7 @@ test('adding a connection loads its hops only, no converge; the kernel is a full
 });
 
 test('adding and removing a forward loads its hops only; the removal cuts its flows on every hop', async () => {
-  const { backend, store, loads, events, converges } = await daemonSetup();
+  const { backend, store, loads, events, converges } = await setup();
   await store.update((m) => void (m.forwards = [...(m.forwards ?? []), fwd('f3', 'work', 8082)]), links);
   assert.equal(converges(), 0);
   assert.deepEqual([...loads].sort(), ['sys-firewall', 'sys-net', 'work']);
@@ -96,7 +100,7 @@ test('adding and removing a forward loads its hops only; the removal cuts its fl
 });
 
 test('removing a connection cuts its flows and keeps the other connection to the same qube', async () => {
-  const { backend, store, events, converges } = await daemonSetup();
+  const { backend, store, events, converges } = await setup();
   assert.equal(backend.probe({ from: 'work', to: ip(8), proto: 'tcp', dport: 22, sport: 40000 }).verdict, 'accept');
   await store.update((m) => void (m.connections = m.connections!.filter((c) => c.id !== 'c1')), links);
   assert.equal(converges(), 0);
@@ -107,7 +111,7 @@ test('removing a connection cuts its flows and keeps the other connection to the
 });
 
 test('where the patch does not apply it converges: new connection routes, a map that would go', async () => {
-  const { backend, store, converges } = await daemonSetup();
+  const { backend, store, converges } = await setup();
   // other2 has no connection yet: sys-net needs a route to it through fw2.
   await store.update(addConn(conn('c3', 'work', 'other2', 22)), links);
   assert.equal(converges(), 1, 'routes: converge');
@@ -118,4 +122,23 @@ test('where the patch does not apply it converges: new connection routes, a map 
   assert.equal(converges(), 2, 'maps go: converge');
   await holdsFullCompile(backend, store);
   assert.notEqual(backend.probe({ from: 'outside', to: UPLINK, proto: 'tcp', dport: 8080 }).verdict, 'accept');
+});
+
+test('offline (a fresh engine that assumes the kernel holds the model read): the same deltas, no converge', async () => {
+  const { backend, store, loads, events, converges } = await setup(true);
+  await store.update(addConn(conn('c3', 'work', 'other', 24)), links);
+  assert.equal(converges(), 0, 'no converge');
+  assert.deepEqual([...loads].sort(), ['fw2', 'other', 'sys-firewall', 'sys-net']);
+  await holdsFullCompile(backend, store);
+  assert.equal(backend.probe({ from: 'work', to: ip(8), proto: 'tcp', dport: 24, sport: 40000 }).verdict, 'accept');
+  loads.length = 0;
+  await store.update((m) => void (m.connections = m.connections!.filter((c) => c.id !== 'c3')), links);
+  assert.equal(converges(), 0);
+  assert.deepEqual([...loads].sort(), ['fw2', 'other', 'sys-firewall', 'sys-net']);
+  await holdsFullCompile(backend, store);
+  assert.ok(events.some((e) => e.type === 'flow-cut' && e.flow.dport === 24), 'its flow cut');
+  // The first connection to other2 needs routes: converge, from the model read.
+  await store.update(addConn(conn('c4', 'work', 'other2', 22)), links);
+  assert.equal(converges(), 1);
+  await holdsFullCompile(backend, store);
 });

@@ -1,9 +1,13 @@
 // The link-edit path: only connections and port forwards changed (an add or a remove). The changed
 // links' keys are compiled alone and patched into what each node on their paths holds
 // (compile/link-patch.ts), so the delta is those chains and map elements, and sys-net and the
-// firewall qubes, which carry every link, are not compiled again. False when it cannot take this
-// path (no converge yet, connection routes to change, a map or chain to appear or vanish, a node
-// not loaded): the caller converges.
+// firewall qubes, which carry every link, are not compiled again:
+// * the daemon's engine patches what it loaded;
+// * the offline CLI's fresh engine assumes the kernel holds compile() of the model before the
+//   change, and needs of it only the `qubes` tables of the nodes on the path (links live there).
+// False when it cannot take this path (no converge yet, connection routes to change, a map or
+// chain to appear or vanish, a node not loaded or left untidy): the caller converges.
+import { compileQubesTables } from '../compile/compile.js';
 import { patchLinks } from '../compile/link-patch.js';
 import type { Model } from '../model/qube.js';
 import { runningPlan } from './converge.js';
@@ -34,5 +38,42 @@ export class LinkEditor {
       }),
     );
     return true;
+  }
+
+  /**
+   * The offline path: the kernel holds compile(`before`), which differs from `model` only in its
+   * links. Each node on the changed links' paths gets one delta of its `qubes` tables. False where
+   * the daemon's path would be, or when a load fails (that node is unchanged: nft is atomic).
+   */
+  async applyAssumed(model: Model, before: Model): Promise<boolean> {
+    const { core } = this;
+    const plan = runningPlan(core, model);
+    if (JSON.stringify(plan) !== JSON.stringify(runningPlan(core, before))) return false;
+    const now = core.deps.now();
+    // A node a daemon left untidy holds more than compile(): converge loads it whole.
+    const leftovers = await core.mirror.readUntidyFile();
+    const held = compileQubesTables({ model: before, plan, resolutions: core.dns.resolutions, now });
+    const patch = patchLinks({ plan, resolutions: core.dns.resolutions, now }, before, model, (n) => (leftovers.has(n) ? undefined : held(n)));
+    if (!patch) return false;
+    for (const d of patch.diagnostics) if (d.severity === 'warning') core.emit({ type: 'warning', diag: d });
+    const loaded = await Promise.all(
+      [...patch.rulesets].map(async ([node, after]) => {
+        const was = held(node)!;
+        core.handled++;
+        try {
+          await core.deps.backend.apply(node, was, after);
+        } catch {
+          return false;
+        }
+        core.loader.markApplied(model, node, after, now);
+        core.emit({ type: 'applied', node, full: false });
+        // Judged by the `qubes` tables, where links live: what a removed link let in is cut.
+        await core.flows.cutLinks(model, node, { plan, rules: was }, { plan, rules: after });
+        return true;
+      }),
+    );
+    // A node that refused its delta: converge (from compile(before): a node already patched fails
+    // its delta there too, and is loaded whole by the fail-closed ladder).
+    return loaded.every(Boolean);
   }
 }

@@ -12,8 +12,9 @@ export type Effect =
   /** These qubes were started or stopped. */
   | { kind: 'lifecycle'; qubes: string[] }
   /**
-   * Only connections and port forwards changed (added, removed, replaced): the engine patches the
-   * changed ones' keys into the nodes on their paths, or converges where it cannot.
+   * Only connections and port forwards changed (added, removed, or replaced by new objects, never
+   * edited in place): the engine patches the changed ones' keys into the nodes on their paths, or
+   * converges where it cannot.
    */
   | { kind: 'links' }
   /** Anything: converge everything. */
