@@ -203,7 +203,8 @@ function seed(m: Model, dir: string): Promise<void> {
 }
 
 const E2E_EDITS = 15;
-type Sample = { path: string; what: string; kernelMs: number; replyMs: number; converges: number; ok: boolean };
+/** `beforeNftMs`: from the request to the first node's load (HTTP, store read, plan, patch or compile, diff); `nftMs`: the slowest node's load. */
+type Sample = { path: string; what: string; kernelMs: number; replyMs: number; beforeNftMs: number; nftMs: number; storeReadMs: number; converges: number; ok: boolean };
 
 async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null> {
   if (kernelUnavailable()) return null;
@@ -215,7 +216,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
     let t0 = performance.now();
     await within('start 202 qubes', 900_000, () => s.ok(['start', ...[...base.qubes.values()].filter((q) => !q.provides_network && q.klass !== 'TemplateVM').map((q) => q.name)]));
     const startMs = performance.now() - t0;
-    const timer = new PhaseTimer().wrap(NetnsBackend.prototype, 'loadRules').wrap(Engine.prototype, 'converge');
+    const timer = new PhaseTimer().wrap(NetnsBackend.prototype, 'loadRules').wrap(Engine.prototype, 'converge').wrap(Engine.prototype, 'noticeDeaths');
     const daemon = new Daemon({ stateDir: s.dir, runtime: (await readRuntime(s.dir, s.env))! });
     const samples: Sample[] = [];
     const linkEdits = Engine.prototype.applyLinkEdits;
@@ -229,7 +230,19 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
         const replyMs = performance.now() - t;
         if (r.status !== 200) throw new Error(`${op} ${JSON.stringify(input)}: ${JSON.stringify(r.body)}`);
         const loads = timer.spans.get('loadRules') ?? [];
-        const sample = { path, what, kernelMs: Math.max(...loads.map(([, b]) => b)) - t, replyMs, converges: timer.calls.get('converge') ?? 0, ok: false };
+        // The store's read ends where the engine starts: its look for dead qubes comes first.
+        const deaths = timer.spans.get('noticeDeaths')?.[0];
+        const sample = {
+          path,
+          what,
+          kernelMs: Math.max(...loads.map(([, b]) => b)) - t,
+          replyMs,
+          beforeNftMs: Math.min(...loads.map(([a]) => a)) - t,
+          nftMs: Math.max(...loads.map(([a, b]) => b - a)),
+          storeReadMs: deaths ? deaths[0] - t : NaN,
+          converges: timer.calls.get('converge') ?? 0,
+          ok: false,
+        };
         samples.push(sample);
         return { body: r.body, sample };
       };
@@ -272,8 +285,8 @@ if (!e2e) console.log('end-to-end part skipped: no kernel');
 else {
   const { samples } = e2e;
   console.log(`\nend to end through the daemon: ${N} connections + ${N} forwards, 202 qubes running (started in ${round(e2e.startMs / 1000)} s); ${E2E_EDITS} of each, ms`);
-  console.log('| path | edit | to kernel median | p95 | reply median | p95 | converges | probes ok |');
-  console.log('|---|---|---:|---:|---:|---:|---:|---:|');
+  console.log('| path | edit | to kernel median | p95 | reply median | p95 | request → store read | → first nft | slowest nft -f | converges | probes ok |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const rows: Record<string, unknown>[] = [];
   for (const path of ['link-edit', 'baseline: converge'])
     for (const what of ['connection add', 'connection remove', 'forward add', 'forward remove']) {
@@ -285,11 +298,14 @@ else {
         kernelP95Ms: round(percentile(xs.map((x) => x.kernelMs), 95)),
         replyMs: round(median(xs.map((x) => x.replyMs))),
         replyP95Ms: round(percentile(xs.map((x) => x.replyMs), 95)),
+        storeReadMs: round(median(xs.map((x) => x.storeReadMs))),
+        beforeNftMs: round(median(xs.map((x) => x.beforeNftMs))),
+        nftMs: round(median(xs.map((x) => x.nftMs))),
         converges: xs.reduce((n, x) => n + x.converges, 0),
         ok: `${xs.filter((x) => x.ok).length}/${xs.length}`,
       };
       rows.push(row);
-      console.log(`| ${path} | ${what} | ${row.kernelMs} | ${row.kernelP95Ms} | ${row.replyMs} | ${row.replyP95Ms} | ${row.converges} | ${row.ok} |`);
+      console.log(`| ${path} | ${what} | ${row.kernelMs} | ${row.kernelP95Ms} | ${row.replyMs} | ${row.replyP95Ms} | ${row.storeReadMs} | ${row.beforeNftMs} | ${row.nftMs} | ${row.converges} | ${row.ok} |`);
     }
   const mine = samples.filter((x) => x.path === 'link-edit');
   e2eSummary = {

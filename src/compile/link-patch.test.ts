@@ -2,17 +2,20 @@
 // sys-net, some qubes halted, IPv6 on some) with random connections and forwards, and one random
 // add, remove or change of a link, patchLinks() on compile(before) gives, node by node, what
 // compile(after) gives: the same chains with the same rules in the same order, the same sets and
-// maps with the same elements (declaration order aside, which nft does not keep). Where it
-// declines (null), the caller compiles in full; that must stay the exception.
+// maps with the same elements (declaration order aside, which nft does not keep); and so does the
+// offline form, on the `qubes` tables alone. Where it declines (null), the caller compiles in
+// full; that must stay the exception.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { canonicalRuleset } from '../ir/canonical.test-helpers.js';
+import type { Ruleset } from '../ir/types.js';
 import { checkLinks, nextId, type Connection, type PortForward } from '../model/connection.js';
 import { defaultLayout, newQube } from '../model/layout.js';
 import type { Model } from '../model/qube.js';
 import { planNetwork } from '../model/topology.js';
-import { compile } from './compile.js';
+import { compile, compileQubesTables } from './compile.js';
+import { QUBES_TABLE } from './names.js';
 import { patchLinks } from './link-patch.js';
 
 const QUBES = ['sys-net', 'sys-firewall', 'work', 'personal', 'untrusted', 'fw2', 'other', 'other2', 'direct'];
@@ -113,6 +116,15 @@ test('patchLinks on compile(before) is compile(after), node by node, for a rando
         patched++;
         for (const [node, rs] of want) assert.deepEqual(canonicalRuleset(p.rulesets.get(node) ?? held.get(node)), canonicalRuleset(rs), `node ${node}`);
         for (const node of p.rulesets.keys()) assert.ok(want.has(node), `patched ${node}, which compile() does not give`);
+        // Offline, only the `qubes` tables of compile(before) are made (compileQubesTables): the
+        // same patch, on those alone.
+        const qubesOnly = (rs: Ruleset | undefined) => rs && { tables: rs.tables.filter((t) => t.name === QUBES_TABLE) };
+        const tables = compileQubesTables({ ...input, model: before });
+        for (const node of held.keys()) assert.deepEqual(tables(node), qubesOnly(held.get(node)), `qubes tables of ${node}`);
+        const q = patchLinks(input, before, after, tables);
+        assert.ok(q, 'declines on the qubes tables alone where it patches the whole rulesets');
+        assert.deepEqual([...q.rulesets.keys()], [...p.rulesets.keys()]);
+        for (const [node, rs] of q.rulesets) assert.deepEqual(canonicalRuleset(rs), canonicalRuleset(qubesOnly(want.get(node))), `offline: node ${node}`);
       },
     ),
     { numRuns: 400 },

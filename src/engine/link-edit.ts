@@ -29,14 +29,16 @@ export class LinkEditor {
     const patch = patchLinks({ plan, resolutions: core.dns.resolutions, now: core.deps.now() }, before, model, (n) => core.mirror.applied.get(n));
     if (!patch) return false;
     for (const d of patch.diagnostics) if (d.severity === 'warning') core.emit({ type: 'warning', diag: d });
-    // Nodes load in parallel (each its own nft transaction); a removed link's flows are cut on
-    // every hop that tracked them, as converge does.
-    await Promise.all(
+    // Nodes load in parallel (each its own nft transaction; the daemon keeps them ready to load:
+    // netns, an nft session each). Then, every load done, a removed link's flows are cut on every
+    // hop that tracked them, as converge does.
+    const loaded = await Promise.all(
       [...patch.rulesets].map(async ([node, after]) => {
         const held = core.mirror.applied.get(node)!;
-        if (await core.loader.apply(model, node, held, after)) await core.flows.cutLinks(model, node, { plan: was, rules: held }, { plan, rules: after });
+        return { node, held, after, ok: await core.loader.apply(model, node, held, after, after, true) };
       }),
     );
+    for (const { node, held, after, ok } of loaded) if (ok) await core.flows.cutLinks(model, node, { plan: was, rules: held }, { plan, rules: after });
     return true;
   }
 
@@ -63,17 +65,18 @@ export class LinkEditor {
         try {
           await core.deps.backend.apply(node, was, after);
         } catch {
-          return false;
+          return null;
         }
         core.loader.markApplied(model, node, after, now);
         core.emit({ type: 'applied', node, full: false });
-        // Judged by the `qubes` tables, where links live: what a removed link let in is cut.
-        await core.flows.cutLinks(model, node, { plan, rules: was }, { plan, rules: after });
-        return true;
+        return { node, was, after };
       }),
     );
     // A node that refused its delta: converge (from compile(before): a node already patched fails
     // its delta there too, and is loaded whole by the fail-closed ladder).
-    return loaded.every(Boolean);
+    if (loaded.includes(null)) return false;
+    // Judged by the `qubes` tables, where links live: what a removed link let in is cut.
+    for (const x of loaded) await core.flows.cutLinks(model, x!.node, { plan, rules: x!.was }, { plan, rules: x!.after });
+    return true;
   }
 }
