@@ -19,6 +19,7 @@
 // answer (the state file written, flows cut). Two paths in the same run: the link-edit path (the
 // changed link's keys patched into each hop, engine/link-edit.ts) and, as the baseline, the same
 // daemon with that path switched off (a converge that compiles and diffs every node, as before).
+// Before the daemon starts, the same through the offline CLI (in-process `qnet connect …`), both ways.
 // Run: npx tsx bench/connections.bench.ts   (root for the kernel part)
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -203,6 +204,8 @@ function seed(m: Model, dir: string): Promise<void> {
 }
 
 const E2E_EDITS = 15;
+/** The offline CLI's baseline compiles everything twice per command: fewer of those. */
+const E2E_OFFLINE_EDITS = 5;
 /** `beforeNftMs`: from the request to the first node's load (HTTP, store read, plan, patch or compile, diff); `nftMs`: the slowest node's load. */
 type Sample = { path: string; what: string; kernelMs: number; replyMs: number; beforeNftMs: number; nftMs: number; storeReadMs: number; converges: number; ok: boolean };
 
@@ -217,8 +220,56 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
     await within('start 202 qubes', 900_000, () => s.ok(['start', ...[...base.qubes.values()].filter((q) => !q.provides_network && q.klass !== 'TemplateVM').map((q) => q.name)]));
     const startMs = performance.now() - t0;
     const timer = new PhaseTimer().wrap(NetnsBackend.prototype, 'loadRules').wrap(Engine.prototype, 'converge').wrap(Engine.prototype, 'noticeDeaths');
-    const daemon = new Daemon({ stateDir: s.dir, runtime: (await readRuntime(s.dir, s.env))! });
     const samples: Sample[] = [];
+    const probe = async (from: string, host: string, port: number) => (await s.tcpProbe(from, host, port, { timeoutMs: 1500 })).result;
+    const UP = worldUplinkAddresses.v4.netvm;
+    // The offline CLI first (no daemon): `qnet connect …` in-process, from argv to the end of the
+    // command; its engine assumes the kernel holds compile() of the state it reads. The baseline
+    // converges from there (two full compiles: the state before and after).
+    const linkEditsAssumed = Engine.prototype.applyLinkEditsAssumed;
+    try {
+      for (const path of ['offline CLI, link-edit', 'offline CLI, baseline: converge'] as const) {
+        Engine.prototype.applyLinkEditsAssumed = path === 'offline CLI, link-edit' ? linkEditsAssumed : async () => false;
+        for (let k = 0; k < E2E_OFFLINE_EDITS; k++) {
+          const cli = async (what: string, argv: string[]) => {
+            timer.reset();
+            const t = performance.now();
+            const out = await within(argv.join(' '), 120_000, () => s.ok(argv));
+            const loads = timer.spans.get('loadRules') ?? [];
+            const deaths = timer.spans.get('noticeDeaths')?.[0];
+            const sample: Sample = {
+              path,
+              what,
+              kernelMs: Math.max(...loads.map(([, b]) => b)) - t,
+              replyMs: performance.now() - t,
+              beforeNftMs: Math.min(...loads.map(([a]) => a)) - t,
+              nftMs: Math.max(...loads.map(([a, b]) => b - a)),
+              storeReadMs: deaths ? deaths[0] - t : NaN,
+              converges: timer.calls.get('converge') ?? 0,
+              ok: false,
+            };
+            samples.push(sample);
+            return { out, sample };
+          };
+          const from = `a${(k * 11) % APPS}`;
+          const to = `b${(k * 31) % APPS}`;
+          const ipB = qubeIp(base, base.qubes.get(to)!)!;
+          const port = (path === 'offline CLI, link-edit' ? 5000 : 5500) + k;
+          const add = await cli('connection add', ['connect', from, to, '--proto', 'tcp', '--port', String(port), '--json']);
+          add.sample.ok = (await probe(from, ipB, port)) === 'error:ECONNREFUSED';
+          const del = await cli('connection remove', ['disconnect', (JSON.parse(add.out) as { id: string }).id]);
+          del.sample.ok = (await probe(from, ipB, port)) === 'timeout';
+          const fport = (path === 'offline CLI, link-edit' ? 22000 : 22500) + k;
+          const fadd = await cli('forward add', ['forward', 'add', `a${(k * 19) % APPS}`, '--proto', 'tcp', '--port', String(fport), '--json']);
+          fadd.sample.ok = (await probe('world', UP, fport)) === 'error:ECONNREFUSED';
+          const fdel = await cli('forward remove', ['forward', 'del', (JSON.parse(fadd.out) as { id: string }).id]);
+          fdel.sample.ok = (await probe('world', UP, fport)) !== 'error:ECONNREFUSED';
+        }
+      }
+    } finally {
+      Engine.prototype.applyLinkEditsAssumed = linkEditsAssumed;
+    }
+    const daemon = new Daemon({ stateDir: s.dir, runtime: (await readRuntime(s.dir, s.env))! });
     const linkEdits = Engine.prototype.applyLinkEdits;
     try {
       await within('daemon start', 600_000, () => daemon.start());
@@ -246,8 +297,6 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
         samples.push(sample);
         return { body: r.body, sample };
       };
-      const probe = async (from: string, host: string, port: number) => (await s.tcpProbe(from, host, port, { timeoutMs: 1500 })).result;
-      const UP = worldUplinkAddresses.v4.netvm;
       for (const path of ['link-edit', 'baseline: converge'] as const) {
         // The baseline is the daemon as it was: every link change converges.
         Engine.prototype.applyLinkEdits = path === 'link-edit' ? linkEdits : async () => false;
@@ -284,11 +333,11 @@ let e2eSummary: unknown = null;
 if (!e2e) console.log('end-to-end part skipped: no kernel');
 else {
   const { samples } = e2e;
-  console.log(`\nend to end through the daemon: ${N} connections + ${N} forwards, 202 qubes running (started in ${round(e2e.startMs / 1000)} s); ${E2E_EDITS} of each, ms`);
+  console.log(`\nend to end, through the daemon (${E2E_EDITS} of each) and the offline CLI (${E2E_OFFLINE_EDITS} of each): ${N} connections + ${N} forwards, 202 qubes running (started in ${round(e2e.startMs / 1000)} s); ms`);
   console.log('| path | edit | to kernel median | p95 | reply median | p95 | request → store read | → first nft | slowest nft -f | converges | probes ok |');
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const rows: Record<string, unknown>[] = [];
-  for (const path of ['link-edit', 'baseline: converge'])
+  for (const path of ['link-edit', 'baseline: converge', 'offline CLI, link-edit', 'offline CLI, baseline: converge'])
     for (const what of ['connection add', 'connection remove', 'forward add', 'forward remove']) {
       const xs = samples.filter((x) => x.path === path && x.what === what);
       const row = {
@@ -310,7 +359,7 @@ else {
   const mine = samples.filter((x) => x.path === 'link-edit');
   e2eSummary = {
     rows,
-    samplesMs: samples.map((x) => [x.path === 'link-edit' ? 'L' : 'B', x.what, round(x.kernelMs), round(x.replyMs)]),
+    samplesMs: samples.map((x) => [x.path, x.what, round(x.kernelMs), round(x.replyMs)]),
     allProbesOk: samples.every((x) => x.ok),
     targetMet: mine.every((x) => x.kernelMs < 50),
     load: { before: loadBefore, after: load() },
