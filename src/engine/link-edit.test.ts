@@ -5,6 +5,9 @@
 // which applies the very transactions the netns backend sends (ir/apply.ts).
 // Layout: sys-net(1) ─ sys-firewall(2) ─ work(3), personal(4); sys-net ─ fw2(7) ─ other(8), other2(10).
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { SimBackend } from '../backend/sim/sim-backend.js';
 import { compile } from '../compile/compile.js';
@@ -25,7 +28,7 @@ const conn = (id: string, from: string, to: string, port: number): Connection =>
 const fwd = (id: string, qube: string, port: number): PortForward => ({ id, qube, proto: 'tcp', port, from: [], on: [] });
 
 /** A kernel converged to the layout by one engine, and a store over it: the daemon's (that engine) or, `offline`, a fresh engine's. */
-async function setup(offline = false) {
+async function setup(offline = false, untidyFile?: string) {
   const backend = new SimBackend();
   const events: EngineEvent[] = [];
   const mk = () =>
@@ -35,6 +38,7 @@ async function setup(offline = false) {
       uplink: 'world',
       now: () => NOW,
       emit: (e) => events.push(e),
+      ...(untidyFile ? { untidyFile } : {}),
       world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
     });
   let engine = mk();
@@ -141,4 +145,15 @@ test('offline (a fresh engine that assumes the kernel holds the model read): the
   await store.update(addConn(conn('c4', 'work', 'other2', 22)), links);
   assert.equal(converges(), 1);
   await holdsFullCompile(backend, store);
+});
+
+test('offline, a node that refuses its delta: converge, and the nodes patched already are loaded whole (not patched twice)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'qnet-link-edit-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { backend, store, converges } = await setup(true, join(dir, 'untidy'));
+  backend.failApplies.set('fw2', 1);
+  await store.update(addConn(conn('c3', 'work', 'other', 24)), links);
+  assert.equal(converges(), 1, 'fell back to converge');
+  await holdsFullCompile(backend, store);
+  assert.equal(backend.probe({ from: 'work', to: ip(8), proto: 'tcp', dport: 24 }).verdict, 'accept');
 });

@@ -72,9 +72,13 @@ export class LinkEditor {
         return { node, was, after };
       }),
     );
-    // A node that refused its delta: converge (from compile(before): a node already patched fails
-    // its delta there too, and is loaded whole by the fail-closed ladder).
-    if (loaded.includes(null)) return false;
+    // A node refused its delta (and holds what it held: nft is atomic). The converge that follows
+    // assumes compile(before) everywhere: the nodes patched already are named in the untidy file,
+    // so it loads them whole, as it does a dead daemon's leftovers.
+    if (loaded.includes(null)) {
+      await core.mirror.writeUntidyFile([...leftovers, ...loaded.flatMap((x) => (x ? [x.node] : []))]);
+      return false;
+    }
     // Judged by the `qubes` tables, where links live: what a removed link let in is cut.
     for (const x of loaded) await core.flows.cutLinks(model, x!.node, { plan, rules: x!.was }, { plan, rules: x!.after });
     return true;
