@@ -15,7 +15,7 @@
 // End to end (root only): the same 1,000 + 1,000 on a live system (202 qubes in namespaces), one
 // connection or forward added or removed through the daemon (DaemonClient → op → EngineStore →
 // engine → nft -f in every hop), each checked with a TCP probe (through after an add, refused after
-// a remove). `to kernel`: from the request to the end of the last hop's nft -f; `reply`: to the
+// a remove), each after a pause of PAUSE_MS. `to kernel`: from the request to the end of the last hop's nft -f; `reply`: to the
 // answer (the state file written, flows cut). Two paths in the same run: the link-edit path (the
 // changed link's keys patched into each hop, engine/link-edit.ts) and, as the baseline, the same
 // daemon with that path switched off (a converge that compiles and diffs every node, as before).
@@ -204,6 +204,13 @@ function seed(m: Model, dir: string): Promise<void> {
 }
 
 const E2E_EDITS = 15;
+/**
+ * Before each timed command, as a user types: every command then starts from the same idle state.
+ * (Without it, adds came 1.5 s after a probe that timed out and removes right after one answered
+ * at once, and the first part of every add, even the store's read, took ~10 ms longer.)
+ */
+const PAUSE_MS = 1000;
+const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
 /** The offline CLI's baseline compiles everything twice per command: fewer of those. */
 const E2E_OFFLINE_EDITS = 5;
 /** `beforeNftMs`: from the request to the first node's load (HTTP, store read, plan, patch or compile, diff); `nftMs`: the slowest node's load. */
@@ -232,6 +239,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
         Engine.prototype.applyLinkEditsAssumed = path === 'offline CLI, link-edit' ? linkEditsAssumed : async () => false;
         for (let k = 0; k < E2E_OFFLINE_EDITS; k++) {
           const cli = async (what: string, argv: string[]) => {
+            await pause();
             timer.reset();
             const t = performance.now();
             const out = await within(argv.join(' '), 120_000, () => s.ok(argv));
@@ -275,6 +283,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
       await within('daemon start', 600_000, () => daemon.start());
       const client = (await DaemonClient.connect(s.dir))!;
       const call = async (path: string, what: string, op: string, input: unknown): Promise<{ body: unknown; sample: Sample }> => {
+        await pause();
         timer.reset();
         const t = performance.now();
         const r = await within(op, 60_000, () => client.request('POST', `/v1/ops/${op}`, input));
