@@ -12,6 +12,14 @@
 // Topology: sys-net ← sys-firewall ← a0..a99, sys-net ← fw2 ← b0..b99; connection i: a(i%100) →
 // b(i*7%100) tcp/(2000+i), across branches (up sys-firewall, X sys-net, down fw2, input b);
 // forward i: sys-net tcp/(10000+i) → a(i%100).
+// End to end (root only): the same 1,000 + 1,000 on a live system (202 qubes in namespaces), one
+// connection or forward added or removed through the daemon (DaemonClient → op → EngineStore →
+// engine → nft -f in every hop), each checked with a TCP probe (through after an add, refused after
+// a remove), each after a pause of PAUSE_MS. `to kernel`: from the request to the end of the last hop's nft -f; `reply`: to the
+// answer (the state file written, flows cut). Two paths in the same run: the link-edit path (the
+// changed link's keys patched into each hop, engine/link-edit.ts) and, as the baseline, the same
+// daemon with that path switched off (a converge that compiles and diffs every node, as before).
+// Before the daemon starts, the same through the offline CLI (in-process `qnet connect …`), both ways.
 // Run: npx tsx bench/connections.bench.ts   (root for the kernel part)
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -25,7 +33,14 @@ import { planNetwork } from '../src/model/topology.js';
 import { worldUplinkAddresses } from '../src/backend/netns/world.js';
 import { simulate, OUTSIDE } from '../src/sim/walk.js';
 import { deleteNamespaces, kernelUnavailable, uniquePrefix } from '../test/kernel/ns.js';
-import { median } from './support.js';
+import { DaemonClient } from '../src/daemon/client.js';
+import { Daemon } from '../src/daemon/server.js';
+import { Engine } from '../src/engine/engine.js';
+import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
+import { qubeIp } from '../src/model/addressing.js';
+import { FileStore } from '../src/store/file-store.js';
+import { readRuntime } from '../src/store/runtime-file.js';
+import { load, median, percentile, PhaseTimer, round, within, withLive } from './support.js';
 
 const N = 1000;
 const APPS = 100;
@@ -178,4 +193,185 @@ summaries.push({
     targetMet: results.every((r) => r.kernelMs !== undefined && r.compileMs + r.diffMs + r.kernelMs < 50),
   });
 }
-console.log(JSON.stringify({ bench: 'connections', connections: N, forwards: N, layouts: summaries }));
+/** The bench's model without states, into a fresh state dir (`qnet init` made the default layout). */
+function seed(m: Model, dir: string): Promise<void> {
+  return new FileStore(dir).update((s) => {
+    for (const n of [...s.qubes.keys()]) if (!m.qubes.has(n)) s.qubes.delete(n);
+    for (const q of m.qubes.values()) s.qubes.set(q.name, { ...q, state: 'Halted' });
+    s.connections = m.connections!;
+    s.forwards = m.forwards!;
+  });
+}
+
+const E2E_EDITS = 15;
+/**
+ * Before each timed command, as a user types: every command then starts from the same idle state.
+ * (Without it, adds came 1.5 s after a probe that timed out and removes right after one answered
+ * at once, and the first part of every add, even the store's read, took ~10 ms longer.)
+ */
+const PAUSE_MS = 1000;
+const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
+/** The offline CLI's baseline compiles everything twice per command: fewer of those. */
+const E2E_OFFLINE_EDITS = 5;
+/** `beforeNftMs`: from the request to the first node's load (HTTP, store read, plan, patch or compile, diff); `nftMs`: the slowest node's load. */
+type Sample = { path: string; what: string; kernelMs: number; replyMs: number; beforeNftMs: number; nftMs: number; storeReadMs: number; converges: number; ok: boolean };
+
+async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null> {
+  if (kernelUnavailable()) return null;
+  const base = model(N, N);
+  return withLive('qcn', async (s) => {
+    delete (s.env as Record<string, string>)['QNET_NO_ICMP_RATELIMIT'];
+    await s.ok('init');
+    await seed(base, s.dir);
+    let t0 = performance.now();
+    await within('start 202 qubes', 900_000, () => s.ok(['start', ...[...base.qubes.values()].filter((q) => !q.provides_network && q.klass !== 'TemplateVM').map((q) => q.name)]));
+    const startMs = performance.now() - t0;
+    const timer = new PhaseTimer().wrap(NetnsBackend.prototype, 'loadRules').wrap(Engine.prototype, 'converge').wrap(Engine.prototype, 'noticeDeaths');
+    const samples: Sample[] = [];
+    const probe = async (from: string, host: string, port: number) => (await s.tcpProbe(from, host, port, { timeoutMs: 1500 })).result;
+    const UP = worldUplinkAddresses.v4.netvm;
+    // The offline CLI first (no daemon): `qnet connect …` in-process, from argv to the end of the
+    // command; its engine assumes the kernel holds compile() of the state it reads. The baseline
+    // converges from there (two full compiles: the state before and after).
+    const linkEditsAssumed = Engine.prototype.applyLinkEditsAssumed;
+    try {
+      for (const path of ['offline CLI, link-edit', 'offline CLI, baseline: converge'] as const) {
+        Engine.prototype.applyLinkEditsAssumed = path === 'offline CLI, link-edit' ? linkEditsAssumed : async () => false;
+        for (let k = 0; k < E2E_OFFLINE_EDITS; k++) {
+          const cli = async (what: string, argv: string[]) => {
+            await pause();
+            timer.reset();
+            const t = performance.now();
+            const out = await within(argv.join(' '), 120_000, () => s.ok(argv));
+            const loads = timer.spans.get('loadRules') ?? [];
+            const deaths = timer.spans.get('noticeDeaths')?.[0];
+            const sample: Sample = {
+              path,
+              what,
+              kernelMs: Math.max(...loads.map(([, b]) => b)) - t,
+              replyMs: performance.now() - t,
+              beforeNftMs: Math.min(...loads.map(([a]) => a)) - t,
+              nftMs: Math.max(...loads.map(([a, b]) => b - a)),
+              storeReadMs: deaths ? deaths[0] - t : NaN,
+              converges: timer.calls.get('converge') ?? 0,
+              ok: false,
+            };
+            samples.push(sample);
+            return { out, sample };
+          };
+          const from = `a${(k * 11) % APPS}`;
+          const to = `b${(k * 31) % APPS}`;
+          const ipB = qubeIp(base, base.qubes.get(to)!)!;
+          const port = (path === 'offline CLI, link-edit' ? 5000 : 5500) + k;
+          const add = await cli('connection add', ['connect', from, to, '--proto', 'tcp', '--port', String(port), '--json']);
+          add.sample.ok = (await probe(from, ipB, port)) === 'error:ECONNREFUSED';
+          const del = await cli('connection remove', ['disconnect', (JSON.parse(add.out) as { id: string }).id]);
+          del.sample.ok = (await probe(from, ipB, port)) === 'timeout';
+          const fport = (path === 'offline CLI, link-edit' ? 22000 : 22500) + k;
+          const fadd = await cli('forward add', ['forward', 'add', `a${(k * 19) % APPS}`, '--proto', 'tcp', '--port', String(fport), '--json']);
+          fadd.sample.ok = (await probe('world', UP, fport)) === 'error:ECONNREFUSED';
+          const fdel = await cli('forward remove', ['forward', 'del', (JSON.parse(fadd.out) as { id: string }).id]);
+          fdel.sample.ok = (await probe('world', UP, fport)) !== 'error:ECONNREFUSED';
+        }
+      }
+    } finally {
+      Engine.prototype.applyLinkEditsAssumed = linkEditsAssumed;
+    }
+    const daemon = new Daemon({ stateDir: s.dir, runtime: (await readRuntime(s.dir, s.env))! });
+    const linkEdits = Engine.prototype.applyLinkEdits;
+    try {
+      await within('daemon start', 600_000, () => daemon.start());
+      const client = (await DaemonClient.connect(s.dir))!;
+      const call = async (path: string, what: string, op: string, input: unknown): Promise<{ body: unknown; sample: Sample }> => {
+        await pause();
+        timer.reset();
+        const t = performance.now();
+        const r = await within(op, 60_000, () => client.request('POST', `/v1/ops/${op}`, input));
+        const replyMs = performance.now() - t;
+        if (r.status !== 200) throw new Error(`${op} ${JSON.stringify(input)}: ${JSON.stringify(r.body)}`);
+        const loads = timer.spans.get('loadRules') ?? [];
+        // The store's read ends where the engine starts: its look for dead qubes comes first.
+        const deaths = timer.spans.get('noticeDeaths')?.[0];
+        const sample = {
+          path,
+          what,
+          kernelMs: Math.max(...loads.map(([, b]) => b)) - t,
+          replyMs,
+          beforeNftMs: Math.min(...loads.map(([a]) => a)) - t,
+          nftMs: Math.max(...loads.map(([a, b]) => b - a)),
+          storeReadMs: deaths ? deaths[0] - t : NaN,
+          converges: timer.calls.get('converge') ?? 0,
+          ok: false,
+        };
+        samples.push(sample);
+        return { body: r.body, sample };
+      };
+      for (const path of ['link-edit', 'baseline: converge'] as const) {
+        // The baseline is the daemon as it was: every link change converges.
+        Engine.prototype.applyLinkEdits = path === 'link-edit' ? linkEdits : async () => false;
+        for (let k = 0; k < E2E_EDITS; k++) {
+          const from = `a${(k * 13) % APPS}`;
+          const to = `b${(k * 29) % APPS}`;
+          const ipB = qubeIp(base, base.qubes.get(to)!)!;
+          const port = (path === 'link-edit' ? 3000 : 4000) + k;
+          // A port nothing listens on: through, the qube answers with a reset (ECONNREFUSED); refused, a timeout.
+          const add = await call(path, 'connection add', 'connections.add', { from, to, proto: 'tcp', ports: String(port) });
+          add.sample.ok = (await probe(from, ipB, port)) === 'error:ECONNREFUSED';
+          const del = await call(path, 'connection remove', 'connections.del', { id: (add.body as { value: { id: string } }).value.id });
+          del.sample.ok = (await probe(from, ipB, port)) === 'timeout';
+          const q = `a${(k * 17) % APPS}`;
+          const fport = (path === 'link-edit' ? 20000 : 21000) + k;
+          const fadd = await call(path, 'forward add', 'forwards.add', { qube: q, proto: 'tcp', port: fport });
+          fadd.sample.ok = (await probe('world', UP, fport)) === 'error:ECONNREFUSED';
+          const fdel = await call(path, 'forward remove', 'forwards.del', { id: (fadd.body as { value: { id: string } }).value.id });
+          fdel.sample.ok = (await probe('world', UP, fport)) !== 'error:ECONNREFUSED';
+        }
+      }
+    } finally {
+      Engine.prototype.applyLinkEdits = linkEdits;
+      timer.restore();
+      await daemon.stop();
+    }
+    return { samples, startMs };
+  });
+}
+
+const loadBefore = load();
+const e2e = await endToEnd();
+let e2eSummary: unknown = null;
+if (!e2e) console.log('end-to-end part skipped: no kernel');
+else {
+  const { samples } = e2e;
+  console.log(`\nend to end, through the daemon (${E2E_EDITS} of each) and the offline CLI (${E2E_OFFLINE_EDITS} of each): ${N} connections + ${N} forwards, 202 qubes running (started in ${round(e2e.startMs / 1000)} s); ms`);
+  console.log('| path | edit | to kernel median | p95 | reply median | p95 | request → store read | → first nft | slowest nft -f | converges | probes ok |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const rows: Record<string, unknown>[] = [];
+  for (const path of ['link-edit', 'baseline: converge', 'offline CLI, link-edit', 'offline CLI, baseline: converge'])
+    for (const what of ['connection add', 'connection remove', 'forward add', 'forward remove']) {
+      const xs = samples.filter((x) => x.path === path && x.what === what);
+      const row = {
+        path,
+        what,
+        kernelMs: round(median(xs.map((x) => x.kernelMs))),
+        kernelP95Ms: round(percentile(xs.map((x) => x.kernelMs), 95)),
+        replyMs: round(median(xs.map((x) => x.replyMs))),
+        replyP95Ms: round(percentile(xs.map((x) => x.replyMs), 95)),
+        storeReadMs: round(median(xs.map((x) => x.storeReadMs))),
+        beforeNftMs: round(median(xs.map((x) => x.beforeNftMs))),
+        nftMs: round(median(xs.map((x) => x.nftMs))),
+        converges: xs.reduce((n, x) => n + x.converges, 0),
+        ok: `${xs.filter((x) => x.ok).length}/${xs.length}`,
+      };
+      rows.push(row);
+      console.log(`| ${path} | ${what} | ${row.kernelMs} | ${row.kernelP95Ms} | ${row.replyMs} | ${row.replyP95Ms} | ${row.storeReadMs} | ${row.beforeNftMs} | ${row.nftMs} | ${row.converges} | ${row.ok} |`);
+    }
+  const mine = samples.filter((x) => x.path === 'link-edit');
+  e2eSummary = {
+    rows,
+    samplesMs: samples.map((x) => [x.path, x.what, round(x.kernelMs), round(x.replyMs)]),
+    allProbesOk: samples.every((x) => x.ok),
+    targetMet: mine.every((x) => x.kernelMs < 50),
+    load: { before: loadBefore, after: load() },
+  };
+}
+console.log(JSON.stringify({ bench: 'connections', connections: N, forwards: N, layouts: summaries, endToEnd: e2eSummary }));

@@ -57,7 +57,8 @@ export function upstreamDns(ctx: Pick<CompileContext, 'model' | 'plan'>, netvm: 
   return { upstream4: upstream.filter((a) => !a.includes(':')), upstream6: upstream.filter((a) => a.includes(':')) };
 }
 
-function compileQube(ctx: CompileContext, q: Qube, node: NetNode): Ruleset {
+/** `qubesOnly`: the `qubes` tables alone (see compileQubesTables). */
+function compileQube(ctx: CompileContext, q: Qube, node: NetNode, qubesOnly = false): Ruleset {
   if (!q.provides_network) return { tables: FAMILIES.map((f) => appQubesTable(ctx, q, f)) };
   const clients = clientsOfNode(ctx, node);
   const { upstream4, upstream6 } = upstreamDns(ctx, q);
@@ -65,12 +66,31 @@ function compileQube(ctx: CompileContext, q: Qube, node: NetNode): Ruleset {
   for (const f of FAMILIES) {
     tables.push(netvmQubesTable(ctx, q, f, { clients, dnsUpstream: upstream4, virtualDns: ctx.plan.virtualDns }));
   }
+  if (qubesOnly) return { tables };
   for (const f of FAMILIES) {
     // specialtarget=dns: the destination as the forward hook sees it, i.e. after prerouting DNAT:
     // the virtual resolvers in a ProxyVM, the upstream ones in the top netvm (§5.2 consistency note).
     tables.push(firewallTable(ctx, f, clients, f === 'ip' ? upstream4 : upstream6));
   }
   return { tables };
+}
+
+/**
+ * Just the `qubes` tables of a node, as compile() makes them (one context for every node asked, so
+ * the links pass runs once): what a link edit offline needs of what the kernel holds, since links
+ * live in those tables only (compile/link-patch.ts). Undefined for a node not in the plan.
+ */
+export function compileQubesTables(input: CompileInput): (node: string) => Ruleset | undefined {
+  const { ctx } = makeContext(input);
+  const done = new Map<string, Ruleset | undefined>();
+  return (name) => {
+    if (done.has(name)) return done.get(name);
+    const node = input.plan.nodes.find((n) => n.name === name && n.kind === 'qube');
+    const q = input.model.qubes.get(name);
+    const rs = node && q ? compileQube(ctx, q, node, true) : undefined;
+    done.set(name, rs);
+    return rs;
+  };
 }
 
 export interface ClientFragment {

@@ -16,9 +16,10 @@ export class NodeLoader {
   /**
    * Load `after` into `node`, which holds `before` (null: unknown, load whole). With `canonical` (a
    * rule edit of an overlay engine: `after` under compile()'s set names), the delta is an overlay
-   * and tidy() loads `canonical` later. False if the node refused even the blocked fallback.
+   * and tidy() loads `canonical` later. `keep`: see Backend.apply. False if the node refused even
+   * the blocked fallback.
    */
-  async apply(model: Model, node: string, before: Ruleset | null, after: Ruleset, canonical = after): Promise<boolean> {
+  async apply(model: Model, node: string, before: Ruleset | null, after: Ruleset, canonical = after, keep = false): Promise<boolean> {
     const { core } = this;
     const { backend } = core.deps;
     const { mirror } = core;
@@ -29,7 +30,7 @@ export class NodeLoader {
     for (const b of before ? [before, null] : [null]) {
       try {
         const want = b === null ? canonical : after;
-        const holds = await backend.apply(node, b, want, { overlay: want !== canonical });
+        const holds = await backend.apply(node, b, want, { overlay: want !== canonical, keep });
         await mirror.loaded(node, holds, after, canonical);
         if (holds !== want) mirror.overlays++;
         this.markApplied(model, node, after, at);

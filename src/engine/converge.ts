@@ -14,6 +14,16 @@ import type { ConvergeOptions, EngineCore } from './types.js';
 
 type Compiled = ReturnType<typeof compile>;
 
+/** The plan of the model's running qubes, as converge makes it (and EngineCore.plan keeps it). */
+export function runningPlan(core: EngineCore, model: Model): NetPlan {
+  const runningAll = [...model.qubes.values()].filter((q) => q.state === 'Running');
+  const plan = planNetwork(model, { ...core.deps.planOptions, uplink: core.deps.uplink, only: new Set(runningAll.map((q) => q.name)) });
+  // A running qube without network (vault) still gets a namespace: a stack of its own, no links.
+  const inPlan = new Set(plan.nodes.map((n) => n.name));
+  for (const q of runningAll) if (!inPlan.has(q.name)) plan.nodes.push({ name: q.name, kind: 'qube', ifaces: [], routes: [], forwarding: false });
+  return plan;
+}
+
 /** What a client's uplink is made of besides its netvm: its addresses and its gateways. */
 const linkAddrs = (model: Model, q: Qube) => JSON.stringify([qubeIp(model, q), qubeIp6(model, q), gateway(model, q), gateway6(model, q)]);
 
@@ -51,9 +61,7 @@ export class Converger {
     await this.noticeDeaths(model, live, true);
     const runningAll = [...model.qubes.values()].filter((q) => q.state === 'Running');
     const runningNames = new Set(runningAll.map((q) => q.name));
-    const plan = planNetwork(model, { ...core.deps.planOptions, uplink: core.deps.uplink, only: runningNames });
-    // A running qube without network (vault) still gets a namespace: a stack of its own, no links.
-    for (const q of runningAll) if (!plan.nodes.some((n) => n.name === q.name)) plan.nodes.push({ name: q.name, kind: 'qube', ifaces: [], routes: [], forwarding: false });
+    const plan = runningPlan(core, model);
     const needWorld = plan.nodes.some((n) => n.name === WORLD_NODE);
 
     const stop = [...live].filter((n) => n !== WORLD_NODE && !runningNames.has(n));

@@ -5,7 +5,8 @@
 //
 // What the change touched is declared by its maker (an Effect), never re-derived here: a rule edit
 // takes the engine's rule-edit path (the daemon's, against what it loaded; offline, against
-// compile() of the model before the change), anything else or nothing declared converges.
+// compile() of the model before the change), a links-only change the link-edit path (the same
+// two ways), anything else or nothing declared converges.
 import type { Effect } from '../model/effect.js';
 import type { Model, Qube } from '../model/qube.js';
 import type { RuleList } from '../model/rule.js';
@@ -45,7 +46,11 @@ export class EngineStore implements Store {
       const rulesBefore = new Map<string, RuleList>((edited ?? []).map((n) => [n, cloneData(model.qubes.get(n)!.rules)]));
       // Offline, what the kernel holds is assumed to be compile() of the model as read: kept whole
       // for a converge, and for a rule edit rebuilt from the edited qubes' old rules (see below).
-      const before = this.assumeKernelHoldsModel && wasRunning && !edited && !reload ? cloneModel(model) : undefined;
+      // A links-only change: the model before it is this one with its links as they were (the
+      // lists copied: a links change replaces links, it does not edit one in place); the engine
+      // patches the changed ones in.
+      const linksBefore = effect?.kind === 'links' && !died.length ? { ...model, connections: [...(model.connections ?? [])], forwards: [...(model.forwards ?? [])] } : undefined;
+      const before = this.assumeKernelHoldsModel && wasRunning && !edited && !reload ? (linksBefore ?? cloneModel(model)) : undefined;
       const result = await change(model);
       if (!(wasRunning || running(model)) || !(await this.enabled())) return result;
       const engine = await this.engine();
@@ -56,6 +61,10 @@ export class EngineStore implements Store {
         const ok = this.assumeKernelHoldsModel
           ? await engine.applyRuleEditsAssumed(model, withRules(model, rulesBefore), edited)
           : await engine.applyRuleEdits(model, edited, reload ? undefined : rulesBefore); // a reload may close: flows are checked
+        if (ok) return result;
+      }
+      if (linksBefore) {
+        const ok = this.assumeKernelHoldsModel ? await engine.applyLinkEditsAssumed(model, linksBefore) : await engine.applyLinkEdits(model, linksBefore);
         if (ok) return result;
       }
       const assume = before ?? (edited && this.assumeKernelHoldsModel ? withRules(model, rulesBefore) : undefined);

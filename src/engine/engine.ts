@@ -4,7 +4,7 @@
 // edited clients. The daemon keeps one Engine for its lifetime (so it remembers what is loaded and
 // sends deltas); the offline CLI makes one per command and tells it which model the kernel holds.
 //
-// This file is the façade (the types are in types.ts); the work is in converge.ts, rule-edit.ts,
+// This file is the façade (the types are in types.ts); the work is in converge.ts, rule-edit.ts, link-edit.ts,
 // apply-node.ts (the fail-closed ladder, tidy), kernel-mirror.ts (what the kernel holds),
 // flows.ts (conntrack cutting) and dns-refresh.ts.
 import type { Resolution } from '../compile/dns.js';
@@ -19,6 +19,7 @@ import { DnsAnswers, qubesNaming } from './dns-refresh.js';
 import { DropLog } from './drop-log.js';
 import { FlowCutter } from './flows.js';
 import { KernelMirror } from './kernel-mirror.js';
+import { LinkEditor } from './link-edit.js';
 import { RuleEditor } from './rule-edit.js';
 import type { ApplyStatus, ConvergeOptions, EngineCore, EngineDeps, EngineEvent } from './types.js';
 
@@ -33,6 +34,7 @@ export class Engine implements EngineCore {
   readonly drops?: DropLog;
   private readonly converger: Converger;
   private readonly edits: RuleEditor;
+  private readonly links: LinkEditor;
   /** Per client qube: how its rules stand in its netvm; per app qube: its own input rules. */
   readonly status = new Map<string, ApplyStatus>();
   plan?: NetPlan;
@@ -48,6 +50,7 @@ export class Engine implements EngineCore {
     if (deps.dropLog) this.drops = new DropLog(deps.backend, (e) => this.emit(e));
     this.converger = new Converger(this);
     this.edits = new RuleEditor(this);
+    this.links = new LinkEditor(this);
   }
 
   emit(e: EngineEvent): void {
@@ -93,6 +96,24 @@ export class Engine implements EngineCore {
    */
   applyRuleEditsAssumed(model: Model, before: Model, qubes?: readonly string[]): Promise<boolean> {
     return this.edits.applyAssumed(model, before, qubes);
+  }
+
+  /**
+   * Only connections and forwards changed from `before` (the model this engine converged to, the
+   * daemon's): the changed links' chains and elements are compiled alone and patched into what the
+   * nodes on their paths hold. False: converge instead.
+   */
+  applyLinkEdits(model: Model, before: Model): Promise<boolean> {
+    return this.links.apply(model, before);
+  }
+
+  /**
+   * Only connections and forwards changed, and the kernel is assumed to hold compile(`before`) (the
+   * offline CLI): one delta of the `qubes` tables of each node on the changed links' paths. False:
+   * converge instead.
+   */
+  applyLinkEditsAssumed(model: Model, before: Model): Promise<boolean> {
+    return this.links.applyAssumed(model, before);
   }
 
   /** Names whose answer is new or differs (see DnsAnswers.resolve; `all`: ask again even before the TTL runs out). */

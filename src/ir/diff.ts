@@ -202,8 +202,9 @@ function tableDelta(tx: Transaction, b: Table, a: Table, dumpCost: () => number)
   for (const s of newSets) {
     const o = bSets.get(s.name);
     if (!o || replaced.has(s)) continue; // declared with their elements in step 4
-    const want = new Map(elems(s).map((e) => [elementKey(e), e]));
-    const have = new Map(elems(o).map((e) => [elementKey(e), e]));
+    // Elements both hold as the same object are unchanged (a patched set shares them with what is
+    // loaded): only the others are rendered and compared, as below.
+    const [want, have] = elementsApart(s, o);
     const del = [...have].filter(([k, e]) => !want.has(k) || elementText(want.get(k)!) !== elementText(e)).map(([, e]) => e);
     const add = [...want].filter(([k, e]) => !have.has(k) || elementText(have.get(k)!) !== elementText(e)).map(([, e]) => e);
     tx.push({ op: 'delete-element', t: r, set: s.name, map: isMap(s), elements: del });
@@ -255,11 +256,21 @@ function recreateInsteadOfMirror(
   return cost < dumpCost() ? [...changed] : [];
 }
 
+/** The elements of `a` and of `b` that are not the same object in the other, by key. */
+function elementsApart(a: NamedSet | NamedMap, b: NamedSet | NamedMap): [Map<string, SetElement | MapElement>, Map<string, SetElement | MapElement>] {
+  const aObjs = new Set<SetElement | MapElement>(elems(a));
+  const bObjs = new Set<SetElement | MapElement>(elems(b));
+  const byKey = (xs: (SetElement | MapElement)[], other: Set<SetElement | MapElement>) => new Map(xs.filter((e) => !other.has(e)).map((e) => [elementKey(e), e]));
+  return [byKey(elems(a), bObjs), byKey(elems(b), aObjs)];
+}
+
 /** Same declaration and elements: loading one where the other is changes nothing. */
 export const sameSet = (x: NamedSet | NamedMap, y: NamedSet | NamedMap) => x === y || (sameDecl(x, y) && sameElements(x, y));
 
 function sameElements(x: NamedSet | NamedMap, y: NamedSet | NamedMap): boolean {
   if (x.elements.length !== y.elements.length) return false;
+  const objs = new Set<SetElement | MapElement>(elems(x));
+  if (elems(y).every((e) => objs.has(e))) return true;
   const have = new Set(elems(x).map(elementText));
   return elems(y).every((e) => have.has(elementText(e)));
 }

@@ -138,27 +138,46 @@ const sameConn = (a: Connection, b: Connection) =>
 export function checkLinks(model: Model): Diagnostic[] {
   const out: Diagnostic[] = [];
   const ids = new Set<string>();
-  const conns = connectionsOf(model);
-  conns.forEach((c, i) => {
+  // Earlier links by what a twin must share (a superset of twins, in order): every model write
+  // checks thousands of links, so each looks at its few candidates, not at all before it.
+  const earlier = <T,>(groups: Map<string, T[]>, key: string, x: T): T[] => {
+    const g = groups.get(key) ?? groups.set(key, []).get(key)!;
+    const before = [...g];
+    g.push(x);
+    return before;
+  };
+  const connGroups = new Map<string, Connection[]>();
+  for (const c of connectionsOf(model)) {
+    const candidates = earlier(connGroups, `${c.from} ${c.to}`, c);
     const s = checkConnectionShape(c);
-    if (s) return void out.push(s);
+    if (s) {
+      out.push(s);
+      continue;
+    }
     if (ids.has(c.id)) out.push(bad(`connection id ${c.id} is used twice`));
     ids.add(c.id);
     for (const n of [c.from, c.to]) if (!model.qubes.has(n)) out.push(diag('QNET2003', `connection ${c.id}: no such qube '${n}'`));
-    const twin = conns.slice(0, i).find((d) => sameConn(c, d));
+    const twin = candidates.find((d) => sameConn(c, d));
     if (twin) out.push(diag('QNET2202', `connection ${c.id} is the same as ${twin.id}`));
-  });
-  const fwds = forwardsOf(model);
-  fwds.forEach((f, i) => {
+  }
+  const fwdGroups = new Map<string, PortForward[]>();
+  for (const f of forwardsOf(model)) {
+    const candidates = earlier(fwdGroups, `${f.proto} ${f.port}`, f);
     const s = checkForwardShape(f);
-    if (s) return void out.push(s);
+    if (s) {
+      out.push(s);
+      continue;
+    }
     if (ids.has(f.id)) out.push(bad(`forward id ${f.id} is used twice`));
     ids.add(f.id);
     const q = model.qubes.get(f.qube);
-    if (!q) return void out.push(diag('QNET2003', `forward ${f.id}: no such qube '${f.qube}'`));
-    const twin = fwds.slice(0, i).find((g) => forwardsClash(model, f, g));
+    if (!q) {
+      out.push(diag('QNET2003', `forward ${f.id}: no such qube '${f.qube}'`));
+      continue;
+    }
+    const twin = candidates.find((g) => forwardsClash(model, f, g));
     if (twin) out.push(diag('QNET2202', `forward ${f.id} claims ${f.proto} port ${f.port} of ${topNetvm(model, q) ?? 'its netvm'}, as ${twin.id} does`));
-  });
+  }
   return out;
 }
 

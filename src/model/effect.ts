@@ -11,6 +11,12 @@ export type Effect =
   | { kind: 'props'; qubes: string[] }
   /** These qubes were started or stopped. */
   | { kind: 'lifecycle'; qubes: string[] }
+  /**
+   * Only connections and port forwards changed (added, removed, or replaced by new objects, never
+   * edited in place): the engine patches the changed ones' keys into the nodes on their paths, or
+   * converges where it cannot.
+   */
+  | { kind: 'links' }
   /** Anything: converge everything. */
   | { kind: 'all' };
 

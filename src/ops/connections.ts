@@ -1,6 +1,7 @@
 // Connections between qubes and port forwards from the outside (issue 10): add, list, del. Keyed by
-// qube names and stored with the qubes; the compiler renders them into every hop on each converge,
-// so these ops declare `all` (correct first: a connection touches several netvms' base tables).
+// qube names and stored with the qubes; the compiler renders them into every hop on each converge.
+// These ops declare `links`: the daemon's engine patches just the changed link into each hop
+// (engine/link-edit.ts), and converges where it cannot.
 import * as v from 'valibot';
 import { qubeIp } from '../model/addressing.js';
 import {
@@ -190,7 +191,7 @@ export const connectionsAdd = defineOp({
       if (!r.ok) throw new QnetError(r.error);
       ports = r.value;
     }
-    const c = await host.change({ kind: 'all' }, (m) => {
+    const c = await host.change({ kind: 'links' }, (m) => {
       getQube(m, i.from);
       getQube(m, i.to);
       const conns = connectionsOf(m);
@@ -226,7 +227,7 @@ export const connectionsDel = defineOp({
     v.strictObject({ from: qubeName, to: qubeName, proto: v.optional(v.picklist(['tcp', 'udp', 'icmp'])), ports: v.optional(portRange), bothWays: v.optional(v.boolean()) }),
   ]),
   run: async (i, host) => {
-    const gone = await host.change({ kind: 'all' }, (m) => {
+    const gone = await host.change({ kind: 'links' }, (m) => {
       const conns = connectionsOf(m);
       let match: (c: Connection) => boolean;
       if ('id' in i) match = (c) => c.id === i.id;
@@ -276,7 +277,7 @@ export const forwardsAdd = defineOp({
     comment,
   }),
   run: async (i, host) => {
-    const f = await host.change({ kind: 'all' }, (m) => {
+    const f = await host.change({ kind: 'links' }, (m) => {
       getQube(m, i.qube);
       const fwds = forwardsOf(m);
       const f: PortForward = {
@@ -308,7 +309,7 @@ export const forwardsDel = defineOp({
   summary: 'remove a port forward, by id or by qube, proto and port',
   input: v.union([v.strictObject({ id: v.pipe(v.string(), v.maxLength(16)) }), v.strictObject({ qube: qubeName, proto: v.picklist(['tcp', 'udp']), port })]),
   run: async (i, host) => {
-    const gone = await host.change({ kind: 'all' }, (m) => {
+    const gone = await host.change({ kind: 'links' }, (m) => {
       const fwds = forwardsOf(m);
       const match = (f: PortForward) => ('id' in i ? f.id === i.id : f.qube === i.qube && f.proto === i.proto && f.port === i.port);
       const hit = fwds.filter(match);

@@ -488,3 +488,28 @@ test('a rules-only update reads only the named qubes; the others are read when a
   );
   assert.deepEqual(await tree(dir), still);
 });
+
+test('a links-only update reads no qube rules and writes qubes.json alone, with the links changed', async (t) => {
+  const { dir } = await seeded(t);
+  const before = await tree(dir);
+  const store = new FileStore(dir, { now: () => NOW_MS });
+  const c = { id: 'c1', from: 'work', to: 'personal', proto: 'tcp' as const, ports: { start: 22, end: 22 }, bothWays: false };
+  await store.update(
+    (m) => {
+      for (const q of m.qubes.values()) assert.equal(typeof Object.getOwnPropertyDescriptor(q, 'rules')?.get, 'function', `${q.name}'s rules not read`);
+      m.connections = [c];
+      m.forwards = [{ id: 'f1', qube: 'work', proto: 'tcp', port: 8080, from: [], on: [] }];
+    },
+    { kind: 'links' },
+  );
+  const after = await tree(dir);
+  assert.deepEqual({ ...after, 'qubes.json': 0 }, { ...before, 'qubes.json': 0 }, 'only qubes.json written');
+  const m = await new FileStore(dir).load();
+  assert.deepEqual(m.connections, [c]);
+  assert.deepEqual(m.forwards?.map((f) => f.id), ['f1']);
+  assert.deepEqual(m.qubes.get('work')!.rules, canon([https, dns, drop]));
+  // And removing them is a change too (the text as read is not kept).
+  await store.update((mm) => void ((mm.connections = []), (mm.forwards = [])), { kind: 'links' });
+  const again = await new FileStore(dir).load();
+  assert.deepEqual([again.connections ?? [], again.forwards ?? []], [[], []]);
+});

@@ -1,6 +1,7 @@
 // The state directory as the store (layout in paths.ts). Reads are plain reads; every change goes
 // through update(): lock, read, change, write only the files whose bytes differ, each atomically.
-// A rule edit (effect {kind:'rules'}) reads qubes.json and the edited qubes' files only; any other
+// A rule edit (effect {kind:'rules'}) reads qubes.json and the edited qubes' files only (a links
+// change, effect {kind:'links'}, qubes.json only); any other
 // qube's rules are read the moment something asks for them, and are never written unasked.
 //
 // One broken firewall.xml is that qube's problem only: load() hands the qube out blocked (`rules`
@@ -140,12 +141,13 @@ export class FileStore implements Store {
   /**
    * A change declared as rules-only (`effect` {kind:'rules', qubes}) reads qubes.json and only the
    * named qubes' firewall.xml: a client-only compile needs nothing else, and with a thousand qubes
-   * reading the others is most of an offline edit's time. The other qubes' rules are read when
+   * reading the others is most of an offline edit's time (a links change, {kind:'links'}, names none). The other qubes' rules are read when
    * first asked for (see installLazyRules): nothing sees a model with rules missing, and a qube whose rules
    * were never asked for is not written. Anything else reads the whole state directory.
    */
   update<T>(change: (model: Model) => T | Promise<T>, effect?: Effect): Promise<T> {
-    const only = effect?.kind === 'rules' ? new Set(effect.qubes) : undefined;
+    // A links-only change reads no qube's rules (links compile from addresses and netvms).
+    const only = effect?.kind === 'rules' ? new Set(effect.qubes) : effect?.kind === 'links' ? new Set<string>() : undefined;
     // Updates from this process queue up; the lock file refuses writers in other processes.
     const run = this.tail.then(async () => {
       // Under a held lock the directory is there (the lock file is in it): no syscall per edit.
@@ -216,6 +218,7 @@ export class FileStore implements Store {
     const result = await change(model);
     // Most rule edits change no entry: qubes.json as read, without formatting a thousand qubes.
     const same = qubesText !== null && model.default_netvm === read.default_netvm && model.uplink === read.uplink && model.qubes.size === read.qubes.size &&
+      sameData(model.connections ?? [], read.connections ?? []) && sameData(model.forwards ?? [], read.forwards ?? []) &&
       [...model.qubes].every(([k, q]) => { const r = read.qubes.get(k); return r !== undefined && sameQubeEntry(q, r); });
     const text = same ? qubesText : this.qubesTextFor(read, model, { qubesText });
     const untouched = new Set(lazy.filter(rulesUnread));
@@ -223,7 +226,7 @@ export class FileStore implements Store {
       const was = read.qubes.get(k);
       return k !== q.name || was?.qid !== q.qid || was.klass !== q.klass;
     });
-    if (moved) throw new BugError(`a change declared as a rule edit of ${[...only].join(', ')} added, removed or renamed qubes`);
+    if (moved) throw new BugError(`a change declared as ${only.size ? `a rule edit of ${[...only].join(', ')}` : 'a links change'} added, removed or renamed qubes`);
     await this.commitOnce({ qubesText, byQid }, model, text, untouched);
     return result;
   }

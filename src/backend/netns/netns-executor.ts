@@ -117,10 +117,10 @@ export class NetnsExecutor implements Backend {
     return out;
   }
 
-  async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }): Promise<Ruleset> {
+  async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean; keep?: boolean }): Promise<Ruleset> {
     const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
     // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
-    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after), { keep: o !== null });
+    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after), { keep: o !== null || opts?.keep === true });
     return o ? o.holds : after;
   }
 

@@ -79,7 +79,21 @@ export function linksOf(ctx: CompileContext, node: string, f: IpFamily): NodeLin
   return all.get(`${f} ${node}`) ?? empty();
 }
 
-function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
+/**
+ * Which links to compile, for a patch (compile/link-patch.ts): these connections and forwards, and
+ * of them only the rules keyed by a destination in `dests` (connections) or by a `proto port` in
+ * `ports` (forwards). Every rule of a key comes from links towards its destination or on its
+ * port, so given all of those, each key's chain and elements come out as the full compile's.
+ */
+export interface LinkScope {
+  connections: readonly Connection[];
+  forwards: readonly PortForward[];
+  dests: ReadonlySet<string>;
+  ports: ReadonlySet<string>;
+}
+
+/** Per `family node`, its share of every connection and forward (or of `scope`'s, see LinkScope). */
+export function compileLinks(ctx: CompileContext, scope?: LinkScope): Map<string, NodeLinks> {
   const out = new Map<string, NodeLinks>();
   const at = (node: string, f: IpFamily) => {
     let n = out.get(`${f} ${node}`);
@@ -89,8 +103,9 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
   const inPlan = new Set(ctx.plan.nodes.filter((n) => n.kind === 'qube').map((n) => n.name));
   for (const f of FAMILIES) {
     const guards: Guard[] = [];
-    for (const c of connectionsOf(ctx.model))
-      for (const [from, to] of c.bothWays ? [[c.from, c.to]!, [c.to, c.from]!] : [[c.from, c.to]!]) connection(ctx, f, c, from!, to!, inPlan, at, guards);
+    for (const c of scope?.connections ?? connectionsOf(ctx.model))
+      for (const [from, to] of c.bothWays ? [[c.from, c.to]!, [c.to, c.from]!] : [[c.from, c.to]!])
+        if (!scope || scope.dests.has(to!)) connection(ctx, f, c, from!, to!, inPlan, at, guards);
     // After every accept of the hop: other new flows to B leave no masqueraded hop (see the header).
     const seen = new Set<string>();
     for (const g of guards) {
@@ -99,7 +114,7 @@ function compileLinks(ctx: CompileContext): Map<string, NodeLinks> {
       seen.add(k);
       at(g.node, f).upGuard.push(rule(g.origin, [is(fields(f).daddr, addr(g.ipB)), ...g.l4, is('oifgroup', int(1))], counter, drop));
     }
-    for (const fw of forwardsOf(ctx.model)) forward(ctx, f, fw, inPlan, at);
+    for (const fw of scope?.forwards ?? forwardsOf(ctx.model)) forward(ctx, f, fw, inPlan, at, scope?.ports);
   }
   for (const [k, n] of out) {
     if (ctx.layout === 'qubes-linear') {
@@ -190,8 +205,10 @@ function connection(
   at(p.b.name, f).input.push(rule(origin, [is(saddr, addr(src)), ...m], counter, accept));
 }
 
-function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: ReadonlySet<string>, at: (node: string, f: IpFamily) => NodeLinks): void {
+function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: ReadonlySet<string>, at: (node: string, f: IpFamily) => NodeLinks, ports?: ReadonlySet<string>): void {
   const origin: Origin = { kind: 'forward', id: fw.id };
+  /** Whether rules keyed by this port are wanted (see LinkScope). */
+  const keep = (port: number) => !ports || ports.has(`${fw.proto} ${port}`);
   const q = ctx.model.qubes.get(fw.qube);
   if (!q || !inPlan.has(q.name)) return; // a halted qube: kept, inactive
   const hops = forwardPath(ctx.model, q);
@@ -232,11 +249,13 @@ function forward(ctx: CompileContext, f: IpFamily, fw: PortForward, inPlan: Read
           : [is('iifgroup', int(1)), ...(upAddrs.length === 1 ? [is(daddr, addr(upAddrs[0]!))] : upAddrs.length > 1 ? [{ kind: 'in-anon' as const, field: daddr, op: '==' as const, values: upAddrs.map(addr) }] : [])]
         : [is('iifgroup', int(1)), is(daddr, addr(own))];
     const n = at(hop.name, f);
-    n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], counter, { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
-    if (once(n, `port ${fw.proto} ${fw.port}`)) n.ports.push([fw.proto, fw.port]);
-    n.downFwd.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
+    if (keep(fw.port)) {
+      n.dnat.push(rule(origin, [...iif, ...src, is(dport, int(fw.port))], counter, { kind: 'dnat', ...(f === 'ip6' ? { family: 'ip6' as const } : {}), addr: nextIp, port: outPort }));
+      if (once(n, `port ${fw.proto} ${fw.port}`)) n.ports.push([fw.proto, fw.port]);
+    }
+    if (keep(outPort)) n.downFwd.push(rule(origin, [iif[0]!, ...src, is(daddr, addr(nextIp)), is(dport, int(outPort)), is('ct status', sym('dnat'))], counter, accept));
   });
-  at(q.name, f).inputFwd.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
+  if (keep(toPort)) at(q.name, f).inputFwd.push(rule(origin, [...src, is(dport, int(toPort))], counter, accept));
 }
 
 /** `ip saddr 192.0.2.0/24` or `ip saddr { … }`, prefixes canonical (host bits cleared). */
