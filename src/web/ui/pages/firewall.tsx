@@ -48,7 +48,7 @@ const asApiError = (e: unknown) => (e instanceof ApiError ? e : new ApiError(0, 
 function touches(e: QnetEvent, qube: string): boolean {
   if (e.type === 'hello') return true;
   if (e.type !== 'changed') return false;
-  return e.effect.kind === 'all' || e.effect.qubes.includes(qube);
+  return e.effect.kind === 'all' || ('qubes' in e.effect && e.effect.qubes.includes(qube));
 }
 
 /** The view: its first rules at once, then all; read again (coalesced) after each change that touches the qube. */
