@@ -4,6 +4,7 @@
 import type { Ruleset } from '../ir/types.js';
 import type { NetPlan } from '../model/netplan.js';
 import type { Origin } from '../model/origin.js';
+import type { DroppedPacket } from '../model/drop-log.js';
 
 /** One rule's counter, mapped back to where the rule came from (its nft comment = IR origin). */
 export interface RuleCounter {
@@ -33,19 +34,12 @@ export interface Flow {
 }
 
 /** A packet a node's rules refused and logged for the drop log (model/drop-log.ts), as its kernel said. */
-export interface DropRecord {
+export interface DropRecord extends DroppedPacket {
   node: string;
   /** Milliseconds since the epoch. */
   time: number;
   /** parseOrigin(the log prefix): null for a prefix qnet did not write. */
   origin: Origin | null;
-  family: 4 | 6;
-  src: string;
-  dst: string;
-  proto: string;
-  dport?: number;
-  icmpType?: number;
-  length: number;
 }
 
 /** A running drop reader of one node. */

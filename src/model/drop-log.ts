@@ -13,8 +13,21 @@ export const DROP_LOG = {
   burst: 10,
 } as const;
 
+/** What a logged packet's headers say (the reader's record, the backend's, the log's entry). */
+export interface DroppedPacket {
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  /** `tcp`, `udp`, `icmp`, `icmpv6`, or the protocol number. */
+  proto: string;
+  dport?: number;
+  icmpType?: number;
+  /** Bytes of the packet (its IP length). */
+  length: number;
+}
+
 /** One refused first packet, as a netvm's kernel logged it. */
-export interface DropEntry {
+export interface DropEntry extends DroppedPacket {
   /** ISO time the reader saw it. */
   time: string;
   /** The netvm whose rules refused it. */
@@ -28,13 +41,6 @@ export interface DropEntry {
   rule?: number;
   /** That rule as qvm-firewall prints it, at the time of the drop (one rule decided, not a packed set). */
   ruleText?: string;
-  family: 4 | 6;
-  src: string;
-  dst: string;
-  proto: string;
-  dport?: number;
-  icmpType?: number;
-  length: number;
 }
 
 export interface DropGroup {

@@ -8,23 +8,15 @@
 // The reader holds its namespace while it runs (as an nft session does): its owner stops it before
 // the namespace is deleted. `setpriv --pdeathsig KILL` ends it with the daemon, however that dies.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { DroppedPacket } from '../../model/drop-log.js';
 import { formatV4, formatV6 } from '../../model/ip.js';
 import { toolEnv } from './runner.js';
 
 /** One logged packet: the prefix the rule gave, and what the packet's headers say. */
-export interface NflogRecord {
+export interface NflogRecord extends DroppedPacket {
   /** Milliseconds since the epoch (the capture's timestamp). */
   time: number;
   prefix: string;
-  family: 4 | 6;
-  src: string;
-  dst: string;
-  /** `tcp`, `udp`, `icmp`, `icmpv6`, or the protocol number. */
-  proto: string;
-  dport?: number;
-  icmpType?: number;
-  /** Bytes of the packet (its IP length). */
-  length: number;
 }
 
 /** Bytes of each packet copied to us: IP and transport headers are all we read. */
