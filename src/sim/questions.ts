@@ -117,7 +117,10 @@ export function reachabilityMatrix(a: Analysis, o: MatrixOptions): Matrix {
         cells[s]![d] = 'drop';
         continue;
       }
-      cells[s]![d] = ask(a, { from: s, to, proto: o.proto, ...(o.port !== undefined && o.proto !== 'icmp' ? { dport: o.port } : {}) }, VERDICT_ONLY).verdict;
+      const r = ask(a, { from: s, to, proto: o.proto, ...(o.port !== undefined && o.proto !== 'icmp' ? { dport: o.port } : {}) }, VERDICT_ONLY);
+      // From the outside a qube is asked for at its uplink's address, which a port forward may hand
+      // to another qube: that reaches the other qube, not this one.
+      cells[s]![d] = r.verdict === 'accept' && d !== OUTSIDE && r.node !== d ? 'drop' : r.verdict;
     }
   }
   return { sources, destinations, cells };

@@ -55,6 +55,16 @@ describe('connections and forwards from the command line', () => {
     assert.equal(await s.ok('forward list'), 'no port forwards (qnet forward add VM --proto tcp --port N)\n');
   });
 
+  test('matrix: a forwarded port reaches its qube only, not every qube behind the same uplink', async () => {
+    await s.ok('qubes-prefs uplink world');
+    await s.ok('forward add work --proto tcp --port 8080');
+    const m = JSON.parse(await s.ok('matrix --proto tcp --port 8080 --json')) as { cells: Record<string, Record<string, string>> };
+    assert.equal(m.cells['outside']!['work'], 'accept');
+    for (const other of ['personal', 'sys-firewall', 'sys-net']) assert.equal(m.cells['outside']![other], 'drop', `outside → ${other}:8080 lands on work, not ${other}`);
+    await s.ok('forward del work --proto tcp --port 8080');
+    assert.equal(JSON.parse(await s.ok('matrix --proto tcp --port 8080 --json')).cells['outside']['work'], 'drop');
+  });
+
   test('removing a qube takes its connections with it; renaming follows', async () => {
     await s.ok('create dev --label green');
     await s.ok('connect dev personal');
