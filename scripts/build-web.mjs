@@ -1,5 +1,5 @@
-// Builds the manager (src/web/ui) into dist/web: one esbuild bundle (and elkjs in elk.js, which only
-// the topology loads) plus the page and its styles, all served by the daemon's HTTP listener
+// Builds the manager (src/web/ui) into dist/web: one esbuild bundle (and elkjs's worker, which only
+// the topology starts) plus the page and its styles, all served by the daemon's HTTP listener
 // (src/daemon/http.ts) as they are. No network at run time:
 // everything the page uses is in these files. Type checking is `tsc -p src/web/ui` (npm run build).
 import { build } from 'esbuild';
@@ -31,16 +31,8 @@ await strict({
   legalComments: 'linked',
 });
 await strict({ entryPoints: [join(src, 'app.css')], bundle: true, minify: true, target: 'chrome100', outfile: join(out, 'app.css') });
-// elkjs (the topology's layout) on its own: only the Qubes page loads it, when it draws the graph.
-await strict({
-  entryPoints: [join(src, 'elk.ts')],
-  bundle: true,
-  format: 'esm',
-  target: 'es2022',
-  minify: true,
-  outfile: join(out, 'elk.js'),
-  // Minifying drops elkjs's notice: say where it is.
-  banner: { js: '/* elkjs, Eclipse Public License 2.0: /elkjs-license.txt */' },
-});
+// elkjs's layout runs in its own worker build (components/topology.tsx), served as it is, with its
+// licence beside it.
+copyFileSync(join(root, 'node_modules/elkjs/lib/elk-worker.min.js'), join(out, 'elk-worker.js'));
 copyFileSync(join(root, 'node_modules/elkjs/LICENSE.md'), join(out, 'elkjs-license.txt'));
 for (const f of readdirSync(src)) if (/\.(html|svg)$/.test(f)) copyFileSync(join(src, f), join(out, f));

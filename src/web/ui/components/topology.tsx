@@ -3,11 +3,12 @@
 // first) and drawn by preact as SVG. Each edge is a link to its trace on the Explain page, so it is
 // reached with Tab and followed with Enter like any link.
 //
-// elkjs: `elk.bundled.js` without a workerUrl runs the layout in this thread ("fake worker"), with no
-// eval and no Worker, so it runs under the manager's CSP `script-src 'self'` (the browser tests load
-// this page and watch for CSP violations). It is a file of its own (elk.js), loaded on first use.
+// elkjs: its small API here, the layout itself in a Web Worker (dist/web/elk-worker.js, elkjs's own
+// worker build, 1.5 MB, started on the first layout), so a big graph never blocks the page. A
+// same-origin worker with no eval is what the manager's CSP (`script-src 'self'`) allows; the
+// browser tests load this page and watch for CSP violations.
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import type { ElkExtendedEdge, ElkNode } from 'elkjs/lib/elk-api.js';
+import ELK, { type ElkExtendedEdge, type ElkNode } from 'elkjs/lib/elk-api.js';
 import type { ConnectionView, ForwardView } from '../../../ops/connections.js';
 import type { QubeView } from '../../../ops/views.js';
 import { href } from '../route.js';
@@ -91,13 +92,9 @@ export function topologyOf(qubes: readonly QubeView[], connections: readonly Con
   return { nodes, edges };
 }
 
-type Elk = { layout(g: ElkNode): Promise<ElkNode> };
-let elk: Promise<Elk> | undefined;
-/** After the next paint: elkjs starts (and lays out) in this thread, so what is ready shows first. */
-const afterPaint = () => new Promise<void>((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-/** Served next to app.js (src/web/ui/elk.ts); a variable, so the bundler leaves the import to the browser. */
-const ELK_URL = '/elk.js';
-const getElk = () => (elk ??= afterPaint().then(async () => new ((await import(ELK_URL)) as typeof import('../elk.js')).default()));
+let elk: InstanceType<typeof ELK> | undefined;
+/** Served next to app.js (scripts/build-web.mjs copies it); one worker for the page's life. */
+const getElk = () => (elk ??= new ELK({ workerUrl: '/elk-worker.js' }));
 
 interface Placed {
   width: number;
@@ -136,10 +133,9 @@ async function layout(nodes: readonly NodeInfo[], edges: readonly EdgeInfo[], se
       }),
     ),
   };
-  const engine = await getElk();
   if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
-  await afterPaint();
   if (stale()) return undefined;
+  const engine = getElk();
   const out = await engine.layout(graph);
   const placed: Placed = { width: out.width ?? 0, height: out.height ?? 0, nodes: new Map(), edges: new Map() };
   for (const c of out.children ?? []) placed.nodes.set(c.id, { x: c.x ?? 0, y: c.y ?? 0, w: c.width ?? 0 });
