@@ -4,10 +4,8 @@
 import { useState } from 'preact/hooks';
 import type { Route } from '../route.js';
 import { href } from '../route.js';
-import { canEdit, useOp, useSession } from '../state.js';
-import { ErrorOf } from '../components/problems.js';
 import { ActionResult, useOpAction } from '../components/op-action.js';
-import { Hops, LinkState, QubeNames } from '../components/links.js';
+import { LinkListPage, LinkState, LinkTail, QubeNames } from '../components/links.js';
 import type { ConnectionView } from '../../../ops/connections.js';
 
 const portsText = (p?: { start: number; end: number }) => (p ? (p.start === p.end ? String(p.start) : `${p.start}-${p.end}`) : '');
@@ -76,7 +74,6 @@ function AddConnection() {
 }
 
 function ConnectionRow({ c, editor, verbose }: { c: ConnectionView; editor: boolean; verbose: boolean }) {
-  const act = useOpAction();
   return (
     <tr data-connection={c.id} class={c.active ? 'active' : 'inactive'}>
       <th scope="row">{c.id}</th>
@@ -91,66 +88,22 @@ function ConnectionRow({ c, editor, verbose }: { c: ConnectionView; editor: bool
       <td>
         <LinkState active={c.active} why={c.why} />
       </td>
-      {verbose ? (
-        <td>
-          <Hops hops={c.hops} />
-        </td>
-      ) : null}
-      <td>
-        <a href={href('explain', { src: c.from, dst: c.to, proto: c.proto, port: c.ports?.start })}>trace</a>
-      </td>
-      {editor ? (
-        <td>
-          <button type="button" class="danger" disabled={act.busy} onClick={() => void act.run('connections.del', { id: c.id })} aria-label={`delete connection ${c.id}`}>
-            Delete
-          </button>
-          <ActionResult action={act} />
-        </td>
-      ) : null}
+      <LinkTail hops={c.hops} verbose={verbose} editor={editor} trace={href('explain', { src: c.from, dst: c.to, proto: c.proto, port: c.ports?.start })} del={{ op: 'connections.del', id: c.id, what: 'connection' }} />
     </tr>
   );
 }
 
 export function ConnectionsPage(_: { route: Route }) {
-  const editor = canEdit(useSession());
-  const [verbose, setVerbose] = useState(false);
-  const list = useOp<ConnectionView[]>('connections.list', { verbose });
-  const rows = list.value ?? [];
   return (
-    <section class="links-page">
-      <h1>Connections</h1>
-      <p class="legend">A connection lets one qube open connections to another (and back, both ways), through every hop between them.</p>
-      {editor ? <AddConnection /> : null}
-      <label class="check">
-        <input type="checkbox" checked={verbose} onChange={(e) => setVerbose(e.currentTarget.checked)} /> Packets and bytes per hop
-      </label>
-      <ErrorOf error={list.error} />
-      {list.value && !rows.length ? <p class="empty">No connections: qubes cannot reach each other.</p> : null}
-      {rows.length ? (
-        <div class="table-scroll">
-          <table class="grid" aria-label="connections">
-            <thead>
-              <tr>
-                <th scope="col">ID</th>
-                <th scope="col">From</th>
-                <th scope="col">To</th>
-                <th scope="col">Proto/ports</th>
-                <th scope="col">Both ways</th>
-                <th scope="col">Comment</th>
-                <th scope="col">State</th>
-                {verbose ? <th scope="col">Per hop</th> : null}
-                <th scope="col">Trace</th>
-                {editor ? <th scope="col">Delete</th> : null}
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((c) => (
-                <ConnectionRow key={c.id} c={c} editor={editor} verbose={verbose} />
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
-    </section>
+    <LinkListPage<ConnectionView>
+      title="Connections"
+      legend="A connection lets one qube open connections to another (and back, both ways), through every hop between them."
+      op="connections.list"
+      add={AddConnection}
+      empty="No connections: qubes cannot reach each other."
+      label="connections"
+      columns={['ID', 'From', 'To', 'Proto/ports', 'Both ways', 'Comment', 'State']}
+      row={(c, verbose, editor) => <ConnectionRow key={c.id} c={c} editor={editor} verbose={verbose} />}
+    />
   );
 }

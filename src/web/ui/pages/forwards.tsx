@@ -4,10 +4,8 @@
 import { useState } from 'preact/hooks';
 import type { Route } from '../route.js';
 import { href } from '../route.js';
-import { canEdit, useOp, useSession } from '../state.js';
-import { ErrorOf } from '../components/problems.js';
 import { ActionResult, useOpAction } from '../components/op-action.js';
-import { Hops, LinkState, listOf, numberOrText, QubeNames } from '../components/links.js';
+import { LinkListPage, LinkState, LinkTail, listOf, numberOrText, QubeNames } from '../components/links.js';
 import { OUTSIDE } from '../components/topology.js';
 import type { ForwardView } from '../../../ops/connections.js';
 
@@ -81,7 +79,6 @@ function AddForward() {
 }
 
 function ForwardRow({ f, editor, verbose }: { f: ForwardView; editor: boolean; verbose: boolean }) {
-  const act = useOpAction();
   return (
     <tr data-forward={f.id} class={f.active ? 'active' : 'inactive'}>
       <th scope="row">{f.id}</th>
@@ -97,65 +94,22 @@ function ForwardRow({ f, editor, verbose }: { f: ForwardView; editor: boolean; v
       <td>
         <LinkState active={f.active} why={f.why} />
       </td>
-      {verbose ? (
-        <td>
-          <Hops hops={f.hops} />
-        </td>
-      ) : null}
-      <td>
-        <a href={href('explain', { src: OUTSIDE, dst: f.qube, proto: f.proto, port: f.port })}>trace</a>
-      </td>
-      {editor ? (
-        <td>
-          <button type="button" class="danger" disabled={act.busy} onClick={() => void act.run('forwards.del', { id: f.id })} aria-label={`delete forward ${f.id}`}>
-            Delete
-          </button>
-          <ActionResult action={act} />
-        </td>
-      ) : null}
+      <LinkTail hops={f.hops} verbose={verbose} editor={editor} trace={href('explain', { src: OUTSIDE, dst: f.qube, proto: f.proto, port: f.port })} del={{ op: 'forwards.del', id: f.id, what: 'forward' }} />
     </tr>
   );
 }
 
 export function ForwardsPage(_: { route: Route }) {
-  const editor = canEdit(useSession());
-  const [verbose, setVerbose] = useState(false);
-  const list = useOp<ForwardView[]>('forwards.list', { verbose });
-  const rows = list.value ?? [];
   return (
-    <section class="links-page">
-      <h1>Port forwards</h1>
-      <p class="legend">A forward offers a qube's port to the outside on the uplink of the netvm at the top of its chain, through every hop down to it.</p>
-      {editor ? <AddForward /> : null}
-      <label class="check">
-        <input type="checkbox" checked={verbose} onChange={(e) => setVerbose(e.currentTarget.checked)} /> Packets and bytes per hop
-      </label>
-      <ErrorOf error={list.error} />
-      {list.value && !rows.length ? <p class="empty">No port forwards: nothing from the outside reaches a qube.</p> : null}
-      {rows.length ? (
-        <div class="table-scroll">
-          <table class="grid" aria-label="port forwards">
-            <thead>
-              <tr>
-                <th scope="col">ID</th>
-                <th scope="col">Offered by</th>
-                <th scope="col">Port</th>
-                <th scope="col">From</th>
-                <th scope="col">Comment</th>
-                <th scope="col">State</th>
-                {verbose ? <th scope="col">Per hop</th> : null}
-                <th scope="col">Trace</th>
-                {editor ? <th scope="col">Delete</th> : null}
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((f) => (
-                <ForwardRow key={f.id} f={f} editor={editor} verbose={verbose} />
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
-    </section>
+    <LinkListPage<ForwardView>
+      title="Port forwards"
+      legend="A forward offers a qube's port to the outside on the uplink of the netvm at the top of its chain, through every hop down to it."
+      op="forwards.list"
+      add={AddForward}
+      empty="No port forwards: nothing from the outside reaches a qube."
+      label="port forwards"
+      columns={['ID', 'Offered by', 'Port', 'From', 'Comment', 'State']}
+      row={(f, verbose, editor) => <ForwardRow key={f.id} f={f} editor={editor} verbose={verbose} />}
+    />
   );
 }
