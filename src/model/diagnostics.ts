@@ -160,6 +160,7 @@ export const DIAGNOSTICS = {
   QNET6113: { severity: 'error', summary: 'the HTTP listener takes a loopback address and port only' },
   QNET6114: { severity: 'error', summary: 'the daemon serves no verified HTTP listener' },
   QNET6120: { severity: 'error', summary: 'the drop log needs the daemon (it reads the kernel while qubes run)' },
+  QNET6121: { severity: 'warning', summary: 'the drop log is empty on the simulator (there is no kernel to log)' },
   QNET6201: { severity: 'error', summary: 'a confirm timer needs the daemon' },
   QNET6202: { severity: 'error', summary: 'no such checkpoint' },
   QNET6203: { severity: 'error', summary: 'the checkpoint is not pending (or already put back)' },

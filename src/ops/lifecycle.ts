@@ -4,7 +4,7 @@
 import * as v from 'valibot';
 import { netvmName } from '../model/addressing.js';
 import { connectionsOf, forwardsOf } from '../model/connection.js';
-import { diag } from '../model/diagnostics.js';
+import { diag, warning } from '../model/diagnostics.js';
 import { groupDrops, type DropEntry, type DropGroup } from '../model/drop-log.js';
 import { getQube } from '../model/ops.js';
 import { describeOrigin, type Origin } from '../model/origin.js';
@@ -199,6 +199,9 @@ export const log = defineOp({
           hint: 'qnet daemon (systemctl start qnet)',
         }),
       );
-    return result({ entries: all.slice(-i.limit), groups: groupDrops(all) });
+    // The simulator has no kernel to log anything: say so rather than show an empty log as "nothing refused".
+    const sim = (await host.runtime())?.backend === 'sim';
+    const warnings = sim ? [warning('QNET6121', 'the qubes run on the simulator, which logs nothing: the drop log reads what the kernels of running netvms refuse', { hint: 'qnet check SRC DST explains a refusal on the simulator' })] : [];
+    return result({ entries: all.slice(-i.limit), groups: groupDrops(all) }, warnings);
   },
 });

@@ -227,9 +227,10 @@ test('the drop log differs by door on purpose: offline refused (nobody reads the
     await off.call('qubes.init', {});
     await assert.rejects(off.call('log', {}), (e: unknown) => e instanceof QnetError && e.diag.code === 'QNET6120');
     await withDaemon(async (_c, dir) => {
-      // The simulator has no kernel to log: an empty log, in the declared shape.
+      // The simulator has no kernel to log: an empty log, in the declared shape, and a warning saying why.
       const r = await (await daemonTransport(dir))!.call('log', { qube: 'work' });
       assert.deepEqual(r.value, { entries: [], groups: [] });
+      assert.deepEqual(r.warnings.map((w) => w.code), ['QNET6121']);
       assert.ok(v.safeParse((await findOp('log'))!.output!, r.value).success);
     });
   } finally {

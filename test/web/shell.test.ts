@@ -3,6 +3,8 @@
 // daemon's diagnostic, live updates from a CLI change, light and dark.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { browserUnavailable, withManager } from './harness.js';
 
 const why = browserUnavailable();
@@ -32,6 +34,12 @@ else {
       // A change made with the CLI shows without a reload.
       await m.s.ok('create late --label green');
       await page.locator('tr[data-qube="late"]').waitFor();
+      // An op's warnings are shown with its value: a broken rules file, made behind the daemon's back,
+      // then a reload (SIGHUP), whose event makes the page read again.
+      mkdirSync(join(m.s.dir, 'appvms', 'personal'), { recursive: true });
+      writeFileSync(join(m.s.dir, 'appvms', 'personal', 'firewall.xml'), '<firewall version="2"><rules><rule>');
+      await m.daemon.reload();
+      await page.locator('.problems.warning [data-code="QNET3024"]').waitFor();
 
       const viewer = await m.open('viewer');
       assert.equal(await viewer.getByTestId('role').textContent(), 'viewer');

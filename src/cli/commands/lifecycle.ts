@@ -108,7 +108,8 @@ Offline (no daemon) there is no log: nobody reads the kernel then.
   qnet log --qube work -f   # work's drops, then each new one as it happens`,
     )
     .action(async (o: { qube?: string; raw?: boolean; follow?: boolean; json?: boolean }) => {
-      const { value } = await ctx.call<DropLogView>('log', o.qube === undefined ? {} : { qube: o.qube });
+      const { value, warnings } = await ctx.call<DropLogView>('log', o.qube === undefined ? {} : { qube: o.qube });
+      printWarnings(ctx.io, warnings); // the simulator logs nothing
       const line = (e: DropEntry) => [e.time, e.qube, e.dst, e.proto, e.dport === undefined ? (e.icmpType === undefined ? '-' : `type ${e.icmpType}`) : String(e.dport), e.decidedBy, e.ruleText ?? '-'];
       const head = ['TIME', 'QUBE', 'DESTINATION', 'PROTO', 'PORT', 'DECIDED BY', 'RULE'];
       if (o.follow) {

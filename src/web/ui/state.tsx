@@ -3,7 +3,7 @@
 // shows here without a reload).
 import { createContext } from 'preact';
 import { useContext, useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, call, type QnetEvent, type Role } from './api.js';
+import { ApiError, call, type Diagnostic, type QnetEvent, type Role } from './api.js';
 
 export interface Session {
   role: Role;
@@ -26,6 +26,8 @@ export function useEvents(fn: (e: QnetEvent) => void): void {
 
 export interface OpState<T> {
   value?: T;
+  /** What the op warned about with its value (a broken rules file, a log the simulator cannot keep). */
+  warnings: Diagnostic[];
   error?: ApiError;
   loading: boolean;
   reload(): void;
@@ -39,7 +41,7 @@ const changes = (e: QnetEvent) => e.type !== 'hello' && e.type !== 'dropped';
  * (coalesced: one read at a time, one more if events came while it ran).
  */
 export function useOp<T>(op: string, input: object, deps: readonly unknown[] = [], refreshOn: (e: QnetEvent) => boolean = changes): OpState<T> {
-  const [state, setState] = useState<{ value?: T; error?: ApiError; loading: boolean }>({ loading: true });
+  const [state, setState] = useState<{ value?: T; warnings: Diagnostic[]; error?: ApiError; loading: boolean }>({ loading: true, warnings: [] });
   const [tick, setTick] = useState(0);
   const busy = useRef(false);
   const again = useRef(false);
@@ -53,7 +55,7 @@ export function useOp<T>(op: string, input: object, deps: readonly unknown[] = [
     busy.current = true;
     setState((s) => ({ ...s, loading: true }));
     call<T>(op, input, ac.signal).then(
-      (r) => setState({ value: r.value, loading: false }),
+      (r) => setState({ value: r.value, warnings: r.warnings, loading: false }),
       (e: unknown) => {
         if ((e as Error).name !== 'AbortError') setState((s) => ({ ...s, error: e instanceof ApiError ? e : new ApiError(0, [{ code: 'UI', message: String(e) }]), loading: false }));
       },

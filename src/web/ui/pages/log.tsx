@@ -4,7 +4,7 @@
 import type { Route } from '../route.js';
 import { href, navigate } from '../route.js';
 import { canEdit, useOp, useSession } from '../state.js';
-import { ErrorOf } from '../components/problems.js';
+import { ErrorOf, Problems } from '../components/problems.js';
 import { stage } from '../staging.js';
 import type { QnetEvent } from '../api.js';
 import type { DropLogView } from '../../../ops/lifecycle.js';
@@ -46,6 +46,7 @@ export function LogPage({ route }: { route: Route }) {
         </label>
       </form>
       <ErrorOf error={log.error} />
+      <Problems items={log.warnings} kind="warning" />
       {log.value && !groups.length ? <p class="empty" data-testid="no-drops">Nothing refused yet.</p> : null}
       {groups.length ? (
         <table class="grid stacked" aria-label="refused traffic, grouped">

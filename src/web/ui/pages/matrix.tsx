@@ -52,6 +52,7 @@ export function MatrixPage({ route }: { route: Route }) {
         <button type="submit">Show</button>
       </form>
       <ErrorOf error={mx.error} />
+      <Problems items={mx.warnings} kind="warning" />
       {m ? (
         <>
           <p class="legend">

@@ -125,6 +125,7 @@ export function QubesPage(_: { route: Route }) {
     <section class="qubes-page">
       <h1>Qubes</h1>
       <ErrorOf error={q.error} />
+      <Problems items={q.warnings} kind="warning" />
       <div class="table-scroll">
         <table class="grid" aria-label="qubes">
           <thead>
