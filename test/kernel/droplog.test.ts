@@ -4,7 +4,8 @@
 // readers stop with their netvm and with the daemon; offline there is no log, said so.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { kernelUnavailable } from './ns.js';
 import { until, withLiveSystem, type LiveSystem } from './system.js';
 import { Daemon } from '../../src/daemon/server.js';
@@ -14,6 +15,13 @@ import { DROP_LOG, type DropEntry, type DropGroup } from '../../src/model/drop-l
 const PORT = 9999;
 
 const alive = (pid: number | undefined) => pid !== undefined && existsSync(`/proc/${pid}`);
+const cmdline = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return ''; // ended meanwhile
+  }
+};
 
 async function log(s: LiveSystem, args = ''): Promise<{ entries: DropEntry[]; groups: DropGroup[] }> {
   return JSON.parse(await s.ok(`log --json ${args}`)) as { entries: DropEntry[]; groups: DropGroup[] };
@@ -112,6 +120,29 @@ else {
         await d.stop();
       }
       assert.ok(pids.length && pids.every((p) => !alive(p)), 'no reader outlives the daemon');
+    });
+  });
+
+  test('a daemon killed with SIGKILL takes its readers with it (they keep its parent-death signal)', async () => {
+    await withLiveSystem('qdk', async (s) => {
+      await s.ok('init');
+      await s.ok('start work');
+      const bin = new URL('../../../bin/qnet.js', import.meta.url).pathname;
+      const daemon = spawn(process.execPath, [bin, '--state', s.dir, 'daemon'], { env: { ...process.env, ...s.env }, stdio: 'ignore' });
+      try {
+        const readers = async () =>
+          (await s.runner.run(['ip', 'netns', 'pids', s.ns('sys-firewall')], { timeoutMs: 5000 })).stdout
+            .split('\n')
+            .filter(Boolean)
+            .map(Number)
+            .filter((pid) => /tcpdump/.test(cmdline(pid)));
+        let pids: number[] = [];
+        assert.ok(await until(async () => (pids = await readers()).length === 1, 20_000, 200), 'the daemon started a reader in sys-firewall');
+        daemon.kill('SIGKILL');
+        assert.ok(await until(async () => pids.every((p) => !alive(p)), 5000, 100), `reader ${pids.join(' ')} ended with the daemon`);
+      } finally {
+        if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+      }
     });
   });
 }

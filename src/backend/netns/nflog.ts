@@ -6,7 +6,11 @@
 // the snap length we ask for, or a stream that is not pcap of NFLOG, ends the reader.
 //
 // The reader holds its namespace while it runs (as an nft session does): its owner stops it before
-// the namespace is deleted. `setpriv --pdeathsig KILL` ends it with the daemon, however that dies.
+// the namespace is deleted. `setpriv --pdeathsig KILL` ends it with the daemon, however that dies —
+// as long as tcpdump keeps its user: the kernel clears the parent-death signal when a process changes
+// credentials, and Debian's tcpdump drops to user tcpdump unless `-Z root`. With `-w -` tcpdump only
+// copies packets to the pipe and never dissects them, so keeping root costs little; a reader that
+// outlived a crashed daemon held its netvm's namespace until killed by hand.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { DroppedPacket } from '../../model/drop-log.js';
 import { formatV4, formatV6 } from '../../model/ip.js';
@@ -132,7 +136,7 @@ export function readNflog(netnsPath: string, group: number, onRecord: (r: NflogR
   // -U: each packet written at once; -w -: pcap to stdout; -s: only headers; -q -n: no look-ups.
   const child: ChildProcessWithoutNullStreams = spawn(
     'setpriv',
-    ['--pdeathsig', 'KILL', '--', 'nsenter', `--net=${netnsPath}`, '--', 'tcpdump', '-i', `nflog:${group}`, '-U', '-w', '-', '-s', String(SNAPLEN), '-n', '-q'],
+    ['--pdeathsig', 'KILL', '--', 'nsenter', `--net=${netnsPath}`, '--', 'tcpdump', '-Z', 'root', '-i', `nflog:${group}`, '-U', '-w', '-', '-s', String(SNAPLEN), '-n', '-q'],
     { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() },
   );
   const parser = new NflogPcapParser();
