@@ -30,7 +30,7 @@ await strict({
   outfile: join(out, 'app.js'),
   legalComments: 'linked',
 });
-await strict({ entryPoints: [join(src, 'app.css')], bundle: true, minify: true, target: 'chrome100', outfile: join(out, 'app.css') });
+await strict({ entryPoints: [join(src, 'app.css')], bundle: true, minify: true, target: ['chrome123', 'firefox120', 'safari17.5'], outfile: join(out, 'app.css') });
 // elkjs's layout runs in its own worker build (components/topology.tsx), served as it is, with its
 // licence beside it.
 copyFileSync(join(root, 'node_modules/elkjs/lib/elk-worker.min.js'), join(out, 'elk-worker.js'));

@@ -60,6 +60,14 @@ else {
       await page.waitForFunction(() => getComputedStyle(document.body).backgroundColor === 'rgb(20, 23, 27)', undefined, { timeout: 5000 }).catch(() => {});
       assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(20, 23, 27)');
       await m.screenshot(page, 'shell-dark');
+      // A dark system is followed on 'auto', and the switch's 'light' wins over it.
+      const bg = (p: typeof page) => p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      const darkSystem = await m.open('viewer', { colorScheme: 'dark' });
+      await darkSystem.getByLabel('theme').selectOption('auto');
+      assert.equal(await bg(darkSystem), 'rgb(20, 23, 27)');
+      await darkSystem.getByLabel('theme').selectOption('light');
+      await darkSystem.waitForFunction(() => getComputedStyle(document.body).backgroundColor === 'rgb(255, 255, 255)', undefined, { timeout: 5000 }).catch(() => {});
+      assert.equal(await bg(darkSystem), 'rgb(255, 255, 255)');
       const narrow = await m.open('viewer', { viewport: { width: 390, height: 800 } });
       await narrow.locator('tr[data-qube="work"]').waitFor();
       await m.screenshot(narrow, 'shell-narrow');
