@@ -73,22 +73,35 @@ export const firewallAdd = defineOp({
   input: v.strictObject({ qube, rule: apiRule, before: v.optional(ruleNo), expect }),
   run: async (i, host) => {
     const rule = parseRule(i.rule, i.qube);
-    const expected = i.expect === undefined ? undefined : parseRule(i.expect, i.qube);
-    const now = host.now();
-    const r = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
-      const q = getQube(m, i.qube);
-      const cur = editableRules(rulesOf(q), now);
-      if (i.before !== undefined) guard(cur, i.before, expected, i.qube);
+    let warned: Diagnostic[] = [];
+    const r = await editRules(host, i.qube, i.before, i.expect, (cur) => {
       const out = addRule(cur, rule, i.before);
-      q.rules = out.rules;
-      return { index: out.rules.indexOf(rule), count: out.rules.length, warnings: out.warnings, model: m, rules: out.rules };
+      warned = out.warnings;
+      return out.rules;
     });
+    const index = r.rules.indexOf(rule);
     // After the kernel has it: said, not waited for (the catch-all case is addRule's QNET1901).
-    const shadow = r.warnings.length ? [] : shadowWarning(r.rules, r.index);
+    const shadow = warned.length ? [] : shadowWarning(r.rules, index);
     const unresolved = await unresolvedName(host, r.model, rule);
-    return result({ qube: i.qube, index: r.index, count: r.count, rule: ruleView(rule, r.index) }, [...withQube([...r.warnings, ...shadow], i.qube), ...(unresolved ? [{ ...unresolved, qube: i.qube }] : [])]);
+    return result({ qube: i.qube, index, count: r.rules.length, rule: ruleView(rule, index) }, [...withQube([...warned, ...shadow], i.qube), ...(unresolved ? [{ ...unresolved, qube: i.qube }] : [])]);
   },
 });
+
+/**
+ * The edits by rule number share this: the qube's current rules (expired ones gone), the `expect`
+ * guard on rule `no` when there is one, the edit, and the rules effect that takes the rule-edit path.
+ */
+async function editRules(host: Host, name: string, no: number | undefined, expectText: string | undefined, edit: (cur: Rule[]) => Rule[]): Promise<{ rules: Rule[]; model: Model }> {
+  const expected = expectText === undefined ? undefined : parseRule(expectText, name);
+  const now = host.now();
+  return host.change({ kind: 'rules', qubes: [name] }, (m) => {
+    const q = getQube(m, name);
+    const cur = editableRules(rulesOf(q), now);
+    if (no !== undefined) guard(cur, no, expected, name);
+    q.rules = edit(cur);
+    return { rules: q.rules, model: m };
+  });
+}
 
 /** checkExpected, with the qube named in the refusal. */
 function guard(rules: readonly Rule[], no: number, expected: Rule | undefined, name: string): void {
@@ -106,15 +119,7 @@ export const firewallMove = defineOp({
   summary: 'move rule number `from` so that it becomes rule number `to` (one rule, not a new list)',
   input: v.strictObject({ qube, from: ruleNo, to: ruleNo, expect }),
   run: async (i, host) => {
-    const expected = i.expect === undefined ? undefined : parseRule(i.expect, i.qube);
-    const now = host.now();
-    const r = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
-      const q = getQube(m, i.qube);
-      const cur = editableRules(rulesOf(q), now);
-      guard(cur, i.from, expected, i.qube);
-      q.rules = moveRule(cur, i.from, i.to);
-      return q.rules;
-    });
+    const { rules: r } = await editRules(host, i.qube, i.from, i.expect, (cur) => moveRule(cur, i.from, i.to));
     return result({ qube: i.qube, from: i.from, to: i.to, count: r.length, rule: ruleView(r[i.to]!, i.to) }, withQube(shadowWarning(r, i.to), i.qube));
   },
 });
@@ -126,15 +131,7 @@ export const firewallReplace = defineOp({
   input: v.strictObject({ qube, ruleNo, rule: apiRule, expect }),
   run: async (i, host) => {
     const rule = parseRule(i.rule, i.qube);
-    const expected = i.expect === undefined ? undefined : parseRule(i.expect, i.qube);
-    const now = host.now();
-    const r = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
-      const q = getQube(m, i.qube);
-      const cur = editableRules(rulesOf(q), now);
-      guard(cur, i.ruleNo, expected, i.qube);
-      q.rules = replaceRuleNo(cur, i.ruleNo, rule);
-      return { rules: q.rules, model: m };
-    });
+    const r = await editRules(host, i.qube, i.ruleNo, i.expect, (cur) => replaceRuleNo(cur, i.ruleNo, rule));
     const unresolved = await unresolvedName(host, r.model, rule);
     return result({ qube: i.qube, index: i.ruleNo, count: r.rules.length, rule: ruleView(rule, i.ruleNo) }, [
       ...withQube(shadowWarning(r.rules, i.ruleNo), i.qube),
@@ -173,17 +170,12 @@ export const firewallDel = defineOp({
   summary: 'remove rule number `ruleNo`, or the first rule equal to `rule` (qvm-firewall VM del)',
   input: v.union([v.strictObject({ qube, ruleNo, expect }), v.strictObject({ qube, rule: apiRule })]),
   run: async (i, host) => {
-    const rule = 'rule' in i ? parseRule(i.rule, i.qube) : undefined;
-    const expected = 'expect' in i && i.expect !== undefined ? parseRule(i.expect, i.qube) : undefined;
-    const now = host.now();
-    const count = await host.change({ kind: 'rules', qubes: [i.qube] }, (m) => {
-      const q = getQube(m, i.qube);
-      const cur = editableRules(rulesOf(q), now);
-      if (!rule) guard(cur, (i as { ruleNo: number }).ruleNo, expected, i.qube);
-      q.rules = rule ? deleteMatching(cur, rule) : deleteRuleNo(cur, (i as { ruleNo: number }).ruleNo);
-      return q.rules.length;
-    });
-    return result({ qube: i.qube, count });
+    if ('rule' in i) {
+      const rule = parseRule(i.rule, i.qube);
+      return result({ qube: i.qube, count: (await editRules(host, i.qube, undefined, undefined, (cur) => deleteMatching(cur, rule))).rules.length });
+    }
+    const { rules } = await editRules(host, i.qube, i.ruleNo, i.expect, (cur) => deleteRuleNo(cur, i.ruleNo));
+    return result({ qube: i.qube, count: rules.length });
   },
 });
 
