@@ -21,7 +21,7 @@ import type { Rule } from '../src/model/rule.js';
 import { planNetwork } from '../src/model/topology.js';
 import { FileStore } from '../src/store/file-store.js';
 import type { LiveSystem } from '../test/kernel/system.js';
-import { load, median, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
+import { connectsScript, load, median, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
 
 const RULES = 100;
 const REPS = 5;
@@ -36,12 +36,7 @@ const CONFIGS: readonly Config[] = ['with-log', 'no-log'];
 
 const tcp80: Rule = { action: 'accept', dsthost: { type: 'dst4', text: `${WEB}/32`, addr: WEB, prefix: 32 }, proto: 'tcp', dstports: { start: 80, end: 80 } };
 
-const CONNECTS = `const net = require('node:net'); let n = 0, err = 0; const t0 = Date.now(); const end = t0 + ${CONNECT_MS};
-  const one = () => { if (Date.now() >= end || n + err >= 200000) return done();
-    const c = net.connect({ host: ${JSON.stringify(WEB)}, port: 80 });
-    c.on('connect', () => { n++; c.resetAndDestroy(); one(); }); c.on('error', () => { err++; c.destroy(); one(); }); };
-  let live = 4; const done = () => { if (--live === 0) { console.log(JSON.stringify({ n, err, ms: Date.now() - t0 })); process.exit(0); } };
-  for (let i = 0; i < 4; i++) one();`;
+const CONNECTS = connectsScript(WEB, CONNECT_MS);
 
 const FLOOD = `const s = require('node:dgram').createSocket('udp4'); s.on('error', () => {}); const t0 = process.hrtime.bigint();
   let n = 0; const next = () => { if (n++ < ${DATAGRAMS}) return s.send('x', 9, ${JSON.stringify(REFUSED)}, next);

@@ -251,3 +251,16 @@ export function withNs<T>(tag: string, fn: (prefix: string) => Promise<T>): Prom
   const prefix = uniquePrefix(tag);
   return guarded(() => deleteNamespaces(prefix), () => fn(prefix));
 }
+
+/**
+ * A node script (for `node -e` inside a qube) that counts new TCP connections to host:80 for `ms`:
+ * connect, reset (no TIME_WAIT), repeat; 4 in flight; bounded in time and count. Prints {n, err, ms}.
+ */
+export function connectsScript(host: string, ms: number): string {
+  return `const net = require('node:net'); let n = 0, err = 0; const t0 = Date.now(); const end = t0 + ${ms};
+  const one = () => { if (Date.now() >= end || n + err >= 200000) return done();
+    const c = net.connect({ host: ${JSON.stringify(host)}, port: 80 });
+    c.on('connect', () => { n++; c.resetAndDestroy(); one(); }); c.on('error', () => { err++; c.destroy(); one(); }); };
+  let live = 4; const done = () => { if (--live === 0) { console.log(JSON.stringify({ n, err, ms: Date.now() - t0 })); process.exit(0); } };
+  for (let i = 0; i < 4; i++) one();`;
+}

@@ -27,7 +27,7 @@ import { planNetwork } from '../src/model/topology.js';
 import type { Rule } from '../src/model/rule.js';
 import { FileStore } from '../src/store/file-store.js';
 import type { LiveSystem } from '../test/kernel/system.js';
-import { appName, load, median, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
+import { appName, connectsScript, load, median, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
 
 const QUBES = 1000;
 const RULES = 100;
@@ -66,13 +66,7 @@ const NODE_SENDER = `const c = require('node:net').connect(${PORT}, ${JSON.strin
   const pump = () => { while (Date.now() < end) { bytes += buf.length; if (!c.write(buf)) return c.once('drain', pump); } c.end(() => { console.log(JSON.stringify({ bps: (bytes * 8) / ((Date.now() - t0) / 1000) })); process.exit(0); }); };
   c.on('connect', pump); c.on('error', (e) => { console.log(JSON.stringify({ error: e.code })); process.exit(0); });`;
 
-/** New connections per second: connect, reset (no TIME_WAIT), repeat; 4 in flight; bounded in time and count. */
-const CONNECTS = `const net = require('node:net'); let n = 0, err = 0; const t0 = Date.now(); const end = t0 + ${CONNECT_MS};
-  const one = () => { if (Date.now() >= end || n + err >= 200000) return done();
-    const c = net.connect({ host: ${JSON.stringify(WEB)}, port: 80 });
-    c.on('connect', () => { n++; c.resetAndDestroy(); one(); }); c.on('error', () => { err++; c.destroy(); one(); }); };
-  let live = 4; const done = () => { if (--live === 0) { console.log(JSON.stringify({ n, err, ms: Date.now() - t0 })); process.exit(0); } };
-  for (let i = 0; i < 4; i++) one();`;
+const CONNECTS = connectsScript(WEB, CONNECT_MS);
 
 async function throughput(s: LiveSystem, iperf: boolean): Promise<number> {
   if (iperf) {
