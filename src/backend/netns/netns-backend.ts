@@ -71,9 +71,6 @@ export interface BringUpOptions {
   rules?: ReadonlyMap<string, string>;
 }
 
-/** A node's `nft -i` session ends after this long unused (it holds a process in the namespace). */
-const SESSION_IDLE_MS = 10 * 60_000;
-
 export class NetnsBackend {
   readonly naming: Naming;
   /** Tags this prefix's host interfaces (`qnh<tag>-<qid>`) and host table (`ip qnet-uplink-<tag>`). */
@@ -87,7 +84,12 @@ export class NetnsBackend {
   private useSessions: boolean;
   /** The sessions' transaction files: a private directory, made on first use. */
   private sessionDir?: string;
-  private readonly sessions = new Map<string, { session: NftSession; idle?: NodeJS.Timeout }>();
+  /**
+   * One per node loaded with `keep`, for the backend's life: no idle timeout, because an edit after
+   * a quiet spell should not pay nft's start and a cold cache (see nft-session.ts). Each holds a
+   * process in its namespace, so it ends with the namespace (tearDown, live()) or the daemon (close()).
+   */
+  private readonly sessions = new Map<string, { session: NftSession }>();
 
   constructor(opts: NetnsBackendOptions) {
     this.useSessions = opts.sessions === true;
@@ -202,13 +204,15 @@ export class NetnsBackend {
   /**
    * Replace rules in a qube's namespace with one atomic transaction: with `keep` (and sessions on),
    * through the node's `nft -i` session, opened if need be; otherwise, or if the session itself
-   * fails, with `nft -f`.
+   * fails, with `nft -f`. `warm`: "FAMILY NAME" of a table the transaction leaves in place, to
+   * refill the session's nft cache with afterwards (nft-session.ts).
    */
-  async loadRules(qube: string, nftText: string, opts: { keep?: boolean } = {}): Promise<void> {
+  async loadRules(qube: string, nftText: string, opts: { keep?: boolean; warm?: string } = {}): Promise<void> {
     const session = this.session(qube, opts.keep === true);
     if (session) {
       try {
-        await session.load(nftText);
+        // A whole netvm's first load goes this way too: allow for its size (a 10 MB text, 40 s).
+        await session.load(nftText, { timeoutMs: 30_000 + nftText.length / 1000, ...(opts.warm === undefined ? {} : { warm: opts.warm }) });
         return;
       } catch (e) {
         if (e instanceof SessionError) throw nftRefusal(e.output, this.ns(qube), qube);
@@ -221,7 +225,7 @@ export class NetnsBackend {
     return loadRuleset(this.runner, this.ns(qube), nftText, qube);
   }
 
-  /** The node's open session; with `open`, one is started if there is none. Each use restarts its idle timer. */
+  /** The node's open session; with `open`, one is started if there is none. */
   private session(qube: string, open: boolean): NftSession | undefined {
     if (!this.useSessions) return undefined;
     let entry = this.sessions.get(qube);
@@ -236,17 +240,14 @@ export class NetnsBackend {
       entry = { session: new NftSession(`/run/netns/${ns}`, this.sessionDir, ns) };
       this.sessions.set(qube, entry);
     }
-    clearTimeout(entry.idle);
-    entry.idle = setTimeout(() => this.closeSession(qube), SESSION_IDLE_MS).unref();
     return entry.session;
   }
 
-  /** End a node's session (its namespace is going, or it broke, or sat idle). */
+  /** End a node's session (its namespace is going, or it broke). */
   closeSession(qube: string): void {
     const entry = this.sessions.get(qube);
     if (!entry) return;
     this.sessions.delete(qube);
-    clearTimeout(entry.idle);
     entry.session.close();
   }
 

@@ -1,6 +1,7 @@
 // The netns backend behind the engine's Backend interface: NetnsBackend does the kernel operations
 // on nft text; this adds what the engine speaks — IR deltas rendered once here, links read back
 // from the kernel (so a restarted daemon adopts what it finds), counters mapped to rule origins.
+import { FIREWALL_TABLE } from '../../compile/names.js';
 import { diffRulesets, overlayTransaction } from '../../ir/diff.js';
 import { emitFull } from '../../ir/emit-text.js';
 import type { Ruleset } from '../../ir/types.js';
@@ -120,7 +121,15 @@ export class NetnsExecutor implements Backend {
   async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean; keep?: boolean }): Promise<Ruleset> {
     const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
     // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
-    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after), { keep: o !== null || opts?.keep === true });
+    // Any table `after` holds is there once the load is in, to warm the session's cache with.
+    const fw = after.tables.find((x) => x.name === FIREWALL_TABLE);
+    const t = fw ?? after.tables[0];
+    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after), {
+      // A netvm (it holds client chains) is where edits land: its session is ready from the first
+      // load on, so the first edit finds nft started and its cache warm too.
+      keep: o !== null || opts?.keep === true || fw !== undefined,
+      ...(t ? { warm: `${t.family} ${t.name}` } : {}),
+    });
     return o ? o.holds : after;
   }
 

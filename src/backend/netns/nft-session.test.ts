@@ -2,8 +2,8 @@
 // refusal comes back as its error text, a dead process fails the next load, and closing the session
 // ends the process that held the namespace.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -112,6 +112,62 @@ test('nft session: one that cannot start, or an nft that answers otherwise, is r
     setToolPathForTest();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/**
+ * How many times nft -i (pid) asks for the dump of every set in its namespace (NFT_MSG_GETSET, type
+ * 0xa0a) while `fn` runs, counted by strace: what a cold cache costs each transaction.
+ */
+async function setDumps(pid: number, fn: () => Promise<void>): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'qnet-strace-'));
+  const out = join(dir, 'trace');
+  const tracer = spawn('strace', ['-qq', '-e', 'trace=sendto', '-X', 'verbose', '-s', '64', '-o', out, '-p', String(pid)], { stdio: 'ignore' });
+  try {
+    // Attached once the kernel names a tracer for nft.
+    for (let i = 0; i < 200 && !/TracerPid:\s*[1-9]/.test(readFileSync(`/proc/${pid}/status`, 'utf8')); i++) await new Promise((r) => setTimeout(r, 10));
+    await fn();
+    tracer.kill('SIGINT');
+    await new Promise((r) => tracer.once('exit', r));
+    // Attached to a running process strace may not know the socket's protocol: then the type is a number.
+    return (readFileSync(out, 'utf8').match(/NFT_MSG_GETSET\b|nlmsg_type=0xa0a\b/g) ?? []).length;
+  } finally {
+    tracer.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const noStrace = skip ?? (spawnSync('strace', ['-V']).status === 0 ? undefined : 'strace is not installed (quickstart test installs it)');
+
+test('nft session: after a load it warms nft\'s cache, committing nothing, so the next load dumps no sets', { skip: noStrace ?? false }, async () => {
+  await withSession(async (s, ns) => {
+    await s.load('add table ip t\nadd chain ip t c\nadd set ip t s { type ipv4_addr; }\n', { warm: 'ip t' });
+    for (let i = 0; i < 300 && s.warmed < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.warmed, 1, 'the warm-up ran after the load');
+    const before = list(ns);
+    // Warm: the cache holds the generation the last load left, so nft dumps nothing.
+    assert.equal(await setDumps(s.pid!, () => s.load('add rule ip t c ip daddr @s accept\n')), 0, 'no set dump after a warm-up');
+    assert.match(list(ns), /ip daddr @s accept/);
+    assert.notEqual(list(ns), before);
+    // Cold (that load had no warm-up and committed): the dump is back. The count can tell.
+    assert.ok((await setDumps(s.pid!, () => s.load('add rule ip t c ip daddr @s drop\n'))) >= 1, 'a cold cache dumps the sets');
+    // A warm-up commits nothing: the ruleset is as the load left it, and the table was not recreated.
+    await s.load('add rule ip t c counter\n', { warm: 'ip t' });
+    for (let i = 0; i < 300 && s.warmed < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.warmed, 2);
+    assert.match(list(ns), /ip daddr @s drop\n\s*counter packets 0 bytes 0/);
+  });
+});
+
+test('nft session: no warm-up runs in front of a waiting load, and a table name is checked', { skip: skip ?? false }, async () => {
+  await withSession(async (s) => {
+    await s.load('add table ip t\n');
+    const a = s.load('add chain ip t a\n', { warm: 'ip t' });
+    const b = s.load('add chain ip t b\n', { warm: 'ip t' });
+    await Promise.all([a, b]);
+    for (let i = 0; i < 300 && s.warmed < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.warmed, 1, 'only after the last of the two');
+    assert.throws(() => s.load('add chain ip t c\n', { warm: 'ip t { }; flush ruleset' }), /not a table to warm/);
+  });
 });
 
 /**
