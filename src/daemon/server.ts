@@ -15,6 +15,7 @@ import type { Lock } from '../store/lock.js';
 import type { Runtime } from '../store/runtime-file.js';
 import type { Sysctls } from '../backend/netns/sysctl.js';
 import { EngineStore } from '../engine/engine-store.js';
+import type { Lookup } from '../engine/dns-refresh.js';
 import type { EngineEvent } from '../engine/engine.js';
 import { DaemonHost } from './daemon-host.js';
 import { handle, type EventSink, type Served } from './routes.js';
@@ -251,7 +252,7 @@ export class Daemon {
    * would postpone a due DNS refresh (at least 1 s away) forever when those come more often. With
    * `restart` the wake-up moves to `seconds` from now whatever was armed (a debounce).
    */
-  private arm(name: string, seconds: number | undefined, fn: () => Promise<void>, restart = false): void {
+  private arm(name: string, seconds: number | undefined, fn: () => Promise<void>, restart = false, before?: () => Promise<void>): void {
     const armed = this.timers.get(name);
     if (seconds === undefined || this.stopped) {
       if (armed) clearTimeout(armed.timer);
@@ -264,7 +265,9 @@ export class Daemon {
     if (armed) clearTimeout(armed.timer);
     const timer = setTimeout(() => {
       this.timers.delete(name);
-      this.serial(fn)
+      // `before` runs outside the queue of changes (what may take long and changes nothing).
+      (before ? before() : Promise.resolve())
+        .then(() => this.serial(fn))
         .catch((e) => this.log(`${name} failed: ${(e as Error).message}`))
         .finally(() => this.armTimers());
     }, ms).unref();
@@ -318,12 +321,23 @@ export class Daemon {
       });
       for (const effect of this.takeEffects()) if (expired.length) this.emit({ type: 'changed', effect, by: 'expiry' });
     });
-    this.arm('dns', this.wired?.engine.nextDnsRefresh(now), async () => {
-      const m = this.model;
-      if (!m || !(await this.wired!.engine.refreshNames(m))) await this.host!.change({ kind: 'all' }, () => undefined);
-      this.takeEffects();
-      this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'dns' });
-    });
+    // The names are asked before the refresh takes its turn in the queue: a slow resolver (a
+    // round trip, a timeout) holds up no edit meanwhile; the answers are recorded in turn.
+    let asked: Lookup | undefined;
+    this.arm(
+      'dns',
+      this.wired?.engine.nextDnsRefresh(now),
+      async () => {
+        const m = this.model;
+        if (!m || !(await this.wired!.engine.refreshNames(m, asked ? { asked } : {}))) await this.host!.change({ kind: 'all' }, () => undefined);
+        this.takeEffects();
+        this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'dns' });
+      },
+      false,
+      async () => {
+        asked = this.model ? await this.wired!.engine.askNames(this.model) : undefined;
+      },
+    );
   }
 
   /** A netvm killed or a namespace deleted behind our back: notice it, detach, carry on. */

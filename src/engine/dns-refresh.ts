@@ -15,6 +15,12 @@ import { warning, type Diagnostic } from '../model/diagnostics.js';
 import type { Model } from '../model/qube.js';
 import { effectiveRules } from '../model/rule.js';
 
+/** Answers asked for at `now`, not yet recorded (DnsAnswers.lookup). */
+export interface Lookup {
+  now: number;
+  answers: ReadonlyMap<string, Resolution>;
+}
+
 export class DnsAnswers {
   readonly resolutions = new Map<string, Resolution>();
   /** When each name's answer runs out (now + TTL), for the refresh timer. */
@@ -49,11 +55,24 @@ export class DnsAnswers {
    * TTL has run out (`all`: every name now). Returns the names whose answer is new or differs from the one held.
    */
   async resolve(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Set<string>> {
+    return this.record(await this.lookup(model, now, only, all));
+  }
+
+  /**
+   * The asking half of resolve(): what the resolver answers for the names due, held nowhere yet.
+   * The daemon asks outside its queue of changes (a lookup can take long) and records inside it.
+   */
+  async lookup(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Lookup> {
     await this.load();
     const due = namesToResolve(model, now, only).filter((n) => all || !this.resolutions.has(n) || this.expiresAt.get(n)! <= now);
+    return { now, answers: due.length ? await this.resolver.resolveAll(due) : new Map() };
+  }
+
+  /** The recording half: hold the answers (and keep them in the file); the names whose answer is new or differs. */
+  async record({ now, answers }: Lookup): Promise<Set<string>> {
     const changed = new Set<string>();
-    if (!due.length) return changed;
-    for (const [n, r] of await this.resolver.resolveAll(due)) {
+    if (!answers.size) return changed;
+    for (const [n, r] of answers) {
       const old = this.resolutions.get(n);
       if (!old || old.a.join() !== r.a.join() || old.aaaa.join() !== r.aaaa.join() || old.error !== r.error) changed.add(n);
       this.resolutions.set(n, r);

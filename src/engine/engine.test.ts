@@ -254,6 +254,41 @@ test('a netvm whose namespace vanishes just before a converge is reported dead, 
   assert.equal((await backend.live()).has('sys-firewall'), false);
 });
 
+test('the daemon\'s DNS refresh in two halves: asking changes nothing (an edit meanwhile keeps the held answer, as the kernel), recording applies it', async () => {
+  const backend = new SimBackend();
+  const zone: Record<string, { a: string[]; ttl: number }> = { 'flip.example.com': { a: ['203.0.113.10'], ttl: 5 } };
+  let now = 1_800_000_000;
+  const engine = new Engine({
+    backend,
+    resolver: new StaticResolver(zone),
+    uplink: 'world',
+    now: () => now,
+    overlay: true,
+    world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
+  });
+  const model = defaultLayout();
+  const flip = { action: 'accept' as const, dsthost: { type: 'dsthost' as const, text: 'flip.example.com' }, proto: 'tcp' as const };
+  model.qubes.get('work')!.rules = [flip];
+  await start(model, engine, 'work', 'personal');
+  const to = (addr: string, sport: number) => backend.probe({ from: 'work', to: addr, proto: 'tcp', dport: 80, sport }).verdict;
+  assert.equal(to('203.0.113.10', 42000), 'accept');
+  zone['flip.example.com'] = { a: ['203.0.113.20'], ttl: 5 };
+  now += 6;
+  const asked = await engine.askNames(model);
+  assert.deepEqual([...asked.answers.keys()], ['flip.example.com'], 'the expired name is asked');
+  assert.equal(engine.dnsExpiry('flip.example.com'), now - 1, 'asking records nothing');
+  // An edit while the answer is out: it compiles with the answer held (what the kernel's sets hold
+  // for the name), and asks no resolver in front of the kernel.
+  model.qubes.get('work')!.rules = [flip, { action: 'accept', dsthost: { type: 'dst4', addr: '198.51.100.7', prefix: 32 }, proto: 'tcp' }];
+  assert.equal(await engine.applyRuleEdits(model, ['work']), true);
+  assert.equal(to('198.51.100.7', 42001), 'accept', 'the edit is in');
+  assert.equal(to('203.0.113.10', 42002), 'accept', 'the held answer still stands');
+  assert.equal(await engine.refreshNames(model, { asked }), true);
+  assert.equal(to('203.0.113.20', 42003), 'accept', 'recorded: the new answer is in the kernel');
+  assert.equal(to('203.0.113.10', 42004), 'reject');
+  assert.equal(engine.dnsExpiry('flip.example.com'), now + 5);
+});
+
 test('a DNS refresh changes only the sets of the qubes that name the host, and cuts flows to the old address', async () => {
   const backend = new SimBackend();
   const zone: Record<string, { a: string[]; ttl: number }> = { 'flip.example.com': { a: ['203.0.113.10'], ttl: 5 } };

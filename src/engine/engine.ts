@@ -15,7 +15,7 @@ import type { Model } from '../model/qube.js';
 import type { RuleList } from '../model/rule.js';
 import { NodeLoader } from './apply-node.js';
 import { Converger } from './converge.js';
-import { DnsAnswers, qubesNaming } from './dns-refresh.js';
+import { DnsAnswers, qubesNaming, type Lookup } from './dns-refresh.js';
 import { DropLog } from './drop-log.js';
 import { FlowCutter } from './flows.js';
 import { KernelMirror } from './kernel-mirror.js';
@@ -122,13 +122,21 @@ export class Engine implements EngineCore {
   }
 
   /**
+   * The names refreshNames would ask for, asked, not recorded: the daemon asks outside its queue of
+   * changes, so a slow resolver holds up no edit, and passes the answers in as `asked`.
+   */
+  askNames(model: Model): Promise<Lookup> {
+    return this.dns.lookup(model, this.deps.now());
+  }
+
+  /**
    * DNS refresh (the daemon's timer; `all` for SIGHUP): names whose TTL ran out are asked again; only the qubes whose
    * rules name a changed answer are recompiled, through the rule-edit path. Flows to an address a
    * name no longer has are cut, as any tightening. False when that path cannot be taken (converge).
    */
-  async refreshNames(model: Model, opts: { all?: boolean } = {}): Promise<boolean> {
+  async refreshNames(model: Model, opts: { all?: boolean; asked?: Lookup } = {}): Promise<boolean> {
     const now = this.deps.now();
-    const changed = await this.dns.resolve(model, now, undefined, opts.all);
+    const changed = opts.asked ? await this.dns.record(opts.asked) : await this.dns.resolve(model, now, undefined, opts.all);
     if (!changed.size) return true;
     return this.applyRuleEdits(model, qubesNaming(model, changed, now));
   }

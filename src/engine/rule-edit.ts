@@ -34,7 +34,11 @@ export class RuleEditor {
     for (const nv of byNetvm.keys()) if (!mirror.applied.has(nv)) return false;
     // A long burst of edits is tidied now and then, so what overlays leave stays bounded.
     if (mirror.overlays >= MAX_OVERLAYS) await core.loader.tidy(model);
-    await core.dns.resolve(model, now, new Set(qubes));
+    // Only names no answer is held for: an expired answer is what the kernel's sets hold for every
+    // other rule naming it, and the daemon's refresh timer asks again and recompiles who names it
+    // if it changed. Asking here would put a DNS round trip (hundreds of ms at worst) in front of
+    // the kernel for an edit that named nothing new.
+    await core.dns.resolveMissing(model, now, new Set(qubes));
     const input = { model, plan, resolutions: core.dns.resolutions, now };
     const overlay = !!core.deps.overlay;
     for (const [nv, clients] of byNetvm) {
