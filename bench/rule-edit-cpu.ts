@@ -2,7 +2,7 @@
 // state dir of 1,000 running app qubes × 100 rules, the daemon's engine (overlay, one long-lived
 // Engine, EngineStore over a FileStore holding the lock) on a backend that renders each delta as
 // nft text and keeps no kernel; then edits through the op, timed per phase.
-// Run: node [--cpu-prof] dist/bench/rule-edit-cpu.js
+// Run: node dist/bench/rule-edit-cpu.js   (QNET_CPU_PROFILE=FILE: a .cpuprofile of the edits alone, without the setup)
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +69,14 @@ try {
     .wrap(Engine.prototype, 'tidy');
   const totals: number[] = [];
   const phases: Record<string, number>[] = [];
+  const profile = process.env['QNET_CPU_PROFILE'];
+  const inspector = profile ? new (await import('node:inspector/promises')).Session() : undefined;
+  if (inspector) {
+    inspector.connect();
+    await inspector.post('Profiler.enable');
+    await inspector.post('Profiler.setSamplingInterval', { interval: 100 });
+    await inspector.post('Profiler.start');
+  }
   for (let k = 0; k < EDITS; k++) {
     const vm = `q${1 + (((k >> 1) * 397) % QUBES)}`;
     const kind = k % 2 ? 'del' : 'add';
@@ -83,6 +91,11 @@ try {
     for (const q of last!.qubes.values()) for (const r of q.rules ?? []) if (r.expire !== undefined) at = Math.min(at, r.expire);
     scans.push(performance.now() - ts);
     if (engine.needsTidy) await engine.tidy(await files.load());
+  }
+  if (inspector && profile) {
+    const { profile: p } = await inspector.post('Profiler.stop');
+    await (await import('node:fs/promises')).writeFile(profile, JSON.stringify(p));
+    inspector.disconnect();
   }
   console.log(`edit (op → store → engine → rendered delta), median of ${EDITS}: ${round(median(totals))} ms`);
   console.log(`the daemon's expiry scan of that model after the reply: median ${round(median(scans))} ms`);

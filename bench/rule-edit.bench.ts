@@ -76,13 +76,21 @@ interface Edit {
   tidyMs: number;
   /** Tidying that ran inside this edit's window (a previous edit's, not yet done). */
   tidyInsideMs: number;
-  storeMs: number;
-  fastPathMs: number;
+  /** The way to the kernel, in order (they add up to kernelMs): */
+  /** the client's request to the store's update (HTTP, the op's input checked, the daemon's queue); */
+  requestMs: number;
+  /** the store's read (qubes.json, the edited qube's file) and the op's own work, to the engine; */
+  readMs: number;
+  /** names resolved for the edited rules; */
+  dnsMs: number;
+  /** compileClient and patching the loaded ruleset; */
   compileMs: number;
-  nftMs: number;
+  /** the overlay transaction's diff and text; */
   diffMs: number;
-  otherEngineMs: number;
-  daemonMs: number;
+  /** its load through the node's nft session. */
+  nftMs: number;
+  /** After the kernel, to the reply: flows cut (a tightening edit), the store written, the answer sent. */
+  afterMs: number;
   converges: number;
   inKernel: boolean;
 }
@@ -92,22 +100,19 @@ const overlap = (t: PhaseTimer, bucket: string, from: number, to: number) =>
   (t.spans.get(bucket) ?? []).reduce((n, [a, b]) => n + Math.max(0, Math.min(b, to) - Math.max(a, from)), 0);
 
 function split(t: PhaseTimer, t0: number, totalMs: number, mode: Edit['mode'], kind: Edit['kind'], qube: string, probe: { ok: boolean }): Edit {
-  const update = t.get('store.update');
   // The edit's own load: the last nft -f that ended inside applyRuleEdits.
   const edit = t.spans.get('applyRuleEdits')?.[0];
   const loads = (t.spans.get('loadRules') ?? []).filter(([a, b]) => edit && a >= edit[0] && b <= edit[1]);
   const kernelAt = loads.at(-1)?.[1] ?? NaN;
+  const storeAt = t.spans.get('store.update')?.[0]?.[0] ?? NaN;
+  const engineAt = edit?.[0] ?? NaN;
   // A previous edit's tidying this edit waited for (the daemon serialises them). Not this edit's
   // own, which starts as the reply goes out: in this one process it may run before the bench's
   // client has read the reply, so the reply times of this bench include some of it.
   const tidyInsideMs = overlap(t, 'tidy', t0, kernelAt);
-  const fast = t.get('applyRuleEdits');
-  const conv = t.get('converge');
-  const deaths = t.get('noticeDeaths');
-  // Within the edit's own fast path (tidying also loads rules).
-  const apply = edit ? overlap(t, 'apply', edit[0], edit[1]) : NaN; // diff + render + nft -f
   const nft = loads.reduce((n, [a, b]) => n + b - a, 0);
-  const other = t.get('resolve') + t.get('cutForbiddenFlows');
+  const apply = overlap(t, 'apply', engineAt, kernelAt); // diff + render + nft -f
+  const dns = overlap(t, 'resolve', engineAt, kernelAt);
   return {
     mode,
     kind,
@@ -116,15 +121,13 @@ function split(t: PhaseTimer, t0: number, totalMs: number, mode: Edit['mode'], k
     kernelMs: kernelAt - t0,
     tidyMs: (t.spans.get('tidy') ?? []).filter(([a]) => a > kernelAt).reduce((n, [a, b]) => n + b - a, 0),
     tidyInsideMs,
-    // Reading, copying and writing the state dir under the lock (everything in FileStore.update
-    // but the engine): what the daemon pays before and after the kernel work.
-    storeMs: update - fast - conv - deaths,
-    fastPathMs: fast,
-    compileMs: fast - apply - other,
+    requestMs: storeAt - t0,
+    readMs: engineAt - storeAt,
+    dnsMs: dns,
+    compileMs: kernelAt - engineAt - apply - dns,
     diffMs: apply - nft,
     nftMs: nft,
-    otherEngineMs: other + deaths,
-    daemonMs: totalMs - update - overlap(t, 'tidy', t0 + update, t0 + totalMs),
+    afterMs: totalMs - (kernelAt - t0),
     converges: t.calls.get('converge') ?? 0,
     get inKernel() {
       return probe.ok;
@@ -150,7 +153,6 @@ async function main(): Promise<void> {
       .wrap(Engine.prototype, 'converge')
       .wrap(Engine.prototype, 'noticeDeaths')
       .wrap(DnsAnswers.prototype, 'resolve')
-      .wrap(FlowCutter.prototype, 'cut', 'cutForbiddenFlows')
       .wrap(NetnsExecutor.prototype, 'apply')
       .wrap(NetnsBackend.prototype, 'loadRules')
       .wrap(Engine.prototype, 'tidy');
@@ -219,7 +221,7 @@ async function main(): Promise<void> {
 
   const { edits, offline } = result;
   const col = (f: (e: Edit) => number, xs = edits) => round(median(xs.map(f)), 1);
-  const rows: (string | number)[][] = [['path', 'n', 'in kernel (median)', 'p90', 'reply', 'p90', 'max', 'store', 'fast path', '  compile', '  diff+render', '  nft -f', 'dns/conntrack/netns', 'daemon+http+cli', 'tidy after']];
+  const rows: (string | number)[][] = [['path', 'n', 'in kernel (median)', 'p90', 'max', '= request', '+ read', '+ dns', '+ compile', '+ diff', '+ nft', 'reply', 'p90', 'tidy after']];
   for (const [mode, kind] of [['paced', 'add'], ['paced', 'del'], ['burst', 'add'], ['burst', 'del']] as const) {
     const xs = edits.filter((e) => e.kind === kind && e.mode === mode);
     rows.push([
@@ -227,22 +229,21 @@ async function main(): Promise<void> {
       xs.length,
       col((e) => e.kernelMs, xs),
       round(percentile(xs.map((e) => e.kernelMs), 90)),
-      col((e) => e.totalMs, xs),
-      round(percentile(xs.map((e) => e.totalMs), 90)),
-      round(Math.max(...xs.map((e) => e.totalMs))),
-      col((e) => e.storeMs, xs),
-      col((e) => e.fastPathMs, xs),
+      round(Math.max(...xs.map((e) => e.kernelMs))),
+      col((e) => e.requestMs, xs),
+      col((e) => e.readMs, xs),
+      col((e) => e.dnsMs, xs),
       col((e) => e.compileMs, xs),
       col((e) => e.diffMs, xs),
       col((e) => e.nftMs, xs),
-      col((e) => e.otherEngineMs, xs),
-      col((e) => e.daemonMs, xs),
+      col((e) => e.totalMs, xs),
+      round(percentile(xs.map((e) => e.totalMs), 90)),
       col((e) => e.tidyMs, xs),
     ]);
   }
   const offMs = median(offline.map((o) => o.ms));
-  rows.push(['beside: offline CLI edit (no daemon)', offline.length, '', '', round(offMs), '', round(Math.max(...offline.map((o) => o.ms))), '', '', '', '', '', '', '', '']);
-  rows.push(['baseline: daemon start (adopt, full load)', 1, '', '', round(result.daemonStartMs), '', '', '', '', '', '', '', '', '', '']);
+  rows.push(['beside: offline CLI edit (no daemon)', offline.length, '', '', '', '', '', '', '', '', '', round(offMs), '', '']);
+  rows.push(['baseline: daemon start (adopt, full load)', 1, '', '', '', '', '', '', '', '', '', round(result.daemonStartMs), '', '']);
   console.log(table(rows));
   const paced = edits.filter((e) => e.mode === 'paced');
   const burst = edits.filter((e) => e.mode === 'burst');
@@ -274,18 +275,19 @@ async function main(): Promise<void> {
       tidyMs: col((e) => e.tidyMs, paced),
       tidyInsideEdits: tidyInside.length,
       burst: { editMs: col((e) => e.kernelMs, burst), replyMs: col((e) => e.totalMs, burst), waitedForTidyMs: col((e) => e.tidyInsideMs, burst) },
+      // Medians of the paced edits' way to the kernel, in order.
       split: {
-        storeMs: col((e) => e.storeMs, paced),
-        fastPathMs: col((e) => e.fastPathMs, paced),
+        requestMs: col((e) => e.requestMs, paced),
+        readMs: col((e) => e.readMs, paced),
+        dnsMs: col((e) => e.dnsMs, paced),
         compileMs: col((e) => e.compileMs, paced),
         diffRenderMs: col((e) => e.diffMs, paced),
         nftMs: col((e) => e.nftMs, paced),
-        dnsConntrackNetnsMs: col((e) => e.otherEngineMs, paced),
-        daemonHttpCliMs: col((e) => e.daemonMs, paced),
+        afterKernelToReplyMs: col((e) => e.afterMs, paced),
       },
       samplesMs: edits.map((e) => round(e.kernelMs)),
-      // Per edit: in kernel / reply / store / fast path / nft -f / dns+conntrack+netns check / tidy after / converges (a timer's, if any ran meanwhile).
-      perEdit: edits.map((e) => [e.mode, e.kind, e.qube, round(e.kernelMs), round(e.totalMs), round(e.storeMs), round(e.fastPathMs), round(e.nftMs), round(e.otherEngineMs), round(e.tidyMs), e.converges]),
+      // Per edit: in kernel = request + read + dns + compile + diff + nft; reply; tidy after; converges (a timer's, if any ran meanwhile).
+      perEdit: edits.map((e) => [e.mode, e.kind, e.qube, ...[e.kernelMs, e.requestMs, e.readMs, e.dnsMs, e.compileMs, e.diffMs, e.nftMs, e.totalMs, e.tidyMs].map((x) => round(x)), e.converges]),
       inKernel: allInKernel,
       fastPathOnly: fastOnly,
       baseline: { offlineEditMs: round(offMs), offlineSamplesMs: offline.map((o) => round(o.ms)), daemonStartMs: round(result.daemonStartMs), startAllMs: round(result.startAllMs) },
