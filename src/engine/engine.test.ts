@@ -279,7 +279,7 @@ test('the daemon\'s DNS refresh in two halves: asking changes nothing (an edit m
   assert.equal(engine.dnsExpiry('flip.example.com'), now - 1, 'asking records nothing');
   // An edit while the answer is out: it compiles with the answer held (what the kernel's sets hold
   // for the name), and asks no resolver in front of the kernel.
-  model.qubes.get('work')!.rules = [flip, { action: 'accept', dsthost: { type: 'dst4', addr: '198.51.100.7', prefix: 32 }, proto: 'tcp' }];
+  model.qubes.get('work')!.rules = [flip, { action: 'accept', dsthost: { type: 'dst4', text: '198.51.100.7', addr: '198.51.100.7', prefix: 32 }, proto: 'tcp' }];
   assert.equal(await engine.applyRuleEdits(model, ['work']), true);
   assert.equal(to('198.51.100.7', 42001), 'accept', 'the edit is in');
   assert.equal(to('203.0.113.10', 42002), 'accept', 'the held answer still stands');
