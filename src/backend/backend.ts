@@ -72,9 +72,10 @@ export interface Backend {
    * the node holds now: `after`, or with `overlay` (ir/diff.ts overlayTransaction, when the change
    * allows it) `after` plus rules and sets nothing reaches any more, for a later apply to remove.
    * `keep`: the node is edited often (the daemon's rule and link edits): an executor that can keep
-   * a loader ready for it (netns: an `nft -i` session) does.
+   * a loader ready for it (netns: an `nft -i` session) does; `'next'`: not worth making one for this
+   * load, but likely the next (an app qube a link was just added to), so make it ready after.
    */
-  apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean; keep?: boolean }): Promise<Ruleset>;
+  apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean; keep?: boolean | 'next' }): Promise<Ruleset>;
   counters(node: string): Promise<RuleCounter[]>;
   /**
    * How many rules each chain of the node's kernel holds, by `family table chain` (read back, not

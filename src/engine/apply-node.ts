@@ -19,7 +19,7 @@ export class NodeLoader {
    * and tidy() loads `canonical` later. `keep`: see Backend.apply. False if the node refused even
    * the blocked fallback.
    */
-  async apply(model: Model, node: string, before: Ruleset | null, after: Ruleset, canonical = after, keep = false): Promise<boolean> {
+  async apply(model: Model, node: string, before: Ruleset | null, after: Ruleset, canonical = after, keep: boolean | 'next' = false): Promise<boolean> {
     const { core } = this;
     const { backend } = core.deps;
     const { mirror } = core;

@@ -29,13 +29,17 @@ export class LinkEditor {
     const patch = patchLinks({ plan, resolutions: core.dns.resolutions, now: core.deps.now() }, before, model, (n) => core.mirror.applied.get(n));
     if (!patch) return false;
     for (const d of patch.diagnostics) if (d.severity === 'warning') core.emit({ type: 'warning', diag: d });
-    // Nodes load in parallel (each its own nft transaction; the daemon keeps them ready to load:
-    // netns, an nft session each). Then, every load done, a removed link's flows are cut on every
-    // hop that tracked them, as converge does.
+    // Nodes load in parallel (each its own nft transaction). The netvms on the path keep an nft
+    // session (the daemon's, ready and warm: they carry every link). An app qube at the end of a
+    // link is loaded with nft -f, and its session opened after (keep 'next'): opening one is a
+    // process start and a first exchange (20-40 ms, the slowest load of an add), more than one
+    // nft -f, and the removal that likely comes next then finds it ready. Then, every load done, a
+    // removed link's flows are cut on every hop that tracked them, as converge does.
     const loaded = await Promise.all(
       [...patch.rulesets].map(async ([node, after]) => {
         const held = core.mirror.applied.get(node)!;
-        return { node, held, after, ok: await core.loader.apply(model, node, held, after, after, true) };
+        const keep = model.qubes.get(node)?.provides_network === true ? true : 'next';
+        return { node, held, after, ok: await core.loader.apply(model, node, held, after, after, keep) };
       }),
     );
     for (const { node, held, after, ok } of loaded) if (ok) await core.flows.cutLinks(model, node, { plan: was, rules: held }, { plan, rules: after });

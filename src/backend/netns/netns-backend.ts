@@ -47,6 +47,8 @@ export interface NetnsBackendOptions {
    * must close() the backend when it stops. Off by default (a one-shot CLI run gains nothing).
    */
   sessions?: boolean;
+  /** How many sessions opened for a next load (`keep: 'next'`) stay open; default 16. */
+  spareSessions?: number;
   /** Extra sysctls for every namespace brought up, e.g. NO_ICMP_RATELIMIT in tests. */
   sysctls?: Sysctls;
   /** Processes in flight at once (default 8; the host has few CPUs and spawns are CPU-bound). */
@@ -90,9 +92,14 @@ export class NetnsBackend {
    * process in its namespace, so it ends with the namespace (tearDown, live()) or the daemon (close()).
    */
   private readonly sessions = new Map<string, { session: NftSession }>();
+  /** Sessions opened for a next load (`keep: 'next'`), least recently used first. */
+  private spare: string[] = [];
+  /** How many of those stay open (each is an nft process; app qubes a link edit loaded). */
+  private readonly spareSessions: number;
 
   constructor(opts: NetnsBackendOptions) {
     this.useSessions = opts.sessions === true;
+    this.spareSessions = opts.spareSessions ?? 16;
     this.runner = opts.runner;
     this.naming = new Naming(opts.prefix);
     this.hostTag = hostLinkTag(this.naming.prefix);
@@ -204,15 +211,19 @@ export class NetnsBackend {
   /**
    * Replace rules in a qube's namespace with one atomic transaction: with `keep` (and sessions on),
    * through the node's `nft -i` session, opened if need be; otherwise, or if the session itself
-   * fails, with `nft -f`. `warm`: "FAMILY NAME" of a table the transaction leaves in place, to
+   * fails, with `nft -f`. `keep: 'next'`: this load by `nft -f` (unless a session is open), and
+   * then a session opened, in the background, for the next load (an app qube at the end of a link
+   * just added: its removal comes next; at most `spareSessions` such, the least recently used
+   * closed first). `warm`: a command that adds only what the transaction leaves in place, to
    * refill the session's nft cache with afterwards (nft-session.ts).
    */
-  async loadRules(qube: string, nftText: string, opts: { keep?: boolean; warm?: string } = {}): Promise<void> {
+  async loadRules(qube: string, nftText: string, opts: { keep?: boolean | 'next'; warm?: string } = {}): Promise<void> {
     const session = this.session(qube, opts.keep === true);
     if (session) {
       try {
         // A whole netvm's first load goes this way too: allow for its size (a 10 MB text, 40 s).
         await session.load(nftText, { timeoutMs: 30_000 + nftText.length / 1000, ...(opts.warm === undefined ? {} : { warm: opts.warm }) });
+        if (this.spare.includes(qube)) this.spare = [...this.spare.filter((n) => n !== qube), qube];
         return;
       } catch (e) {
         if (e instanceof SessionError) throw nftRefusal(e.output, this.ns(qube), qube);
@@ -222,7 +233,13 @@ export class NetnsBackend {
         if (session.refused) this.useSessions = false;
       }
     }
-    return loadRuleset(this.runner, this.ns(qube), nftText, qube);
+    await loadRuleset(this.runner, this.ns(qube), nftText, qube);
+    if (opts.keep === 'next' && this.useSessions) {
+      const next = this.session(qube, true)!;
+      if (opts.warm !== undefined) next.warm(opts.warm);
+      this.spare = [...this.spare.filter((n) => n !== qube), qube];
+      while (this.spare.length > this.spareSessions) this.closeSession(this.spare[0]!);
+    }
   }
 
   /** The node's open session; with `open`, one is started if there is none. */
@@ -248,6 +265,7 @@ export class NetnsBackend {
     const entry = this.sessions.get(qube);
     if (!entry) return;
     this.sessions.delete(qube);
+    this.spare = this.spare.filter((n) => n !== qube);
     entry.session.close();
   }
 

@@ -2,7 +2,8 @@
 // on nft text; this adds what the engine speaks — IR deltas rendered once here, links read back
 // from the kernel (so a restarted daemon adopts what it finds), counters mapped to rule origins.
 import { FIREWALL_TABLE } from '../../compile/names.js';
-import { diffRulesets, overlayTransaction } from '../../ir/diff.js';
+import { diffTransaction, overlayTransaction } from '../../ir/diff.js';
+import { renderElement } from '../../ir/render.js';
 import { emitFull } from '../../ir/emit-text.js';
 import type { Ruleset } from '../../ir/types.js';
 import type { NetPlan } from '../../model/netplan.js';
@@ -118,17 +119,17 @@ export class NetnsExecutor implements Backend {
     return out;
   }
 
-  async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean; keep?: boolean }): Promise<Ruleset> {
+  async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean; keep?: boolean | 'next' }): Promise<Ruleset> {
     const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
-    // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
-    // Any table `after` holds is there once the load is in, to warm the session's cache with.
+    const tx = o ? o.tx : diffTransaction(before, after);
     const fw = after.tables.find((x) => x.name === FIREWALL_TABLE);
-    const t = fw ?? after.tables[0];
-    await this.netns.loadRules(node, o ? o.tx.toString() : diffRulesets(before, after), {
+    const warm = warmCommand(after, tx.ops.some((op) => op.op === 'add-element' || op.op === 'delete-element'));
+    await this.netns.loadRules(node, tx.toString(), {
+      // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
       // A netvm (it holds client chains) is where edits land: its session is ready from the first
       // load on, so the first edit finds nft started and its cache warm too.
-      keep: o !== null || opts?.keep === true || fw !== undefined,
-      ...(t ? { warm: `${t.family} ${t.name}` } : {}),
+      keep: o !== null || opts?.keep === true || fw !== undefined ? true : opts?.keep === 'next' ? 'next' : false,
+      ...(warm ? { warm } : {}),
     });
     return o ? o.holds : after;
   }
@@ -170,4 +171,21 @@ export class NetnsExecutor implements Backend {
     // A Flow is a FlowSelector; NetnsBackend.deleteFlow keeps only the selector's fields.
     await this.netns.deleteFlow(node, f);
   }
+}
+
+/**
+ * What the node's nft session warms its cache with after a load (nft-session.ts): something `after`
+ * holds, added again, so nothing is committed. After a load with element commands (a link edit's
+ * map keys), the next one likely has them too, and nft then needs every set's elements: an element
+ * of a plain (not interval) set, which nft adds back without comparing ranges; otherwise, or with
+ * no such element, a table (`add table … { }` needs the tables, chains and sets any rule needs).
+ */
+export function warmCommand(after: Ruleset, elements: boolean): string | undefined {
+  const table = after.tables.find((t) => t.name === FIREWALL_TABLE) ?? after.tables[0];
+  if (!table) return undefined;
+  if (elements)
+    for (const t of after.tables)
+      for (const s of t.sets)
+        if (!s.interval && s.elements.length) return `add element ${t.family} ${t.name} ${s.name} { ${renderElement(s.elements[0]!, s.kind === 'map')} }`;
+  return `add table ${table.family} ${table.name} { }`;
 }

@@ -13,6 +13,7 @@ import { NetnsBackend } from './netns-backend.js';
 import { NodeRunner, setToolPathForTest, TOOL_PATH } from './runner.js';
 import { randomBytes } from 'node:crypto';
 import { NftSession, SessionError } from './nft-session.js';
+import { warmCommand } from './netns-executor.js';
 
 const skip = kernelUnavailable();
 const list = (ns: string) => spawnSync('nsenter', [`--net=/run/netns/${ns}`, 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
@@ -140,7 +141,7 @@ const noStrace = skip ?? (spawnSync('strace', ['-V']).status === 0 ? undefined :
 
 test('nft session: after a load it warms nft\'s cache, committing nothing, so the next load dumps no sets', { skip: noStrace ?? false }, async () => {
   await withSession(async (s, ns) => {
-    await s.load('add table ip t\nadd chain ip t c\nadd set ip t s { type ipv4_addr; }\n', { warm: 'ip t' });
+    await s.load('add table ip t\nadd chain ip t c\nadd set ip t s { type ipv4_addr; }\n', { warm: 'add table ip t { }' });
     for (let i = 0; i < 300 && s.warmed < 1; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(s.warmed, 1, 'the warm-up ran after the load');
     const before = list(ns);
@@ -151,22 +152,40 @@ test('nft session: after a load it warms nft\'s cache, committing nothing, so th
     // Cold (that load had no warm-up and committed): the dump is back. The count can tell.
     assert.ok((await setDumps(s.pid!, () => s.load('add rule ip t c ip daddr @s drop\n'))) >= 1, 'a cold cache dumps the sets');
     // A warm-up commits nothing: the ruleset is as the load left it, and the table was not recreated.
-    await s.load('add rule ip t c counter\n', { warm: 'ip t' });
+    await s.load('add rule ip t c counter\n', { warm: 'add table ip t { }' });
     for (let i = 0; i < 300 && s.warmed < 2; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(s.warmed, 2);
     assert.match(list(ns), /ip daddr @s drop\n\s*counter packets 0 bytes 0/);
   });
 });
 
+test('nft session: after element commands it warms with an element that is there, so the next element command dumps no sets', { skip: noStrace ?? false }, async () => {
+  await withSession(async (s, ns) => {
+    await s.load('add table ip t\nadd set ip t s { type ipv4_addr; elements = { 192.0.2.1 } }\nadd set ip t r { type ipv4_addr; flags interval; elements = { 192.0.2.0/28 } }\n');
+    const warm = warmCommand({ tables: [{ family: 'ip', name: 't', chains: [], sets: [
+      { kind: 'set', name: 'r', keyType: ['ipv4_addr'], interval: true, elements: [{ key: { kind: 'addr', addr: '192.0.2.0', len: 28 } }] },
+      { kind: 'set', name: 's', keyType: ['ipv4_addr'], interval: false, elements: [{ key: { kind: 'addr', addr: '192.0.2.1' } }] },
+    ] }] }, true);
+    assert.equal(warm, 'add element ip t s { 192.0.2.1 }', 'an element of the plain set, not the interval one');
+    await s.load('add element ip t s { 192.0.2.2 }\n', { warm: warm! });
+    for (let i = 0; i < 300 && s.warmed < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.warmed, 1);
+    assert.equal(await setDumps(s.pid!, () => s.load('add element ip t s { 192.0.2.3 }\n')), 0, 'no set dump after the element warm-up');
+    assert.ok((await setDumps(s.pid!, () => s.load('add element ip t s { 192.0.2.4 }\n'))) >= 1, 'cold: dumped');
+    assert.match(list(ns), /elements = \{ 192\.0\.2\.1, 192\.0\.2\.2,\s*192\.0\.2\.3, 192\.0\.2\.4 \}/);
+  });
+});
+
 test('nft session: no warm-up runs in front of a waiting load, and a table name is checked', { skip: skip ?? false }, async () => {
   await withSession(async (s) => {
     await s.load('add table ip t\n');
-    const a = s.load('add chain ip t a\n', { warm: 'ip t' });
-    const b = s.load('add chain ip t b\n', { warm: 'ip t' });
+    const a = s.load('add chain ip t a\n', { warm: 'add table ip t { }' });
+    const b = s.load('add chain ip t b\n', { warm: 'add table ip t { }' });
     await Promise.all([a, b]);
     for (let i = 0; i < 300 && s.warmed < 1; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(s.warmed, 1, 'only after the last of the two');
-    assert.throws(() => s.load('add chain ip t c\n', { warm: 'ip t { }; flush ruleset' }), /not a table to warm/);
+    assert.throws(() => s.load('add chain ip t c\n', { warm: 'add table ip t { }\nflush ruleset' }), /not a command to warm/);
+    assert.throws(() => s.load('add chain ip t c\n', { warm: 'flush ruleset' }), /not a command to warm/);
   });
 });
 
@@ -175,14 +194,17 @@ test('nft session: no warm-up runs in front of a waiting load, and a table name 
  * programs. `withFake(name, script, fn)` puts one on the tools' PATH only while fn starts the session (spawn
  * reads PATH then), so nft -f afterwards is the real one.
  */
-async function withBackend(fn: (be: NetnsBackend, ns: string, withFake: (prog: string, script: string, start: () => Promise<void>) => Promise<void>) => Promise<void>): Promise<void> {
+async function withBackend(
+  fn: (be: NetnsBackend, ns: string, withFake: (prog: string, script: string, start: () => Promise<void>) => Promise<void>, prefix: string) => Promise<void>,
+  opts: { spareSessions?: number } = {},
+): Promise<void> {
   const prefix = `qnst-${randomBytes(4).toString('hex')}-`;
   const ns = `${prefix}fw`;
   const dir = mkdtempSync(join(tmpdir(), 'qnet-nft-test-'));
   const path = TOOL_PATH;
   const add = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' });
   if (add.status !== 0) throw new Error(`ip netns add ${ns}: ${add.stderr}`);
-  const be = new NetnsBackend({ runner: new NodeRunner(), prefix, sessions: true });
+  const be = new NetnsBackend({ runner: new NodeRunner(), prefix, sessions: true, ...opts });
   const withFake = async (prog: string, script: string, start: () => Promise<void>) => {
     writeFileSync(join(dir, prog), script, { mode: 0o755 });
     setToolPathForTest(`${dir}:${path}`);
@@ -195,11 +217,12 @@ async function withBackend(fn: (be: NetnsBackend, ns: string, withFake: (prog: s
     await run;
   };
   try {
-    await fn(be, ns, withFake);
+    await fn(be, ns, withFake, prefix);
   } finally {
     setToolPathForTest();
     be.close();
     spawnSync('ip', ['netns', 'del', ns]);
+    spawnSync('ip', ['netns', 'del', `${prefix}app`]);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -226,4 +249,27 @@ test('loadRules: an nft that answers otherwise falls back to nft -f, and session
     assert.match(list(ns), /table ip u/);
     assert.deepEqual(be.sessionNodes, [], 'no session is opened again');
   });
+});
+
+test("loadRules keep 'next': this load by nft -f, then a session made ready (warm) for the next; the least recently used such closes first", { skip: skip ?? false }, async () => {
+  await withBackend(
+    async (be, ns, _fake, prefix) => {
+      const add = spawnSync('ip', ['netns', 'add', `${prefix}app`], { encoding: 'utf8' });
+      assert.equal(add.status, 0, add.stderr);
+      await be.loadRules('fw', 'add table ip t\n', { keep: 'next', warm: 'add table ip t { }' });
+      assert.match(list(ns), /table ip t/, 'loaded');
+      assert.deepEqual(be.sessionNodes, ['fw'], 'a session for the next load');
+      const s = (be as unknown as { sessions: Map<string, { session: NftSession }> }).sessions.get('fw')!.session;
+      for (let i = 0; i < 300 && s.warmed < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(s.warmed, 1, 'and warmed');
+      await be.loadRules('fw', 'add chain ip t c\n', { keep: 'next' });
+      assert.match(list(ns), /chain c/, 'the next load went through it');
+      assert.equal((be as unknown as { sessions: Map<string, { session: NftSession }> }).sessions.get('fw')!.session, s, 'the same session');
+      await be.loadRules('app', 'add table ip u\n', { keep: 'next' });
+      assert.deepEqual(be.sessionNodes, ['app'], 'one spare session allowed: fw, used least recently, was closed');
+      await be.loadRules('fw', 'add table ip v\n', { keep: true });
+      assert.deepEqual(be.sessionNodes.sort(), ['app', 'fw'], 'a kept session (a netvm\'s) is not a spare one');
+    },
+    { spareSessions: 1 },
+  );
 });
