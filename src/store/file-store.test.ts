@@ -513,3 +513,25 @@ test('a links-only update reads no qube rules and writes qubes.json alone, with 
   const again = await new FileStore(dir).load();
   assert.deepEqual([again.connections ?? [], again.forwards ?? []], [[], []]);
 });
+
+test('under a held lock (the daemon), qubes.json as just written is parsed after the change, not by the next one; without it, not', async (t) => {
+  const dir = await scratch(t);
+  const parsedKey = (s: FileStore) => (s as unknown as { qubesParsed?: { key: string; text: string } }).qubesParsed;
+  const held = new FileStore(dir, { now: () => NOW_MS });
+  const lock = await held.holdLock();
+  t.after(() => lock.release());
+  await held.update((m) => Object.assign(m, defaultLayout()));
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 50)); // the read is asynchronous
+  const text = await readFile(join(dir, 'qubes.json'), 'utf8');
+  assert.equal(parsedKey(held)?.text, text, 'parsed as written, before anything asked');
+  await held.update((m) => m.qubes.set('extra', newQube(90, 'extra', 'red')));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(parsedKey(held)?.text, await readFile(join(dir, 'qubes.json'), 'utf8'), 'again after the next change');
+  assert.ok((await held.load()).qubes.has('extra'), 'and what a read then gives is the new file');
+  await lock.release();
+  const other = new FileStore(dir, { now: () => NOW_MS });
+  await other.update((m) => m.qubes.delete('extra'));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.notEqual(parsedKey(other)?.text, await readFile(join(dir, 'qubes.json'), 'utf8'), 'a store without the lock for good does not: another writer may come first');
+});
