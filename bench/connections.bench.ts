@@ -21,6 +21,8 @@
 // daemon with that path switched off (a converge that compiles and diffs every node, as before).
 // Before the daemon starts, the same through the offline CLI (in-process `qnet connect …`), both ways.
 // Run: npx tsx bench/connections.bench.ts   (root for the kernel part)
+//   QNET_BENCH_PART=daemon: only the end-to-end link edits through the daemon (a minute, not eight);
+//   QNET_CPU_PROFILE=FILE: with it, a .cpuprofile of the process (the daemon runs in it) over those edits.
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { compile } from '../src/compile/compile.js';
@@ -61,8 +63,9 @@ function model(conns: number, fwds: number): Model {
 }
 
 type Layout = 'qnet' | 'qubes-linear';
+const PART = process.env['QNET_BENCH_PART'];
 const summaries: unknown[] = [];
-for (const layout of ['qubes-linear', 'qnet'] as Layout[]) {
+for (const layout of (PART === 'daemon' ? [] : ['qubes-linear', 'qnet']) as Layout[]) {
 const compileAll = (m: Model) => compile({ model: m, plan: planNetwork(m, { uplink: 'world' }), resolutions: new Map(), now: 0, layout });
 type Rulesets = ReadonlyMap<string, Ruleset>;
 
@@ -235,7 +238,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
     // converges from there (two full compiles: the state before and after).
     const linkEditsAssumed = Engine.prototype.applyLinkEditsAssumed;
     try {
-      for (const path of ['offline CLI, link-edit', 'offline CLI, baseline: converge'] as const) {
+      for (const path of PART === 'daemon' ? [] : (['offline CLI, link-edit', 'offline CLI, baseline: converge'] as const)) {
         Engine.prototype.applyLinkEditsAssumed = path === 'offline CLI, link-edit' ? linkEditsAssumed : async () => false;
         for (let k = 0; k < E2E_OFFLINE_EDITS; k++) {
           const cli = async (what: string, argv: string[]) => {
@@ -306,7 +309,15 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
         samples.push(sample);
         return { body: r.body, sample };
       };
-      for (const path of ['link-edit', 'baseline: converge'] as const) {
+      const profile = process.env['QNET_CPU_PROFILE'];
+      const inspector = profile ? new (await import('node:inspector/promises')).Session() : undefined;
+      if (inspector) {
+        inspector.connect();
+        await inspector.post('Profiler.enable');
+        await inspector.post('Profiler.setSamplingInterval', { interval: 200 });
+        await inspector.post('Profiler.start');
+      }
+      for (const path of PART === 'daemon' ? (['link-edit'] as const) : (['link-edit', 'baseline: converge'] as const)) {
         // The baseline is the daemon as it was: every link change converges.
         Engine.prototype.applyLinkEdits = path === 'link-edit' ? linkEdits : async () => false;
         for (let k = 0; k < E2E_EDITS; k++) {
@@ -326,6 +337,11 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
           const fdel = await call(path, 'forward remove', 'forwards.del', { id: (fadd.body as { value: { id: string } }).value.id });
           fdel.sample.ok = (await probe('world', UP, fport)) !== 'error:ECONNREFUSED';
         }
+      }
+      if (inspector && profile) {
+        const { profile: p } = await inspector.post('Profiler.stop');
+        await (await import('node:fs/promises')).writeFile(profile, JSON.stringify(p));
+        inspector.disconnect();
       }
     } finally {
       Engine.prototype.applyLinkEdits = linkEdits;
@@ -349,6 +365,7 @@ else {
   for (const path of ['link-edit', 'baseline: converge', 'offline CLI, link-edit', 'offline CLI, baseline: converge'])
     for (const what of ['connection add', 'connection remove', 'forward add', 'forward remove']) {
       const xs = samples.filter((x) => x.path === path && x.what === what);
+      if (!xs.length) continue; // a part not run (QNET_BENCH_PART)
       const row = {
         path,
         what,
