@@ -42,7 +42,7 @@ import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
 import { qubeIp } from '../src/model/addressing.js';
 import { FileStore } from '../src/store/file-store.js';
 import { readRuntime } from '../src/store/runtime-file.js';
-import { load, median, percentile, PhaseTimer, round, within, withLive } from './support.js';
+import { cpuProfile, load, median, percentile, PhaseTimer, round, within, withLive } from './support.js';
 
 const N = 1000;
 const APPS = 100;
@@ -309,14 +309,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
         samples.push(sample);
         return { body: r.body, sample };
       };
-      const profile = process.env['QNET_CPU_PROFILE'];
-      const inspector = profile ? new (await import('node:inspector/promises')).Session() : undefined;
-      if (inspector) {
-        inspector.connect();
-        await inspector.post('Profiler.enable');
-        await inspector.post('Profiler.setSamplingInterval', { interval: 200 });
-        await inspector.post('Profiler.start');
-      }
+      const stopProfile = await cpuProfile(200);
       for (const path of PART === 'daemon' ? (['link-edit'] as const) : (['link-edit', 'baseline: converge'] as const)) {
         // The baseline is the daemon as it was: every link change converges.
         Engine.prototype.applyLinkEdits = path === 'link-edit' ? linkEdits : async () => false;
@@ -338,11 +331,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
           fdel.sample.ok = (await probe('world', UP, fport)) !== 'error:ECONNREFUSED';
         }
       }
-      if (inspector && profile) {
-        const { profile: p } = await inspector.post('Profiler.stop');
-        await (await import('node:fs/promises')).writeFile(profile, JSON.stringify(p));
-        inspector.disconnect();
-      }
+      await stopProfile();
     } finally {
       Engine.prototype.applyLinkEdits = linkEdits;
       timer.restore();

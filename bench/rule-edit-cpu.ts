@@ -18,7 +18,7 @@ import type { Model } from '../src/model/qube.js';
 import { DaemonHost } from '../src/daemon/daemon-host.js';
 import { invoke } from '../src/ops/registry.js';
 import { FileStore } from '../src/store/file-store.js';
-import { median, PhaseTimer, round, seedQubes } from './support.js';
+import { cpuProfile, median, PhaseTimer, round, seedQubes } from './support.js';
 
 const QUBES = 1000;
 const EDITS = 40;
@@ -69,14 +69,7 @@ try {
     .wrap(Engine.prototype, 'tidy');
   const totals: number[] = [];
   const phases: Record<string, number>[] = [];
-  const profile = process.env['QNET_CPU_PROFILE'];
-  const inspector = profile ? new (await import('node:inspector/promises')).Session() : undefined;
-  if (inspector) {
-    inspector.connect();
-    await inspector.post('Profiler.enable');
-    await inspector.post('Profiler.setSamplingInterval', { interval: 100 });
-    await inspector.post('Profiler.start');
-  }
+  const stopProfile = await cpuProfile();
   for (let k = 0; k < EDITS; k++) {
     const vm = `q${1 + (((k >> 1) * 397) % QUBES)}`;
     const kind = k % 2 ? 'del' : 'add';
@@ -92,11 +85,7 @@ try {
     scans.push(performance.now() - ts);
     if (engine.needsTidy) await engine.tidy(await files.load());
   }
-  if (inspector && profile) {
-    const { profile: p } = await inspector.post('Profiler.stop');
-    await (await import('node:fs/promises')).writeFile(profile, JSON.stringify(p));
-    inspector.disconnect();
-  }
+  await stopProfile();
   console.log(`edit (op → store → engine → rendered delta), median of ${EDITS}: ${round(median(totals))} ms`);
   console.log(`the daemon's expiry scan of that model after the reply: median ${round(median(scans))} ms`);
   const keys = Object.keys(phases[0]!);

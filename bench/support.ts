@@ -1,6 +1,7 @@
 // Shared by the benchmarks: a realistic rule mix, a state directory seeded with N app qubes, the
 // naive bring-up baseline, medians, the machine's load, and the skip and cleanup of the live ones.
 // Not a bench itself (scripts/bench.mjs runs only *.bench.js).
+import { writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { ipIn, Naming, planBringUp } from '../src/backend/netns/links.js';
 import { runChecked, type Runner } from '../src/backend/netns/runner.js';
@@ -263,4 +264,25 @@ export function connectsScript(host: string, ms: number): string {
     c.on('connect', () => { n++; c.resetAndDestroy(); one(); }); c.on('error', () => { err++; c.destroy(); one(); }); };
   let live = 4; const done = () => { if (--live === 0) { console.log(JSON.stringify({ n, err, ms: Date.now() - t0 })); process.exit(0); } };
   for (let i = 0; i < 4; i++) one();`;
+}
+
+/**
+ * With QNET_CPU_PROFILE=FILE: start profiling this process (every `intervalUs` µs) and return what
+ * stops it and writes FILE (a .cpuprofile for Chrome's DevTools); without: a function that does
+ * nothing. For a bench to profile only the part it times, not its setup.
+ */
+export async function cpuProfile(intervalUs = 100): Promise<() => Promise<void>> {
+  const file = process.env['QNET_CPU_PROFILE'];
+  if (!file) return async () => {};
+  const { Session } = await import('node:inspector/promises');
+  const inspector = new Session();
+  inspector.connect();
+  await inspector.post('Profiler.enable');
+  await inspector.post('Profiler.setSamplingInterval', { interval: intervalUs });
+  await inspector.post('Profiler.start');
+  return async () => {
+    const { profile } = await inspector.post('Profiler.stop');
+    await writeFile(file, JSON.stringify(profile));
+    inspector.disconnect();
+  };
 }
