@@ -181,7 +181,9 @@ export class NetnsExecutor implements Backend {
  * no such element, a table (`add table … { }` needs the tables, chains and sets any rule needs).
  */
 export function warmCommand(after: Ruleset, elements: boolean): string | undefined {
-  const table = after.tables.find((t) => t.name === FIREWALL_TABLE) ?? after.tables[0];
+  // A table with a comment is left out: `add table` without it might be taken as a change of it.
+  const plain = after.tables.filter((t) => t.comment === undefined);
+  const table = plain.find((t) => t.name === FIREWALL_TABLE) ?? plain[0];
   if (!table) return undefined;
   if (elements)
     for (const t of after.tables)

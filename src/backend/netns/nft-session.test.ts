@@ -278,3 +278,13 @@ test("loadRules keep 'next': this load by nft -f, then shortly after a session m
     { spareSessions: 1 },
   );
 });
+
+test('warmCommand: the firewall table first, an element of a plain set after element commands, never a table with a comment', () => {
+  const set = { kind: 'set' as const, name: 's', keyType: ['ipv4_addr' as const], interval: false, elements: [{ key: { kind: 'addr' as const, addr: '192.0.2.1' } }] };
+  const t = (name: string, comment?: string) => ({ family: 'ip' as const, name, chains: [], sets: [set], ...(comment !== undefined ? { comment } : {}) });
+  assert.equal(warmCommand({ tables: [t('qubes'), t('qubes-firewall')] }, false), 'add table ip qubes-firewall { }');
+  assert.equal(warmCommand({ tables: [t('qubes'), t('qubes-firewall')] }, true), 'add element ip qubes s { 192.0.2.1 }');
+  assert.equal(warmCommand({ tables: [t('qubes-firewall', 'mine'), t('qubes')] }, false), 'add table ip qubes { }');
+  assert.equal(warmCommand({ tables: [t('qubes', 'mine')] }, false), undefined);
+  assert.equal(warmCommand({ tables: [] }, true), undefined);
+});
