@@ -231,6 +231,25 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
     const startMs = performance.now() - t0;
     const timer = new PhaseTimer().wrap(NetnsBackend.prototype, 'loadRules').wrap(Engine.prototype, 'converge').wrap(Engine.prototype, 'noticeDeaths');
     const samples: Sample[] = [];
+    /** One timed command's sample (started at `t`), from the timer's spans, kept in `samples`. */
+    const sampleOf = (path: string, what: string, t: number, replyMs: number): Sample => {
+      const loads = timer.spans.get('loadRules') ?? [];
+      // The store's read ends where the engine starts: its look for dead qubes comes first.
+      const deaths = timer.spans.get('noticeDeaths')?.[0];
+      const sample: Sample = {
+        path,
+        what,
+        kernelMs: Math.max(...loads.map(([, b]) => b)) - t,
+        replyMs,
+        beforeNftMs: Math.min(...loads.map(([a]) => a)) - t,
+        nftMs: Math.max(...loads.map(([a, b]) => b - a)),
+        storeReadMs: deaths ? deaths[0] - t : NaN,
+        converges: timer.calls.get('converge') ?? 0,
+        ok: false,
+      };
+      samples.push(sample);
+      return sample;
+    };
     const probe = async (from: string, host: string, port: number) => (await s.tcpProbe(from, host, port, { timeoutMs: 1500 })).result;
     const UP = worldUplinkAddresses.v4.netvm;
     // The offline CLI first (no daemon): `qnet connect …` in-process, from argv to the end of the
@@ -246,20 +265,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
             timer.reset();
             const t = performance.now();
             const out = await within(argv.join(' '), 120_000, () => s.ok(argv));
-            const loads = timer.spans.get('loadRules') ?? [];
-            const deaths = timer.spans.get('noticeDeaths')?.[0];
-            const sample: Sample = {
-              path,
-              what,
-              kernelMs: Math.max(...loads.map(([, b]) => b)) - t,
-              replyMs: performance.now() - t,
-              beforeNftMs: Math.min(...loads.map(([a]) => a)) - t,
-              nftMs: Math.max(...loads.map(([a, b]) => b - a)),
-              storeReadMs: deaths ? deaths[0] - t : NaN,
-              converges: timer.calls.get('converge') ?? 0,
-              ok: false,
-            };
-            samples.push(sample);
+            const sample = sampleOf(path, what, t, performance.now() - t);
             return { out, sample };
           };
           const from = `a${(k * 11) % APPS}`;
@@ -292,21 +298,7 @@ async function endToEnd(): Promise<{ samples: Sample[]; startMs: number } | null
         const r = await within(op, 60_000, () => client.request('POST', `/v1/ops/${op}`, input));
         const replyMs = performance.now() - t;
         if (r.status !== 200) throw new Error(`${op} ${JSON.stringify(input)}: ${JSON.stringify(r.body)}`);
-        const loads = timer.spans.get('loadRules') ?? [];
-        // The store's read ends where the engine starts: its look for dead qubes comes first.
-        const deaths = timer.spans.get('noticeDeaths')?.[0];
-        const sample = {
-          path,
-          what,
-          kernelMs: Math.max(...loads.map(([, b]) => b)) - t,
-          replyMs,
-          beforeNftMs: Math.min(...loads.map(([a]) => a)) - t,
-          nftMs: Math.max(...loads.map(([a, b]) => b - a)),
-          storeReadMs: deaths ? deaths[0] - t : NaN,
-          converges: timer.calls.get('converge') ?? 0,
-          ok: false,
-        };
-        samples.push(sample);
+        const sample = sampleOf(path, what, t, replyMs);
         return { body: r.body, sample };
       };
       const stopProfile = await cpuProfile(200);

@@ -7,7 +7,7 @@ import type { HopCount } from '../../../ops/connections.js';
 import type { QubeView } from '../../../ops/views.js';
 import { canEdit, useOp, useSession } from '../state.js';
 import { ErrorOf } from './problems.js';
-import { ActionResult, useOpAction } from './op-action.js';
+import { ActionResult, useOpAction, type OpAction } from './op-action.js';
 
 export function QubeNames({ id }: { id: string }) {
   const q = useOp<QubeView[]>('qubes.list', {});
@@ -38,6 +38,25 @@ export function Hops({ hops }: { hops?: readonly HopCount[] | undefined }) {
 
 export function LinkState({ active, why }: { active: boolean; why?: string | undefined }) {
   return active ? <span class="ok">active</span> : <span class="inactive-state" title={why}>inactive{why ? `: ${why}` : ''}</span>;
+}
+
+/** An input's onInput (or a select's onChange) that sets a string state. */
+export const inputValue = (set: (s: string) => void) => (e: Event) => set((e.currentTarget as HTMLInputElement).value);
+
+/** The end of an add form: its comment, its button and the daemon's answer (described by `id`). */
+export function AddFormEnd(p: { comment: string; setComment: (s: string) => void; act: OpAction; submit: string; id: string }) {
+  return (
+    <>
+      <label>
+        Comment
+        <input name="comment" value={p.comment} onInput={inputValue(p.setComment)} maxLength={200} />
+      </label>
+      <button type="submit" class="primary" disabled={p.act.busy}>
+        {p.submit}
+      </button>
+      <ActionResult action={p.act} id={p.id} />
+    </>
+  );
 }
 
 /** Text as typed for a number field: a number when it is digits, else the text itself (the daemon's schema says why not). */

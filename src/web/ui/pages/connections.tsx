@@ -4,8 +4,8 @@
 import { useState } from 'preact/hooks';
 import type { Route } from '../route.js';
 import { href } from '../route.js';
-import { ActionResult, useOpAction } from '../components/op-action.js';
-import { LinkListPage, LinkState, LinkTail, QubeNames } from '../components/links.js';
+import { useOpAction } from '../components/op-action.js';
+import { AddFormEnd, inputValue, LinkListPage, LinkState, LinkTail, QubeNames } from '../components/links.js';
 import type { ConnectionView } from '../../../ops/connections.js';
 
 const portsText = (p?: { start: number; end: number }) => (p ? (p.start === p.end ? String(p.start) : `${p.start}-${p.end}`) : '');
@@ -18,7 +18,6 @@ function AddConnection() {
   const [ports, setPorts] = useState('');
   const [bothWays, setBothWays] = useState(false);
   const [comment, setComment] = useState('');
-  const val = (set: (s: string) => void) => (e: Event) => set((e.currentTarget as HTMLInputElement).value);
   const submit = async (e: Event) => {
     e.preventDefault();
     const r = await act.run('connections.add', {
@@ -39,15 +38,15 @@ function AddConnection() {
       <QubeNames id="connection-qubes" />
       <label>
         From
-        <input name="from" list="connection-qubes" value={from} onInput={val(setFrom)} required />
+        <input name="from" list="connection-qubes" value={from} onInput={inputValue(setFrom)} required />
       </label>
       <label>
         To
-        <input name="to" list="connection-qubes" value={to} onInput={val(setTo)} required />
+        <input name="to" list="connection-qubes" value={to} onInput={inputValue(setTo)} required />
       </label>
       <label>
         Protocol
-        <select name="proto" value={proto} onChange={val(setProto)}>
+        <select name="proto" value={proto} onChange={inputValue(setProto)}>
           <option value="">any</option>
           <option value="tcp">tcp</option>
           <option value="udp">udp</option>
@@ -56,19 +55,12 @@ function AddConnection() {
       </label>
       <label>
         Ports (N or N-M)
-        <input name="ports" value={ports} onInput={val(setPorts)} size={11} />
+        <input name="ports" value={ports} onInput={inputValue(setPorts)} size={11} />
       </label>
       <label class="check">
         <input type="checkbox" name="bothWays" checked={bothWays} onChange={(e) => setBothWays(e.currentTarget.checked)} /> Both ways
       </label>
-      <label>
-        Comment
-        <input name="comment" value={comment} onInput={val(setComment)} maxLength={200} />
-      </label>
-      <button type="submit" class="primary" disabled={act.busy}>
-        Connect
-      </button>
-      <ActionResult action={act} id="connection-add-result" />
+      <AddFormEnd comment={comment} setComment={setComment} act={act} submit="Connect" id="connection-add-result" />
     </form>
   );
 }

@@ -5,6 +5,7 @@ import type { Route } from '../route.js';
 import { href, navigate } from '../route.js';
 import { useOp } from '../state.js';
 import { ErrorOf } from '../components/problems.js';
+import { QubeSelect } from '../components/qube-select.js';
 import type { CounterRow } from '../../../ops/lifecycle.js';
 import type { QubeView } from '../../../ops/views.js';
 
@@ -17,21 +18,7 @@ export function CountersPage({ route }: { route: Route }) {
   return (
     <section class="counters">
       <h1>Counters{qube ? `: ${qube}` : ''}</h1>
-      <form class="inline" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Qube
-          <select value={qube ?? ''} onChange={(e) => navigate(href('counters', (e.target as HTMLSelectElement).value))}>
-            <option value="" disabled>
-              choose a running qube
-            </option>
-            {running.map((q) => (
-              <option key={q.name} value={q.name}>
-                {q.name}
-              </option>
-            ))}
-          </select>
-        </label>
-      </form>
+      <QubeSelect qubes={running} value={qube} none={{ label: 'choose a running qube', disabled: true }} onChoose={(name) => navigate(href('counters', name))} />
       <ErrorOf error={qubes.error} />
       {!qube ? (
         <p class="empty">Choose a running qube to see its rules' packets and bytes at each hop.</p>

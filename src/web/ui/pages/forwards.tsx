@@ -4,8 +4,8 @@
 import { useState } from 'preact/hooks';
 import type { Route } from '../route.js';
 import { href } from '../route.js';
-import { ActionResult, useOpAction } from '../components/op-action.js';
-import { LinkListPage, LinkState, LinkTail, listOf, numberOrText, QubeNames } from '../components/links.js';
+import { useOpAction } from '../components/op-action.js';
+import { AddFormEnd, inputValue, LinkListPage, LinkState, LinkTail, listOf, numberOrText, QubeNames } from '../components/links.js';
 import { OUTSIDE } from '../components/topology.js';
 import type { ForwardView } from '../../../ops/connections.js';
 
@@ -18,7 +18,6 @@ function AddForward() {
   const [from, setFrom] = useState('');
   const [on, setOn] = useState('');
   const [comment, setComment] = useState('');
-  const val = (set: (s: string) => void) => (e: Event) => set((e.currentTarget as HTMLInputElement).value);
   const submit = async (e: Event) => {
     e.preventDefault();
     const r = await act.run('forwards.add', {
@@ -41,39 +40,32 @@ function AddForward() {
       <QubeNames id="forward-qubes" />
       <label>
         Qube
-        <input name="qube" list="forward-qubes" value={qube} onInput={val(setQube)} required />
+        <input name="qube" list="forward-qubes" value={qube} onInput={inputValue(setQube)} required />
       </label>
       <label>
         Protocol
-        <select name="proto" value={proto} onChange={val(setProto)}>
+        <select name="proto" value={proto} onChange={inputValue(setProto)}>
           <option value="tcp">tcp</option>
           <option value="udp">udp</option>
         </select>
       </label>
       <label>
         Outside port
-        <input name="port" inputMode="numeric" value={port} onInput={val(setPort)} size={6} required />
+        <input name="port" inputMode="numeric" value={port} onInput={inputValue(setPort)} size={6} required />
       </label>
       <label>
         Qube's port (default: the same)
-        <input name="toPort" inputMode="numeric" value={toPort} onInput={val(setToPort)} size={6} />
+        <input name="toPort" inputMode="numeric" value={toPort} onInput={inputValue(setToPort)} size={6} />
       </label>
       <label>
         From (addresses or CIDRs; empty: any)
-        <input name="from" value={from} onInput={val(setFrom)} placeholder="192.0.2.0/24" />
+        <input name="from" value={from} onInput={inputValue(setFrom)} placeholder="192.0.2.0/24" />
       </label>
       <label>
         On interfaces (empty: the uplink)
-        <input name="on" value={on} onInput={val(setOn)} size={10} />
+        <input name="on" value={on} onInput={inputValue(setOn)} size={10} />
       </label>
-      <label>
-        Comment
-        <input name="comment" value={comment} onInput={val(setComment)} maxLength={200} />
-      </label>
-      <button type="submit" class="primary" disabled={act.busy}>
-        Forward
-      </button>
-      <ActionResult action={act} id="forward-add-result" />
+      <AddFormEnd comment={comment} setComment={setComment} act={act} submit="Forward" id="forward-add-result" />
     </form>
   );
 }

@@ -5,6 +5,7 @@ import type { Route } from '../route.js';
 import { href, navigate } from '../route.js';
 import { canEdit, useOp, useSession } from '../state.js';
 import { ErrorOf, Problems } from '../components/problems.js';
+import { QubeSelect } from '../components/qube-select.js';
 import { stage } from '../staging.js';
 import type { QnetEvent } from '../api.js';
 import type { DropLogView } from '../../../ops/lifecycle.js';
@@ -32,19 +33,7 @@ export function LogPage({ route }: { route: Route }) {
       <p class="empty">
         First packets the netvms refused, as their kernels logged them (at most a few a second per rule), kept by the daemon since it started.
       </p>
-      <form class="inline" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Qube
-          <select value={qube ?? ''} onChange={(e) => navigate(href('log', { qube: (e.target as HTMLSelectElement).value || undefined }))}>
-            <option value="">all</option>
-            {(qubes.value ?? []).map((q) => (
-              <option key={q.name} value={q.name}>
-                {q.name}
-              </option>
-            ))}
-          </select>
-        </label>
-      </form>
+      <QubeSelect qubes={qubes.value ?? []} value={qube} none={{ label: 'all' }} onChoose={(name) => navigate(href('log', { qube: name || undefined }))} />
       <ErrorOf error={log.error} />
       <Problems items={log.warnings} kind="warning" />
       {log.value && !groups.length ? <p class="empty" data-testid="no-drops">Nothing refused yet.</p> : null}
