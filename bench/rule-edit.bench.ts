@@ -30,7 +30,6 @@ import { WORLD_HOSTS } from '../src/backend/netns/world.js';
 import { DaemonClient } from '../src/daemon/client.js';
 import { DnsAnswers } from '../src/engine/dns-refresh.js';
 import { Engine } from '../src/engine/engine.js';
-import { FlowCutter } from '../src/engine/flows.js';
 import { Daemon } from '../src/daemon/server.js';
 import { FileStore } from '../src/store/file-store.js';
 import { readRuntime } from '../src/store/runtime-file.js';

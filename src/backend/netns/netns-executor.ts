@@ -128,7 +128,7 @@ export class NetnsExecutor implements Backend {
       // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
       // A netvm (it holds client chains) is where edits land: its session is ready from the first
       // load on, so the first edit finds nft started and its cache warm too.
-      keep: o !== null || opts?.keep === true || fw !== undefined ? true : opts?.keep === 'next' ? 'next' : false,
+      keep: o !== null || fw !== undefined || (opts?.keep ?? false),
       ...(warm ? { warm } : {}),
     });
     return o ? o.holds : after;
