@@ -10,10 +10,11 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { canonicalRuleset } from '../ir/canonical.test-helpers.js';
 import type { Ruleset } from '../ir/types.js';
-import { checkLinks, nextId, type Connection, type PortForward } from '../model/connection.js';
+import { changedConnections, checkLinks, nextId, type Connection, type PortForward } from '../model/connection.js';
 import { defaultLayout, newQube } from '../model/layout.js';
 import type { Model } from '../model/qube.js';
-import { planNetwork } from '../model/topology.js';
+import type { NetPlan } from '../model/netplan.js';
+import { linkRoutesHold, planNetwork } from '../model/topology.js';
 import { compile, compileQubesTables } from './compile.js';
 import { QUBES_TABLE } from './names.js';
 import { patchLinks } from './link-patch.js';
@@ -132,4 +133,33 @@ test('patchLinks on compile(before) is compile(after), node by node, for a rando
   // Declining is always correct, but a patch that always declines is no patch.
   console.log(`patched ${patched}, declined ${declined}`);
   assert.ok(patched > declined, `patched ${patched}, declined ${declined}`);
+});
+
+test('linkRoutesHold answers as planning again and comparing the connection routes does, for a random link add/remove/change', () => {
+  const routes = (p: NetPlan) => new Set(p.nodes.flatMap((n) => n.routes.filter((r) => r.forLink).map((r) => JSON.stringify([n.name, r]))));
+  let hold = 0;
+  let move = 0;
+  fc.assert(
+    fc.property(
+      fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length }).map((r) => r.map((x) => x || Math.random() < 0.6)),
+      fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length }),
+      fc.uniqueArray(arbConn, { maxLength: 12, selector: (c) => JSON.stringify([c.from, c.to, c.proto, c.ports]) }),
+      arbEdit,
+      (running, v6, cs, edit) => {
+        const before = model(running, v6, withIds(cs, 'c'), []);
+        const after = edited(before, edit);
+        const only = new Set([...before.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+        const was = routes(planNetwork(before, { uplink: 'world', only }));
+        const now = routes(planNetwork(after, { uplink: 'world', only }));
+        const same = was.size === now.size && [...was].every((r) => now.has(r));
+        const changed = changedConnections(after, before);
+        assert.equal(linkRoutesHold(after, planNetwork(before, { uplink: 'world', only }), changed), same, 'daemon: the model after, the plan before');
+        assert.equal(linkRoutesHold(before, planNetwork(after, { uplink: 'world', only }), changed), same, 'offline: the model before, the plan after');
+        if (same) hold++;
+        else move++;
+      },
+    ),
+    { numRuns: 600 },
+  );
+  assert.ok(hold > 50 && move > 50, `routes held ${hold}, moved ${move}`);
 });

@@ -116,14 +116,23 @@ test('removing a connection cuts its flows and keeps the other connection to the
 
 test('where the patch does not apply it converges: new connection routes, a map that would go', async () => {
   const { backend, store, converges } = await setup();
-  // other2 has no connection yet: sys-net needs a route to it through fw2.
-  await store.update(addConn(conn('c3', 'work', 'other2', 22)), links);
-  assert.equal(converges(), 1, 'routes: converge');
+  // Within fw2's branch, other2's first connection: no route anywhere; its input map appears (converge).
+  await store.update(addConn(conn('c3', 'other', 'other2', 22)), links);
+  assert.equal(converges(), 1, 'a map appears: converge');
+  // From work, other2 is across branches: sys-net needs a route to it through fw2. Its chains and
+  // maps are there already: only the plan's routes differ.
+  await store.update(addConn(conn('c4', 'work', 'other2', 22)), links);
+  assert.equal(converges(), 2, 'routes: converge');
   await holdsFullCompile(backend, store);
   assert.equal(backend.probe({ from: 'work', to: ip(10), proto: 'tcp', dport: 22 }).verdict, 'accept');
+  // Its removal takes the route back: converge again.
+  await store.update((m) => void (m.connections = m.connections!.filter((c) => c.id !== 'c4')), links);
+  assert.equal(converges(), 3, 'route goes: converge');
+  await holdsFullCompile(backend, store);
+  assert.notEqual(backend.probe({ from: 'work', to: ip(10), proto: 'tcp', dport: 22 }).verdict, 'accept');
   // The last forward goes: the DNAT chain and its maps go with it.
   await store.update((m) => void (m.forwards = []), links);
-  assert.equal(converges(), 2, 'maps go: converge');
+  assert.equal(converges(), 4, 'maps go: converge');
   await holdsFullCompile(backend, store);
   assert.notEqual(backend.probe({ from: 'outside', to: UPLINK, proto: 'tcp', dport: 8080 }).verdict, 'accept');
 });

@@ -9,7 +9,9 @@
 // chain to appear or vanish, a node not loaded or left untidy): the caller converges.
 import { compileQubesTables } from '../compile/compile.js';
 import { patchLinks } from '../compile/link-patch.js';
+import { changedConnections } from '../model/connection.js';
 import type { Model } from '../model/qube.js';
+import { linkRoutesHold } from '../model/topology.js';
 import { runningPlan } from './converge.js';
 import type { EngineCore } from './types.js';
 
@@ -22,8 +24,10 @@ export class LinkEditor {
     const was = core.plan;
     if (!was) return false;
     // Links change a plan only in the netvms' routes for connections: those are converge's to make.
-    const plan = runningPlan(core, model);
-    if (JSON.stringify(plan) !== JSON.stringify(was)) return false;
+    // Only the routes toward the changed connections' ends are looked at (the whole plan, made
+    // again and compared, was 6-7 ms at 1,000 connections).
+    if (!linkRoutesHold(model, was, changedConnections(model, before))) return false;
+    const plan = was;
     // The patch replaces keys in what nodes hold: an overlay's leftovers go first.
     if (core.mirror.needsTidy) await core.loader.tidy(model);
     const patch = patchLinks({ plan, resolutions: core.dns.resolutions, now: core.deps.now() }, before, model, (n) => core.mirror.applied.get(n));
@@ -54,7 +58,7 @@ export class LinkEditor {
   async applyAssumed(model: Model, before: Model): Promise<boolean> {
     const { core } = this;
     const plan = runningPlan(core, model);
-    if (JSON.stringify(plan) !== JSON.stringify(runningPlan(core, before))) return false;
+    if (!linkRoutesHold(before, plan, changedConnections(model, before))) return false;
     const now = core.deps.now();
     // A node a daemon left untidy holds more than compile(): converge loads it whole.
     const leftovers = await core.mirror.readUntidyFile();

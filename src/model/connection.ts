@@ -59,6 +59,13 @@ const MAX_FROM = 64;
 const MAX_ON = 16;
 
 export const connectionsOf = (m: Model): Connection[] => m.connections ?? [];
+
+/** Connections in one of the two and not the other. Links are replaced, never edited in place, so an unchanged one is the same object in both. */
+export function changedConnections(a: Model, b: Model): Connection[] {
+  const inA = new Set(connectionsOf(a));
+  const inB = new Set(connectionsOf(b));
+  return [...connectionsOf(a).filter((c) => !inB.has(c)), ...connectionsOf(b).filter((c) => !inA.has(c))];
+}
 export const forwardsOf = (m: Model): PortForward[] => m.forwards ?? [];
 
 /** The lowest unused id with this prefix (`c` or `f`), as Qubes allocates qids. */

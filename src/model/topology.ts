@@ -1,7 +1,7 @@
 // The netvm graph: who forwards for whom, checks that keep it a forest, and the NetPlan that both
 // executors build from (namespaces, veths, addresses, routes).
 import { gateway, gateway6, netvmName, qubeIp, qubeIp6 } from './addressing.js';
-import { connectionPath, connectionsOf } from './connection.js';
+import { connectionPath, connectionsOf, type Connection } from './connection.js';
 import { diag, type Diagnostic } from './diagnostics.js';
 import type { Iface, NetNode, NetPlan, Route, UplinkKind } from './netplan.js';
 import { HOST_NODE, VIRTUAL_DNS, WORLD_NODE } from './netplan.js';
@@ -246,29 +246,66 @@ export function planNetwork(model: Model, opts: PlanOptions): NetPlan {
  * netvm down (its address is on-link through its vif), in each family B has.
  */
 function connectionRoutes(model: Model, nodes: Map<string, NetNode>): void {
-  const added = new Set<string>();
+  const runs = (name: string) => nodes.has(name);
   for (const c of connectionsOf(model))
-    for (const [from, to] of c.bothWays ? [[c.from, c.to], [c.to, c.from]] : [[c.from, c.to]]) {
-      const p = connectionPath(model, from!, to!);
-      if (!p || !p.down.length) continue;
-      const hops = [p.x, ...p.down];
-      if (![...hops, p.b].every((q) => nodes.has(q.name))) continue;
-      for (const family of [4, 6] as const) {
-        const addrOf = family === 4 ? qubeIp : qubeIp6;
-        const ipB = addrOf(model, p.b);
-        const len = family === 4 ? 32 : 128;
-        if (ipB === null) continue;
-        for (let i = 0; i < hops.length - 1; i++) {
-          const at = nodes.get(hops[i]!.name)!;
-          const next = hops[i + 1]!;
-          const via = addrOf(model, next);
-          const key = `${at.name} ${ipB}`;
-          if (via === null || added.has(key) || at.routes.some((r) => r.dst === `${ipB}/${len}`)) continue;
-          added.add(key);
-          at.routes.push({ dst: `${ipB}/${len}`, dev: vifName(next), via, family, forLink: true });
-        }
+    for (const [from, to] of directions(c))
+      for (const { at, route } of routesToward(model, from, to, runs)) {
+        const node = nodes.get(at)!;
+        if (!node.routes.some((r) => r.dst === route.dst)) node.routes.push(route);
       }
+}
+
+const directions = (c: Connection): [string, string][] => (c.bothWays ? [[c.from, c.to], [c.to, c.from]] : [[c.from, c.to]]);
+
+/** The routes one direction of a connection needs (see connectionRoutes), all its hops running. */
+function* routesToward(model: Model, from: string, to: string, runs: (name: string) => boolean): Generator<{ at: string; route: Route }> {
+  const p = connectionPath(model, from, to);
+  if (!p || !p.down.length) return;
+  const hops = [p.x, ...p.down];
+  if (![...hops, p.b].every((q) => runs(q.name))) return;
+  for (const family of [4, 6] as const) {
+    const addrOf = family === 4 ? qubeIp : qubeIp6;
+    const ipB = addrOf(model, p.b);
+    if (ipB === null) continue;
+    for (let i = 0; i < hops.length - 1; i++) {
+      const next = hops[i + 1]!;
+      const via = addrOf(model, next);
+      if (via !== null) yield { at: hops[i]!.name, route: { dst: `${ipB}/${family === 4 ? 32 : 128}`, dev: vifName(next), via, family, forLink: true } };
     }
+  }
+}
+
+/**
+ * Whether the connection routes `plan` holds are those `model`'s connections need, looked at only
+ * for the qubes `changed` connections lead to (no other route depends on them). `plan`: one made
+ * for a model that differs from `model` in its links alone, so its other routes, and which nodes
+ * run, stand. Compared as sets: which connection brought a route first does not matter.
+ */
+export function linkRoutesHold(model: Model, plan: NetPlan, changed: readonly Connection[]): boolean {
+  const dsts = new Set(changed.flatMap((c) => directions(c).map(([, to]) => to)));
+  if (!dsts.size) return true;
+  const nodes = new Map(plan.nodes.map((n) => [n.name, n]));
+  const want = new Set<string>();
+  for (const c of connectionsOf(model))
+    for (const [from, to] of directions(c))
+      if (dsts.has(to))
+        for (const { at, route } of routesToward(model, from, to, (name) => nodes.has(name)))
+          if (!nodes.get(at)!.routes.some((r) => !r.forLink && r.dst === route.dst)) want.add(JSON.stringify([at, route]));
+  const toward = new Set(
+    [...dsts].flatMap((name) => {
+      const q = model.qubes.get(name);
+      const [ip, ip6] = q ? [qubeIp(model, q), qubeIp6(model, q)] : [null, null];
+      return [...(ip ? [`${ip}/32`] : []), ...(ip6 ? [`${ip6}/128`] : [])];
+    }),
+  );
+  let held = 0;
+  for (const n of plan.nodes)
+    for (const r of n.routes)
+      if (r.forLink && toward.has(r.dst)) {
+        if (!want.has(JSON.stringify([n.name, r]))) return false;
+        held++;
+      }
+  return held === want.size;
 }
 
 function hostAndDefault(gw: string, family: 4 | 6): Route[] {
