@@ -7,7 +7,8 @@
 //   base         table `qubes` (app qube input policy, or the full netvm base with antispoof/DNAT)
 //   lower        Qubes rules → atoms per family (after dnsTargets, resolutions are input)
 //   pack         atoms → rules + sets (after lower: first-match order is only known there)
-//   firewall     table `qubes-firewall` with the dispatch map and one chain per client
+//   firewall     table `qubes-firewall` with the dispatch map and one chain per client (past
+//                FIREWALL_SHARD_CLIENTS clients, the chains in shard tables: passes/firewall.ts)
 import type { Chain, NamedSet, Ruleset } from '../ir/types.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import { diag } from '../model/diagnostics.js';
@@ -17,9 +18,9 @@ import { effectiveRules } from '../model/rule.js';
 import type { NetNode } from '../model/netplan.js';
 import { makeContext, type CompileContext, type CompileInput, type IpFamily } from './context.js';
 import { appQubesTable, netvmQubesTable } from './passes/base.js';
-import { clientsOfNode } from './passes/clients.js';
-import { clientFragment, firewallTable } from './passes/firewall.js';
-import { clientChain } from './names.js';
+import { clientsOfNode, countClients } from './passes/clients.js';
+import { clientFragment, firewallTables } from './passes/firewall.js';
+import { clientChain, firewallShards, firewallTableFor } from './names.js';
 import { canonicalAddr } from './addr.js';
 
 export type { CompileInput, Layout } from './context.js';
@@ -70,7 +71,7 @@ function compileQube(ctx: CompileContext, q: Qube, node: NetNode, qubesOnly = fa
   for (const f of FAMILIES) {
     // specialtarget=dns: the destination as the forward hook sees it, i.e. after prerouting DNAT:
     // the virtual resolvers in a ProxyVM, the upstream ones in the top netvm (§5.2 consistency note).
-    tables.push(firewallTable(ctx, f, clients, f === 'ip' ? upstream4 : upstream6));
+    tables.push(...firewallTables(ctx, f, clients, f === 'ip' ? upstream4 : upstream6, firewallShards(clients.length, ctx.shardClients)));
   }
   return { tables };
 }
@@ -95,6 +96,8 @@ export function compileQubesTables(input: CompileInput): (node: string) => Rules
 
 export interface ClientFragment {
   family: IpFamily;
+  /** The firewall table its chain is in: `qubes-firewall` or a shard (firewallTableFor). */
+  table: string;
   chain: Chain;
   sets: NamedSet[];
 }
@@ -110,11 +113,12 @@ export function compileClient(input: CompileInput, netvm: string, client: string
   const c = node && nv ? clientsOfNode(ctx, node, client)[0] : undefined;
   if (!nv || !c) return { fragments: [], diagnostics };
   const { upstream4, upstream6 } = upstreamDns(ctx, nv);
+  const shards = ctx.layout === 'qnet' ? firewallShards(countClients(ctx, node!), ctx.shardClients) : 1;
   const fragments: ClientFragment[] = [];
   for (const f of FAMILIES) {
     const addr = f === 'ip' ? c.ip : c.ip6;
     if (addr === null) continue;
-    fragments.push({ family: f, ...clientFragment(ctx, f, c, clientChain(addr), f === 'ip' ? upstream4 : upstream6) });
+    fragments.push({ family: f, table: firewallTableFor(addr, shards), ...clientFragment(ctx, f, c, clientChain(addr), f === 'ip' ? upstream4 : upstream6) });
   }
   return { fragments, diagnostics };
 }

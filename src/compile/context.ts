@@ -4,6 +4,7 @@ import type { Resolutions } from './dns.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { NetPlan } from '../model/netplan.js';
 import type { Model } from '../model/qube.js';
+import { FIREWALL_SHARD_CLIENTS } from './names.js';
 
 export type Layout = 'qnet' | 'qubes-linear';
 export type IpFamily = 'ip' | 'ip6';
@@ -15,6 +16,8 @@ export interface CompileInput {
   /** Seconds since the epoch: rules whose `expire` is before it are gone. */
   now: number;
   layout?: Layout;
+  /** Clients per `qubes-firewall` shard (names.ts FIREWALL_SHARD_CLIENTS): tests make it small. */
+  shardClients?: number;
 }
 
 export interface CompileContext {
@@ -23,6 +26,7 @@ export interface CompileContext {
   readonly resolutions: Resolutions;
   readonly now: number;
   readonly layout: Layout;
+  readonly shardClients: number;
   report(d: Diagnostic): void;
 }
 
@@ -36,6 +40,7 @@ export function makeContext(input: CompileInput): { ctx: CompileContext; diagnos
     resolutions: input.resolutions,
     now: input.now,
     layout: input.layout ?? 'qnet',
+    shardClients: input.shardClients ?? FIREWALL_SHARD_CLIENTS,
     report(d) {
       const k = JSON.stringify([d.code, d.qube, d.ruleIndex, d.message]);
       if (seen.has(k)) return;

@@ -21,7 +21,7 @@ test("a client's sets through the per-table index are exactly clientOwns()'s, ac
     sets: ['qbs-a-d0', 'qbs-a-1-d0', 'qbs-a-1-d0-g1', 'qbs-b-dp0', 'qbs-b0-d0', 'qbs-b-d1-g2', 'dispatch'].map(set),
   };
   let rs: Ruleset = { tables: [table, { ...table, family: 'ip6' }] };
-  const frag = (c: string, ...sets: string[]): ClientFragment => ({ family: 'ip', chain: chain(c), sets: sets.map(set) });
+  const frag = (c: string, ...sets: string[]): ClientFragment => ({ family: 'ip', table: FIREWALL_TABLE, chain: chain(c), sets: sets.map(set) });
   const check = () => {
     for (const c of chains) assert.deepEqual(clientSets(rs, frag(c)), byFilter(rs, frag(c)), c);
   };

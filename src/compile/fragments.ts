@@ -10,15 +10,16 @@ import type { Diagnostic } from '../model/diagnostics.js';
 import type { Model } from '../model/qube.js';
 import { clientsOf } from '../model/topology.js';
 import { compileClient, type ClientFragment, type CompileInput } from './compile.js';
-import { clientChain, clientOwns, FIREWALL_TABLE } from './names.js';
+import { clientChain, clientOwns, isFirewallTable } from './names.js';
 
-export function firewallTable(rs: Ruleset | null, family: 'ip' | 'ip6'): Table | undefined {
-  return rs?.tables.find((t) => t.name === FIREWALL_TABLE && t.family === family);
+/** The firewall table (`qubes-firewall` or a shard) of `rs` that holds client chain `chain`. */
+function clientTable(rs: Ruleset | null, family: 'ip' | 'ip6', chain: string): Table | undefined {
+  return rs?.tables.find((t) => t.family === family && isFirewallTable(t.name) && ownedSets(t).chains.has(chain));
 }
 
 /** The sets of `rs` that belong to the fragment's client (all are named after its chain). */
 export function clientSets(rs: Ruleset, f: ClientFragment): (NamedSet | NamedMap)[] {
-  const t = firewallTable(rs, f.family);
+  const t = clientTable(rs, f.family, f.chain.name);
   return t ? [...(ownedSets(t).sets.get(f.chain.name) ?? [])] : [];
 }
 
@@ -57,7 +58,7 @@ function ownedSets(t: Table): OwnedIndex {
 export function patchClient(rs: Ruleset, fragments: readonly ClientFragment[]): Ruleset | null {
   const tables = [...rs.tables];
   for (const fr of fragments) {
-    const i = tables.findIndex((t) => t.name === FIREWALL_TABLE && t.family === fr.family);
+    const i = tables.findIndex((t) => t.name === fr.table && t.family === fr.family);
     const t = tables[i];
     if (!t) return null;
     const at = t.chains.findIndex((c) => c.name === fr.chain.name);
@@ -101,6 +102,7 @@ export function renameSetsApart(fr: ClientFragment, live: ReadonlyMap<string, Na
   const to = (name: string) => renamed.get(name) ?? name;
   return {
     family: fr.family,
+    table: fr.table,
     sets: fr.sets.map((x) => (kept.get(x.name) as NamedSet | undefined) ?? (renamed.has(x.name) ? { ...x, name: to(x.name) } : x)),
     chain: {
       ...fr.chain,
@@ -125,7 +127,8 @@ export function clientsRuleset(input: CompileInput, netvm: string, clients: read
     for (const d of diagnostics) if (d.severity === 'warning') warn?.(d);
     if (!fragments.length) return null;
     for (const f of fragments) {
-      const t = tables.get(f.family) ?? tables.set(f.family, { family: f.family, name: FIREWALL_TABLE, sets: [], chains: [] }).get(f.family)!;
+      const key = `${f.family} ${f.table}`;
+      const t = tables.get(key) ?? tables.set(key, { family: f.family, name: f.table, sets: [], chains: [] }).get(key)!;
       t.chains.push(f.chain);
       t.sets.push(...f.sets);
     }
@@ -169,7 +172,7 @@ export function changedClients(model: Model, node: string, before: Ruleset | nul
     const differs = addrs.some(([a, fam]) => {
       if (!a) return false;
       const chain = clientChain(a);
-      const [x, y] = [firewallTable(before, fam), firewallTable(after, fam)];
+      const [x, y] = [clientTable(before, fam, chain), clientTable(after, fam, chain)];
       const owns = clientOwns(chain);
       const sets = (t: Table | undefined) => t?.sets.filter((s) => owns(s.name)) ?? [];
       return !sameChains(clientChains(x, chain), clientChains(y, chain)) || !sameSets(sets(x), sets(y));

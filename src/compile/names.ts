@@ -74,6 +74,35 @@ export const FIREWALL_FORWARD = 'forward';
 /** Verdict map from client source address to its chain: one lookup instead of a jump per client. */
 export const DISPATCH_MAP = 'dispatch';
 
+/**
+ * Past this many clients a netvm's client chains are spread over shard tables (compile/passes/
+ * firewall.ts): the kernel checks every rule a table's base chains reach at each commit that adds
+ * a rule, so an edit then pays for its shard's clients, not for all of them.
+ */
+export const FIREWALL_SHARD_CLIENTS = 128;
+export const FIREWALL_SHARDS_MAX = 16;
+/** In a sharded `qubes-firewall`: every client's source address (the rest is dropped there). */
+export const FIREWALL_CLIENTS_SET = 'clients';
+const SHARD_RE = /^qubes-firewall-(0|[1-9][0-9]?)$/;
+
+/** How many shard tables for `clients` clients (1: none, every chain in `qubes-firewall` itself). */
+export function firewallShards(clients: number, perShard = FIREWALL_SHARD_CLIENTS): number {
+  return Math.min(FIREWALL_SHARDS_MAX, Math.max(1, Math.ceil(clients / perShard)));
+}
+
+/** The table a client chain for `addr` (canonical) lives in, of `shards` (an FNV-1a hash of the address). */
+export function firewallTableFor(addr: string, shards: number): string {
+  if (shards <= 1) return FIREWALL_TABLE;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < addr.length; i++) h = Math.imul(h ^ addr.charCodeAt(i), 0x01000193) >>> 0;
+  return firewallShardTable(h % shards);
+}
+
+export const firewallShardTable = (i: number): string => `${FIREWALL_TABLE}-${i}`;
+
+/** `qubes-firewall` or one of its shards. */
+export const isFirewallTable = (name: string): boolean => name === FIREWALL_TABLE || SHARD_RE.test(name);
+
 // ---- generated families ------------------------------------------------------------------------
 const CLIENT_PREFIX = 'qbs-';
 
@@ -113,5 +142,5 @@ export function isGeneratedChain(name: string): boolean {
 
 /** Sets and maps qnet creates. */
 export function isGeneratedSet(name: string): boolean {
-  return name === DOWNSTREAM_SET || name === ALLOWED_SET || name === DISPATCH_MAP || name === LINKS_UP_SET || name === FORWARD_PORTS_SET || (Object.values(LINK_MAPS) as string[]).includes(name) || PACKED_RE.test(name);
+  return name === DOWNSTREAM_SET || name === ALLOWED_SET || name === DISPATCH_MAP || name === FIREWALL_CLIENTS_SET || name === LINKS_UP_SET || name === FORWARD_PORTS_SET || (Object.values(LINK_MAPS) as string[]).includes(name) || PACKED_RE.test(name);
 }

@@ -83,7 +83,7 @@ export class Converger {
     let early: Compiled | undefined;
     if (start.length) {
       // Rules go in with the namespace (names not yet resolved are off until the next step).
-      const compiled = (early = compile({ model, plan, resolutions: core.dns.resolutions, now: core.deps.now() }));
+      const compiled = (early = compile({ model, plan, resolutions: core.dns.resolutions, now: core.deps.now(), shardClients: core.deps.shardClients }));
       const rules = new Map(start.filter((n) => compiled.rulesets.has(n)).map((n) => [n, compiled.rulesets.get(n)!] as const));
       await backend.bringUp(plan, start, rules);
       for (const [n, rs] of rules) core.mirror.applied.set(n, rs);
@@ -135,7 +135,7 @@ export class Converger {
     const now = core.deps.now();
     const answersChanged = (await core.dns.resolve(model, now)).size > 0;
     // A start compiled everything moments ago; compile again only if DNS said something new.
-    const { rulesets, diagnostics } = early && !answersChanged ? early : compile({ model, plan, resolutions: core.dns.resolutions, now });
+    const { rulesets, diagnostics } = early && !answersChanged ? early : compile({ model, plan, resolutions: core.dns.resolutions, now, shardClients: core.deps.shardClients });
     core.lastDiagnostics = diagnostics;
     for (const d of diagnostics) if (d.severity === 'warning') core.emit({ type: 'warning', diag: d });
     const assumed = opts.assume ? this.compileAssumed(opts.assume, plan, now) : undefined;
@@ -164,7 +164,7 @@ export class Converger {
   /** What the kernel holds when it holds compile(assume): the offline CLI's starting point. */
   private compileAssumed(assume: Model, plan: NetPlan, now: number): Map<string, Ruleset> {
     const p = this.planOf(assume, plan);
-    return compile({ model: assume, plan: p, resolutions: this.core.dns.resolutions, now }).rulesets;
+    return compile({ model: assume, plan: p, resolutions: this.core.dns.resolutions, now, shardClients: this.core.deps.shardClients }).rulesets;
   }
 
   /** The plan of `m`'s running qubes, with `plan`'s uplink. */

@@ -22,11 +22,12 @@ const NOW = 1_800_000_000;
 const web = { to: '203.0.113.10', proto: 'tcp' as const, dport: 80 };
 
 /** A kernel converged by one engine (the model's qubes started), and an offline store over it. */
-async function offlineSetup(...running: string[]) {
+async function offlineSetup(running: string[], shardClients?: number) {
   const backend = new SimBackend();
   const mk = (events?: EngineEvent[]) =>
     new Engine({
       backend,
+      shardClients,
       resolver: new StaticResolver({}),
       uplink: 'world',
       now: () => NOW,
@@ -48,13 +49,15 @@ async function offlineSetup(...running: string[]) {
   return { backend, store, calls, converges, events };
 }
 
-const compiled = (m: Model) => {
+const compiled = (m: Model, shardClients?: number) => {
   const running = new Set([...m.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
-  return compile({ model: m, plan: planNetwork(m, { uplink: 'world', only: running }), resolutions: new Map(), now: NOW }).rulesets;
+  return compile({ model: m, plan: planNetwork(m, { uplink: 'world', only: running }), resolutions: new Map(), now: NOW, shardClients }).rulesets;
 };
 
-test('offline, a rules effect loads one delta of the edited client only: the kernel then holds a full compile, byte for byte', async () => {
-  const { backend, store, calls, converges } = await offlineSetup('work', 'personal');
+// Unsharded, and with the firewall tables sharded as finely as they go (work and personal apart).
+for (const shardClients of [undefined, 1])
+test(`offline, a rules effect loads one delta of the edited client only: the kernel then holds a full compile, byte for byte${shardClients ? ' (sharded)' : ''}`, async () => {
+  const { backend, store, calls, converges } = await offlineSetup(['work', 'personal'], shardClients);
   assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'accept');
   await store.update((m) => void (m.qubes.get('work')!.rules = [{ action: 'accept', proto: 'udp' }]), { kind: 'rules', qubes: ['work'] });
   assert.deepEqual(converges, [], 'no converge');
@@ -62,13 +65,14 @@ test('offline, a rules effect loads one delta of the edited client only: the ker
   const chains = calls[0]!.after.tables.flatMap((t) => t.chains.map((c) => c.name));
   assert.ok(chains.length > 0 && chains.every((n) => n.startsWith('qbs-10-137-0-3')), `only work's chains were compiled: ${chains.join(', ')}`);
   const model = await store.load();
-  assert.equal(emitFull(backend.rulesets.get('sys-firewall')!), emitFull(compiled(model).get('sys-firewall')!));
+  assert.equal(emitFull(backend.rulesets.get('sys-firewall')!), emitFull(compiled(model, shardClients).get('sys-firewall')!));
+  assert.equal(/table ip qubes-firewall-\d/.test(emitFull(backend.rulesets.get('sys-firewall')!)), shardClients !== undefined, 'shard tables');
   assert.equal(backend.probe({ from: 'work', ...web }).verdict, 'reject');
   assert.equal(backend.probe({ from: 'personal', ...web }).verdict, 'accept');
 });
 
 test('offline, a tightening rule edit cuts the flow it forbids', async () => {
-  const { backend, store, events } = await offlineSetup('work');
+  const { backend, store, events } = await offlineSetup(['work']);
   backend.probe({ from: 'work', ...web, sport: 40000 });
   assert.equal((await backend.flows('sys-firewall')).length, 1);
   await store.update((m) => void (m.qubes.get('work')!.rules = [{ action: 'accept', proto: 'udp' }]), { kind: 'rules', qubes: ['work'] });
@@ -77,7 +81,7 @@ test('offline, a tightening rule edit cuts the flow it forbids', async () => {
 });
 
 test('offline, a rule edit whose delta the kernel refuses converges instead (the fail-closed ladder)', async () => {
-  const { backend, store, calls, converges } = await offlineSetup('work');
+  const { backend, store, calls, converges } = await offlineSetup(['work']);
   backend.failApplies.set('sys-firewall', 1);
   await store.update((m) => void (m.qubes.get('work')!.rules = [{ action: 'accept', proto: 'udp' }]), { kind: 'rules', qubes: ['work'] });
   assert.equal(converges.length, 1, 'fell back to converge');
@@ -86,7 +90,7 @@ test('offline, a rule edit whose delta the kernel refuses converges instead (the
 });
 
 test('a change with no effect, or another effect, converges against the model read', async () => {
-  const { store, converges } = await offlineSetup('work');
+  const { store, converges } = await offlineSetup(['work']);
   await store.update((m) => void (m.qubes.get('work')!.rules = [{ action: 'accept', proto: 'udp' }]));
   await store.update((m) => void (m.qubes.get('work')!.label = 'blue'), { kind: 'props', qubes: ['work'] });
   assert.equal(converges.length, 2);

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planNetwork, runningClients, startSet } from '../model/topology.js';
 
-function setup(opts: { overlay?: boolean; untidyFile?: string } = {}) {
+function setup(opts: { overlay?: boolean; untidyFile?: string; shardClients?: number } = {}) {
   const backend = new SimBackend();
   const events: EngineEvent[] = [];
   const engine = new Engine({
@@ -127,14 +127,17 @@ test('a name that does not resolve disables only its rule, with a warning', asyn
   assert.equal(backend.probe({ from: 'work', to: '203.0.113.20', proto: 'tcp', dport: 80 }).verdict, 'reject');
 });
 
-test('a rule edit takes the fast path: one chain recompiled, the same bytes a full compile gives', async () => {
-  const { backend, engine, model, events } = setup();
+// Unsharded, and with the firewall tables sharded as finely as they go (a shard per client).
+for (const shardClients of [undefined, 1])
+test(`a rule edit takes the fast path: one chain recompiled, the same bytes a full compile gives${shardClients ? ' (sharded)' : ''}`, async () => {
+  const { backend, engine, model, events } = setup({ shardClients });
   model.qubes.get('personal')!.rules = [{ action: 'accept', proto: 'tcp', dstports: { start: 22, end: 22 } }];
   await start(model, engine, 'work', 'personal');
   const flow = { from: 'work', ...web, sport: 40100 };
   assert.equal(backend.probe(flow).verdict, 'accept');
   const personalChain = () =>
-    backend.rulesets.get('sys-firewall')!.tables.find((t) => t.name === 'qubes-firewall' && t.family === 'ip')!.chains.find((c) => c.name === 'qbs-10-137-0-4');
+    backend.rulesets.get('sys-firewall')!.tables.flatMap((t) => (t.family === 'ip' && t.name.startsWith('qubes-firewall') ? t.chains : [])).find((c) => c.name === 'qbs-10-137-0-4');
+  assert.equal(backend.rulesets.get('sys-firewall')!.tables.filter((t) => t.family === 'ip' && t.name.startsWith('qubes-firewall-')).length, shardClients ? 2 : 0, 'shard tables');
   const untouched = personalChain();
   model.qubes.get('work')!.rules = [
     { action: 'accept', dsthost: { type: 'dsthost', text: 'web.example.com' }, proto: 'tcp', dstports: { start: 443, end: 443 } },
@@ -148,22 +151,23 @@ test('a rule edit takes the fast path: one chain recompiled, the same bytes a fu
   const { planNetwork } = await import('../model/topology.js');
   await full.resolve(model, 1_800_000_000);
   const running = new Set([...model.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
-  const ref = compile({ model, plan: planNetwork(model, { uplink: 'world', only: running }), resolutions: full.resolutions, now: 1_800_000_000 });
+  const ref = compile({ model, plan: planNetwork(model, { uplink: 'world', only: running }), resolutions: full.resolutions, now: 1_800_000_000, shardClients });
   assert.equal(fast.split('\n').sort().join('\n'), emitFull(ref.rulesets.get('sys-firewall')!).split('\n').sort().join('\n'));
   assert.ok(events.some((e) => e.type === 'flow-cut' && e.qube === 'work'), 'the flow on port 80 is cut');
   assert.equal(backend.probe(flow).verdict, 'reject');
   assert.equal(backend.probe({ from: 'work', to: '203.0.113.10', proto: 'tcp', dport: 443 }).verdict, 'accept');
 });
 
-test('an overlay engine loads an edit under fresh set names, and tidy() brings back exactly the compiled ruleset', async () => {
-  const { backend, engine, model } = setup({ overlay: true });
+for (const shardClients of [undefined, 1])
+test(`an overlay engine loads an edit under fresh set names, and tidy() brings back exactly the compiled ruleset${shardClients ? ' (sharded)' : ''}`, async () => {
+  const { backend, engine, model } = setup({ overlay: true, shardClients });
   const tcpTo = (addr: string, port: number) => ({ action: 'accept' as const, dsthost: { type: 'dst4' as const, text: `${addr}/32`, addr, prefix: 32 }, proto: 'tcp' as const, dstports: { start: port, end: port } });
   const more = [tcpTo('198.51.100.7', 443), tcpTo('198.51.100.8', 443), tcpTo('198.51.100.9', 443)]; // enough to pack into a set
   model.qubes.get('work')!.rules = [tcpTo('203.0.113.10', 80), ...more];
   await start(model, engine, 'work');
   const compiled = () => {
     const running = new Set([...model.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
-    return compile({ model, plan: planNetwork(model, { uplink: 'world', only: running }), resolutions: engine.resolutions, now: 1_800_000_000 }).rulesets.get('sys-firewall')!;
+    return compile({ model, plan: planNetwork(model, { uplink: 'world', only: running }), resolutions: engine.resolutions, now: 1_800_000_000, shardClients }).rulesets.get('sys-firewall')!;
   };
   const sets = () => backend.rulesets.get('sys-firewall')!.tables.flatMap((t) => t.sets.map((x) => x.name)).filter((n) => n.startsWith('qbs-10-137-0-3-'));
   assert.deepEqual(sets(), ['qbs-10-137-0-3-dpt0']);

@@ -14,7 +14,7 @@ import type { Diagnostic } from '../model/diagnostics.js';
 import { onlyOpens } from '../model/firewall-ops.js';
 import type { Model } from '../model/qube.js';
 import { effectiveRules, type RuleList } from '../model/rule.js';
-import { netvmChain, planNetwork } from '../model/topology.js';
+import { clientsOf, netvmChain, planNetwork } from '../model/topology.js';
 import type { EngineCore } from './types.js';
 
 /** Overlays before an edit tidies up first (a burst of edits leaves this many clients' old rules at most). */
@@ -39,7 +39,7 @@ export class RuleEditor {
     // if it changed. Asking here would put a DNS round trip (hundreds of ms at worst) in front of
     // the kernel for an edit that named nothing new.
     await core.dns.resolveMissing(model, now, new Set(qubes));
-    const input = { model, plan, resolutions: core.dns.resolutions, now };
+    const input = { model, plan, resolutions: core.dns.resolutions, now, shardClients: core.deps.shardClients };
     const overlay = !!core.deps.overlay;
     for (const [nv, clients] of byNetvm) {
       const before = mirror.applied.get(nv)!;
@@ -81,8 +81,10 @@ export class RuleEditor {
     const leftovers = await core.mirror.readUntidyFile();
     if ([...byNetvm.keys()].some((nv) => leftovers.has(nv))) return false;
     if (!byNetvm.size) return true;
-    // The plan of the edited clients and their netvms only: all compileClient needs.
+    // The plan of the edited clients' netvms only, each with all its running clients (how many
+    // decides the firewall's shard tables): all compileClient needs.
     const only = new Set(edited.flatMap((n) => [n, ...netvmChain(model, model.qubes.get(n)!).map((q) => q.name)]));
+    for (const nv of byNetvm.keys()) for (const c of clientsOf(model, nv)) if (c.state === 'Running') only.add(c.name);
     const plan = planNetwork(model, { ...core.deps.planOptions, uplink: core.deps.uplink, only });
     // A client's chain names only its own rules' hosts. The kernel's sets hold the answers kept
     // in the run dir (DnsAnswers), expired or not: `before` is compiled with those, the edit with
@@ -93,8 +95,8 @@ export class RuleEditor {
     await core.dns.resolve(model, now, names);
     const warn = (d: Diagnostic) => core.emit({ type: 'warning', diag: d });
     for (const [nv, clients] of byNetvm) {
-      const was = clientsRuleset({ model: before, plan, resolutions: held, now }, nv, clients);
-      const want = clientsRuleset({ model, plan, resolutions: core.dns.resolutions, now }, nv, clients, warn);
+      const was = clientsRuleset({ model: before, plan, resolutions: held, now, shardClients: core.deps.shardClients }, nv, clients);
+      const want = clientsRuleset({ model, plan, resolutions: core.dns.resolutions, now, shardClients: core.deps.shardClients }, nv, clients, warn);
       if (!was || !want) return false;
       if (diffTransaction(was, want).size === 0) continue;
       core.handled++;
@@ -128,6 +130,6 @@ export class RuleEditor {
   private compileNode(model: Model, node: string, now: number): Ruleset | undefined {
     const running = new Set([...model.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
     const plan = planNetwork(model, { ...this.core.deps.planOptions, uplink: this.core.deps.uplink, only: running });
-    return compile({ model, plan: { ...plan, nodes: plan.nodes.filter((n) => n.name === node) }, resolutions: this.core.dns.resolutions, now }).rulesets.get(node);
+    return compile({ model, plan: { ...plan, nodes: plan.nodes.filter((n) => n.name === node) }, resolutions: this.core.dns.resolutions, now, shardClients: this.core.deps.shardClients }).rulesets.get(node);
   }
 }

@@ -42,6 +42,8 @@ export interface EngineDeps {
   uplink: UplinkKind;
   /** What a real uplink's plan needs from the host: its resolvers, the host link tag, the device. */
   planOptions?: Pick<PlanOptions, 'upstreamDns' | 'hostTag' | 'moveDev'>;
+  /** Clients per `qubes-firewall` shard (compile/names.ts FIREWALL_SHARD_CLIENTS); tests make it small. */
+  shardClients?: number;
   now: () => number;
   emit?: (e: EngineEvent) => void;
   world?: WorldControl;

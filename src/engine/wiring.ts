@@ -146,6 +146,7 @@ export function wire(o: WireOptions): Wired {
       ...(o.emit ? { emit: o.emit } : {}),
       ...(o.overlay ? { overlay: true } : {}),
       ...(o.dropLog ? { dropLog: true } : {}),
+      ...(o.runtime.shardClients ? { shardClients: o.runtime.shardClients } : {}),
     });
   if (o.runtime.backend === 'sim') {
     const backend = new SimBackend();

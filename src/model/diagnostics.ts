@@ -101,6 +101,7 @@ export const DIAGNOSTICS = {
   QNET3201: { severity: 'error', summary: 'the runtime file cannot be read' },
   QNET3401: { severity: 'error', summary: 'the checkpoints file (recent applies) cannot be read' },
   QNET3202: { severity: 'error', summary: 'bad namespace prefix' },
+  QNET3203: { severity: 'error', summary: 'bad QNET_FIREWALL_SHARD (clients per qubes-firewall shard)' },
   // ---- 4xxx compiler, DNS, analysis ----
   QNET4001: { severity: 'warning', summary: 'a name in dsthost did not resolve: the rules that use it are disabled' },
   QNET4002: { severity: 'warning', summary: 'rule never matches: specialtarget=dns with ports other than 53' },

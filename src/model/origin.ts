@@ -183,6 +183,7 @@ const PART_TEXT: Record<string, string> = {
   'dns-dnat': 'dns dnat',
   'dns-no-upstream': 'dns dnat: no upstream',
   dispatch: 'dispatch by source',
+  'known-client': "base: a client's source (its chain is in a shard table)",
 };
 
 /**

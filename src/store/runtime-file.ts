@@ -18,6 +18,11 @@ export interface Runtime {
    * simulator was asked for (--backend sim), which is never switched behind the user's back.
    */
   fallback?: string;
+  /**
+   * Clients per `qubes-firewall` shard (compile/names.ts FIREWALL_SHARD_CLIENTS when absent). Only
+   * from QNET_FIREWALL_SHARD, as the prefix from QNET_NETNS_PREFIX: tests shard a few clients.
+   */
+  shardClients?: number;
 }
 
 export const DEFAULT_PREFIX = 'qnet-';
@@ -41,6 +46,11 @@ export async function readRuntime(dir: string, env: NodeJS.ProcessEnv = process.
   }
   const p = env['QNET_NETNS_PREFIX'];
   if (r && p) r.prefix = checkPrefix(p);
+  const shard = env['QNET_FIREWALL_SHARD'];
+  if (r && shard) {
+    if (!/^[1-9][0-9]{0,4}$/.test(shard)) throw new QnetError(diag('QNET3203', `bad QNET_FIREWALL_SHARD '${shard.slice(0, 20)}'`, { hint: 'clients per qubes-firewall shard: 1 to 99999' }));
+    r.shardClients = Number(shard);
+  }
   return r;
 }
 

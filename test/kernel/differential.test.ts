@@ -251,181 +251,191 @@ const why = kernelUnavailable();
 if (why) {
   test('differential', { skip: why }, () => {});
 } else {
-  test('differential: the simulator agrees with the kernel on random policies and probes', { timeout: 300_000 }, async (t) => {
-    const seed = Number(process.env['QNET_DIFF_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
-    t.diagnostic(`seed ${seed} (reproduce with QNET_DIFF_SEED=${seed})`);
-    const rng = new Rng(mulberry32(seed));
-    const t0 = Date.now();
+  test('differential: the simulator agrees with the kernel on random policies and probes', { timeout: 300_000 }, (t) => differential(t, 'df'));
+  // The firewall tables sharded (compile/passes/firewall.ts) as finely as they go: a shard per
+  // client (some share one: the table is a hash of the address), behind the guard table. The
+  // simulator still compiles unsharded, so this also checks that sharding changes no verdict.
+  test('differential, firewall sharded: the kernel with sharded firewall tables agrees with the unsharded simulator', { timeout: 300_000 }, (t) => differential(t, 'ds', '1'));
+}
 
-    await withLiveSystem('df', async (s) => {
-      await s.ok('init');
-      await s.ok('create dev --label green');
-      await s.ok('create direct --netvm sys-net');
-      await s.ok('create sys-fw2 --provides-network --netvm sys-net --label green');
-      await s.ok('create lab --netvm sys-fw2');
-      await s.ok(['start', ...SOURCES]);
-      // ICMP errors are rate-limited per namespace (kernel notes), by host (icmp_ratelimit) and by a
-      // namespace-wide token bucket (icmp_msgs_per_sec, burst 50) for every type in icmp_ratemask.
-      // Hundreds of probes meeting rejects at once exceed both; the system lifts the first in the
-      // qubes only, so lift both in the world and the netvms (namespaces this test created).
-      for (const h of HOPS) await setSysctls(s, h, ['net.ipv4.icmp_ratelimit=0', 'net.ipv4.icmp_ratemask=0']);
-      const hopsBefore = new Map(await Promise.all(HOPS.map(async (h) => [h, await hopSnmp(s, h)] as const)));
+async function differential(t: test.TestContext, tag: string, shard?: string): Promise<void> {
+  const seed = Number(process.env['QNET_DIFF_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
+  t.diagnostic(`seed ${seed} (reproduce with QNET_DIFF_SEED=${seed})`);
+  const rng = new Rng(mulberry32(seed));
+  const t0 = Date.now();
 
-      const store = new FileStore(s.dir);
-      const probers = new Map<string, NamespaceProber>();
-      try {
-        for (const src of SOURCES) probers.set(src, await NamespaceProber.start(s.ns(src)));
-        const policies = new Map<string, string[]>([...SOURCES, ...NETVMS].map((q) => [q, ['action=accept']]));
-        const sports = new Map<string, number>(SOURCES.map((q) => [q, 20000]));
-        const tally: Record<KernelClass, number> = { accept: 0, reject: 0, drop: 0, error: 0 };
-        const disagreements: Disagreement[] = [];
-        const skipped = new Map<string, number>();
-        let skipOf: Map<string, string> | undefined;
-        let compared = 0;
-        let nextI = 0;
+  await withLiveSystem(tag, async (s) => {
+    if (shard) s.env['QNET_FIREWALL_SHARD'] = shard;
+    await s.ok('init');
+    await s.ok('create dev --label green');
+    await s.ok('create direct --netvm sys-net');
+    await s.ok('create sys-fw2 --provides-network --netvm sys-net --label green');
+    await s.ok('create lab --netvm sys-fw2');
+    await s.ok(['start', ...SOURCES]);
+    // ICMP errors are rate-limited per namespace (kernel notes), by host (icmp_ratelimit) and by a
+    // namespace-wide token bucket (icmp_msgs_per_sec, burst 50) for every type in icmp_ratemask.
+    // Hundreds of probes meeting rejects at once exceed both; the system lifts the first in the
+    // qubes only, so lift both in the world and the netvms (namespaces this test created).
+    for (const h of HOPS) await setSysctls(s, h, ['net.ipv4.icmp_ratelimit=0', 'net.ipv4.icmp_ratemask=0']);
+    // The layout asked for is the one loaded: shard tables in sys-firewall, or none.
+    const tables = (await s.sh('sys-firewall', ['nft', 'list', 'tables'])).stdout;
+    assert.equal(/table ip qubes-firewall-\d+/.test(tables), shard !== undefined, `sys-firewall's tables:\n${tables}`);
+    const hopsBefore = new Map(await Promise.all(HOPS.map(async (h) => [h, await hopSnmp(s, h)] as const)));
 
-        for (let round = 0; round < ROUNDS; round++) {
-          const tr = Date.now();
-          // Round 0 probes the fresh install (every qube accepts everything); later rounds change
-          // most qubes' rules, so the kernel also sees deltas on top of earlier policies.
-          if (round > 0)
-            for (const q of [...SOURCES, ...NETVMS]) {
-              if (!rng.chance(0.7)) continue;
-              const lines = randomPolicy(rng, (NETVMS as readonly string[]).includes(q) ? 0.5 : 0.2);
-              await s.ok(['firewall', q, 'set'], lines.map((l) => l + '\n').join(''));
-              policies.set(q, lines);
-            }
-          // Connections between the sources, redrawn in most rounds (issue 10): compiled into every hop
-          // and B's input, so the kernel and the simulator must agree on those paths too.
-          if (round > 0 && rng.chance(0.7)) {
-            const old = JSON.parse(await s.ok('connections --json')) as { id: string }[];
-            for (const c of old) await s.ok(['disconnect', c.id]);
-            for (let k = rng.int(0, 3); k > 0; k--) {
-              const from = rng.pick(SOURCES);
-              const to = rng.pick(SOURCES.filter((q) => q !== from));
-              const proto = rng.pick(['', 'tcp', 'udp', 'icmp'] as const);
-              const port = (proto === 'tcp' || proto === 'udp') && rng.chance(0.6) ? ['--port', rng.chance(0.5) ? String(rng.pick(PORTS)) : portSpec(rng)] : [];
-              const r = await s.q(['connect', from, to, ...(proto ? ['--proto', proto] : []), ...port, ...(rng.chance(0.3) ? ['--both-ways'] : [])]);
-              assert.ok(r.code === 0 || /QNET2202/.test(r.err), `connect ${from} ${to}: ${r.err}`);
-            }
+    const store = new FileStore(s.dir);
+    const probers = new Map<string, NamespaceProber>();
+    try {
+      for (const src of SOURCES) probers.set(src, await NamespaceProber.start(s.ns(src)));
+      const policies = new Map<string, string[]>([...SOURCES, ...NETVMS].map((q) => [q, ['action=accept']]));
+      const sports = new Map<string, number>(SOURCES.map((q) => [q, 20000]));
+      const tally: Record<KernelClass, number> = { accept: 0, reject: 0, drop: 0, error: 0 };
+      const disagreements: Disagreement[] = [];
+      const skipped = new Map<string, number>();
+      let skipOf: Map<string, string> | undefined;
+      let compared = 0;
+      let nextI = 0;
+
+      for (let round = 0; round < ROUNDS; round++) {
+        const tr = Date.now();
+        // Round 0 probes the fresh install (every qube accepts everything); later rounds change
+        // most qubes' rules, so the kernel also sees deltas on top of earlier policies.
+        if (round > 0)
+          for (const q of [...SOURCES, ...NETVMS]) {
+            if (!rng.chance(0.7)) continue;
+            const lines = randomPolicy(rng, (NETVMS as readonly string[]).includes(q) ? 0.5 : 0.2);
+            await s.ok(['firewall', q, 'set'], lines.map((l) => l + '\n').join(''));
+            policies.set(q, lines);
           }
-          const tApplied = Date.now();
-          const now = Math.floor(Date.now() / 1000);
-          const analysis = await analysisOf(await store.load(), s.dir, now);
-          const errors = analysis.diagnostics.filter((d) => d.severity === 'error');
-          assert.equal(errors.length, 0, `round ${round}: the policy does not compile: ${JSON.stringify(errors)}`);
-          const addrs = new Map<string, string>();
-          for (const q of analysis.model.qubes.values()) {
-            const ip = qubeIp(analysis.model, q);
-            if (ip) addrs.set(q.name, ip);
+        // Connections between the sources, redrawn in most rounds (issue 10): compiled into every hop
+        // and B's input, so the kernel and the simulator must agree on those paths too.
+        if (round > 0 && rng.chance(0.7)) {
+          const old = JSON.parse(await s.ok('connections --json')) as { id: string }[];
+          for (const c of old) await s.ok(['disconnect', c.id]);
+          for (let k = rng.int(0, 3); k > 0; k--) {
+            const from = rng.pick(SOURCES);
+            const to = rng.pick(SOURCES.filter((q) => q !== from));
+            const proto = rng.pick(['', 'tcp', 'udp', 'icmp'] as const);
+            const port = (proto === 'tcp' || proto === 'udp') && rng.chance(0.6) ? ['--port', rng.chance(0.5) ? String(rng.pick(PORTS)) : portSpec(rng)] : [];
+            const r = await s.q(['connect', from, to, ...(proto ? ['--proto', proto] : []), ...port, ...(rng.chance(0.3) ? ['--both-ways'] : [])]);
+            assert.ok(r.code === 0 || /QNET2202/.test(r.err), `connect ${from} ${to}: ${r.err}`);
           }
-          skipOf ??= new Map(declaredSkips(addrs).flatMap((k) => k.probes.map((p) => [p, k.reason] as const)));
+        }
+        const tApplied = Date.now();
+        const now = Math.floor(Date.now() / 1000);
+        const analysis = await analysisOf(await store.load(), s.dir, now);
+        const errors = analysis.diagnostics.filter((d) => d.severity === 'error');
+        assert.equal(errors.length, 0, `round ${round}: the policy does not compile: ${JSON.stringify(errors)}`);
+        const addrs = new Map<string, string>();
+        for (const q of analysis.model.qubes.values()) {
+          const ip = qubeIp(analysis.model, q);
+          if (ip) addrs.set(q.name, ip);
+        }
+        skipOf ??= new Map(declaredSkips(addrs).flatMap((k) => k.probes.map((p) => [p, k.reason] as const)));
 
-          const planned = new Map<string, Planned[]>();
-          for (const src of SOURCES) {
-            const list: Planned[] = [];
-            for (let k = 0; k < PROBES_PER_SOURCE; k++) {
-              const sport = sports.get(src)!;
-              sports.set(src, sport + 1);
-              list.push(randomProbe(rng, src, addrs, sport, nextI++));
-            }
-            planned.set(src, list);
+        const planned = new Map<string, Planned[]>();
+        for (const src of SOURCES) {
+          const list: Planned[] = [];
+          for (let k = 0; k < PROBES_PER_SOURCE; k++) {
+            const sport = sports.get(src)!;
+            sports.set(src, sport + 1);
+            list.push(randomProbe(rng, src, addrs, sport, nextI++));
           }
+          planned.set(src, list);
+        }
 
-          const tProbe = Date.now();
-          const answers = await Promise.all(
-            SOURCES.map(async (src) => {
-              const list = planned.get(src)!;
-              return [src, await probers.get(src)!.run(list.map((p) => p.wire), TIMEOUT_MS)] as const;
-            }),
-          );
-
-          const tProbed = Date.now();
-          for (const [src, answer] of answers) {
+        const tProbe = Date.now();
+        const answers = await Promise.all(
+          SOURCES.map(async (src) => {
             const list = planned.get(src)!;
-            const byI = new Map(answer.results.map((r) => [r.i, r]));
-            // Proof the probes ran: each left the source's stack as a SYN, a datagram or an echo.
-            const want = { tcp: 0, udp: 0, icmp: 0 };
-            for (const p of list) want[p.probe.proto]++;
-            assert.ok(answer.sent.tcpActiveOpens >= want.tcp, `round ${round} ${src}: ${answer.sent.tcpActiveOpens} TCP opens for ${want.tcp} tcp probes`);
-            assert.ok(answer.sent.udpOutDatagrams >= want.udp, `round ${round} ${src}: ${answer.sent.udpOutDatagrams} datagrams for ${want.udp} udp probes`);
-            assert.ok(answer.sent.icmpOutEchos >= want.icmp, `round ${round} ${src}: ${answer.sent.icmpOutEchos} echoes for ${want.icmp} icmp probes`);
-            for (const p of list) {
-              const k = byI.get(p.wire.i);
-              assert.ok(k, `round ${round}: no kernel result for ${describeProbe(p.probe)}`);
-              const name = describeProbe(p.probe);
-              const skip = skipOf.get(name);
-              if (skip !== undefined) {
-                skipped.set(skip, (skipped.get(skip) ?? 0) + 1);
-                continue;
-              }
-              tally[k.outcome]++;
-              const sim = ask(analysis, p.probe);
-              const expect = simClass(sim);
-              compared++;
-              if (k.outcome === expect) continue;
-              disagreements.push({
-                round,
-                name: `${name} (sport ${p.probe.sport ?? '-'})`,
-                sim: expect,
-                kernel: k,
-                reason: sim.reason,
-                policies: ruleChain(analysis, src)
-                  .map((q) => `    ${q}: ${policies.get(q)?.length ? policies.get(q)!.join(' | ') : '(empty: blocks everything)'}`)
-                  .join('\n'),
-                trace: formatTrace(sim),
-              });
+            return [src, await probers.get(src)!.run(list.map((p) => p.wire), TIMEOUT_MS)] as const;
+          }),
+        );
+
+        const tProbed = Date.now();
+        for (const [src, answer] of answers) {
+          const list = planned.get(src)!;
+          const byI = new Map(answer.results.map((r) => [r.i, r]));
+          // Proof the probes ran: each left the source's stack as a SYN, a datagram or an echo.
+          const want = { tcp: 0, udp: 0, icmp: 0 };
+          for (const p of list) want[p.probe.proto]++;
+          assert.ok(answer.sent.tcpActiveOpens >= want.tcp, `round ${round} ${src}: ${answer.sent.tcpActiveOpens} TCP opens for ${want.tcp} tcp probes`);
+          assert.ok(answer.sent.udpOutDatagrams >= want.udp, `round ${round} ${src}: ${answer.sent.udpOutDatagrams} datagrams for ${want.udp} udp probes`);
+          assert.ok(answer.sent.icmpOutEchos >= want.icmp, `round ${round} ${src}: ${answer.sent.icmpOutEchos} echoes for ${want.icmp} icmp probes`);
+          for (const p of list) {
+            const k = byI.get(p.wire.i);
+            assert.ok(k, `round ${round}: no kernel result for ${describeProbe(p.probe)}`);
+            const name = describeProbe(p.probe);
+            const skip = skipOf.get(name);
+            if (skip !== undefined) {
+              skipped.set(skip, (skipped.get(skip) ?? 0) + 1);
+              continue;
             }
+            tally[k.outcome]++;
+            const sim = ask(analysis, p.probe);
+            const expect = simClass(sim);
+            compared++;
+            if (k.outcome === expect) continue;
+            disagreements.push({
+              round,
+              name: `${name} (sport ${p.probe.sport ?? '-'})`,
+              sim: expect,
+              kernel: k,
+              reason: sim.reason,
+              policies: ruleChain(analysis, src)
+                .map((q) => `    ${q}: ${policies.get(q)?.length ? policies.get(q)!.join(' | ') : '(empty: blocks everything)'}`)
+                .join('\n'),
+              trace: formatTrace(sim),
+            });
           }
-          // Every probe used its own source port, so no flow is shared between probes; flushing the
-          // flows of this round keeps the next policy change from judging hundreds of dead probe
-          // flows (the engine cuts each one the new rules refuse with its own `conntrack -D`).
-          await Promise.all([...HOPS, ...SOURCES].map((q) => s.sh(q, ['conntrack', '-F'])));
-          t.diagnostic(
-            `round ${round}: ${SOURCES.length * PROBES_PER_SOURCE} probes, ${Date.now() - tr} ms ` +
-              `(rules ${tApplied - tr}, probes ${tProbed - tProbe}, simulator ${Date.now() - tProbed}); so far ${compared} compared, ` +
-              `kernel ${tally.accept} accept / ${tally.reject} reject / ${tally.drop} drop / ${tally.error} error, ${disagreements.length} disagreements`,
-          );
         }
-
-        // No ICMP error was swallowed by a rate limit in any hop (a reject must not look like a drop).
-        for (const h of HOPS) {
-          const a = await hopSnmp(s, h);
-          const b = hopsBefore.get(h)!;
-          assert.equal(a.icmpOutRateLimitGlobal - b.icmpOutRateLimitGlobal + (a.icmpOutRateLimitHost - b.icmpOutRateLimitHost), 0, `${h}: ICMP errors were rate-limited`);
-        }
-
+        // Every probe used its own source port, so no flow is shared between probes; flushing the
+        // flows of this round keeps the next policy change from judging hundreds of dead probe
+        // flows (the engine cuts each one the new rules refuse with its own `conntrack -D`).
+        await Promise.all([...HOPS, ...SOURCES].map((q) => s.sh(q, ['conntrack', '-F'])));
         t.diagnostic(
-          `${compared} probes compared in ${Math.round((Date.now() - t0) / 1000)} s; kernel outcomes: ${tally.accept} accept, ${tally.reject} reject, ` +
-            `${tally.drop} drop, ${tally.error} error; skipped ${[...skipped].map(([reason, c]) => `${c} (${reason})`).join(', ') || 'none'}`,
+          `round ${round}: ${SOURCES.length * PROBES_PER_SOURCE} probes, ${Date.now() - tr} ms ` +
+            `(rules ${tApplied - tr}, probes ${tProbed - tProbe}, simulator ${Date.now() - tProbed}); so far ${compared} compared, ` +
+            `kernel ${tally.accept} accept / ${tally.reject} reject / ${tally.drop} drop / ${tally.error} error, ${disagreements.length} disagreements`,
         );
-        // Disagreements by kind: what each side said and where the simulator decided.
-        const kinds = new Map<string, number>();
-        for (const d of disagreements) {
-          const key = `simulator ${d.sim} / kernel ${d.kernel.outcome}: ${d.reason.replace(/\b\d+\.\d+\.\d+\.\d+\b/g, 'A')}`;
-          kinds.set(key, (kinds.get(key) ?? 0) + 1);
-        }
-        for (const [k, n] of [...kinds].sort((a, b) => b[1] - a[1])) t.diagnostic(`disagreement ×${n}: ${k}`);
-        const shown = disagreements.slice(0, 12).map(
-          (d) =>
-            `round ${d.round}: ${d.name}: simulator ${d.sim}, kernel ${d.kernel.outcome} (${d.kernel.raw}, ${d.kernel.ms} ms)\n` +
-            `  policies (source first):\n${d.policies}\n` +
-            d.trace.replace(/^/gm, '  '),
-        );
-        assert.equal(
-          disagreements.length,
-          0,
-          `${disagreements.length} of ${compared} probes disagree (seed ${seed}):\n${shown.join('\n\n')}` +
-            (disagreements.length > shown.length ? `\n… and ${disagreements.length - shown.length} more` : ''),
-        );
-        assert.equal(tally.error, 0, 'a probe could not be sent');
-        assert.ok(compared >= MIN_PROBES, `only ${compared} probes compared, want at least ${MIN_PROBES}`);
-        // A fixture set that only ever sees one outcome tests nothing (Example 9).
-        for (const c of ['accept', 'reject', 'drop'] as const) assert.ok(tally[c] >= 50, `only ${tally[c]} kernel outcomes '${c}'`);
-      } finally {
-        await Promise.all([...probers.values()].map((p) => p.close()));
       }
-    });
+
+      // No ICMP error was swallowed by a rate limit in any hop (a reject must not look like a drop).
+      for (const h of HOPS) {
+        const a = await hopSnmp(s, h);
+        const b = hopsBefore.get(h)!;
+        assert.equal(a.icmpOutRateLimitGlobal - b.icmpOutRateLimitGlobal + (a.icmpOutRateLimitHost - b.icmpOutRateLimitHost), 0, `${h}: ICMP errors were rate-limited`);
+      }
+
+      t.diagnostic(
+        `${compared} probes compared in ${Math.round((Date.now() - t0) / 1000)} s; kernel outcomes: ${tally.accept} accept, ${tally.reject} reject, ` +
+          `${tally.drop} drop, ${tally.error} error; skipped ${[...skipped].map(([reason, c]) => `${c} (${reason})`).join(', ') || 'none'}`,
+      );
+      // Disagreements by kind: what each side said and where the simulator decided.
+      const kinds = new Map<string, number>();
+      for (const d of disagreements) {
+        const key = `simulator ${d.sim} / kernel ${d.kernel.outcome}: ${d.reason.replace(/\b\d+\.\d+\.\d+\.\d+\b/g, 'A')}`;
+        kinds.set(key, (kinds.get(key) ?? 0) + 1);
+      }
+      for (const [k, n] of [...kinds].sort((a, b) => b[1] - a[1])) t.diagnostic(`disagreement ×${n}: ${k}`);
+      const shown = disagreements.slice(0, 12).map(
+        (d) =>
+          `round ${d.round}: ${d.name}: simulator ${d.sim}, kernel ${d.kernel.outcome} (${d.kernel.raw}, ${d.kernel.ms} ms)\n` +
+          `  policies (source first):\n${d.policies}\n` +
+          d.trace.replace(/^/gm, '  '),
+      );
+      assert.equal(
+        disagreements.length,
+        0,
+        `${disagreements.length} of ${compared} probes disagree (seed ${seed}):\n${shown.join('\n\n')}` +
+          (disagreements.length > shown.length ? `\n… and ${disagreements.length - shown.length} more` : ''),
+      );
+      assert.equal(tally.error, 0, 'a probe could not be sent');
+      assert.ok(compared >= MIN_PROBES, `only ${compared} probes compared, want at least ${MIN_PROBES}`);
+      // A fixture set that only ever sees one outcome tests nothing (Example 9).
+      for (const c of ['accept', 'reject', 'drop'] as const) assert.ok(tally[c] >= 50, `only ${tally[c]} kernel outcomes '${c}'`);
+    } finally {
+      await Promise.all([...probers.values()].map((p) => p.close()));
+    }
   });
 }
 

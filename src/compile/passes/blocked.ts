@@ -6,7 +6,7 @@ import type { IrRule, Ruleset } from '../../ir/types.js';
 import { formatOrigin } from '../../model/origin.js';
 import { qubeIp, qubeIp6 } from '../../model/addressing.js';
 import type { Model } from '../../model/qube.js';
-import { clientChain, clientOwns, FIREWALL_TABLE } from '../names.js';
+import { clientChain, clientOwns, isFirewallTable } from '../names.js';
 
 function rejectAll(qube: string, v6: boolean): IrRule {
   const origin = { kind: 'base', part: 'blocked', qube } as const;
@@ -29,7 +29,7 @@ export function blockClients(rs: Ruleset, model: Model, clients: readonly string
   const owned = (n: string) => owners.some((owns) => owns(n));
   return {
     tables: rs.tables.map((t) =>
-      t.name !== FIREWALL_TABLE
+      !isFirewallTable(t.name)
         ? t
         : {
             ...t,

@@ -14,12 +14,18 @@ export interface Client {
   ip6: string | null;
 }
 
+/** A client's qube, if `i` is the netvm's side of its link. */
+const clientAt = (ctx: CompileContext, i: NetNode['ifaces'][number]): Qube | undefined => (i.group === 2 && i.peer ? ctx.model.qubes.get(i.peer.node) : undefined);
+
+/** How many clients clientsOfNode() gives, without making them. */
+export const countClients = (ctx: CompileContext, node: NetNode): number => node.ifaces.filter((i) => clientAt(ctx, i)).length;
+
 /** `only`: just that client (a rule edit recompiles one of a thousand). */
 export function clientsOfNode(ctx: CompileContext, node: NetNode, only?: string): Client[] {
   const out: Client[] = [];
   for (const i of node.ifaces) {
-    if (i.group !== 2 || !i.peer || (only !== undefined && i.peer.node !== only)) continue;
-    const q = ctx.model.qubes.get(i.peer.node);
+    if (only !== undefined && i.peer?.node !== only) continue;
+    const q = clientAt(ctx, i);
     if (!q) continue;
     const ip = qubeIp(ctx.model, q);
     const ip6 = qubeIp6(ctx.model, q);

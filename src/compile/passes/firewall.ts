@@ -7,7 +7,7 @@ import type { Chain, IrRule, NamedMap, NamedSet, Table } from '../../ir/types.js
 import { PRIORITY } from '../../ir/types.js';
 import { effectiveRules } from '../../model/rule.js';
 import type { CompileContext, IpFamily } from '../context.js';
-import { clientChain, DISPATCH_MAP, FIREWALL_FORWARD, FIREWALL_TABLE, formatOrigin } from '../names.js';
+import { clientChain, DISPATCH_MAP, FIREWALL_CLIENTS_SET, FIREWALL_FORWARD, FIREWALL_TABLE, firewallShardTable, firewallTableFor, formatOrigin } from '../names.js';
 import { addrValue, atomRule, verdictOf } from './atom-rule.js';
 import { accept, addr, ct, isNot, jump, rule } from './build.js';
 import type { Client } from './clients.js';
@@ -16,46 +16,62 @@ import { packAtoms } from './pack.js';
 import { withDropLog } from './drop-log.js';
 import { toPrefix } from '../addr.js';
 
-export function firewallTable(ctx: CompileContext, f: IpFamily, clients: Client[], dnsTargets: readonly string[]): Table {
+/**
+ * The family's firewall tables. `shards` > 1 (past FIREWALL_SHARD_CLIENTS clients, layout 'qnet'):
+ * the client chains are spread over tables `qubes-firewall-N` (firewallTableFor), each with its own
+ * forward base chain (policy accept) and dispatch map; `qubes-firewall` keeps the policy drop and
+ * accepts only a client's source (`@clients`), so an unknown source is still dropped there. Every
+ * base chain runs and a drop in any is final (§4.6): a client's packet passes the guard, then its
+ * own chain in its shard, and the other shards' policy.
+ */
+export function firewallTables(ctx: CompileContext, f: IpFamily, clients: Client[], dnsTargets: readonly string[], shards: number): Table[] {
   const saddr = f === 'ip' ? 'ip saddr' : 'ip6 saddr';
+  const keyType = f === 'ip' ? 'ipv4_addr' : 'ipv6_addr';
   const mine = clients.flatMap((c) => {
     const a = f === 'ip' ? c.ip : c.ip6;
-    return a === null ? [] : [{ client: c, addr: a, chain: clientChain(a) }];
+    return a === null ? [] : [{ client: c, addr: a, chain: clientChain(a), table: firewallTableFor(a, ctx.layout === 'qnet' ? shards : 1) }];
   });
-  const sets: (NamedSet | NamedMap)[] = [];
-  const chains: Chain[] = [];
-  const forwardRules: IrRule[] = [
-    rule('replies', [ct('established', 'related')], accept),
-    rule('not-from-a-client', [isNot('iifname', { kind: 'wildcard', prefix: 'vif' })], accept),
-  ];
-  if (ctx.layout === 'qnet') {
-    sets.push({
-      kind: 'map',
-      name: DISPATCH_MAP,
-      keyType: [f === 'ip' ? 'ipv4_addr' : 'ipv6_addr'],
-      interval: false,
-      valueType: 'verdict',
-      elements: mine.map((m) => ({ key: addr(m.addr), verdict: { kind: 'jump', chain: m.chain }, comment: m.client.qube.name })),
-    });
-    forwardRules.push(rule('dispatch', [], { kind: 'vmap', fields: [saddr], map: DISPATCH_MAP }));
-  } else {
-    for (const m of mine) forwardRules.push(rule({ kind: 'base', part: 'dispatch', qube: m.client.qube.name }, [{ kind: 'cmp', field: saddr, op: '==', value: addrValue(toPrefix(m.addr)!) }], jump(m.chain)));
-  }
-  chains.push({
-    name: FIREWALL_FORWARD,
+  const head = (): IrRule[] => [rule('replies', [ct('established', 'related')], accept), rule('not-from-a-client', [isNot('iifname', { kind: 'wildcard', prefix: 'vif' })], accept)];
+  const tables = new Map<string, Table>();
+  const table = (name: string, policy: 'accept' | 'drop', rules: IrRule[], sets: (NamedSet | NamedMap)[] = []): Table => {
     // Before Qubes' base forward chain (`qubes`, priority 0): in Qubes both sit at 0 and
     // qubes-firewall, registered later at service start, runs first — so a qube's own rules answer
     // (admin-prohibited) before the base chain's silent drop of new flows to other qubes. Stated as
     // a priority here, so the order never depends on which table was loaded last.
-    base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter - 1, policy: 'drop' },
-    rules: forwardRules,
+    const t: Table = { family: f, name, sets, chains: [{ name: FIREWALL_FORWARD, base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter - 1, policy }, rules }] };
+    tables.set(name, t);
+    return t;
+  };
+  const dispatch = (members: typeof mine): NamedMap => ({
+    kind: 'map',
+    name: DISPATCH_MAP,
+    keyType: [keyType],
+    interval: false,
+    valueType: 'verdict',
+    elements: members.map((m) => ({ key: addr(m.addr), verdict: { kind: 'jump', chain: m.chain }, comment: m.client.qube.name })),
   });
-  for (const m of mine) {
-    const frag = clientFragment(ctx, f, m.client, m.chain, dnsTargets);
-    sets.push(...frag.sets);
-    chains.push(frag.chain);
+  if (ctx.layout !== 'qnet') {
+    const rules = head();
+    for (const m of mine) rules.push(rule({ kind: 'base', part: 'dispatch', qube: m.client.qube.name }, [{ kind: 'cmp', field: saddr, op: '==', value: addrValue(toPrefix(m.addr)!) }], jump(m.chain)));
+    table(FIREWALL_TABLE, 'drop', rules);
+  } else if (shards <= 1) {
+    table(FIREWALL_TABLE, 'drop', [...head(), rule('dispatch', [], { kind: 'vmap', fields: [saddr], map: DISPATCH_MAP })], [dispatch(mine)]);
+  } else {
+    const known: NamedSet = { kind: 'set', name: FIREWALL_CLIENTS_SET, keyType: [keyType], interval: false, elements: mine.map((m) => ({ key: addr(m.addr), comment: m.client.qube.name })) };
+    table(FIREWALL_TABLE, 'drop', [...head(), rule('known-client', [{ kind: 'in-set', fields: [saddr], op: '==', set: FIREWALL_CLIENTS_SET }], accept)], [known]);
+    for (let i = 0; i < shards; i++) {
+      const name = firewallShardTable(i);
+      const members = mine.filter((m) => m.table === name);
+      table(name, 'accept', [...head(), rule('dispatch', [], { kind: 'vmap', fields: [saddr], map: DISPATCH_MAP })], [dispatch(members)]);
+    }
   }
-  return { family: f, name: FIREWALL_TABLE, sets, chains };
+  for (const m of mine) {
+    const t = tables.get(m.table)!;
+    const frag = clientFragment(ctx, f, m.client, m.chain, dnsTargets);
+    t.sets.push(...frag.sets);
+    t.chains.push(frag.chain);
+  }
+  return [...tables.values()];
 }
 
 /**
