@@ -34,7 +34,7 @@ import { Daemon } from '../src/daemon/server.js';
 import { FileStore } from '../src/store/file-store.js';
 import { readRuntime } from '../src/store/runtime-file.js';
 import type { LiveSystem } from '../test/kernel/system.js';
-import { appName, load, median, percentile, PhaseTimer, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
+import { appName, clockUs, cpuProfile, load, median, percentile, PhaseTimer, round, seedQubes, skipWithoutKernel, table, within, withLive } from './support.js';
 
 const QUBES = 1000;
 const RULES = 100;
@@ -142,6 +142,8 @@ async function main(): Promise<void> {
   if (skipWithoutKernel('rule-edit')) return;
   const loadBefore = load();
   const result = await withLive('qre', async (s) => {
+    // QNET_FIREWALL_SHARD=99999: the same bench with qubes-firewall in one table (no shards).
+    if (process.env['QNET_FIREWALL_SHARD']) s.env['QNET_FIREWALL_SHARD'] = process.env['QNET_FIREWALL_SHARD'];
     delete (s.env as Record<string, string>)['QNET_NO_ICMP_RATELIMIT'];
     await s.ok('init');
     const names = await seedQubes(s.dir, { count: QUBES, rules: RULES });
@@ -163,6 +165,8 @@ async function main(): Promise<void> {
     const runtime = (await readRuntime(s.dir, s.env))!;
     const daemon = new Daemon({ stateDir: s.dir, runtime });
     const edits: Edit[] = [];
+    /** The paced edits, request to kernel, on the profiler's clock (QNET_CPU_PROFILE). */
+    const windows: [number, number][] = [];
     const offline: { ms: number; converges: number; inKernel: boolean; phases: Record<string, number> }[] = [];
     let daemonStartMs = 0;
     try {
@@ -184,7 +188,11 @@ async function main(): Promise<void> {
         const ms = performance.now() - t;
         if (r.status !== 200) throw new Error(`firewall.${kind} ${JSON.stringify(input)}: ${JSON.stringify(r.body)}`);
         const probe = { ok: false };
-        finish = () => edits.push(split(timer, t, ms, mode, kind, appName(i), probe));
+        finish = () => {
+          const e = split(timer, t, ms, mode, kind, appName(i), probe);
+          edits.push(e);
+          if (mode === 'paced') windows.push([clockUs(t), clockUs(t + e.kernelMs)]);
+        };
         return async () => {
           const open = await allowed(s, i, k);
           probe.ok = kind === 'add' ? open : !open;
@@ -192,11 +200,15 @@ async function main(): Promise<void> {
       };
       // Paced: as a user edits, one at a time, the kernel probed after each; the daemon is idle when
       // the next one comes (PAUSE_MS later), its tidying done.
+      const stopProfile = await cpuProfile();
       for (const kind of ['add', 'del'] as const)
         for (let k = 0; k < EDITS; k++) {
           await (await edit('paced', kind, k))();
           await new Promise((r) => setTimeout(r, PAUSE_MS));
         }
+      finish?.(); // the last paced edit's write-up: its window is in the profile
+      finish = () => {};
+      await stopProfile(windows);
       // Burst: as a script edits, back to back; each edit may wait for the previous one's tidying.
       for (const kind of ['add', 'del'] as const) {
         const probes: (() => Promise<void>)[] = [];

@@ -271,7 +271,15 @@ export function connectsScript(host: string, ms: number): string {
  * stops it and writes FILE (a .cpuprofile for Chrome's DevTools); without: a function that does
  * nothing. For a bench to profile only the part it times, not its setup.
  */
-export async function cpuProfile(intervalUs = 100): Promise<() => Promise<void>> {
+/** performance.now() (ms) on the profiler's clock (µs of CLOCK_MONOTONIC, as hrtime). */
+const clockOffsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+export const clockUs = (ms: number): number => Math.round(ms * 1000 + clockOffsetUs);
+
+/**
+ * A CPU profile of what runs until the returned stop, into QNET_CPU_PROFILE (nothing without it).
+ * `windows` given to stop (clockUs spans) go beside it as FILE.windows.json, to look at those only.
+ */
+export async function cpuProfile(intervalUs = 100): Promise<(windows?: [number, number][]) => Promise<void>> {
   const file = process.env['QNET_CPU_PROFILE'];
   if (!file) return async () => {};
   const { Session } = await import('node:inspector/promises');
@@ -280,9 +288,10 @@ export async function cpuProfile(intervalUs = 100): Promise<() => Promise<void>>
   await inspector.post('Profiler.enable');
   await inspector.post('Profiler.setSamplingInterval', { interval: intervalUs });
   await inspector.post('Profiler.start');
-  return async () => {
+  return async (windows) => {
     const { profile } = await inspector.post('Profiler.stop');
     await writeFile(file, JSON.stringify(profile));
+    if (windows) await writeFile(`${file}.windows.json`, JSON.stringify(windows));
     inspector.disconnect();
   };
 }

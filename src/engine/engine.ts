@@ -89,6 +89,11 @@ export class Engine implements EngineCore {
     return this.edits.applyLoaded(model, qubes, previous);
   }
 
+  /** Run the rule-edit path once with nothing loaded (RuleEditor.rehearse): the daemon, after its start. */
+  rehearse(model: Model): void {
+    this.edits.rehearse(model);
+  }
+
   /**
    * Only some qubes' rules changed, and the kernel is assumed to hold compile(`before`) (the offline
    * CLI): one delta of the edited clients per netvm (`qubes`: which; default, every qube whose rule

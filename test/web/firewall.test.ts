@@ -92,9 +92,13 @@ else {
       await until('the CLI order changed', async () => (await get(m))[2] === 'action=accept proto=tcp dstports=443-443 comment=never-matches');
       await until('the shadow is gone', async () => (await page.locator('.vlist .shadow').count()) === 0);
       await until('the focus followed the rule', async () => (await page.evaluate(() => document.activeElement?.getAttribute('data-no'))) === '2');
-      // ↓ moves the focus only.
-      await page.keyboard.press('ArrowDown');
-      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-no')), '3');
+      // ↓ moves the focus only. (The reorder's live refresh may land after the key and put the
+      // focus back on the moved rule: then ↓ is pressed again from there.)
+      const focused = () => page.evaluate(() => document.activeElement?.getAttribute('data-no'));
+      await until('↓ moved the focus to rule 3', async () => {
+        if ((await focused()) === '2') await page.keyboard.press('ArrowDown');
+        return (await focused()) === '3';
+      });
       assert.equal((await get(m))[3], 'action=accept proto=tcp');
 
       // Reorder by drag: rule 0 onto rule 2.

@@ -213,6 +213,11 @@ export class NetnsBackend {
     await this.linkLevels(steps);
   }
 
+  /** Once every session has done what was queued so far: loads and the warm-ups after them. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.session.idle()));
+  }
+
   /**
    * Replace rules in a qube's namespace with one atomic transaction: with `keep` (and sessions on),
    * through the node's `nft -i` session, opened if need be; otherwise, or if the session itself

@@ -144,6 +144,14 @@ export class NftSession {
   /** Warm-ups done (tests, benches). */
   warmed = 0;
 
+  /** Once every load and warm-up queued so far has ended (however it ended). */
+  idle(): Promise<void> {
+    return this.queue.then(
+      () => {},
+      () => {},
+    );
+  }
+
   private async loadNow(text: string, timeoutMs: number): Promise<void> {
     if (this.dead) throw this.dead;
     await writeFile(this.file, text, { mode: 0o600 });
