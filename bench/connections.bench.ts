@@ -20,6 +20,10 @@
 // changed link's keys patched into each hop, engine/link-edit.ts) and, as the baseline, the same
 // daemon with that path switched off (a converge that compiles and diffs every node, as before).
 // Before the daemon starts, the same through the offline CLI (in-process `qnet connect …`), both ways.
+// Measured 2026-12-06 (shared 2-core machine), daemon path, medians of 15: connection add 45.3-46.7
+// ms, remove 36.7-38.4; forward add 40.2-41, remove 31-31.2 (the plan's routes checked only toward
+// the changed connections' ends: 6-7 ms less than planning again). An add's slowest hop is the app
+// qube at its end, loaded by a fresh `nft -f` (≈ 20 ms of process start on this machine).
 // Run: npx tsx bench/connections.bench.ts   (root for the kernel part)
 //   QNET_BENCH_PART=daemon: only the end-to-end link edits through the daemon (a minute, not eight);
 //   QNET_CPU_PROFILE=FILE: with it, a .cpuprofile of the process (the daemon runs in it) over those edits.

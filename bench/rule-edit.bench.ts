@@ -22,6 +22,12 @@
 // of the kernel: 39.1 ms (request 3.9, read 7.6, compile 7.7, diff 3.6, nft 14.3, of which the
 // kernel's commit ≈ 9: it checks every rule a base chain reaches whenever a rule is added), max
 // 112 ms (was 520-625: a DNS round trip). The rest is spread over many 1-4 ms steps of JavaScript.
+// Then with qubes-firewall sharded (8 tables of ≈125 clients: a commit checks one shard's rules)
+// and the daemon warm when its start returns: 20.4-21.5 ms median in quiet runs (request 2, read
+// 5.5, compile 4-5.5, diff 0.7, nft 5-6.4), 26.6-31.5 in runs on a busy machine; unsharded in the
+// same conditions (QNET_FIREWALL_SHARD=99999) 30 ms, nft 10-14.5. Max 62-139 ms: whole-machine
+// stalls where compile and nft are slow at once, and major collections (the target's p99 < 50 is
+// not met). Run with QNET_CPU_PROFILE=FILE to see what ran inside the paced edits (FILE.windows.json).
 // Run: npx tsx bench/rule-edit.bench.ts   (root; every namespace is removed, even on failure)
 import { performance } from 'node:perf_hooks';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
