@@ -20,8 +20,8 @@
 // changed link's keys patched into each hop, engine/link-edit.ts) and, as the baseline, the same
 // daemon with that path switched off (a converge that compiles and diffs every node, as before).
 // Before the daemon starts, the same through the offline CLI (in-process `qnet connect …`), both ways.
-// Measured 2026-12-06 (shared 2-core machine), daemon path, medians of 15: connection add 45.3-46.7
-// ms, remove 36.7-38.4; forward add 40.2-41, remove 31-31.2 (the plan's routes checked only toward
+// Measured 2026-12-06 (shared 2-core machine), daemon path, medians of 15, three runs: connection add
+// 39.3-46.7 ms, remove 34.1-38.4; forward add 35.4-41, remove 26.2-31.2 (the plan's routes checked only toward
 // the changed connections' ends: 6-7 ms less than planning again). An add's slowest hop is the app
 // qube at its end, loaded by a fresh `nft -f` (≈ 20 ms of process start on this machine).
 // Run: npx tsx bench/connections.bench.ts   (root for the kernel part)
