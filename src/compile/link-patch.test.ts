@@ -51,6 +51,11 @@ const arbFwd: fc.Arbitrary<Omit<PortForward, 'id'>> = fc.record({
   return toPort === undefined ? rest : { ...rest, toPort };
 });
 
+/** Which qubes run (four in five), which have IPv6, and up to 12 distinct connections. */
+const arbRunning = fc.array(fc.integer({ min: 0, max: 4 }), { minLength: QUBES.length, maxLength: QUBES.length }).map((r) => r.map((x) => x > 0));
+const arbV6 = fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length });
+const arbConns = fc.uniqueArray(arbConn, { maxLength: 12, selector: (c) => JSON.stringify([c.from, c.to, c.proto, c.ports]) });
+
 const withIds = <T,>(xs: T[], p: 'c' | 'f') => xs.map((x, i) => ({ id: `${p}${i + 1}`, ...x }));
 
 function model(running: boolean[], v6: boolean[], conns: Connection[], fwds: PortForward[]): Model {
@@ -98,9 +103,9 @@ test('patchLinks on compile(before) is compile(after), node by node, for a rando
   let declined = 0;
   fc.assert(
     fc.property(
-      fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length }).map((r) => r.map((x) => x || Math.random() < 0.6)),
-      fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length }),
-      fc.uniqueArray(arbConn, { maxLength: 12, selector: (c) => JSON.stringify([c.from, c.to, c.proto, c.ports]) }),
+      arbRunning,
+      arbV6,
+      arbConns,
       fc.uniqueArray(arbFwd, { maxLength: 6, selector: (f) => `${f.proto} ${f.port}` }),
       arbEdit,
       (running, v6, cs, fs, edit) => {
@@ -141,9 +146,9 @@ test('linkRoutesHold answers as planning again and comparing the connection rout
   let move = 0;
   fc.assert(
     fc.property(
-      fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length }).map((r) => r.map((x) => x || Math.random() < 0.6)),
-      fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length }),
-      fc.uniqueArray(arbConn, { maxLength: 12, selector: (c) => JSON.stringify([c.from, c.to, c.proto, c.ports]) }),
+      arbRunning,
+      arbV6,
+      arbConns,
       arbEdit,
       (running, v6, cs, edit) => {
         const before = model(running, v6, withIds(cs, 'c'), []);
