@@ -203,8 +203,11 @@ export class Daemon {
       if (this.model) this.wired?.engine.rehearse(this.model);
       collectGarbage();
       // The netvms' nft sessions refill their caches after the start's loads (a dump of every
-      // table, chain and set): the first edit would wait behind that.
-      await this.wired?.netns?.settled();
+      // table, chain and set): the first edit would wait behind that. Not for long: a session
+      // that hangs is its next load's problem (it has a timeout), not the start's.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.wired?.netns?.settled(), new Promise((r) => (timer = setTimeout(r, WARM_WAIT_MS)))]);
+      clearTimeout(timer);
     } catch (e) {
       this.log(`warming up: ${(e as Error).message}`); // only the first requests are slower
     }
@@ -388,6 +391,9 @@ export class Daemon {
     tick();
   }
 }
+
+/** How long a start waits for the nft sessions' warm-ups (a few hundred ms at 1,000 qubes). */
+const WARM_WAIT_MS = 5000;
 
 /**
  * A full garbage collection now, when nothing waits. Node offers gc() only behind --expose-gc;
