@@ -14,7 +14,9 @@ import { defaultLayout, newQube } from '../model/layout.js';
 import type { Model } from '../model/qube.js';
 import { parseApiRule } from '../model/rule-parse.js';
 import type { Rule } from '../model/rule.js';
-import { startSet } from '../model/topology.js';
+import { planNetwork, startSet } from '../model/topology.js';
+import { compile } from '../compile/compile.js';
+import { canonicalRuleset } from '../ir/canonical.test-helpers.js';
 import { Engine } from './engine.js';
 
 const APPS = ['work', 'personal', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6'];
@@ -105,4 +107,30 @@ test('the sharded layout: the guard holds every client and drops other sources; 
   // What the guard lets on: replies, what no client sent, a client's source; the rest meets its drop.
   assert.deepEqual(guard.chains[0]!.rules.map((r) => r.comment), ['base=replies', 'base=not-from-a-client', 'base=known-client']);
   assert.equal(backend.probe({ from: 'work', to: DSTS[0]!, proto: 'tcp', dport: 80 }).verdict, 'accept');
+});
+
+test('the number of shards follows the running clients: tables appear and go, and the kernel holds the full compile each time', async () => {
+  const m = layout(APPS.map(() => ['action=accept']));
+  const backend = new SimBackend();
+  const engine = new Engine({
+    backend,
+    resolver: new StaticResolver({}),
+    uplink: 'world',
+    now: () => 1_800_000_000,
+    world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
+    shardClients: 3,
+  });
+  const shardTables = () => backend.rulesets.get('sys-firewall')!.tables.filter((t) => t.family === 'ip' && isFirewallTable(t.name) && t.name !== FIREWALL_TABLE).map((t) => t.name);
+  const running = (n: number) => APPS.forEach((a, i) => (m.qubes.get(a)!.state = i < n ? 'Running' : 'Halted'));
+  for (const n of [8, 2, 5, 8]) {
+    running(n);
+    await engine.converge(m);
+    assert.equal(shardTables().length, n > 3 ? firewallShards(n, 3) : 0, `${n} clients`);
+    const only = new Set([...m.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
+    const want = compile({ model: m, plan: planNetwork(m, { uplink: 'world', only }), resolutions: new Map(), now: 1_800_000_000, shardClients: 3 }).rulesets.get('sys-firewall')!;
+    // Tables and elements in any order: the kernel keeps them in the order they were made.
+    assert.deepEqual(canonicalRuleset(backend.rulesets.get('sys-firewall')), canonicalRuleset(want), `${n} clients: the full compile`);
+    const plain = await kernel(m);
+    for (const from of APPS.slice(0, n)) assert.equal(backend.probe({ from, to: DSTS[0]!, proto: 'tcp', dport: 80 }).verdict, plain.probe({ from, to: DSTS[0]!, proto: 'tcp', dport: 80 }).verdict, `${from} with ${n} clients`);
+  }
 });
