@@ -1,8 +1,10 @@
 // Pass: table `qubes-firewall`, the per-client outbound rules a netvm enforces (reference §4.4).
 // Qubes jumps from `forward` through a linear list `ip saddr X jump qbs-X`, one rule per client;
 // qnet (layout 'qnet') looks the source up once in the verdict map `dispatch`, so the cost per
-// packet does not grow with the number of clients. 'qubes-linear' keeps Qubes' shape exactly
-// (and one nft rule per atom), as the benchmark baseline.
+// packet does not grow with the number of clients, and past FIREWALL_SHARD_CLIENTS clients spreads
+// the client chains over shard tables, so that a commit's check of every reachable rule covers one
+// shard (see firewallTables). 'qubes-linear' keeps Qubes' shape exactly (and one nft rule per
+// atom), as the benchmark baseline.
 import type { Chain, IrRule, NamedMap, NamedSet, Table } from '../../ir/types.js';
 import { PRIORITY } from '../../ir/types.js';
 import { effectiveRules } from '../../model/rule.js';
@@ -33,14 +35,12 @@ export function firewallTables(ctx: CompileContext, f: IpFamily, clients: Client
   });
   const head = (): IrRule[] => [rule('replies', [ct('established', 'related')], accept), rule('not-from-a-client', [isNot('iifname', { kind: 'wildcard', prefix: 'vif' })], accept)];
   const tables = new Map<string, Table>();
-  const table = (name: string, policy: 'accept' | 'drop', rules: IrRule[], sets: (NamedSet | NamedMap)[] = []): Table => {
+  const table = (name: string, policy: 'accept' | 'drop', rules: IrRule[], sets: (NamedSet | NamedMap)[] = []): void => {
     // Before Qubes' base forward chain (`qubes`, priority 0): in Qubes both sit at 0 and
     // qubes-firewall, registered later at service start, runs first — so a qube's own rules answer
     // (admin-prohibited) before the base chain's silent drop of new flows to other qubes. Stated as
     // a priority here, so the order never depends on which table was loaded last.
-    const t: Table = { family: f, name, sets, chains: [{ name: FIREWALL_FORWARD, base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter - 1, policy }, rules }] };
-    tables.set(name, t);
-    return t;
+    tables.set(name, { family: f, name, sets, chains: [{ name: FIREWALL_FORWARD, base: { type: 'filter', hook: 'forward', priority: PRIORITY.filter - 1, policy }, rules }] });
   };
   const dispatch = (members: typeof mine): NamedMap => ({
     kind: 'map',
