@@ -47,9 +47,8 @@ function layout(policies: string[][]): Model {
   return m;
 }
 
-async function kernel(m: Model, shardClients?: number): Promise<SimBackend> {
-  const backend = new SimBackend();
-  const engine = new Engine({
+function engineOn(backend: SimBackend, shardClients?: number): Engine {
+  return new Engine({
     backend,
     resolver: new StaticResolver({}),
     uplink: 'world',
@@ -57,7 +56,12 @@ async function kernel(m: Model, shardClients?: number): Promise<SimBackend> {
     world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
     ...(shardClients ? { shardClients } : {}),
   });
-  await engine.converge(m);
+}
+
+/** A kernel converged to `m`. */
+async function kernel(m: Model, shardClients?: number): Promise<SimBackend> {
+  const backend = new SimBackend();
+  await engineOn(backend, shardClients).converge(m);
   return backend;
 }
 
@@ -112,14 +116,7 @@ test('the sharded layout: the guard holds every client and drops other sources; 
 test('the number of shards follows the running clients: tables appear and go, and the kernel holds the full compile each time', async () => {
   const m = layout(APPS.map(() => ['action=accept']));
   const backend = new SimBackend();
-  const engine = new Engine({
-    backend,
-    resolver: new StaticResolver({}),
-    uplink: 'world',
-    now: () => 1_800_000_000,
-    world: { ensure: async (plan) => backend.bringUp(plan, ['world']), destroy: async () => backend.tearDown(['world']) },
-    shardClients: 3,
-  });
+  const engine = engineOn(backend, 3);
   const shardTables = () => backend.rulesets.get('sys-firewall')!.tables.filter((t) => t.family === 'ip' && isFirewallTable(t.name) && t.name !== FIREWALL_TABLE).map((t) => t.name);
   const running = (n: number) => APPS.forEach((a, i) => (m.qubes.get(a)!.state = i < n ? 'Running' : 'Halted'));
   for (const n of [8, 2, 5, 8]) {
