@@ -11,7 +11,7 @@ import type { Backend } from '../src/backend/backend.js';
 import { StaticResolver } from '../src/compile/dns.js';
 import { EngineStore } from '../src/engine/engine-store.js';
 import { Engine } from '../src/engine/engine.js';
-import { diffRulesets, overlayTransaction } from '../src/ir/diff.js';
+import { loadTransaction } from '../src/ir/diff.js';
 import type { Ruleset } from '../src/ir/types.js';
 import { defaultLayout } from '../src/model/layout.js';
 import type { Model } from '../src/model/qube.js';
@@ -43,9 +43,9 @@ try {
     syncLinkRoutes: async () => {},
     links: async () => new Map(),
     apply: async (_n: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean }) => {
-      const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
-      void (o ? o.tx.toString() : diffRulesets(before, after));
-      return o ? o.holds : after;
+      const { tx, holds } = loadTransaction(before, after, opts?.overlay);
+      void tx.toString();
+      return holds;
     },
     counters: async () => [],
     flows: async () => [],

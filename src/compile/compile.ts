@@ -19,8 +19,8 @@ import type { NetNode } from '../model/netplan.js';
 import { makeContext, type CompileContext, type CompileInput, type IpFamily } from './context.js';
 import { appQubesTable, netvmQubesTable } from './passes/base.js';
 import { clientsOfNode, countClients } from './passes/clients.js';
-import { clientFragment, firewallTables } from './passes/firewall.js';
-import { clientChain, firewallShards, firewallTableFor } from './names.js';
+import { clientFragment, firewallShardsFor, firewallTables } from './passes/firewall.js';
+import { clientChain, firewallTableFor } from './names.js';
 import { canonicalAddr } from './addr.js';
 
 export type { CompileInput, Layout } from './context.js';
@@ -71,7 +71,7 @@ function compileQube(ctx: CompileContext, q: Qube, node: NetNode, qubesOnly = fa
   for (const f of FAMILIES) {
     // specialtarget=dns: the destination as the forward hook sees it, i.e. after prerouting DNAT:
     // the virtual resolvers in a ProxyVM, the upstream ones in the top netvm (§5.2 consistency note).
-    tables.push(...firewallTables(ctx, f, clients, f === 'ip' ? upstream4 : upstream6, firewallShards(clients.length, ctx.shardClients)));
+    tables.push(...firewallTables(ctx, f, clients, f === 'ip' ? upstream4 : upstream6));
   }
   return { tables };
 }
@@ -111,9 +111,9 @@ export function compileClient(input: CompileInput, netvm: string, client: string
   const nv = input.model.qubes.get(netvm);
   const node = input.plan.nodes.find((n) => n.name === netvm);
   const c = node && nv ? clientsOfNode(ctx, node, client)[0] : undefined;
-  if (!nv || !c) return { fragments: [], diagnostics };
+  if (!nv || !node || !c) return { fragments: [], diagnostics };
   const { upstream4, upstream6 } = upstreamDns(ctx, nv);
-  const shards = ctx.layout === 'qnet' ? firewallShards(countClients(ctx, node!), ctx.shardClients) : 1;
+  const shards = firewallShardsFor(ctx, countClients(ctx, node));
   const fragments: ClientFragment[] = [];
   for (const f of FAMILIES) {
     const addr = f === 'ip' ? c.ip : c.ip6;

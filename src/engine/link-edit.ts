@@ -21,13 +21,12 @@ export class LinkEditor {
   /** `before`: the model this engine converged to, which differs from `model` only in its links. */
   async apply(model: Model, before: Model): Promise<boolean> {
     const { core } = this;
-    const was = core.plan;
-    if (!was) return false;
-    // Links change a plan only in the netvms' routes for connections: those are converge's to make.
-    // Only the routes toward the changed connections' ends are looked at (the whole plan, made
-    // again and compared, was 6-7 ms at 1,000 connections).
-    if (!linkRoutesHold(model, was, changedConnections(model, before))) return false;
-    const plan = was;
+    const plan = core.plan;
+    if (!plan) return false;
+    // Links change a plan only in the netvms' routes for connections: those are converge's to make,
+    // and otherwise the plan loaded stands. Only the routes toward the changed connections' ends
+    // are looked at (the whole plan, made again and compared, was 6-7 ms at 1,000 connections).
+    if (!linkRoutesHold(model, plan, changedConnections(model, before))) return false;
     // The patch replaces keys in what nodes hold: an overlay's leftovers go first.
     if (core.mirror.needsTidy) await core.loader.tidy(model);
     const patch = patchLinks({ plan, resolutions: core.dns.resolutions, now: core.deps.now() }, before, model, (n) => core.mirror.applied.get(n));
@@ -46,7 +45,7 @@ export class LinkEditor {
         return { node, held, after, ok: await core.loader.apply(model, node, held, after, after, keep) };
       }),
     );
-    for (const { node, held, after, ok } of loaded) if (ok) await core.flows.cutLinks(model, node, { plan: was, rules: held }, { plan, rules: after });
+    for (const { node, held, after, ok } of loaded) if (ok) await core.flows.cutLinks(model, node, { plan, rules: held }, { plan, rules: after });
     return true;
   }
 

@@ -7,7 +7,7 @@
 // Either returns false when it cannot take this path; the caller then converges.
 import { compile, compileClient, type ClientFragment, type CompileInput } from '../compile/compile.js';
 import { clientSets, clientsRuleset, patchClient, renameSetsApart } from '../compile/fragments.js';
-import { diffTransaction, overlayTransaction } from '../ir/diff.js';
+import { diffTransaction, loadTransaction } from '../ir/diff.js';
 import type { Ruleset } from '../ir/types.js';
 import { netvmName } from '../model/addressing.js';
 import type { Diagnostic } from '../model/diagnostics.js';
@@ -90,9 +90,7 @@ export class RuleEditor {
       const client = model.qubes.get(nv)?.provides_network ? clientsOf(model, nv).find((c) => c.state === 'Running') : undefined;
       if (!client) continue;
       const { live } = this.patch(input, nv, client.name, before, before, before);
-      if (!live) continue;
-      const o = core.deps.overlay ? overlayTransaction(before, live) : null;
-      void (o ? o.tx : diffTransaction(before, live)).toString();
+      if (live) void loadTransaction(before, live, core.deps.overlay).tx.toString();
     }
   }
 

@@ -276,6 +276,15 @@ function sameElements(x: NamedSet | NamedMap, y: NamedSet | NamedMap): boolean {
 }
 
 /**
+ * What a load of `after` over `before` sends: with `overlay`, an overlay where the change allows
+ * one (overlayTransaction), else the plain diff. `holds`: what the kernel then holds.
+ */
+export function loadTransaction(before: Ruleset | null, after: Ruleset, overlay = false): { tx: Transaction; holds: Ruleset; overlaid: boolean } {
+  const o = overlay && before ? overlayTransaction(before, after) : null;
+  return o ? { ...o, overlaid: true } : { tx: diffTransaction(before, after), holds: after, overlaid: false };
+}
+
+/**
  * A transaction that only adds, for when `after` differs from what the kernel holds only in some
  * regular chains being rewritten whole (a rule edit, a DNS answer) and in sets under new names:
  * the new sets are added with their elements, and each rewritten chain gets its new rules inserted

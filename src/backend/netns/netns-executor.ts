@@ -2,7 +2,7 @@
 // on nft text; this adds what the engine speaks — IR deltas rendered once here, links read back
 // from the kernel (so a restarted daemon adopts what it finds), counters mapped to rule origins.
 import { FIREWALL_TABLE } from '../../compile/names.js';
-import { diffTransaction, overlayTransaction } from '../../ir/diff.js';
+import { loadTransaction } from '../../ir/diff.js';
 import { renderElement } from '../../ir/render.js';
 import { emitFull } from '../../ir/emit-text.js';
 import type { Ruleset } from '../../ir/types.js';
@@ -120,18 +120,17 @@ export class NetnsExecutor implements Backend {
   }
 
   async apply(node: string, before: Ruleset | null, after: Ruleset, opts?: { overlay?: boolean; keep?: boolean | 'next' }): Promise<Ruleset> {
-    const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
-    const tx = o ? o.tx : diffTransaction(before, after);
+    const { tx, holds, overlaid } = loadTransaction(before, after, opts?.overlay);
     const fw = after.tables.find((x) => x.name === FIREWALL_TABLE);
     const warm = warmCommand(after, tx.ops.some((op) => op.op === 'add-element' || op.op === 'delete-element'));
     await this.netns.loadRules(node, tx.toString(), {
       // A node whose rules are edited keeps an nft session (the daemon's): its next loads use it too.
       // A netvm (it holds client chains) is where edits land: its session is ready from the first
       // load on, so the first edit finds nft started and its cache warm too.
-      keep: o !== null || fw !== undefined || (opts?.keep ?? false),
+      keep: overlaid || fw !== undefined || (opts?.keep ?? false),
       ...(warm ? { warm } : {}),
     });
-    return o ? o.holds : after;
+    return holds;
   }
 
   readDrops(node: string, onDrop: (d: DropRecord) => void, onEnd: (why: string) => void): DropReader {

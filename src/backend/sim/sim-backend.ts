@@ -3,7 +3,7 @@
 // backend sends, with the kernel's rules (ir/apply.ts), and refuses what the kernel would refuse: a
 // refused transaction changes nothing, and links need both ends to exist.
 import { applyTransaction } from '../../ir/apply.js';
-import { diffTransaction, overlayTransaction } from '../../ir/diff.js';
+import { loadTransaction } from '../../ir/diff.js';
 import { assertValidRuleset } from '../../ir/validate.js';
 import type { Ruleset } from '../../ir/types.js';
 import type { NetPlan } from '../../model/netplan.js';
@@ -79,11 +79,11 @@ export class SimBackend implements Backend {
       this.failApplies.set(node, fails - 1);
       throw new Error(`simulated nft failure in ${node}`);
     }
-    const o = opts?.overlay && before ? overlayTransaction(before, after) : null;
-    const held = applyTransaction(this.rulesets.get(node) ?? null, o ? o.tx : diffTransaction(before, after));
+    const { tx, holds } = loadTransaction(before, after, opts?.overlay);
+    const held = applyTransaction(this.rulesets.get(node) ?? null, tx);
     assertValidRuleset(held, `ruleset for ${node}`); // what nft would refuse is a compiler bug
     this.rulesets.set(node, held);
-    return o ? o.holds : after;
+    return holds;
   }
 
   async counters(node: string): Promise<RuleCounter[]> {

@@ -9,7 +9,7 @@ import type { Chain, IrRule, NamedMap, NamedSet, Table } from '../../ir/types.js
 import { PRIORITY } from '../../ir/types.js';
 import { effectiveRules } from '../../model/rule.js';
 import type { CompileContext, IpFamily } from '../context.js';
-import { clientChain, DISPATCH_MAP, FIREWALL_CLIENTS_SET, FIREWALL_FORWARD, FIREWALL_TABLE, firewallShardTable, firewallTableFor, formatOrigin } from '../names.js';
+import { clientChain, DISPATCH_MAP, FIREWALL_CLIENTS_SET, FIREWALL_FORWARD, FIREWALL_TABLE, firewallShards, firewallShardTable, firewallTableFor, formatOrigin } from '../names.js';
 import { addrValue, atomRule, verdictOf } from './atom-rule.js';
 import { accept, addr, ct, isNot, jump, rule } from './build.js';
 import type { Client } from './clients.js';
@@ -19,19 +19,20 @@ import { withDropLog } from './drop-log.js';
 import { toPrefix } from '../addr.js';
 
 /**
- * The family's firewall tables. `shards` > 1 (past FIREWALL_SHARD_CLIENTS clients, layout 'qnet'):
+ * The family's firewall tables. Past FIREWALL_SHARD_CLIENTS clients (layout 'qnet', firewallShardsFor):
  * the client chains are spread over tables `qubes-firewall-N` (firewallTableFor), each with its own
  * forward base chain (policy accept) and dispatch map; `qubes-firewall` keeps the policy drop and
  * accepts only a client's source (`@clients`), so an unknown source is still dropped there. Every
  * base chain runs and a drop in any is final (§4.6): a client's packet passes the guard, then its
  * own chain in its shard, and the other shards' policy.
  */
-export function firewallTables(ctx: CompileContext, f: IpFamily, clients: Client[], dnsTargets: readonly string[], shards: number): Table[] {
+export function firewallTables(ctx: CompileContext, f: IpFamily, clients: Client[], dnsTargets: readonly string[]): Table[] {
+  const shards = firewallShardsFor(ctx, clients.length);
   const saddr = f === 'ip' ? 'ip saddr' : 'ip6 saddr';
   const keyType = f === 'ip' ? 'ipv4_addr' : 'ipv6_addr';
   const mine = clients.flatMap((c) => {
     const a = f === 'ip' ? c.ip : c.ip6;
-    return a === null ? [] : [{ client: c, addr: a, chain: clientChain(a), table: firewallTableFor(a, ctx.layout === 'qnet' ? shards : 1) }];
+    return a === null ? [] : [{ client: c, addr: a, chain: clientChain(a), table: firewallTableFor(a, shards) }];
   });
   const head = (): IrRule[] => [rule('replies', [ct('established', 'related')], accept), rule('not-from-a-client', [isNot('iifname', { kind: 'wildcard', prefix: 'vif' })], accept)];
   const tables = new Map<string, Table>();
@@ -72,6 +73,11 @@ export function firewallTables(ctx: CompileContext, f: IpFamily, clients: Client
     t.chains.push(frag.chain);
   }
   return [...tables.values()];
+}
+
+/** How many firewall tables a netvm with `clients` clients gets: shards in layout 'qnet' only. */
+export function firewallShardsFor(ctx: CompileContext, clients: number): number {
+  return ctx.layout === 'qnet' ? firewallShards(clients, ctx.shardClients) : 1;
 }
 
 /**
