@@ -514,6 +514,30 @@ test('a links-only update reads no qube rules and writes qubes.json alone, with 
   assert.deepEqual([again.connections ?? [], again.forwards ?? []], [[], []]);
 });
 
+test('under a held lock (the daemon), a rules-only update takes the other qubes’ rules as last parsed: plain lists of their own, written only when changed', async (t) => {
+  const { dir } = await seeded(t);
+  const store = new FileStore(dir, { now: () => NOW_MS });
+  const lock = await store.holdLock();
+  t.after(() => lock.release());
+  await store.load(); // every file parsed, as the daemon's start does
+  const before = await tree(dir);
+  await store.update(
+    (m) => {
+      const fedora = m.qubes.get('fedora')!;
+      assert.equal(Object.getOwnPropertyDescriptor(fedora, 'rules')?.get, undefined, 'no accessor: taken as parsed');
+      assert.deepEqual(fedora.rules, canon([dns]));
+      m.qubes.get('work')!.rules!.push(drop);
+    },
+    { kind: 'rules', qubes: ['work'] },
+  );
+  const after = await tree(dir);
+  assert.deepEqual({ ...after, 'appvms/work/firewall.xml': 0 }, { ...before, 'appvms/work/firewall.xml': 0 }, 'only the edited qube is written');
+  // Each model's lists are its own (the parse cache's are not touched): an edit in place is a change, written.
+  await store.update((m) => void m.qubes.get('fedora')!.rules!.push(drop), { kind: 'rules', qubes: ['work'] });
+  await store.update((m) => assert.deepEqual(m.qubes.get('fedora')!.rules, canon([dns, drop])), { kind: 'rules', qubes: ['work'] });
+  assert.deepEqual((await new FileStore(dir).load()).qubes.get('fedora')!.rules, canon([dns, drop]));
+});
+
 test('under a held lock (the daemon), qubes.json as just written is parsed after the change, not by the next one; without it, not', async (t) => {
   const dir = await scratch(t);
   const parsedKey = (s: FileStore) => (s as unknown as { qubesParsed?: { key: string; text: string } }).qubesParsed;
