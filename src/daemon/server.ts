@@ -24,6 +24,7 @@ import { handle, type EventSink, type Served } from './routes.js';
 import { formatHost, HttpListener, httpTokens, type HttpAddress, type HttpOptions } from './http.js';
 import { claimSocket, newToken, publishDaemon, withdrawDaemon } from './socket.js';
 import { wire, type Wired } from '../engine/wiring.js';
+import { RuleIndex } from './rule-index.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -168,7 +169,7 @@ export class Daemon {
       changed: (m, effect) => {
         this.model = m;
         this.effects.push(effect);
-        this.noteExpiries(m, effect);
+        this.rules.note(m, effect);
       },
       confirmTimer: (id, at) => this.arm(`confirm:${id}`, at === undefined ? undefined : at - this.now(), () => this.rollBack(id), true),
     });
@@ -307,23 +308,8 @@ export class Daemon {
     if (e?.needsTidy && this.model) await e.tidy(this.model);
   }
 
-  /**
-   * Each qube's earliest rule expiry (epoch seconds), kept from change to change: a rule edit
-   * rescans only the qubes it touched, so the other qubes' rules (which the store reads only when
-   * looked at) stay unread; any other change rescans all.
-   */
-  private readonly expiries = new Map<string, number>();
-
-  private noteExpiries(m: Model, effect: Effect): void {
-    const names = effect.kind === 'rules' ? effect.qubes : [...m.qubes.keys()];
-    if (effect.kind !== 'rules') this.expiries.clear();
-    for (const n of names) {
-      let at: number | undefined;
-      for (const r of m.qubes.get(n)?.rules ?? []) if (r.expire !== undefined) at = Math.min(at ?? Infinity, r.expire);
-      if (at === undefined) this.expiries.delete(n);
-      else this.expiries.set(n, at);
-    }
-  }
+  /** Each qube's earliest rule expiry and the names its rules use, for the timers (rule-index.ts). */
+  private readonly rules = new RuleIndex();
 
   /**
    * Rule expiry (the rule is removed and the change applied), DNS refresh by TTL, tidying up once
@@ -333,12 +319,11 @@ export class Daemon {
   private armTimers(): void {
     this.arm('tidy', this.wired?.engine.needsTidy ? TIDY_AFTER_S : undefined, () => this.tidy(), true);
     const now = this.now();
-    let at: number | undefined;
-    for (const t of this.expiries.values()) at = Math.min(at ?? Infinity, t);
+    const at = this.rules.nextExpiry();
     const next = at === undefined ? undefined : at + 1 - now;
     this.arm('expire', next, async () => {
       const t = this.now();
-      const expired = [...this.expiries].filter(([, x]) => x < t).map(([n]) => n);
+      const expired = this.rules.expiredAt(t);
       const effect: Effect = expired.length ? { kind: 'rules', qubes: expired } : { kind: 'all' };
       await this.host!.change(effect, (m) => {
         for (const n of expired) {
@@ -356,13 +341,14 @@ export class Daemon {
       this.wired?.engine.nextDnsRefresh(now),
       async () => {
         const m = this.model;
-        if (!m || !(await this.wired!.engine.refreshNames(m, asked ? { asked } : {}))) await this.host!.change({ kind: 'all' }, () => undefined);
+        const naming = (hosts: ReadonlySet<string>) => this.rules.naming(hosts, this.now());
+        if (!m || !(await this.wired!.engine.refreshNames(m, { ...(asked ? { asked } : {}), naming }))) await this.host!.change({ kind: 'all' }, () => undefined);
         this.takeEffects();
         this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'dns' });
       },
       false,
       async () => {
-        asked = this.model ? await this.wired!.engine.askNames(this.model) : undefined;
+        asked = this.model ? await this.wired!.engine.askNames(this.rules.names(this.now())) : undefined;
       },
     );
   }

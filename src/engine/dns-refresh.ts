@@ -62,9 +62,14 @@ export class DnsAnswers {
    * The asking half of resolve(): what the resolver answers for the names due, held nowhere yet.
    * The daemon asks outside its queue of changes (a lookup can take long) and records inside it.
    */
-  async lookup(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Lookup> {
+  lookup(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Lookup> {
+    return this.ask(namesToResolve(model, now, only), now, all);
+  }
+
+  /** lookup() of these names (those the rules in effect use: the daemon keeps them, see daemon/rule-index.ts). */
+  async ask(names: readonly string[], now: number, all = false): Promise<Lookup> {
     await this.load();
-    const due = namesToResolve(model, now, only).filter((n) => all || !this.resolutions.has(n) || this.expiresAt.get(n)! <= now);
+    const due = names.filter((n) => all || !this.resolutions.has(n) || this.expiresAt.get(n)! <= now);
     return { now, answers: due.length ? await this.resolver.resolveAll(due) : new Map() };
   }
 

@@ -127,23 +127,25 @@ export class Engine implements EngineCore {
   }
 
   /**
-   * The names refreshNames would ask for, asked, not recorded: the daemon asks outside its queue of
-   * changes, so a slow resolver holds up no edit, and passes the answers in as `asked`.
+   * The names due of `names` (those the rules in effect use), asked, not recorded: the daemon asks
+   * outside its queue of changes, so a slow resolver holds up no edit, and passes the answers in
+   * to refreshNames as `asked`.
    */
-  askNames(model: Model): Promise<Lookup> {
-    return this.dns.lookup(model, this.deps.now());
+  askNames(names: readonly string[]): Promise<Lookup> {
+    return this.dns.ask(names, this.deps.now());
   }
 
   /**
    * DNS refresh (the daemon's timer; `all` for SIGHUP): names whose TTL ran out are asked again; only the qubes whose
-   * rules name a changed answer are recompiled, through the rule-edit path. Flows to an address a
-   * name no longer has are cut, as any tightening. False when that path cannot be taken (converge).
+   * rules name a changed answer are recompiled, through the rule-edit path (`naming` says which,
+   * where the caller knows without reading every qube's rules). Flows to an address a name no
+   * longer has are cut, as any tightening. False when that path cannot be taken (converge).
    */
-  async refreshNames(model: Model, opts: { all?: boolean; asked?: Lookup } = {}): Promise<boolean> {
+  async refreshNames(model: Model, opts: { all?: boolean; asked?: Lookup; naming?: (hosts: ReadonlySet<string>) => string[] } = {}): Promise<boolean> {
     const now = this.deps.now();
     const changed = opts.asked ? await this.dns.record(opts.asked) : await this.dns.resolve(model, now, undefined, opts.all);
     if (!changed.size) return true;
-    return this.applyRuleEdits(model, qubesNaming(model, changed, now));
+    return this.applyRuleEdits(model, opts.naming ? opts.naming(changed) : qubesNaming(model, changed, now));
   }
 
   /** When the answer for `name` is asked again (seconds since the epoch), if the engine holds one. */
