@@ -22,6 +22,8 @@ export type Resolutions = ReadonlyMap<string, Resolution>;
 export interface Resolver {
   /** Resolve many names at once (one batch per compile). Never rejects: failures are per name. */
   resolveAll(names: readonly string[]): Promise<Map<string, Resolution>>;
+  /** Start what answering takes ahead of the first batch (the daemon's long-lived resolver). */
+  prepare?(): Promise<void>;
 }
 
 /** A fixed table of answers: tests, the simulator backend, and offline checks. */

@@ -91,6 +91,11 @@ export class Daemon {
     this.log(line.trim());
   }
 
+  /** The long-lived resolvers now: netvm → process id (tests). */
+  get resolverPids(): Map<string, number | undefined> {
+    return this.wired?.netns?.resolverPids ?? new Map();
+  }
+
   /** The drop log's readers now: netvm → process id (tests check none outlives its netvm). */
   get dropReaders(): Map<string, number | undefined> {
     return this.wired?.engine.drops?.running ?? new Map();
@@ -202,7 +207,8 @@ export class Daemon {
 
   /**
    * What the first requests would pay, paid now: every op's module (they load on first use, for
-   * the CLI's sake) and the simulator the connection ops ask; a rehearsal of the rule edit; a full
+   * the CLI's sake) and the simulator the connection ops ask; a rehearsal of the rule edit and the
+   * resolver's process (the first DNS refresh would start it beside an edit); a full
    * collection of what the start left; the nft sessions' warm-ups (measured at 1,000 qubes: the
    * first edits after a start took 60-90 ms to the kernel, against 20 later: first calls, a 65 ms
    * collection, and the first edit's nft waiting for its session's warm-up).
@@ -211,7 +217,7 @@ export class Daemon {
     try {
       const { allOps } = await import('../ops/registry.js');
       await Promise.all([allOps(), import('../sim/questions.js')]);
-      if (this.model) this.wired?.engine.rehearse(this.model);
+      if (this.model) await this.wired?.engine.rehearse(this.model);
       collectGarbage('major');
       // The netvms' nft sessions refill their caches after the start's loads (a dump of every
       // table, chain and set): the first edit would wait behind that. Not for long: a session

@@ -89,9 +89,13 @@ export class Engine implements EngineCore {
     return this.edits.applyLoaded(model, qubes, previous);
   }
 
-  /** Run the rule-edit path once with nothing loaded (RuleEditor.rehearse): the daemon, after its start. */
-  rehearse(model: Model): void {
+  /**
+   * Run the rule-edit path once with nothing loaded (RuleEditor.rehearse), and have the resolver
+   * ready: the daemon, after its start.
+   */
+  rehearse(model: Model): Promise<void> {
     this.edits.rehearse(model);
+    return this.deps.resolver.prepare?.() ?? Promise.resolve();
   }
 
   /**

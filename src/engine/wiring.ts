@@ -186,20 +186,25 @@ function resolverFor(uplink: UplinkKind, netns: NetnsExecutor, runner: Runner, p
     return {
       async resolveAll(names) {
         const owner = dev === undefined ? undefined : await deviceOwner(runner, netns.netns.naming, dev, [...(await netns.live())]);
-        return owner === undefined ? host.resolveAll(names) : new NetnsResolver(runner, netns.netns.ns(owner), servers).resolveAll(names);
+        return owner === undefined ? host.resolveAll(names) : new NetnsResolver(runner, netns.netns.ns(owner), servers, netns.netns.resolverSession(owner)).resolveAll(names);
       },
     };
   }
+  // The net qube linked to the world right now.
+  const topNetvm = async () => [...(await netns.links([WORLD_NODE]))].find(([, up]) => up === WORLD_NODE)?.[0];
   return {
+    async prepare() {
+      const top = await topNetvm();
+      if (top) netns.netns.resolverSession(top);
+    },
     async resolveAll(names) {
-      // The net qube linked to the world right now.
-      const top = [...(await netns.links([WORLD_NODE]))].find(([, up]) => up === WORLD_NODE)?.[0];
+      const top = await topNetvm();
       if (!top) {
         const out = new Map<string, Resolution>();
         for (const n of names) out.set(n, { name: n, a: [], aaaa: [], ttl: 5, error: 'no running net qube to resolve in' });
         return out;
       }
-      return new NetnsResolver(runner, netns.netns.ns(top), { servers: [WORLD_DNS_SERVERS[0]!] }).resolveAll(names);
+      return new NetnsResolver(runner, netns.netns.ns(top), { servers: [WORLD_DNS_SERVERS[0]!] }, netns.netns.resolverSession(top)).resolveAll(names);
     },
   };
 }

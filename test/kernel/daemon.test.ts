@@ -5,10 +5,10 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { kernelUnavailable } from './ns.js';
-import { until, withLiveSystem, type LiveSystem } from './system.js';
+import { alive, until, withLiveSystem, type LiveSystem } from './system.js';
 import { Daemon } from '../../src/daemon/server.js';
 import { DaemonClient } from '../../src/daemon/client.js';
 import { socketName } from '../../src/daemon/socket.js';
@@ -249,7 +249,12 @@ else {
       const zone = { ...DEFAULT_ZONE, 'flip.example.com': { a: [WEB], ttl: 5 } };
       writeFileSync(join(s.dir, 'world-zone.json'), JSON.stringify(zone));
       await s.ok('start work');
-      daemons.push(await newDaemon(s));
+      const d = await newDaemon(s);
+      daemons.push(d);
+      // Names are asked in sys-net by one resolver process, started with the daemon and kept.
+      const resolver = d.resolverPids.get('sys-net');
+      assert.ok(alive(resolver), 'a resolver runs for sys-net');
+      assert.equal(statSync(`/proc/${resolver}/ns/net`).ino, statSync(`/run/netns/${s.ns('sys-net')}`).ino, "in sys-net's namespace");
       await withEvents(s, async (ev) => {
         await s.setRules('work', ['action=accept dsthost=flip.example.com proto=tcp dstports=80']);
         assert.equal((await s.tcpProbe('work', WEB, 80)).result, 'ok');
@@ -282,6 +287,12 @@ else {
         assert.ok(firstInsert >= 0 && firstInsert < firstDelete, `inserted before anything was deleted: ${changes.join(' | ')}`);
         assert.ok(changes.some((l) => l.includes(OTHER)), `the new address went in: ${changes.join(' | ')}`);
       });
+      assert.deepEqual([...d.resolverPids], [['sys-net', resolver]], 'the new name and the refresh asked the same process');
+      assert.ok(alive(resolver));
+      // sys-net's namespace deleted behind the daemon's back: the resolver would keep it (and its
+      // links) alive, unnamed; the watch ends it.
+      await s.runner.run(['ip', 'netns', 'del', s.ns('sys-net')]);
+      assert.ok(await until(async () => !alive(resolver), 5000, 100), 'the resolver is gone with its namespace');
     });
   });
 

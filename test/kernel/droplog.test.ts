@@ -7,14 +7,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { kernelUnavailable } from './ns.js';
-import { until, withLiveSystem, type LiveSystem } from './system.js';
+import { alive, until, withLiveSystem, type LiveSystem } from './system.js';
 import { Daemon } from '../../src/daemon/server.js';
 import { NO_ICMP_RATELIMIT, runtimeFor } from '../../src/engine/wiring.js';
 import { DROP_LOG, type DropEntry, type DropGroup } from '../../src/model/drop-log.js';
 
 const PORT = 9999;
 
-const alive = (pid: number | undefined) => pid !== undefined && existsSync(`/proc/${pid}`);
 const cmdline = (pid: number) => {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8');

@@ -203,6 +203,9 @@ export async function until(cond: () => Promise<boolean>, timeoutMs: number, ste
   return cond();
 }
 
+/** Whether a process of ours is still there (a zombie counts: its parent has not waited yet). */
+export const alive = (pid: number | undefined): boolean => pid !== undefined && existsSync(`/proc/${pid}`);
+
 /** Create, run, and always clean up. */
 export async function withLiveSystem<T>(tag: string, fn: (s: LiveSystem) => Promise<T>): Promise<T> {
   const s = new LiveSystem(tag);

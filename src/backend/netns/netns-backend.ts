@@ -28,6 +28,7 @@ import {
 import { FORWARDING, setSysctls, type Sysctls } from './sysctl.js';
 import { checkRuleset, listChainSizes, listCounters, loadRuleset, nftRefusal, type RuleCounter } from './nft.js';
 import { NftSession, SessionError } from './nft-session.js';
+import { ResolverSession } from './resolver-session.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +88,8 @@ export class NetnsBackend {
   private readonly limit: number;
   private readonly netnsDir: string;
   private useSessions: boolean;
+  /** Whether resolverSession() keeps resolvers (the daemon); unlike useSessions, nft's answers do not end it. */
+  private readonly keepResolvers: boolean;
   /** The sessions' transaction files: a private directory, made on first use. */
   private sessionDir?: string;
   /**
@@ -104,6 +107,7 @@ export class NetnsBackend {
 
   constructor(opts: NetnsBackendOptions) {
     this.useSessions = opts.sessions === true;
+    this.keepResolvers = opts.sessions === true;
     this.spareSessions = opts.spareSessions ?? 16;
     this.runner = opts.runner;
     this.naming = new Naming(opts.prefix);
@@ -285,9 +289,28 @@ export class NetnsBackend {
     return entry.session;
   }
 
-  /** End a node's session (its namespace is going, or it broke). */
+  /** Long-lived resolvers, by node: the daemon's names are asked in the top netvm (resolver-session.ts). */
+  private readonly resolvers = new Map<string, ResolverSession>();
+
+  /** The node's resolver session, opened if there is none or it broke; undefined without sessions (a CLI run). */
+  resolverSession(qube: string): ResolverSession | undefined {
+    if (!this.keepResolvers) return undefined;
+    let r = this.resolvers.get(qube);
+    if (r && !r.alive) r = void this.resolvers.delete(qube);
+    if (!r) this.resolvers.set(qube, (r = new ResolverSession(this.ns(qube))));
+    return r;
+  }
+
+  /** The resolver sessions' processes, by node (tests: each runs in its node's namespace, none outlives it). */
+  get resolverPids(): Map<string, number | undefined> {
+    return new Map([...this.resolvers].map(([n, r]) => [n, r.pid]));
+  }
+
+  /** End a node's sessions, nft's and the resolver's (its namespace is going, or it broke). */
   closeSession(qube: string): void {
     this.cancelOpening(qube);
+    this.resolvers.get(qube)?.close();
+    this.resolvers.delete(qube);
     const entry = this.sessions.get(qube);
     if (!entry) return;
     this.sessions.delete(qube);
@@ -303,13 +326,13 @@ export class NetnsBackend {
 
   /** Nodes with a session now (what live() prunes, tests). */
   get sessionNodes(): string[] {
-    return [...this.sessions.keys()];
+    return [...new Set([...this.sessions.keys(), ...this.resolvers.keys()])];
   }
 
   /** End every session and remove their directory: the daemon stops. */
   close(): void {
     for (const n of [...this.opening.keys()]) this.cancelOpening(n);
-    for (const n of [...this.sessions.keys()]) this.closeSession(n);
+    for (const n of this.sessionNodes) this.closeSession(n);
     if (this.sessionDir !== undefined) rmSync(this.sessionDir, { recursive: true, force: true });
     this.sessionDir = undefined;
   }

@@ -1,6 +1,8 @@
 // Runs inside a network namespace (`ip netns exec NS node resolve-main.js`): reads a ResolveRequest
-// as JSON on stdin, resolves every name from here, and prints `{ "answers": RawAnswer[] }`. Kept
+// as JSON on stdin, resolves every name from here, and prints `{ "answers": RawAnswer[] }` (with
+// `--serve`, one request per line until stdin ends: see serve()). Kept
 // tiny: the policy that turns answers into Resolutions stays in the caller (resolver.ts).
+import { createInterface } from 'node:readline';
 import { runRequest, type ResolveRequest } from './resolver.js';
 
 async function readStdin(): Promise<string> {
@@ -24,9 +26,28 @@ function parseRequest(text: string): ResolveRequest {
   };
 }
 
+/**
+ * `--serve` (the daemon's session, resolver-session.ts): one request per line, each answered with
+ * one line in turn, until stdin ends. A request that fails is answered `{ "error": … }`.
+ */
+async function serve(): Promise<void> {
+  for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    let out: object;
+    try {
+      out = { answers: await runRequest(parseRequest(line)) };
+    } catch (e) {
+      out = { error: (e as Error).message };
+    }
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  }
+}
+
 try {
-  const answers = await runRequest(parseRequest(await readStdin()));
-  process.stdout.write(`${JSON.stringify({ answers })}\n`);
+  if (process.argv.includes('--serve')) await serve();
+  else {
+    const answers = await runRequest(parseRequest(await readStdin()));
+    process.stdout.write(`${JSON.stringify({ answers })}\n`);
+  }
 } catch (e) {
   process.stderr.write(`resolve-main: ${(e as Error).message}\n`);
   process.exitCode = 1;

@@ -93,6 +93,28 @@ test('NetnsResolver: one process per batch in the namespace; its answers go thro
   assert.deepEqual(await new NetnsResolver(new ScriptedRunner([]), 'sys-net').resolveAll([]), new Map(), 'no names, no process');
 });
 
+test('NetnsResolver with a session asks it, no process; a session that fails costs the batch a process, not its answers', async () => {
+  const answers: RawAnswer[] = [{ name: 'web.example.com', a: rec('203.0.113.10', 60), aaaa: { code: 'ENODATA' } }];
+  const asked: unknown[] = [];
+  const session = { ask: async (req: unknown) => (asked.push(req), { answers }) };
+  const none = new ScriptedRunner([]);
+  const out = await new NetnsResolver(none, 'sys-net', { servers: ['192.0.2.53'] }, session).resolveAll(['web.example.com']);
+  none.assertDone();
+  assert.deepEqual(out.get('web.example.com'), { name: 'web.example.com', a: ['203.0.113.10'], aaaa: [], ttl: 60 });
+  assert.deepEqual((asked[0] as { names: string[]; servers: string[] }).names, ['web.example.com']);
+  const broken = { ask: () => Promise.reject(new Error('resolver exited (SIGKILL)')) };
+  const runner = new ScriptedRunner([{ argv: NetnsResolver.command(), netns: 'sys-net', result: { stdout: JSON.stringify({ answers }) } }]);
+  const again = await new NetnsResolver(runner, 'sys-net', {}, broken).resolveAll(['web.example.com']);
+  runner.assertDone();
+  assert.deepEqual(again.get('web.example.com')?.a, ['203.0.113.10']);
+  // What the session answers is checked as a child's output is: its refusal fails the batch, readably.
+  const refusing = { ask: async () => ({ error: 'request: names must be a list of strings' }) };
+  const refused = await new NetnsResolver(new ScriptedRunner([]), 'sys-net', {}, refusing).resolveAll(['web.example.com']);
+  assert.match(refused.get('web.example.com')?.error ?? '', /resolver in sys-net failed: request: names/);
+  const garbled = { ask: async () => ({ answers: [{ name: 'web.example.com' }] }) };
+  assert.match((await new NetnsResolver(new ScriptedRunner([]), 'sys-net', {}, garbled).resolveAll(['web.example.com'])).get('web.example.com')?.error ?? '', /unexpected output/);
+});
+
 test('NetnsResolver never rejects: a failed or garbled child fails every name, readably', async () => {
   const cases: { result: { code?: number; stdout?: string; stderr?: string }; error: RegExp }[] = [
     { result: { code: 1, stderr: 'Cannot open network namespace "sys-net": No such file or directory\n' }, error: /resolver in sys-net failed \(exit 1\): Cannot open network namespace/ },

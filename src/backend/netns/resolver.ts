@@ -1,6 +1,6 @@
 // Resolvers for names in rules (dsthost=NAME). Qubes resolves inside the net qube, so the answer is the
 // one the qube's traffic would get; NetnsResolver does the same by running resolve-main inside a
-// namespace (one spawn per batch). SystemResolver asks from the host, for the real `veth-host` uplink.
+// namespace (one spawn per batch, or the daemon's long-lived one: resolver-session.ts). SystemResolver asks from the host, for the real `veth-host` uplink.
 // Both gather raw per-family answers and turn them into Resolutions here, in toResolution, once.
 import { Resolver as DnsResolver } from 'node:dns/promises';
 import type { RecordWithTtl } from 'node:dns';
@@ -222,13 +222,18 @@ export function nodeScriptArgv(base: string, moduleUrl: string = import.meta.url
   return [process.execPath, ...loader, script];
 }
 
-/** Resolves inside a network namespace (the net qube, as Qubes does), one process per batch. */
+/**
+ * Resolves inside a network namespace (the net qube, as Qubes does): through the namespace's
+ * long-lived resolver when one is given (the daemon's, resolver-session.ts), else one process per
+ * batch; a session that fails costs this batch a process of its own, not its answers.
+ */
 export class NetnsResolver implements Resolver {
   private readonly policy: ResolutionPolicy;
   constructor(
     private readonly runner: Runner,
     private readonly netns: string,
     private readonly opts: ResolverOptions = {},
+    private readonly session?: { ask(req: ResolveRequest, timeoutMs: number): Promise<unknown> },
   ) {
     this.policy = policyOf(opts);
   }
@@ -243,16 +248,18 @@ export class NetnsResolver implements Resolver {
     const req = requestOf(names, this.opts);
     const where = `resolver in ${this.netns}`;
     try {
-      // The child enforces deadlineMs itself; the runner's kill is the backstop (node + tsx start-up).
-      const r = await this.runner.run(NetnsResolver.command(), {
-        netns: this.netns,
-        stdin: JSON.stringify(req),
-        timeoutMs: req.deadlineMs + 5000,
-      });
-      if (r.code !== 0) return failAll(names, `${where} failed (exit ${r.code}): ${r.stderr.trim().split('\n')[0] ?? ''}`, this.policy);
-      const parsed = JSON.parse(r.stdout) as { answers?: unknown };
-      if (!Array.isArray(parsed.answers) || !parsed.answers.every(isRawAnswer)) return failAll(names, `${where}: unexpected output`, this.policy);
-      return collect(names, parsed.answers, this.policy);
+      // The child enforces deadlineMs itself; the timeout here is the backstop (node + tsx start-up).
+      const timeoutMs = req.deadlineMs + 5000;
+      let out = this.session ? await this.session.ask(req, timeoutMs).catch(() => undefined) : undefined;
+      if (out === undefined) {
+        const r = await this.runner.run(NetnsResolver.command(), { netns: this.netns, stdin: JSON.stringify(req), timeoutMs });
+        if (r.code !== 0) return failAll(names, `${where} failed (exit ${r.code}): ${r.stderr.trim().split('\n')[0] ?? ''}`, this.policy);
+        out = JSON.parse(r.stdout);
+      }
+      const answer = out as { answers?: unknown; error?: unknown };
+      if (typeof answer.error === 'string') return failAll(names, `${where} failed: ${answer.error}`, this.policy);
+      if (!Array.isArray(answer.answers) || !answer.answers.every(isRawAnswer)) return failAll(names, `${where}: unexpected output`, this.policy);
+      return collect(names, answer.answers, this.policy);
     } catch (e) {
       return failAll(names, `${where}: ${(e as Error).message}`, this.policy);
     }
