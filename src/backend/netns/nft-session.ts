@@ -18,10 +18,9 @@
 //
 // The process holds its namespace: the owner closes the session when the namespace goes (a netvm
 // torn down, or found gone), or the namespace would live on, unnamed, with its links.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { toolEnv } from './runner.js';
+import { ChildSession } from './child-session.js';
 
 /** `describe meta length` answers this one line, needs no cache and touches nothing. */
 const MARK_COMMAND = 'describe meta length\n';
@@ -42,15 +41,11 @@ export class SessionError extends Error {
   }
 }
 
-export class NftSession {
-  private readonly child: ChildProcessWithoutNullStreams;
+export class NftSession extends ChildSession {
   private readonly file: string;
-  private out = '';
-  private waiting?: { resolve: (output: string) => void; reject: (e: Error) => void };
   private queue: Promise<unknown>;
   /** Loads queued and not yet started: a warm-up runs only when this is 0 (never in front of a load). */
   private pending = 0;
-  private dead?: Error;
   /** Whether nft -i answered its first exchange as expected. */
   started = false;
   /**
@@ -61,18 +56,9 @@ export class NftSession {
 
   /** `netnsPath`: the namespace's file (/run/netns/NAME); `dir`: a private directory for the files. */
   constructor(netnsPath: string, dir: string, name: string) {
-    this.file = join(dir, `${name}.nft`);
     // sh only to join nft's stderr to its stdout, in order; exec leaves nft alone in the process.
-    this.child = spawn('nsenter', [`--net=${netnsPath}`, '--', 'sh', '-c', 'exec nft -i 2>&1'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: toolEnv(),
-    });
-    this.child.stdout.setEncoding('utf8').on('data', (s: string) => this.read(s));
-    this.child.stderr.resume();
-    this.child.stdin.on('error', () => {});
-    this.child.on('error', (e) => this.die(e));
-    this.child.on('exit', (code, signal) => this.die(new Error(`nft -i exited (${signal ?? code})`)));
-    this.hold(false);
+    super(['nsenter', `--net=${netnsPath}`, '--', 'sh', '-c', 'exec nft -i 2>&1'], 'nft -i');
+    this.file = join(dir, `${name}.nft`);
     // The first exchange proves the mark is what this nft answers; otherwise the session is refused
     // at once (and the owner goes back to nft -f) rather than waiting out a load's timeout.
     this.queue = this.exchange(MARK_COMMAND, START_TIMEOUT_MS).then(
@@ -92,21 +78,9 @@ export class NftSession {
     this.queue.catch((e: Error) => this.close(e));
   }
 
-  /** An idle session never keeps its owner's process alive; one waiting for nft does. */
-  private hold(on: boolean): void {
-    // A closed stream is skipped: net.Socket.ref()/unref() on a socket without a handle queue a
-    // 'connect' listener that never fires — nft's stderr closes at once (2>&1), so every exchange
-    // leaked two (MaxListenersExceededWarning after a few loads).
-    for (const h of [this.child, this.child.stdin, this.child.stdout, this.child.stderr] as { ref(): void; unref(): void; destroyed?: boolean }[])
-      if (!h.destroyed) on ? h.ref() : h.unref();
-  }
-
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
-  get alive(): boolean {
-    return this.dead === undefined;
+  protected answerEnd(out: string): readonly [number, number] | undefined {
+    const at = out.indexOf(MARK);
+    return at < 0 ? undefined : [at, at + MARK.length];
   }
 
   /**
@@ -131,7 +105,7 @@ export class NftSession {
     if (!WARM_COMMAND.test(command)) throw new Error(`not a command to warm nft's cache with: ${JSON.stringify(command)}`);
     const warm = after.then(
       async () => {
-        if (this.pending > 0 || this.dead) return;
+        if (this.pending > 0 || this.ended) return;
         // What nft says here changes nothing: a failed warm-up only means the next load dumps again.
         await this.exchange(`${command}\n${MARK_COMMAND}`, timeoutMs);
         this.warmed++;
@@ -153,7 +127,7 @@ export class NftSession {
   }
 
   private async loadNow(text: string, timeoutMs: number): Promise<void> {
-    if (this.dead) throw this.dead;
+    if (this.ended) throw this.ended;
     await writeFile(this.file, text, { mode: 0o600 });
     try {
       const output = await this.exchange(`include "${this.file}"\n${MARK_COMMAND}`, timeoutMs);
@@ -161,45 +135,5 @@ export class NftSession {
     } finally {
       await rm(this.file, { force: true });
     }
-  }
-
-  /** Send `input`; resolve with what nft printed before the mark. */
-  private exchange(input: string, timeoutMs: number): Promise<string> {
-    if (this.dead) return Promise.reject(this.dead);
-    this.hold(true);
-    return new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => this.close(new Error(`nft -i did not answer within ${timeoutMs} ms`)), timeoutMs);
-      const done = () => (clearTimeout(timer), this.hold(false));
-      this.waiting = {
-        resolve: (o) => (done(), resolve(o)),
-        reject: (e) => (done(), reject(e)),
-      };
-      this.child.stdin.write(input);
-    });
-  }
-
-  private read(s: string): void {
-    this.out += s;
-    const at = this.out.indexOf(MARK);
-    if (at < 0 || !this.waiting) return;
-    const output = this.out.slice(0, at);
-    this.out = this.out.slice(at + MARK.length);
-    const w = this.waiting;
-    this.waiting = undefined;
-    w.resolve(output);
-  }
-
-  private die(e: Error): void {
-    this.dead ??= e;
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.reject(this.dead);
-  }
-
-  /** End the process (its namespace is then free to go). */
-  close(why = new Error('nft session closed')): void {
-    this.die(why);
-    this.child.stdin.end();
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
   }
 }
