@@ -122,23 +122,26 @@ else {
     });
   });
 
-  test('a daemon killed with SIGKILL takes its readers with it (they keep its parent-death signal)', async () => {
+  test('a daemon killed with SIGKILL takes its readers (they keep its parent-death signal) and its resolver (its stdin ends) with it', async () => {
     await withLiveSystem('qdk', async (s) => {
       await s.ok('init');
       await s.ok('start work');
       const bin = new URL('../../../bin/qnet.js', import.meta.url).pathname;
       const daemon = spawn(process.execPath, [bin, '--state', s.dir, 'daemon'], { env: { ...process.env, ...s.env }, stdio: 'ignore' });
       try {
-        const readers = async () =>
-          (await s.runner.run(['ip', 'netns', 'pids', s.ns('sys-firewall')], { timeoutMs: 5000 })).stdout
+        const inQube = async (qube: string, what: RegExp) =>
+          (await s.runner.run(['ip', 'netns', 'pids', s.ns(qube)], { timeoutMs: 5000 })).stdout
             .split('\n')
             .filter(Boolean)
             .map(Number)
-            .filter((pid) => /tcpdump/.test(cmdline(pid)));
+            .filter((pid) => what.test(cmdline(pid)));
         let pids: number[] = [];
-        assert.ok(await until(async () => (pids = await readers()).length === 1, 20_000, 200), 'the daemon started a reader in sys-firewall');
+        assert.ok(await until(async () => (pids = await inQube('sys-firewall', /tcpdump/)).length === 1, 20_000, 200), 'the daemon started a reader in sys-firewall');
+        let resolvers: number[] = [];
+        assert.ok(await until(async () => (resolvers = await inQube('sys-net', /resolve-main/)).length === 1, 20_000, 200), 'and a resolver in sys-net');
         daemon.kill('SIGKILL');
         assert.ok(await until(async () => pids.every((p) => !alive(p)), 5000, 100), `reader ${pids.join(' ')} ended with the daemon`);
+        assert.ok(await until(async () => resolvers.every((p) => !alive(p)), 5000, 100), `resolver ${resolvers.join(' ')} ended with the daemon`);
       } finally {
         if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
       }
