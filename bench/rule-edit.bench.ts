@@ -30,9 +30,11 @@
 // not met). Then with the young generation collected between edits (it was scavenged inside one
 // edit in three: 7-13 ms), the other qubes' rules taken as parsed (no lazy accessors: 4-12 ms),
 // and the DNS refresh asking from an index through a long-lived resolver (it read every qube's
-// rules, 30 ms, and forked the daemon): 100 paced edits, median 20.8-23 ms, p99 35.9-49.7 ms.
-// The first edit after the start stays the slowest (41-50 ms: its nft load takes 20-28 ms, not 6).
-// Run with QNET_CPU_PROFILE=FILE to see what ran inside the paced edits (FILE.windows.json).
+// rules, 30 ms, and forked the daemon): 100 paced edits, median 15.5-16.9 ms, p99 29.7-35.3 ms
+// (16.3 and 46.3 with one of the two cores kept busy). The first edit after the start stays the
+// slowest (35-90 ms: its nft load takes 20-47 ms, not 6; not explained yet). Run with
+// QNET_CPU_PROFILE=FILE to see what ran inside the paced edits (FILE.windows.json): the profiler
+// itself adds about 5 ms to each (median 20.8-23 ms with it).
 // Run: npx tsx bench/rule-edit.bench.ts   (root; every namespace is removed, even on failure)
 import { performance } from 'node:perf_hooks';
 import { NetnsBackend } from '../src/backend/netns/netns-backend.js';
