@@ -11,68 +11,13 @@ import fc from 'fast-check';
 import { canonicalRuleset } from '../ir/canonical.test-helpers.js';
 import type { Ruleset } from '../ir/types.js';
 import { changedConnections, checkLinks, nextId, type Connection, type PortForward } from '../model/connection.js';
-import { defaultLayout, newQube } from '../model/layout.js';
 import type { Model } from '../model/qube.js';
 import type { NetPlan } from '../model/netplan.js';
 import { linkRoutesHold, planNetwork } from '../model/topology.js';
 import { compile, compileQubesTables } from './compile.js';
 import { QUBES_TABLE } from './names.js';
 import { patchLinks } from './link-patch.js';
-
-const QUBES = ['sys-net', 'sys-firewall', 'work', 'personal', 'untrusted', 'fw2', 'other', 'other2', 'direct'];
-const PORTS = [22, 80, 443, 8080];
-
-const arbConn: fc.Arbitrary<Omit<Connection, 'id'>> = fc
-  .record({
-    from: fc.constantFrom(...QUBES),
-    to: fc.constantFrom(...QUBES),
-    proto: fc.constantFrom(undefined, 'tcp', 'udp', 'icmp'),
-    ports: fc.option(fc.tuple(fc.constantFrom(...PORTS), fc.constantFrom(0, 0, 10)), { nil: undefined }),
-    bothWays: fc.boolean(),
-  })
-  .filter((c) => c.from !== c.to)
-  .map(({ from, to, proto, ports, bothWays }) => ({
-    from,
-    to,
-    ...(proto ? { proto: proto as Connection['proto'] } : {}),
-    ...(ports && (proto === 'tcp' || proto === 'udp') ? { ports: { start: ports[0], end: ports[0] + ports[1] } } : {}),
-    bothWays,
-  }));
-
-const arbFwd: fc.Arbitrary<Omit<PortForward, 'id'>> = fc.record({
-  qube: fc.constantFrom('work', 'personal', 'other', 'direct', 'fw2'),
-  proto: fc.constantFrom('tcp' as const, 'udp' as const),
-  port: fc.constantFrom(...PORTS),
-  toPort: fc.option(fc.constantFrom(...PORTS, 9000), { nil: undefined }),
-  from: fc.subarray(['192.0.2.0/24', '198.51.100.7', '2001:db8::/32'], { maxLength: 2 }),
-  on: fc.constantFrom(0, 0, 1).map((x) => (x ? ['eth0'] : [])),
-}).map((f) => {
-  const { toPort, ...rest } = f;
-  return toPort === undefined ? rest : { ...rest, toPort };
-});
-
-/** Which qubes run (four in five), which have IPv6, and up to 12 distinct connections. */
-const arbRunning = fc.array(fc.integer({ min: 0, max: 4 }), { minLength: QUBES.length, maxLength: QUBES.length }).map((r) => r.map((x) => x > 0));
-const arbV6 = fc.array(fc.boolean(), { minLength: QUBES.length, maxLength: QUBES.length });
-const arbConns = fc.uniqueArray(arbConn, { maxLength: 12, selector: (c) => JSON.stringify([c.from, c.to, c.proto, c.ports]) });
-
-const withIds = <T,>(xs: T[], p: 'c' | 'f') => xs.map((x, i) => ({ id: `${p}${i + 1}`, ...x }));
-
-function model(running: boolean[], v6: boolean[], conns: Connection[], fwds: PortForward[]): Model {
-  const m = defaultLayout();
-  m.qubes.set('fw2', newQube(7, 'fw2', 'green', { netvm: 'sys-net', provides_network: true }));
-  m.qubes.set('other', newQube(8, 'other', 'orange', { netvm: 'fw2' }));
-  m.qubes.set('other2', newQube(10, 'other2', 'orange', { netvm: 'fw2' }));
-  m.qubes.set('direct', newQube(9, 'direct', 'purple', { netvm: 'sys-net' }));
-  QUBES.forEach((n, i) => {
-    const q = m.qubes.get(n)!;
-    q.state = running[i] ? 'Running' : 'Halted';
-    if (v6[i]) q.features = { ipv6: '1' };
-  });
-  m.connections = conns;
-  m.forwards = fwds;
-  return m;
-}
+import { arbConn, arbConns, arbFwd, arbRunning, arbV6, linkModel, withIds } from './link-arbitraries.test-helpers.js';
 
 type Edit = { kind: 'add-conn'; c: Omit<Connection, 'id'> } | { kind: 'add-fwd'; f: Omit<PortForward, 'id'> } | { kind: 'del-conn' | 'del-fwd' | 'change-conn'; at: number; c?: Omit<Connection, 'id'> };
 
@@ -109,7 +54,7 @@ test('patchLinks on compile(before) is compile(after), node by node, for a rando
       fc.uniqueArray(arbFwd, { maxLength: 6, selector: (f) => `${f.proto} ${f.port}` }),
       arbEdit,
       (running, v6, cs, fs, edit) => {
-        const before = model(running, v6, withIds(cs, 'c'), withIds(fs, 'f'));
+        const before = linkModel(running, v6, withIds(cs, 'c'), withIds(fs, 'f'));
         const after = edited(before, edit);
         fc.pre(checkLinks(before).length === 0 && checkLinks(after).length === 0);
         const only = new Set([...before.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
@@ -151,7 +96,7 @@ test('linkRoutesHold answers as planning again and comparing the connection rout
       arbConns,
       arbEdit,
       (running, v6, cs, edit) => {
-        const before = model(running, v6, withIds(cs, 'c'), []);
+        const before = linkModel(running, v6, withIds(cs, 'c'), []);
         const after = edited(before, edit);
         const only = new Set([...before.qubes.values()].filter((q) => q.state === 'Running').map((q) => q.name));
         const [planBefore, planAfter] = [before, after].map((m) => planNetwork(m, { uplink: 'world', only }));
