@@ -21,6 +21,7 @@ import {
 import { diag, warning, type Diagnostic } from '../model/diagnostics.js';
 import { uplinkKind } from '../model/netplan.js';
 import { getQube } from '../model/ops.js';
+import { pathModel } from '../model/topology.js';
 import { describeOrigin, type Origin } from '../model/origin.js';
 import type { RuleCounter } from '../backend/backend.js';
 import type { Model } from '../model/qube.js';
@@ -139,15 +140,11 @@ async function blockedByOwnRules(host: Host, m: Model, c: Connection, from: stri
   const b = m.qubes.get(to);
   const ipB = b ? qubeIp(m, b) : null;
   if (!ipB) return [];
-  const { ask } = await import('../sim/questions.js');
-  // As if every qube ran: the question is the policy, not what runs now.
-  const all: Model = { ...m, qubes: new Map([...m.qubes].map(([n, q]) => [n, { ...q, state: 'Running' as const }])) };
-  const a = await host.analysis(all);
+  const { ownRefusal } = await import('../sim/questions.js');
+  // As if every qube on the way ran: the question is the policy, not what runs now.
   const proto = c.proto ?? 'tcp';
-  const r = ask(a, { from, to: ipB, proto, ...(proto !== 'icmp' ? { dport: c.ports?.start ?? 80 } : {}) }, { trace: false, reply: false });
-  if (r.verdict === 'accept' || !r.by) return [];
-  const o = r.by.origin;
-  if (!((o.kind === 'rule' || o.kind === 'rules' || o.kind === 'policy') && o.qube === from)) return [];
+  const o = ownRefusal(await host.analysis(pathModel(m, from, to)), from, { from, to: ipB, proto, ...(proto !== 'icmp' ? { dport: c.ports?.start ?? 80 } : {}) });
+  if (!o) return [];
   return [
     warning('QNET2204', `connection ${c.id}: ${from}'s own firewall rules block it (${describeOrigin(o)}); it opens only where they accept`, {
       qube: from,

@@ -13,7 +13,7 @@ import { effectiveRules } from '../model/rule.js';
 import { planNetwork } from '../model/topology.js';
 import type { Probe } from './packet.js';
 import { OUTSIDE, OUTSIDE_HOST, simulate, type SimOptions, type SimResult } from './walk.js';
-import { describeOrigin } from '../model/origin.js';
+import { describeOrigin, type Origin } from '../model/origin.js';
 
 /** A compiled policy to ask questions of (ops/analysis.ts makes one: the simulator does not compile). */
 export interface Analysis {
@@ -32,6 +32,13 @@ export function ask(a: Analysis, probe: Probe, opts?: SimOptions): SimResult {
 
 /** For questions that only need the verdict (and the deciding rule): no hops, no reply leg. */
 const VERDICT_ONLY: SimOptions = { trace: false, reply: false };
+
+/** The rule or policy of `qube`'s own that refuses `probe`, when its own rules are what refuses it. */
+export function ownRefusal(a: Analysis, qube: string, probe: Probe): Origin | undefined {
+  const r = ask(a, probe, VERDICT_ONLY);
+  const o = r.verdict === 'accept' ? undefined : r.by?.origin;
+  return o && (o.kind === 'rule' || o.kind === 'rules' || o.kind === 'policy') && o.qube === qube ? o : undefined;
+}
 
 // ---- Turning what users type into probes ---------------------------------------------------
 
