@@ -184,7 +184,7 @@ export class Daemon {
       changed: (m, effect) => {
         this.model = m;
         this.effects.push(effect);
-        this.rules.note(m, effect);
+        this.ruleIndex.note(m, effect);
       },
       confirmTimer: (id, at) => this.arm(`confirm:${id}`, at === undefined ? undefined : at - this.now(), () => this.rollBack(id), true),
     });
@@ -325,7 +325,7 @@ export class Daemon {
   }
 
   /** Each qube's earliest rule expiry and the names its rules use, for the timers (rule-index.ts). */
-  private readonly rules = new RuleIndex();
+  private readonly ruleIndex = new RuleIndex();
 
   /**
    * Rule expiry (the rule is removed and the change applied), DNS refresh by TTL, tidying up once
@@ -335,11 +335,11 @@ export class Daemon {
   private armTimers(): void {
     this.arm('tidy', this.wired?.engine.needsTidy ? TIDY_AFTER_S : undefined, () => this.tidy(), true);
     const now = this.now();
-    const at = this.rules.nextExpiry();
+    const at = this.ruleIndex.nextExpiry();
     const next = at === undefined ? undefined : at + 1 - now;
     this.arm('expire', next, async () => {
       const t = this.now();
-      const expired = this.rules.expiredAt(t);
+      const expired = this.ruleIndex.expiredAt(t);
       const effect: Effect = expired.length ? { kind: 'rules', qubes: expired } : { kind: 'all' };
       await this.host!.change(effect, (m) => {
         for (const n of expired) {
@@ -357,14 +357,14 @@ export class Daemon {
       this.wired?.engine.nextDnsRefresh(now),
       async () => {
         const m = this.model;
-        const naming = (hosts: ReadonlySet<string>) => this.rules.naming(hosts, this.now());
+        const naming = (hosts: ReadonlySet<string>) => this.ruleIndex.naming(hosts, this.now());
         if (!m || !(await this.wired!.engine.refreshNames(m, { ...(asked ? { asked } : {}), naming }))) await this.host!.change({ kind: 'all' }, () => undefined);
         this.takeEffects();
         this.emit({ type: 'changed', effect: { kind: 'all' }, by: 'dns' });
       },
       false,
       async () => {
-        asked = this.model ? await this.wired!.engine.askNames(this.rules.names(this.now())) : undefined;
+        asked = this.model ? await this.wired!.engine.askNames(this.ruleIndex.names(this.now())) : undefined;
       },
     );
   }

@@ -55,18 +55,14 @@ export class DnsAnswers {
    * TTL has run out (`all`: every name now). Returns the names whose answer is new or differs from the one held.
    */
   async resolve(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Set<string>> {
-    return this.record(await this.lookup(model, now, only, all));
+    return this.record(await this.ask(namesToResolve(model, now, only), now, all));
   }
 
   /**
-   * The asking half of resolve(): what the resolver answers for the names due, held nowhere yet.
+   * The asking half of resolve(), for `names` (those the rules in effect use; the daemon keeps
+   * them, see daemon/rule-index.ts): what the resolver answers for the ones due, held nowhere yet.
    * The daemon asks outside its queue of changes (a lookup can take long) and records inside it.
    */
-  lookup(model: Model, now: number, only?: ReadonlySet<string>, all = false): Promise<Lookup> {
-    return this.ask(namesToResolve(model, now, only), now, all);
-  }
-
-  /** lookup() of these names (those the rules in effect use: the daemon keeps them, see daemon/rule-index.ts). */
   async ask(names: readonly string[], now: number, all = false): Promise<Lookup> {
     await this.load();
     const due = names.filter((n) => all || !this.resolutions.has(n) || this.expiresAt.get(n)! <= now);
