@@ -197,30 +197,30 @@ export class FileStore implements Store {
     const eager: Promise<void>[] = [];
     for (const q of model.qubes.values()) {
       const { qid, name, klass } = q;
-      const seen = (r: ReadRules, path: string) => byQid.set(qid, { qid, name, klass, path, ...r });
-      if (!only.has(name)) {
-        // Under the daemon's lifelong lock nobody else writes: what this store parsed or wrote last
-        // is what the file holds, taken with no stat (a thousand per edit) and no accessor
-        // (installLazyRules turns an object into a slow dictionary: 4-12 ms at 1,000 qubes).
-        const known = this.held ? this.parsed.get(this.rulesPath(name, klass)) : undefined;
-        if (known && !known.problem) {
-          q.rules = known.rules.slice();
-          kept.set(q, { qid, name, klass, path: this.rulesPath(name, klass), ...known });
-          continue;
-        }
+      const path = this.rulesPath(name, klass);
+      const other = !only.has(name);
+      // Under the daemon's lifelong lock nobody else writes: what this store parsed or wrote last
+      // is what another qube's file holds, taken with no stat (a thousand per edit) and no accessor
+      // (installLazyRules turns an object into a slow dictionary: 4-12 ms at 1,000 qubes).
+      const known = other && this.held ? this.parsed.get(path) : undefined;
+      if (known && !known.problem) {
+        q.rules = known.rules.slice();
+        kept.set(q, { qid, name, klass, path, ...known });
+        continue;
+      }
+      const seen = (r: ReadRules) => byQid.set(qid, { qid, name, klass, path, ...r });
+      if (other) {
         lazy.push(q);
         installLazyRules(q, () => {
-          const path = this.rulesPath(name, klass);
           const r = this.readRulesSync(path, name);
-          seen(r, path);
+          seen(r);
           return r;
         });
         continue;
       }
-      const path = this.rulesPath(name, klass);
       eager.push(
         this.readRules(path, name).then((r) => {
-          seen(r, path);
+          seen(r);
           q.rules = r.rules && r.rules.slice();
           if (r.problem) q.rulesProblem = { ...r.problem };
         }),
